@@ -1,0 +1,21 @@
+# Quick start: `make demo` (main job on the built-in demo data), `make test` (the test suite).
+# Both create or reuse .venv/ first.
+.PHONY: setup demo test lint bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	.venv/bin/python -m pytest -n 2 tests
+
+lint: setup
+	.venv/bin/ruff check src tests benchmarks components pipelines
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; .venv/bin/python $$b; done
+
+clean:
+	rm -rf outputs .pytest_cache

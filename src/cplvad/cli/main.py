@@ -1,0 +1,59 @@
+"""The ``cplvad`` command group; subcommands live in sibling modules and register themselves on ``cli``."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+from cplvad import __version__
+from cplvad.config import Config, load_config
+from cplvad.errors import CplvadError
+
+console = Console(stderr=True)
+
+
+class _Group(click.Group):
+    """Turns CplvadError into a one-paragraph message and exit status 2 (no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CplvadError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="cplvad")
+def cli() -> None:
+    """CPL-VAD: weakly supervised video anomaly detection with cross pseudo labels."""
+
+
+def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--params FILE`` and repeatable ``--set section.key=value``; pass a loaded ``config``."""
+
+    @click.option(
+        "--params",
+        "params_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Parameters file (default: ./params.yaml when present, else built-in defaults).",
+    )
+    @click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="SECTION.KEY=VALUE",
+        help="Override one parameter, e.g. --set train.epochs=5 (repeatable).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, params_file: str | None, overrides: tuple[str, ...], **kwargs: Any) -> Any:
+        config: Config = load_config(params_file, overrides)
+        return func(*args, config=config, **kwargs)
+
+    return wrapper

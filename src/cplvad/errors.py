@@ -1,0 +1,15 @@
+"""User-facing errors: the CLI prints their message (no traceback) and exits with status 2."""
+
+from __future__ import annotations
+
+
+class CplvadError(Exception):
+    """A problem with the user's input: the message says which file, what is wrong and what to do."""
+
+
+class ConfigError(CplvadError):
+    """A bad value in params.yaml or a --set override."""
+
+
+class DataError(CplvadError):
+    """A dataset manifest, list, annotation, feature or prediction file that cannot be used."""

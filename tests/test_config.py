@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from cplvad.config import Config, load_config
+from cplvad.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_root_params_file_equals_documented_defaults():
+    assert load_config(REPO / "params.yaml") == Config()
+
+
+def test_overrides_are_parsed_as_yaml_and_nested():
+    cfg = load_config(REPO / "params.yaml", ["train.epochs=3", "car.thresholds=[0.4, 0.6]", "clip.config_dir=/x"])
+    assert cfg.train.epochs == 3
+    assert cfg.car.thresholds == [0.4, 0.6]
+    assert cfg.clip.config_dir == "/x"
+
+
+def test_bad_literal_names_key_and_allowed_values():
+    with pytest.raises(ConfigError) as err:
+        load_config(REPO / "params.yaml", ["stage2.supervision=both"])
+    msg = str(err.value)
+    assert "stage2.supervision" in msg and "'both'" in msg
+    for allowed in ("cross", "b_to_c", "c_to_b", "self"):
+        assert allowed in msg
+
+
+def test_unknown_key_lists_allowed_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["train.epoch=3"])
+    msg = str(err.value)
+    assert "train.epoch" in msg and "unknown key" in msg and "epochs" in msg
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("model.max_len=100", "multiple of 32"),
+        ("car.thresholds=[1.5]", "(0, 1)"),
+        ("extract.sampling=median", "mean:K"),
+        ("train.lr=-1", "greater than 0"),
+    ],
+)
+def test_value_checks(override, fragment):
+    with pytest.raises(ConfigError, match=None) as err:
+        load_config(None, [override])
+    assert fragment in str(err.value)
+
+
+def test_malformed_override_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["train.epochs"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_flat_view_for_tracking():
+    flat = Config().flat()
+    assert flat["train.lr"] == 1e-4 and flat["stage2.supervision"] == "cross" and flat["seed"] == 0
