@@ -1,0 +1,110 @@
+"""CLIP from open_clip, from local files only (no hub, no download).
+
+``clip.pretrained`` is ``none`` (random weights, e.g. for tests and benchmarks), an open_clip state dict
+(loaded with ``weights_only=True``), or OpenAI's TorchScript release (``open_clip.load_openai_model``).
+Our own small configs (``src/cplvad/clip_configs``, e.g. ``cplvad-tiny`` for tests and the CPU demo) are
+always available; ``clip.config_dir`` adds a user's folder of extra open_clip model configs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cplvad.config import ClipConfig
+from cplvad.errors import ConfigError
+
+BUILTIN_CONFIGS = Path(__file__).with_name("clip_configs")
+
+
+@dataclass
+class ClipBundle:
+    model: torch.nn.Module
+    preprocess: Callable[[Any], torch.Tensor]
+    """open_clip's eval transform (PIL image -> normalised tensor)."""
+    tokenizer: Callable[..., torch.Tensor]
+    embed_dim: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights_sha256: str | None
+
+
+@cache
+def register_config_dir(config_dir: str) -> None:
+    import open_clip
+
+    path = Path(config_dir)
+    if not path.is_dir():
+        raise ConfigError(f"clip.config_dir {config_dir!r} is not a folder of open_clip model configs")
+    open_clip.add_model_config(path)
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in zf.namelist())
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBundle:
+    """Build the configured CLIP in eval mode on ``device``."""
+    import open_clip
+
+    register_config_dir(str(BUILTIN_CONFIGS))
+    if cfg.config_dir:
+        register_config_dir(str(Path(cfg.config_dir).resolve()))
+    if cfg.model not in open_clip.list_models():
+        raise ConfigError(
+            f"clip.model {cfg.model!r} is not an open_clip model; see open_clip.list_models() "
+            "or add its JSON config with clip.config_dir"
+        )
+    weights: Path | None = None
+    if cfg.pretrained.lower() != "none":
+        weights = Path(cfg.pretrained)
+        if not weights.is_file():
+            raise ConfigError(
+                f"clip.pretrained {cfg.pretrained!r} is not a file; give a local weights file or 'none' "
+                "(nothing is downloaded)"
+            )
+    if weights is not None and _is_torchscript(weights):
+        model = open_clip.load_openai_model(str(weights), precision="fp32", device="cpu")
+    else:
+        model = open_clip.create_model(cfg.model, pretrained=str(weights) if weights else None, device="cpu")
+    model = model.to(device).eval()
+    preprocess = open_clip.image_transform(
+        model.visual.image_size,
+        is_train=False,
+        mean=getattr(model.visual, "image_mean", None),
+        std=getattr(model.visual, "image_std", None),
+    )
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, tuple | list) else size
+    mean = tuple(getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
+    std = tuple(getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+    embed_dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") else int(model.visual.output_dim)
+    return ClipBundle(
+        model=model,
+        preprocess=preprocess,
+        tokenizer=open_clip.get_tokenizer(cfg.model),
+        embed_dim=embed_dim,
+        image_size=int(size),
+        mean=mean,
+        std=std,
+        weights_sha256=file_sha256(weights) if weights else None,
+    )

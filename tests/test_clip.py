@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from cplvad.clip import create_clip
+from cplvad.config import ClipConfig
+from cplvad.errors import ConfigError
+
+
+def test_tiny_builtin_config_builds_offline():
+    bundle = create_clip(ClipConfig(model="cplvad-tiny"))
+    assert bundle.embed_dim == 64 and bundle.image_size == 32 and bundle.weights_sha256 is None
+    with torch.no_grad():
+        assert bundle.model.encode_text(bundle.tokenizer(["a video of fighting"])).shape == (1, 64)
+
+
+def test_state_dict_weights_round_trip(tmp_path):
+    a = create_clip(ClipConfig(model="cplvad-tiny"))
+    path = tmp_path / "tiny.pt"
+    torch.save(a.model.state_dict(), path)
+    b = create_clip(ClipConfig(model="cplvad-tiny", pretrained=str(path)))
+    assert len(b.weights_sha256) == 64
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_clear_errors_for_unknown_model_and_missing_weights(tmp_path):
+    with pytest.raises(ConfigError, match="not an open_clip model"):
+        create_clip(ClipConfig(model="no-such-model"))
+    with pytest.raises(ConfigError, match="nothing is downloaded"):
+        create_clip(ClipConfig(model="cplvad-tiny", pretrained=str(tmp_path / "missing.pt")))
+    with pytest.raises(ConfigError, match="config_dir"):
+        create_clip(ClipConfig(model="cplvad-tiny", config_dir=str(tmp_path / "nope")))
