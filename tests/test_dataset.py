@@ -157,7 +157,8 @@ def test_relative_list_paths_without_features_root(demo_manifest, tmp_path):
     lst = tmp_path / "train.csv"
     lst.write_text("path,label\nfeats/v1__0.npy,Fighting\n")
     ds = load_dataset(_variant(demo_manifest, tmp_path, train_list=str(lst), features_root=None))
-    assert ds.train.samples() == [(0, feats / "v1__0.npy")]
+    [(video, row, path)] = ds.train.samples()
+    assert (video, row.crop, path) == (0, 0, feats / "v1__0.npy")
     shutil.rmtree(feats)
     with pytest.raises(DataError, match="not found"):
         ds.train.samples()

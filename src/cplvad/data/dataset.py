@@ -124,9 +124,9 @@ class FeatureList:
     def crop_paths(self, video: Video) -> list[Path]:
         return [self.locate(row) for row in video.rows]
 
-    def samples(self) -> list[tuple[int, Path]]:
-        """Every (video index, crop file) pair of this list, located on disk: one training sample each."""
-        return [(i, self.locate(row)) for i, v in enumerate(self.videos) for row in v.rows]
+    def samples(self) -> list[tuple[int, FeatureRow, Path]]:
+        """Every (video index, list row, crop file) of this list, located on disk: one training sample each."""
+        return [(i, row, self.locate(row)) for i, v in enumerate(self.videos) for row in v.rows]
 
 
 def read_feature_list(path: Path, classes: ClassList, features_root: Path | None, split: str) -> FeatureList:

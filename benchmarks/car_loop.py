@@ -1,0 +1,85 @@
+"""A straightforward CAR: Python loops per video, snippet, threshold and segment.
+
+It is the yardstick of ``bench_car.py`` and the independent reference that tests compare the vectorised
+``cplvad.pseudo.car.refine`` with (same definitions, written the obvious way).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cplvad.config import CarConfig
+
+
+def _upsample(level: np.ndarray, scale: int, valid: int, n: int) -> np.ndarray:
+    """Value j sits at snippet scale*j; linear in between, the last value held."""
+    return np.interp(np.arange(n), scale * np.arange(valid), level[:valid])
+
+
+def _aggregate(values: list[float], sigma_min: float) -> float:
+    med = float(np.median(values))
+    mad = float(np.median([abs(v - med) for v in values]))
+    sigma = max(1.4826 * mad, sigma_min)
+    weights = []
+    for i, xi in enumerate(values):
+        weights.append(sum(math.exp(-((xi - xj) ** 2) / (2 * sigma**2)) for j, xj in enumerate(values) if j != i))
+    total = sum(weights)
+    if total == 0:
+        weights, total = [1.0] * len(values), float(len(values))
+    return sum(w * v for w, v in zip(weights, values, strict=True)) / total
+
+
+def _runs(b: list[bool]) -> list[list[int]]:
+    runs, start = [], None
+    for t, on in enumerate(b + [False]):
+        if on and start is None:
+            start = t
+        elif not on and start is not None:
+            runs.append([start, t - 1])
+            start = None
+    return runs
+
+
+def refine_loop(level_scores: list[np.ndarray], lengths: np.ndarray, abnormal: np.ndarray, n: int, cfg: CarConfig) -> np.ndarray:
+    out = np.zeros((len(lengths), n), dtype=np.float32)
+    for v, valid in enumerate(int(x) for x in lengths):
+        if not abnormal[v]:
+            continue
+        x = np.stack([
+            _upsample(lv[v], 2**i, -(-valid // 2**i), n) for i, lv in enumerate(level_scores)
+        ])
+        if cfg.enabled:
+            s = [_aggregate(list(x[:, t]), cfg.sigma_min) for t in range(valid)]
+        else:
+            s = [float(np.mean(x[:, t])) for t in range(valid)]
+        votes = [0] * valid
+        for th in cfg.thresholds:
+            for start, end in _runs([val >= th for val in s]):
+                for t in range(start, end + 1):
+                    votes[t] += 1
+        b = [2 * c >= len(cfg.thresholds) for c in votes]
+        if not cfg.enabled:
+            out[v, :valid] = b
+            continue
+        segments: list[list[int]] = []
+        for seg in _runs(b):
+            if segments and seg[0] - segments[-1][1] - 1 <= cfg.max_gap:
+                segments[-1][1] = seg[1]
+            else:
+                segments.append(seg)
+        segments = [seg for seg in segments if seg[1] - seg[0] + 1 >= cfg.min_length]
+        if not segments and cfg.keep_topk:
+            k = valid // 16 + 1
+            top = sorted(range(valid), key=lambda t: -s[t])[:k]
+            segments = _runs([t in top for t in range(valid)])
+        for start, end in segments:
+            half = (end - start + 1) / 2
+            centre = (start + end) / 2
+            flat = cfg.flat_ratio * half
+            sigma = (half - flat) / 3
+            for t in range(start, end + 1):
+                d = max(abs(t - centre) - flat, 0.0)
+                out[v, t] = 1.0 if d == 0 else math.exp(-(d**2) / (2 * max(sigma, 1e-6) ** 2))
+    return out

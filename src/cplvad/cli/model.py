@@ -1,0 +1,75 @@
+"""Model commands: ``train``, ``pseudo-labels``, ``evaluate`` and ``run`` (all of it)."""
+
+from __future__ import annotations
+
+import click
+
+from cplvad.cli.main import cli, config_options, console
+from cplvad.config import Config
+from cplvad.errors import CplvadError
+from cplvad.workflow import evaluate as evaluate_model
+from cplvad.workflow import make_pseudo_labels, run_all, train_stage
+
+_dataset = click.option("--dataset", "dataset_path", type=click.Path(dir_okay=False), required=True, help="dataset.yaml")
+_quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+@cli.command("train")
+@_dataset
+@click.option("--stage", type=click.IntRange(1, 2), required=True, help="1: video labels only; 2: cross pseudo labels.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
+@click.option("--pseudo", type=click.Path(dir_okay=False), default=None, help="pseudo.npz (stage 2 only).")
+@click.option("--force", is_flag=True, help="Retrain even if --out holds a finished or different model.")
+@_quiet
+@config_options
+def train_cmd(dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, quiet: bool, config: Config) -> None:
+    """Train stage 1 or stage 2; an interrupted run resumes from its last checkpoint."""
+    if (stage == 2) != (pseudo is not None):
+        raise CplvadError("--pseudo is required for --stage 2 and not accepted for --stage 1")
+    result = train_stage(dataset_path, out, stage, config, pseudo_path=pseudo, force=force, progress=not quiet)
+    if result.skipped:
+        console.print(f"{out} already holds this stage-{stage} model for the same config and data: nothing to do")
+    else:
+        last = result.history[-1] if result.history else {}
+        console.print(f"stage {stage} trained in {result.seconds:.1f}s (final loss {last.get('loss', float('nan')):.4f}) -> {out}")
+
+
+@cli.command("pseudo-labels")
+@_dataset
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True, help="Stage-1 model directory.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="pseudo.npz to write.")
+@_quiet
+@config_options
+def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, config: Config) -> None:
+    """Score the training videos with a stage-1 model and refine both branches with CAR (car section)."""
+    pseudo = make_pseudo_labels(dataset_path, model_dir, out, config, progress=not quiet)
+    stats = ", ".join(f"{k} {v:.3f}" for k, v in pseudo.stats().items())
+    console.print(f"wrote {out}: {len(pseudo.keys)} training samples; {stats}")
+
+
+@cli.command("evaluate")
+@_dataset
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True, help="Model directory.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="metrics.json to write.")
+@click.option("--predictions-out", type=click.Path(dir_okay=False), default=None, help="Also write predictions (P.npz).")
+@_quiet
+@config_options
+def evaluate_cmd(dataset_path: str, model_dir: str, out: str, predictions_out: str | None, quiet: bool, config: Config) -> None:
+    """Score the test list and compute the published metrics."""
+    evaluate_model(dataset_path, model_dir, config, out, predictions_out, progress=not quiet, console=console)
+    console.print(f"wrote {out}" + (f" and {predictions_out}" if predictions_out else ""))
+
+
+@cli.command("run")
+@_dataset
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+@_quiet
+@config_options
+def run_cmd(dataset_path: str, out: str, quiet: bool, config: Config) -> None:
+    """Everything: stage 1 (+ its metrics), pseudo labels, stage 2 (+ final metrics); resumable."""
+    results = run_all(dataset_path, out, config, progress=not quiet, console=console)
+    s1, s2 = results["stage1"], results["stage2"]
+    console.print(
+        f"done: {out}/metrics.json  frame AUC {s1['frame_auc_binary']} -> {s2['frame_auc_binary']} (stage 1 -> 2), "
+        f"AP {s1['frame_ap_binary']} -> {s2['frame_ap_binary']}, mAP {s1['map_avg']} -> {s2['map_avg']}"
+    )

@@ -1,0 +1,1 @@
+"""The CPL-VAD model: temporal pyramid encoder, B-branch head, C-branch prompts, losses, factory."""

@@ -1,0 +1,1 @@
+"""Training: samples in memory, balanced batches, the resumable training loop."""

@@ -1,0 +1,106 @@
+"""The stages of the method as functions on paths, shared by the CLI, DVC stages and Kubeflow components."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from cplvad.config import Config
+from cplvad.data.dataset import Dataset, load_dataset
+from cplvad.eval.metrics import compute_metrics, print_metrics
+from cplvad.eval.predictions import Predictions, validate
+from cplvad.inference import predict_test_set
+from cplvad.io import write_json
+from cplvad.modeling.factory import check_classes, load_model
+from cplvad.pseudo.labels import PseudoLabels, generate
+from cplvad.train.data import TrainingSet, load_training_set
+from cplvad.train.trainer import TrainResult, resolve_device, train
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.npz"
+PSEUDO_FILE = "pseudo.npz"
+
+
+def _training_set(dataset: Dataset, config: Config, progress: bool) -> TrainingSet:
+    return load_training_set(dataset, config.model.max_len, progress=progress)
+
+
+def train_stage(
+    dataset_path: str | Path,
+    out_dir: str | Path,
+    stage: int,
+    config: Config,
+    pseudo_path: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    dataset = load_dataset(dataset_path)
+    pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
+    data = _training_set(dataset, config, progress)
+    return train(config, data, out_dir, stage, list(dataset.classes.names), dataset.name, pseudo, progress, force)
+
+
+def make_pseudo_labels(
+    dataset_path: str | Path, model_dir: str | Path, out: str | Path, config: Config, progress: bool = True
+) -> PseudoLabels:
+    """Pseudo labels of every training sample from a (stage-1) model, refined with ``config.car``."""
+    dataset = load_dataset(dataset_path)
+    device = resolve_device(config.train.device)
+    model, model_config, meta = load_model(model_dir, device)
+    check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
+    data = load_training_set(dataset, model_config.model.max_len, progress=progress)
+    pseudo = generate(model, data, config.car, device, progress=progress)
+    pseudo.save(out)
+    return pseudo
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float | None]
+    predictions: Predictions
+
+
+def evaluate(
+    dataset_path: str | Path,
+    model_dir: str | Path,
+    config: Config,
+    metrics_out: str | Path | None = None,
+    predictions_out: str | Path | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> Evaluation:
+    """Score the test list with a model, compute the published metrics, write them (atomically)."""
+    dataset = load_dataset(dataset_path)
+    device = resolve_device(config.train.device)
+    model, _, meta = load_model(model_dir, device)
+    check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
+    pred = validate(predict_test_set(model, dataset, device, progress=progress), dataset, source=str(model_dir))
+    metrics = compute_metrics(dataset, pred, smoothing=config.eval.smoothing)
+    if predictions_out is not None:
+        pred.save(predictions_out)
+    if metrics_out is not None:
+        write_json(metrics_out, metrics)
+    if console is not None:
+        print_metrics(metrics, title=f"{dataset.name}: {model_dir}", console=console)
+    return Evaluation(metrics, pred)
+
+
+def run_all(
+    dataset_path: str | Path, out_dir: str | Path, config: Config, progress: bool = True, console: Console | None = None
+) -> dict[str, dict[str, float | None]]:
+    """Stage 1, its evaluation (the baseline row), pseudo labels, stage 2 and the final evaluation.
+
+    Each step is skipped when its output already exists for the same inputs, so an interrupted run resumes.
+    """
+    out = Path(out_dir)
+    stage1, stage2, pseudo = out / "stage1", out / "stage2", out / PSEUDO_FILE
+    train_stage(dataset_path, stage1, 1, config, progress=progress)
+    m1 = evaluate(dataset_path, stage1, config, stage1 / METRICS_FILE, stage1 / PREDICTIONS_FILE, progress, console)
+    make_pseudo_labels(dataset_path, stage1, pseudo, config, progress=progress)
+    train_stage(dataset_path, stage2, 2, config, pseudo_path=pseudo, progress=progress)
+    m2 = evaluate(dataset_path, stage2, config, stage2 / METRICS_FILE, stage2 / PREDICTIONS_FILE, progress, console)
+    shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
+    return {"stage1": m1.metrics, "stage2": m2.metrics}

@@ -1,0 +1,117 @@
+"""CAR pieces pinned with hand-computed values, and the vectorised CAR against a per-video loop."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cplvad.config import CarConfig
+from cplvad.pseudo.car import (
+    aggregate_scales,
+    drop_short_runs,
+    fill_gaps,
+    flat_gaussian,
+    refine,
+    threshold_vote,
+    topk_fallback,
+)
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "car_loop.py"
+
+
+def levels(*values):
+    """(1, L, 1) tensor: one snippet, one score per level."""
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1)
+
+
+def test_rbf_weights_with_mad_bandwidth_hand_computed():
+    # x = (0.1, 0.5, 0.6): median 0.5, |x - med| = (0.4, 0, 0.1), MAD 0.1 -> sigma = 0.14826, 2 sigma^2 = 0.043963
+    # w ∝ (e^-0.16/2s² + e^-0.25/2s², e^-0.16/2s² + e^-0.01/2s², e^-0.25/2s² + e^-0.01/2s²)
+    #   = (0.029656, 0.822813, 0.799938) -> s = Σ w x / Σ w = 0.541232
+    assert aggregate_scales(levels(0.1, 0.5, 0.6), 0.05).item() == pytest.approx(0.541232, abs=1e-5)
+
+
+def test_equal_levels_get_uniform_weights_and_an_outlier_gets_none():
+    assert aggregate_scales(levels(0.3, 0.3, 0.3, 0.3, 0.3, 0.3), 0.05).item() == pytest.approx(0.3)
+    # five levels agree at 0.8, one says 0.1: MAD 0 -> sigma_min 0.05 -> outlier weight ~ e^-98
+    assert aggregate_scales(levels(0.8, 0.8, 0.8, 0.8, 0.8, 0.1), 0.05).item() == pytest.approx(0.8, abs=1e-6)
+    # plain mean would be 0.6833; the bandwidth floor keeps a near-tie from being an "outlier"
+    assert aggregate_scales(levels(0.5, 0.5, 0.5, 0.52), 0.05).item() == pytest.approx(0.505, abs=1e-3)
+    # a single level: no pair, all weights vanish -> uniform
+    assert aggregate_scales(levels(0.42), 0.05).item() == pytest.approx(0.42)
+
+
+def test_median_of_an_even_count_is_the_mean_of_the_middle_two():
+    # x = (0, 0, 1, 1): true median 0.5, MAD 0.5 -> sigma 0.7413; all pairs symmetric -> s = 0.5
+    assert aggregate_scales(levels(0.0, 0.0, 1.0, 1.0), 0.05).item() == pytest.approx(0.5)
+
+
+def test_threshold_vote():
+    s = torch.tensor([[0.3, 0.45, 0.55, 0.7]])
+    assert threshold_vote(s, [0.5]).tolist() == [[False, False, True, True]]
+    # reaches at least half of (0.4, 0.5, 0.6)? 0.45 -> 1 of 3 (no), 0.55 -> 2 of 3 (yes)
+    assert threshold_vote(s, [0.4, 0.5, 0.6]).tolist() == [[False, False, True, True]]
+
+
+def test_merge_and_filter():
+    b = torch.tensor([[0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 1, 0]], dtype=torch.bool)
+    merged = fill_gaps(b, 2)
+    # gaps of 2 (3-4) and 1 (12) are closed; the gap of 3 (8-10) and the trailing 0 stay
+    assert merged.int().tolist() == [[0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0]]
+    kept = drop_short_runs(merged, 3)
+    # runs: 1-7 (7), 11-13 (3), 17-18 (2, dropped)
+    assert kept.int().tolist() == [[0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0]]
+
+
+def test_flat_gaussian_shape():
+    # run of 20: half 10, flat half 6 around centre 9.5 -> snippets 4..15 are 1 (12 = 0.6 x 20);
+    # tails sigma = (10 - 6) / 3: snippet 3 is 0.5 past the flat part -> exp(-0.25 / (2 * 16/9)) = 0.9321;
+    # snippet 0 is 3.5 past -> exp(-12.25 / (32/9)) = 0.0319
+    out = flat_gaussian(torch.ones(1, 20, dtype=torch.bool), 0.6)[0]
+    assert torch.all(out[4:16] == 1.0)
+    assert out[3].item() == pytest.approx(0.93205, abs=1e-4) and out[16].item() == pytest.approx(0.93205, abs=1e-4)
+    assert out[0].item() == pytest.approx(0.031894, abs=1e-5) and out[19].item() == pytest.approx(0.031894, abs=1e-5)
+    b = torch.tensor([[0, 1, 1, 1, 0]], dtype=torch.bool)
+    assert flat_gaussian(b, 1.0).tolist() == [[0.0, 1.0, 1.0, 1.0, 0.0]]
+
+
+def test_topk_fallback_only_for_abnormal_videos_without_runs():
+    scores = torch.tensor([[0.1, 0.4, 0.3, 0.2], [0.1, 0.4, 0.3, 0.2]])
+    b = torch.zeros(2, 4, dtype=torch.bool)
+    valid = torch.ones(2, 4, dtype=torch.bool)
+    out = topk_fallback(b, scores, valid, torch.tensor([True, False]))
+    assert out.tolist() == [[False, True, False, False], [False, False, False, False]]  # k = 4 // 16 + 1 = 1
+
+
+def test_normal_videos_and_padding_get_zero():
+    n = 32
+    scores = [torch.full((2, n // 2**i), 0.9) for i in range(3)]
+    masks = [torch.arange(n // 2**i)[None, :] < torch.tensor([[20 // 2**i + (20 % 2**i > 0)], [n // 2**i]]) for i in range(3)]
+    out = refine(scores, masks, torch.tensor([True, False]), n, CarConfig())
+    assert out[1].sum() == 0 and out[0, 20:].sum() == 0 and out[0, :20].max() == 1.0
+    off = refine(scores, masks, torch.tensor([True, False]), n, CarConfig(enabled=False))
+    assert off[0, :20].tolist() == [1.0] * 20 and off[0, 20:].sum() == 0 and off[1].sum() == 0
+
+
+def test_vectorised_car_equals_a_per_video_loop():
+    spec = importlib.util.spec_from_file_location("car_loop", BENCH)
+    car_loop = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(car_loop)
+    rng = np.random.default_rng(0)
+    n, levels_ = 64, 4
+    lengths = rng.integers(5, n + 1, size=40)
+    abnormal = rng.random(40) < 0.7
+    # smooth random scores so runs, gaps and short runs all occur
+    base = np.clip(np.cumsum(rng.normal(0, 0.15, (40, n)), axis=1) * 0.3 + 0.5, 0, 1)
+    scores, masks = [], []
+    for i in range(levels_):
+        t = n // 2**i
+        lv = np.clip(base[:, :: 2**i][:, :t] + rng.normal(0, 0.05, (40, t)), 0, 1)
+        scores.append(torch.tensor(lv, dtype=torch.float32))
+        masks.append(torch.arange(t)[None, :] < torch.tensor(-(-lengths // 2**i))[:, None])
+    for cfg in (CarConfig(), CarConfig(thresholds=[0.4, 0.5, 0.6], max_gap=1, min_length=2), CarConfig(enabled=False)):
+        fast = refine(scores, masks, torch.tensor(abnormal), n, cfg).numpy()
+        slow = car_loop.refine_loop([s.numpy() for s in scores], lengths, abnormal, n, cfg)
+        np.testing.assert_allclose(fast, slow, atol=1e-5)
