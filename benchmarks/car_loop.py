@@ -42,13 +42,14 @@ def _runs(b: list[bool]) -> list[list[int]]:
     return runs
 
 
-def refine_loop(level_scores: list[np.ndarray], lengths: np.ndarray, abnormal: np.ndarray, n: int, cfg: CarConfig) -> np.ndarray:
+def refine_loop(level_scores: np.ndarray, lengths: np.ndarray, abnormal: np.ndarray, n: int, cfg: CarConfig) -> np.ndarray:
+    """``level_scores``: (N, L, n), level i in its first n / 2^i positions; ``lengths``: valid snippets."""
     out = np.zeros((len(lengths), n), dtype=np.float32)
     for v, valid in enumerate(int(x) for x in lengths):
         if not abnormal[v]:
             continue
         x = np.stack([
-            _upsample(lv[v], 2**i, -(-valid // 2**i), n) for i, lv in enumerate(level_scores)
+            _upsample(level_scores[v, i], 2**i, -(-valid // 2**i), n) for i in range(level_scores.shape[1])
         ])
         if cfg.enabled:
             s = [_aggregate(list(x[:, t]), cfg.sigma_min) for t in range(valid)]

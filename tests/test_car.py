@@ -85,13 +85,29 @@ def test_topk_fallback_only_for_abnormal_videos_without_runs():
     assert out.tolist() == [[False, True, False, False], [False, False, False, False]]  # k = 4 // 16 + 1 = 1
 
 
+def _stacked(videos, n, levels, lengths, rng):
+    """Smooth random scores (N, L, n) in the model's level layout, and their masks."""
+    base = np.clip(np.cumsum(rng.normal(0, 0.15, (videos, n)), axis=1) * 0.3 + 0.5, 0, 1)
+    scores = np.zeros((videos, levels, n), dtype=np.float32)
+    masks = np.zeros((videos, levels, n), dtype=bool)
+    for i in range(levels):
+        t = n // 2**i
+        scores[:, i, :t] = np.clip(base[:, :: 2**i][:, :t] + rng.normal(0, 0.05, (videos, t)), 0, 1)
+        masks[:, i, :t] = np.arange(t)[None, :] < -(-lengths // 2**i)[:, None]
+    return scores, masks
+
+
 def test_normal_videos_and_padding_get_zero():
     n = 32
-    scores = [torch.full((2, n // 2**i), 0.9) for i in range(3)]
-    masks = [torch.arange(n // 2**i)[None, :] < torch.tensor([[20 // 2**i + (20 % 2**i > 0)], [n // 2**i]]) for i in range(3)]
-    out = refine(scores, masks, torch.tensor([True, False]), n, CarConfig())
+    lengths = np.array([20, 32])
+    masks = np.zeros((2, 3, n), dtype=bool)
+    for i in range(3):
+        masks[:, i, : n // 2**i] = np.arange(n // 2**i)[None, :] < -(-lengths // 2**i)[:, None]
+    scores = torch.full((2, 3, n), 0.9)
+    abnormal = torch.tensor([True, False])
+    out = refine(scores, torch.from_numpy(masks), abnormal, n, CarConfig())
     assert out[1].sum() == 0 and out[0, 20:].sum() == 0 and out[0, :20].max() == 1.0
-    off = refine(scores, masks, torch.tensor([True, False]), n, CarConfig(enabled=False))
+    off = refine(scores, torch.from_numpy(masks), abnormal, n, CarConfig(enabled=False))
     assert off[0, :20].tolist() == [1.0] * 20 and off[0, 20:].sum() == 0 and off[1].sum() == 0
 
 
@@ -100,18 +116,11 @@ def test_vectorised_car_equals_a_per_video_loop():
     car_loop = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(car_loop)
     rng = np.random.default_rng(0)
-    n, levels_ = 64, 4
+    n = 64
     lengths = rng.integers(5, n + 1, size=40)
     abnormal = rng.random(40) < 0.7
-    # smooth random scores so runs, gaps and short runs all occur
-    base = np.clip(np.cumsum(rng.normal(0, 0.15, (40, n)), axis=1) * 0.3 + 0.5, 0, 1)
-    scores, masks = [], []
-    for i in range(levels_):
-        t = n // 2**i
-        lv = np.clip(base[:, :: 2**i][:, :t] + rng.normal(0, 0.05, (40, t)), 0, 1)
-        scores.append(torch.tensor(lv, dtype=torch.float32))
-        masks.append(torch.arange(t)[None, :] < torch.tensor(-(-lengths // 2**i))[:, None])
+    scores, masks = _stacked(40, n, 4, lengths, rng)
     for cfg in (CarConfig(), CarConfig(thresholds=[0.4, 0.5, 0.6], max_gap=1, min_length=2), CarConfig(enabled=False)):
-        fast = refine(scores, masks, torch.tensor(abnormal), n, cfg).numpy()
-        slow = car_loop.refine_loop([s.numpy() for s in scores], lengths, abnormal, n, cfg)
+        fast = refine(torch.from_numpy(scores), torch.from_numpy(masks), torch.tensor(abnormal), n, cfg).numpy()
+        slow = car_loop.refine_loop(scores, lengths, abnormal, n, cfg)
         np.testing.assert_allclose(fast, slow, atol=1e-5)

@@ -23,19 +23,25 @@ def tiny_model():
 
 
 def test_level_upsampling_positions():
-    # level 0: snippets 0..5; level 1 value j at snippet 2j; level 2 value j at snippet 4j
-    lv0 = torch.arange(6.0)[None]
-    lv1 = torch.tensor([[10.0, 20.0, 30.0]])
-    lv2 = torch.tensor([[100.0, 200.0]])
-    masks = [torch.ones_like(v, dtype=torch.bool) for v in (lv0, lv1, lv2)]
-    up = upsample_levels([lv0, lv1, lv2], masks, 6)[0]
-    assert up[0].tolist() == [0, 1, 2, 3, 4, 5]
-    assert up[1].tolist() == [10, 15, 20, 25, 30, 30]  # snippet 5 is past the last value: held
-    assert up[2].tolist() == [100, 125, 150, 175, 200, 200]
+    # LevelOutputs layout: level i uses its first n / 2^i positions; value j sits at snippet 2^i * j
+    values = torch.zeros(1, 3, 8)
+    values[0, 0] = torch.arange(8.0)
+    values[0, 1, :4] = torch.tensor([10.0, 20.0, 30.0, 40.0])
+    values[0, 2, :2] = torch.tensor([100.0, 200.0])
+    full = torch.zeros(1, 3, 8, dtype=torch.bool)
+    full[0, 0], full[0, 1, :4], full[0, 2, :2] = True, True, True
+    up = upsample_levels(values, full, 8)[0]
+    assert up[0].tolist() == list(range(8))
+    assert up[1].tolist() == [10, 15, 20, 25, 30, 35, 40, 40]  # snippet 7 is past the last value: held
+    assert up[2].tolist() == [100, 125, 150, 175, 200, 200, 200, 200]
     # a video with 3 valid snippets: level 1 has 2 valid values, padding is never interpolated in
-    masks = [torch.tensor([[1, 1, 1, 0, 0, 0]]).bool(), torch.tensor([[1, 1, 0]]).bool(), torch.tensor([[1, 0]]).bool()]
-    up = upsample_levels([lv0, lv1, lv2], masks, 6)[0]
+    short = torch.zeros(1, 3, 8, dtype=torch.bool)
+    short[0, 0, :3], short[0, 1, :2], short[0, 2, :1] = True, True, True
+    up = upsample_levels(values, short, 8)[0]
     assert up[1, :3].tolist() == [10, 15, 20] and up[2, :3].tolist() == [100, 100, 100]
+    # class logits (B, L, n, M) interpolate the same way, per class
+    up4 = upsample_levels(torch.stack([values, 2 * values], dim=-1), full, 8)[0]
+    assert up4[1, :, 1].tolist() == [20, 30, 40, 50, 60, 70, 80, 80]
 
 
 def test_padding_never_leaks_into_valid_positions(tiny_model):
@@ -46,12 +52,23 @@ def test_padding_never_leaks_into_valid_positions(tiny_model):
     noisy[0, 20:] = torch.randn(12, 16) * 100
     with torch.no_grad():
         a, b = tiny_model(x, mask), tiny_model(noisy, mask)
-    for la, lb, m in zip(a.binary, b.binary, a.masks):
-        torch.testing.assert_close(la[m], lb[m])
-    for la, lb, m in zip(a.classes, b.classes, a.masks):
-        torch.testing.assert_close(la[m], lb[m])
-    assert [m.shape[1] for m in a.masks] == [32, 16, 8]
-    assert [int(m[0].sum()) for m in a.masks] == [20, 10, 5]
+    torch.testing.assert_close(a.binary[a.mask], b.binary[b.mask])
+    torch.testing.assert_close(a.classes[a.mask], b.classes[b.mask])
+    assert a.binary.shape == (2, 3, 32) and a.classes.shape == (2, 3, 32, 3)
+    assert a.mask[0].sum(dim=1).tolist() == [20, 10, 5] and a.mask[1].sum(dim=1).tolist() == [32, 16, 8]
+
+
+def test_one_pass_over_concatenated_levels_equals_scoring_each_level(tiny_model):
+    torch.manual_seed(1)
+    x = torch.randn(2, 32, 16)
+    mask = torch.arange(32)[None] < torch.tensor([[27], [32]])
+    with torch.no_grad():
+        out = tiny_model(x, mask)
+        feats, masks = tiny_model.encoder(x, mask)
+        for i, (f, m) in enumerate(zip(feats, masks)):
+            alone = tiny_model.binary_head(f, m)
+            t = f.shape[2]
+            torch.testing.assert_close(out.binary[:, i, :t], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_binary_head_starts_at_the_prior(tiny_model):
@@ -78,16 +95,18 @@ def test_causal_eot_shortcut_equals_full_77_token_encoding(tiny_model):
     prompts = tiny_model.prompts
     with torch.no_grad():
         truncated = prompts.encode()
-        emb = prompts.encoder.token_embedding(prompts.template_ids)
-        emb = emb.unsqueeze(0).expand(prompts.levels, -1, -1, -1).clone()
-        n_type = prompts.type_tokens.shape[1]
-        for m, p in enumerate(prompts.prefix_len):
-            emb[:, m, p : p + n_type] = prompts.type_tokens[0 if m == 0 else 1]
-            emb[:, m, p + n_type : prompts.eot[m]] = prompts.level_tokens
+        emb = prompts.embeddings()
         padded = torch.zeros(*emb.shape[:2], 77, emb.shape[-1])
         padded[:, :, : emb.shape[2]] = emb
         full = prompts.encoder(padded.flatten(0, 1), prompts.eot.repeat(prompts.levels)).view_as(truncated)
     torch.testing.assert_close(truncated, full, rtol=1e-5, atol=1e-5)
+    # prompt layout: [SOT] a video of <words> [8 type tokens] [2 level tokens] [EOT]
+    words = len(clip.tokenizer(["a video of road accidents"])[0].nonzero()) - 2  # minus SOT and EOT
+    m = 2  # RoadAccidents
+    assert int(prompts.eot[m]) == 1 + words + 8 + 2
+    torch.testing.assert_close(emb[2, m, 1 + words], prompts.type_tokens[1, 0])
+    torch.testing.assert_close(emb[2, m, 1 + words + 8], prompts.level_tokens[2, 0])
+    torch.testing.assert_close(emb[0, 0, 1 + 3 + 1], prompts.type_tokens[0, 0])  # "a video of normal": N_P
 
 
 def test_gradients_reach_prompt_tokens_not_clip(tiny_model):
@@ -103,25 +122,28 @@ def test_gradients_reach_prompt_tokens_not_clip(tiny_model):
 
 
 def test_topk_mean_over_valid_positions():
-    values = torch.tensor([[0.1, 0.9, 0.5, 0.95] + [0.0] * 16, [0.2] * 20])
-    mask = torch.tensor([[True] * 3 + [False] * 17, [True] * 20])
+    values = torch.tensor([[[0.1, 0.9, 0.5, 0.95] + [0.0] * 16, [0.2] * 20]])  # (B=1, L=2, n=20)
+    mask = torch.tensor([[[True] * 3 + [False] * 17, [True] * 20]])
     k = topk_count(mask)
-    assert k.tolist() == [1, 2]  # floor(3/16)+1, floor(20/16)+1
-    assert topk_mean(values, mask, k).tolist() == pytest.approx([0.9, 0.2])  # 0.95 is padding
+    assert k.tolist() == [[1, 2]]  # floor(3/16)+1, floor(20/16)+1
+    assert topk_mean(values, mask, k)[0].tolist() == pytest.approx([0.9, 0.2])  # 0.95 is padding
 
 
 def test_topk_bce_and_mil_align_hand_values():
     # one level, 4 valid snippets -> k = 1; logits 0 and ln 3 -> top-1 probability 0.75
-    logits = [torch.tensor([[0.0, math.log(3.0), 0.0, 0.0]])]
-    masks = [torch.ones(1, 4, dtype=torch.bool)]
-    assert topk_bce(logits, masks, torch.tensor([1.0])).item() == pytest.approx(-math.log(0.75), rel=1e-5)
-    assert topk_bce(logits, masks, torch.tensor([0.0])).item() == pytest.approx(-math.log(0.25), rel=1e-5)
+    logits = torch.tensor([[[0.0, math.log(3.0), 0.0, 0.0]]])
+    mask = torch.ones(1, 1, 4, dtype=torch.bool)
+    assert topk_bce(logits, mask, torch.tensor([1.0])).item() == pytest.approx(-math.log(0.75), rel=1e-5)
+    assert topk_bce(logits, mask, torch.tensor([0.0])).item() == pytest.approx(-math.log(0.25), rel=1e-5)
     # classes (normal, A, B): top-1 per class -> video logits (1, 2, 0); label A+B -> target (0, .5, .5)
-    cls = [torch.tensor([[[1.0, 2.0, 0.0], [0.0, 1.0, -1.0]]])]
-    m2 = [torch.ones(1, 2, dtype=torch.bool)]
+    cls = torch.tensor([[[[1.0, 2.0, 0.0], [0.0, 1.0, -1.0]]]])
+    m2 = torch.ones(1, 1, 2, dtype=torch.bool)
     log_p = torch.log_softmax(torch.tensor([1.0, 2.0, 0.0]), 0)
     expected = -(0.5 * log_p[1] + 0.5 * log_p[2]).item()
     assert mil_align(cls, m2, torch.tensor([[0.0, 1.0, 1.0]])).item() == pytest.approx(expected, rel=1e-5)
+    # two levels average: the second level alone would give -log(0.25) for a normal video
+    two = torch.tensor([[[0.0, math.log(3.0)], [math.log(3.0), 0.0]]])
+    assert topk_bce(two, torch.ones(1, 2, 2, dtype=torch.bool), torch.tensor([0.0])).item() == pytest.approx(-math.log(0.25))
 
 
 def test_focal_loss_at_soft_targets():

@@ -64,7 +64,10 @@ def test_training_is_deterministic_and_skips_when_done(stage1, demo_manifest, tm
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert train_stage(demo_manifest, out, 1, tiny_config(), progress=False).skipped
     with pytest.raises(DataError, match="different config"):
-        train_stage(demo_manifest, out, 1, tiny_config(**{"train.lr": 0.01}), progress=False)
+        train_stage(demo_manifest, tmp_path / "again", 1, tiny_config(**{"train.lr": 0.01}), progress=False)
+    forced = train_stage(demo_manifest, tmp_path / "again", 1, tiny_config(**{"train.lr": 0.01}), progress=False, force=True)
+    assert not forced.skipped and not torch.equal(weights(tmp_path / "again")["binary_head.cls.conv.bias"],
+                                                  a["binary_head.cls.conv.bias"])
 
 
 def test_interrupted_training_resumes_to_the_same_weights(demo_manifest, tmp_path, monkeypatch):

@@ -78,8 +78,9 @@ class TrainConfig(_Section):
     """Each batch holds as many normal as abnormal videos."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
-    """Mixed precision on CUDA (ignored on CPU)."""
-    num_workers: int = Field(0, ge=0)
+    """Mixed precision (bf16) on CUDA (ignored on CPU)."""
+    cuda_graphs: bool = True
+    """Replay each training step as one CUDA graph (CUDA and balanced batches only; falls back to eager)."""
     checkpoint_every: int = Field(1, ge=1)
     """Epochs between resumable checkpoints."""
 

@@ -21,8 +21,8 @@ def score_chunks(model: CPLVAD, x: torch.Tensor, lengths: torch.Tensor) -> tuple
     n = x.shape[1]
     mask = torch.arange(n, device=x.device)[None, :] < lengths[:, None]
     out = model(x, mask)
-    binary = upsample_levels([b.float() for b in out.binary], out.masks, n).mean(dim=1)
-    classes = upsample_levels([c.float() for c in out.classes], out.masks, n).mean(dim=1)
+    binary = upsample_levels(out.binary.float(), out.mask, n).mean(dim=1)
+    classes = upsample_levels(out.classes.float(), out.mask, n).mean(dim=1)
     return torch.sigmoid(binary), torch.softmax(classes, dim=-1)
 
 

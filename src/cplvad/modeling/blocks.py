@@ -6,6 +6,7 @@ Every block zeroes its output at padded positions so padding never leaks into va
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -35,19 +36,11 @@ def downsample_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
     return F.interpolate(mask.float(), size=length, mode="nearest").bool()
 
 
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel dimension of a (B, C, T) tensor."""
-
-    def __init__(self, channels: int, eps: float = 1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(1, channels, 1))
-        self.bias = nn.Parameter(torch.zeros(1, channels, 1))
-        self.eps = eps
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel dimension of a (B, C, T) tensor (one fused kernel)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(dim=1, keepdim=True)
-        var = (x - mu).pow(2).mean(dim=1, keepdim=True)
-        return (x - mu) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
 def sinusoid_encoding(length: int, dim: int) -> torch.Tensor:
@@ -60,48 +53,55 @@ def sinusoid_encoding(length: int, dim: int) -> torch.Tensor:
     return enc.T.unsqueeze(0)
 
 
+@functools.lru_cache(maxsize=64)
+def _band(length: int, window: int | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (T, T) band of allowed key offsets, and the identity (each query may see itself)."""
+    idx = torch.arange(length, device=device)
+    eye = idx[:, None] == idx[None, :]
+    if window is None:
+        return torch.ones(length, length, dtype=torch.bool, device=device), eye
+    return (idx[:, None] - idx[None, :]).abs() <= window // 2, eye
+
+
 def band_attention_mask(key_mask: torch.Tensor, window: int | None) -> torch.Tensor:
     """(B, 1, T, T) boolean attention mask: valid keys within ``window // 2`` positions (all if None).
 
     A query may always attend to itself, so rows of padded queries are never empty (no NaN).
     """
-    length = key_mask.shape[-1]
-    allowed = key_mask[:, :, None, :].expand(-1, -1, length, -1)
-    idx = torch.arange(length, device=key_mask.device)
-    if window is not None:
-        band = (idx[:, None] - idx[None, :]).abs() <= window // 2
-        allowed = allowed & band
-    return allowed | torch.eye(length, dtype=torch.bool, device=key_mask.device)
+    band, eye = _band(key_mask.shape[-1], window, key_mask.device)
+    return (key_mask[:, :, None, :] & band) | eye
 
 
 class MaskedConvAttention(nn.Module):
-    """Multi-head self-attention whose q/k/v first pass a depthwise conv (strided when downsampling)."""
+    """Multi-head self-attention whose q/k/v first pass a depthwise conv (strided when downsampling).
+
+    q, k and v are computed together: one depthwise conv over three copies of the input, one LayerNorm,
+    one grouped 1x1 projection, instead of three of each (fewer kernels per step).
+    """
 
     def __init__(self, dim: int, heads: int, stride: int, window: int | None, dropout: float):
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.heads, self.window, self.stride, self.dropout = heads, window, stride, dropout
-        self.qkv_convs = nn.ModuleList(
-            [MaskedConv1d(dim, dim, 3, stride=stride, groups=dim, bias=False) for _ in range(3)]
-        )
-        self.qkv_norms = nn.ModuleList([ChannelLayerNorm(dim) for _ in range(3)])
-        self.qkv_proj = nn.ModuleList([nn.Conv1d(dim, dim, 1) for _ in range(3)])
+        self.dim, self.heads, self.window, self.stride, self.dropout = dim, heads, window, stride, dropout
+        self.qkv_conv = MaskedConv1d(3 * dim, 3 * dim, 3, stride=stride, groups=3 * dim, bias=False)
+        self.qkv_norm_weight = nn.Parameter(torch.ones(3, 1, dim))
+        self.qkv_norm_bias = nn.Parameter(torch.zeros(3, 1, dim))
+        self.qkv_proj = nn.Conv1d(3 * dim, 3 * dim, 1, groups=3)
         self.out_proj = nn.Conv1d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        qkv = []
-        out_mask = mask
-        for conv, norm, proj in zip(self.qkv_convs, self.qkv_norms, self.qkv_proj, strict=True):
-            h, out_mask = conv(x, mask)
-            qkv.append(proj(norm(h)))
-        b, c, t = qkv[0].shape
-        q, k, v = (z.view(b, self.heads, c // self.heads, t).transpose(2, 3) for z in qkv)
+        h, out_mask = self.qkv_conv(x.repeat(1, 3, 1), mask)
+        b, _, t = h.shape
+        h = F.layer_norm(h.view(b, 3, self.dim, t).transpose(2, 3), (self.dim,))  # (B, 3, T, C)
+        h = (h * self.qkv_norm_weight + self.qkv_norm_bias).transpose(2, 3).reshape(b, 3 * self.dim, t)
+        h = self.qkv_proj(h).view(b, 3, self.heads, self.dim // self.heads, t).transpose(3, 4)
+        q, k, v = h.unbind(1)  # (B, heads, T, C/heads)
         attn_mask = band_attention_mask(out_mask, self.window)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
-        out = out.transpose(2, 3).reshape(b, c, t)
+        out = out.transpose(2, 3).reshape(b, self.dim, t)
         return self.out_proj(out) * out_mask.to(out.dtype), out_mask
 
 

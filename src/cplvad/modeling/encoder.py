@@ -40,7 +40,7 @@ class PyramidEncoder(nn.Module):
         h = x.transpose(1, 2) * m.to(x.dtype)  # whatever sits in the padding must not reach valid snippets
         for conv, norm in zip(self.embed, self.embed_norms, strict=True):
             h, m = conv(h, m)
-            h = torch.relu(norm(h))
+            h = torch.relu(norm(h)) * m.to(h.dtype)
         h = h + self.pos[:, :, : h.shape[-1]].to(h.dtype) * m.to(h.dtype)
         for blk in self.stem:
             h, m = blk(h, m)

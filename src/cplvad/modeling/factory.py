@@ -27,6 +27,7 @@ from cplvad.modeling.prompts import FrozenTextEncoder, PromptLearner
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, META_FILE)
 FORMAT_VERSION = 1
 _FROZEN_PREFIX = "prompts.encoder."
 
@@ -114,7 +115,7 @@ def save_model(model: CPLVAD, config: Config, meta: ModelMeta, out_dir: str | Pa
 
 def is_model_dir(path: str | Path) -> bool:
     path = Path(path)
-    return all((path / f).is_file() for f in (WEIGHTS_FILE, CONFIG_FILE, META_FILE))
+    return all((path / f).is_file() for f in MODEL_FILES)
 
 
 def read_model_config(model_dir: str | Path) -> tuple[Config, ModelMeta]:

@@ -14,7 +14,9 @@ class BinaryHead(nn.Module):
     """2 x (masked conv k=3 + LN + ReLU) + conv k=3 -> one anomaly logit per position.
 
     The classifier bias starts at the prior (sigmoid = prior_prob) so early training is not dominated by
-    the many normal snippets (focal-loss initialisation, Lin et al. 2017).
+    the many normal snippets (focal-loss initialisation, Lin et al. 2017). Padded positions stay zero
+    after every layer, so levels concatenated with a zero gap between them are scored in one pass exactly
+    as if each level were scored alone.
     """
 
     def __init__(self, width: int, prior_prob: float):
@@ -24,13 +26,11 @@ class BinaryHead(nn.Module):
         self.cls = MaskedConv1d(width, 1, 3)
         nn.init.constant_(self.cls.conv.bias, -math.log((1 - prior_prob) / prior_prob))
 
-    def forward(self, feats: list[torch.Tensor], masks: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Per level (B, width, t_i) -> (B, t_i) logits (padded positions hold 0)."""
-        out = []
-        for h, m in zip(feats, masks, strict=True):
-            for conv, norm in zip(self.convs, self.norms, strict=True):
-                h, _ = conv(h, m)
-                h = torch.relu(norm(h))
-            logit, _ = self.cls(h, m)
-            out.append(logit[:, 0])
-        return out
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, width, T) features, (B, 1, T) mask -> (B, T) logits (0 at padded positions)."""
+        m = mask.to(h.dtype)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            h, _ = conv(h, mask)
+            h = torch.relu(norm(h)) * m
+        logit, _ = self.cls(h, mask)
+        return logit[:, 0]

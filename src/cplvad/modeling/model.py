@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -17,11 +17,34 @@ from cplvad.modeling.prompts import PromptLearner
 
 @dataclass
 class LevelOutputs:
-    """Per pyramid level i: B logits (B, t_i), C logits (B, t_i, M), valid mask (B, t_i)."""
+    """All pyramid levels stacked and padded to n positions.
 
-    binary: list[torch.Tensor]
-    classes: list[torch.Tensor]
-    masks: list[torch.Tensor]
+    Level i has t_i = n / 2^i positions; its position j sits at snippet 2^i * j. ``binary``: (B, L, n)
+    B-branch logits; ``classes``: (B, L, n, M) C-branch logits; ``mask``: (B, L, n) True at valid positions
+    (padding of the video and the unused tail of coarse levels are False).
+    """
+
+    binary: torch.Tensor
+    classes: torch.Tensor
+    mask: torch.Tensor
+
+
+@functools.lru_cache(maxsize=16)
+def _pyramid_layout(n: int, levels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where position j of level i lies when the levels are concatenated with one gap between them.
+
+    Returns index (L, n) into the concatenation, level ids (L, n), and in-level flags (L, n).
+    """
+    index = torch.zeros(levels, n, dtype=torch.long)
+    inside = torch.zeros(levels, n, dtype=torch.bool)
+    offset = 0
+    for i in range(levels):
+        t = n // 2**i
+        index[i, :t] = torch.arange(offset, offset + t)
+        inside[i, :t] = True
+        offset += t + 1
+    level_ids = torch.arange(levels)[:, None].expand(levels, n).contiguous()
+    return index.to(device), level_ids.to(device), inside.to(device)
 
 
 class CPLVAD(nn.Module):
@@ -39,34 +62,60 @@ class CPLVAD(nn.Module):
         return self.prompts.n_classes
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> LevelOutputs:
-        """x: (B, n, D) snippet features, mask: (B, n) True at valid snippets."""
+        """x: (B, n, D) snippet features, mask: (B, n) True at valid snippets.
+
+        The heads run once over all levels concatenated along time with a zero gap between levels (the
+        heads' padding is zero, so this equals scoring each level alone, with L times fewer kernels).
+        """
+        b, n, _ = x.shape
         feats, masks = self.encoder(x, mask)
-        binary = self.binary_head(feats, masks)
+        gap = feats[0].new_zeros(b, feats[0].shape[1], 1)
+        no = masks[0].new_zeros(b, 1, 1)
+        cat = torch.cat([t for f in feats for t in (f, gap)][:-1], dim=2)
+        cat_mask = torch.cat([t for m in masks for t in (m, no)][:-1], dim=2)
+        binary = self.binary_head(cat, cat_mask)  # (B, T_all)
+        levels = len(feats)
         text = F.normalize(self.prompts(), dim=-1)  # (L, M, E)
-        classes = []
-        for i, f in enumerate(feats):
-            v = F.normalize(self.visual_proj(f.transpose(1, 2)), dim=-1)
-            classes.append(v @ text[i].to(v.dtype).T / self.cfg.temperature)
-        return LevelOutputs(binary, classes, [m[:, 0] for m in masks])
+        visual = F.normalize(self.visual_proj(cat.transpose(1, 2)), dim=-1)  # (B, T_all, E)
+        logits = visual @ text.flatten(0, 1).T.to(visual.dtype) / self.cfg.temperature  # (B, T_all, L*M)
+        index, level_ids, inside = _pyramid_layout(n, levels, x.device)
+        classes = logits.view(b, -1, levels, self.n_classes)[:, index, level_ids]  # (B, L, n, M)
+        valid = cat_mask[:, 0][:, index] & inside
+        return LevelOutputs(binary[:, index] * inside, classes, valid)
 
 
-def upsample_levels(values: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], length: int) -> torch.Tensor:
-    """Position-exact linear interpolation of every level to ``length`` snippets -> (B, L, length, ...).
+@functools.lru_cache(maxsize=32)
+def _interpolation_plan(n: int, levels: int, length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Flat source indices (into L * n) of the left and right neighbour of every output snippet, and
+    the right neighbour's weight (L, length); the same for every video."""
+    pos = torch.arange(length)
+    left, right, frac = [], [], []
+    for i in range(levels):
+        scale, t = 2**i, n // 2**i
+        j0 = torch.clamp(pos // scale, max=t - 1)
+        j1 = torch.clamp(j0 + 1, max=t - 1)
+        left.append(i * n + j0)
+        right.append(i * n + j1)
+        frac.append(((pos - j0 * scale).float() / scale).clamp(max=1.0))
+    return torch.cat(left).to(device), torch.cat(right).to(device), torch.stack(frac).to(device)
 
+
+def upsample_levels(values: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
+    """Position-exact linear interpolation of every level to ``length`` snippets.
+
+    ``values``: (B, L, n) or (B, L, n, M) level values (LevelOutputs layout), ``mask``: (B, L, n).
     Value j of level i sits at snippet 2^i * j; snippets between two values are interpolated linearly,
-    snippets after a video's last valid value keep it (padding is never interpolated in).
-    Works for (B, t_i) and (B, t_i, M) tensors; ``masks`` are the (B, t_i) valid masks of the levels.
+    snippets after a video's last valid value keep it (padding is never interpolated in: it is first
+    overwritten with the last valid value). Returns (B, L, length) or (B, L, length, M).
     """
-    out = []
-    pos = torch.arange(length, device=values[0].device)[None, :]
-    for i, (v, m) in enumerate(zip(values, masks, strict=True)):
-        scale = 2**i
-        last = (m.sum(dim=1, keepdim=True) - 1).clamp(min=0)
-        j0 = torch.minimum(pos // scale, last)
-        j1 = torch.minimum(j0 + 1, last)
-        frac = ((pos - j0 * scale).to(v.dtype) / scale).clamp(max=1.0)
-        rows = torch.arange(v.shape[0], device=v.device)[:, None]
-        if v.dim() == 3:
-            frac = frac[..., None]
-        out.append(v[rows, j0] * (1 - frac) + v[rows, j1] * frac)
-    return torch.stack(out, dim=1)
+    b, levels, n = values.shape[:3]
+    tail = values.shape[3:]
+    last = (mask.sum(dim=2) - 1).clamp(min=0).view(b, levels, 1, *([1] * len(tail)))
+    last_value = values.gather(2, last.expand(b, levels, 1, *tail))
+    held = torch.where(mask.view(b, levels, n, *([1] * len(tail))), values, last_value)
+    left, right, frac = _interpolation_plan(n, levels, length, values.device)
+    flat = held.reshape(b, levels * n, *tail)
+    frac = frac.to(values.dtype).view(1, levels, length, *([1] * len(tail)))
+    lo = flat.index_select(1, left).view(b, levels, length, *tail)
+    hi = flat.index_select(1, right).view(b, levels, length, *tail)
+    return lo + (hi - lo) * frac

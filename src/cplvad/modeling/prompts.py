@@ -10,6 +10,7 @@ after the last EOT instead of running all 77 positions.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,11 @@ def class_words(name: str) -> str:
     """``RoadAccidents`` -> ``road accidents``; ``car_accident`` -> ``car accident``."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ").replace("-", " "))
     return " ".join(spaced.lower().split())
+
+
+@functools.lru_cache(maxsize=8)
+def _causal_mask(length: int, device: torch.device) -> torch.Tensor:
+    return torch.full((length, length), float("-inf"), device=device).triu_(1)
 
 
 class FrozenTextEncoder(nn.Module):
@@ -56,8 +62,7 @@ class FrozenTextEncoder(nn.Module):
         length = embeddings.shape[1]
         dtype = self.transformer.get_cast_dtype()
         x = embeddings.to(dtype) + self.positional_embedding[:length].to(dtype)
-        causal = torch.full((length, length), float("-inf"), device=x.device).triu_(1)
-        x = self.ln_final(self.transformer(x, attn_mask=causal))
+        x = self.ln_final(self.transformer(x, attn_mask=_causal_mask(length, x.device)))
         pooled = x[torch.arange(x.shape[0], device=x.device), eot]
         proj = self.text_projection
         return proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
@@ -107,35 +112,48 @@ class PromptLearner(nn.Module):
             self._build_templates(class_names, tokenizer)
 
     def _build_templates(self, class_names: Sequence[str], tokenizer: Callable[..., torch.Tensor]) -> None:
-        """Frozen parts of every prompt: ``[SOT] a video of <words>`` and ``[EOT]``, and where they go."""
+        """Frozen parts of every prompt (``[SOT] a video of <words>``, ``[EOT]``) and where the learnable
+        tokens go, as index tensors, so assembling all prompts takes a few kernels whatever M is."""
         assert self.encoder is not None
         ids = tokenizer([PROMPT_TEMPLATE.format(class_words(n)) for n in class_names])
         eot_in = ids.argmax(dim=-1)  # EOT has the largest id in CLIP's vocabulary
-        n_learn = self.type_tokens.shape[1] + self.level_tokens.shape[1]
-        self.prefix_len = [int(e) for e in eot_in]  # SOT + words
-        self.eot = torch.tensor([p + n_learn for p in self.prefix_len])
-        length = int(self.eot.max()) + 1
+        n_type, n_level = self.type_tokens.shape[1], self.level_tokens.shape[1]
+        prefix = eot_in  # SOT + words
+        eot = prefix + n_type + n_level
+        length = int(eot.max()) + 1
         if length > self.encoder.context_length:
             raise ValueError(f"prompts need {length} tokens, CLIP's context is {self.encoder.context_length}")
-        template = torch.zeros(len(class_names), length, dtype=torch.long)
-        for m, p in enumerate(self.prefix_len):
-            template[m, :p] = ids[m, :p]
-            template[m, self.eot[m]] = ids[m, eot_in[m]]
-        self.register_buffer("template_ids", template, persistent=False)
+        pos = torch.arange(length)[None, :]
+        offset = pos - prefix[:, None]  # position relative to the first learnable token
+        is_type = (offset >= 0) & (offset < n_type)
+        is_level = (offset >= n_type) & (offset < n_type + n_level)
+        kind = (torch.arange(len(class_names)) > 0).long()[:, None]  # N_P for the normal class, A_P otherwise
+        template = torch.where(pos < prefix[:, None], ids[:, :length], torch.zeros_like(offset))
+        template[torch.arange(len(class_names)), eot] = ids[torch.arange(len(class_names)), eot_in]
+        for name, value in {
+            "template_ids": template,
+            "type_index": torch.where(is_type, kind * n_type + offset, 0),
+            "level_index": torch.where(is_level, offset - n_type, 0),
+            "is_type": is_type,
+            "is_level": is_level,
+            "eot": eot,
+        }.items():
+            self.register_buffer(name, value, persistent=False)
+
+    def embeddings(self) -> torch.Tensor:
+        """Token embeddings of all L x M prompts, (L, M, S, width), S = position of the last EOT + 1."""
+        if self.encoder is None:
+            raise RuntimeError("this model was loaded without CLIP; it can only score (eval mode)")
+        frozen = self.encoder.token_embedding(self.template_ids)  # (M, S, W)
+        types = self.type_tokens.flatten(0, 1)[self.type_index].to(frozen.dtype)  # (M, S, W)
+        levels = self.level_tokens[:, self.level_index].to(frozen.dtype)  # (L, M, S, W)
+        words = torch.where(self.is_type[..., None], types, frozen)
+        return torch.where(self.is_level[None, ..., None], levels, words[None])
 
     def encode(self) -> torch.Tensor:
         """Run all L x M prompts through the frozen encoder as one batch -> (L, M, embed_dim)."""
-        if self.encoder is None:
-            raise RuntimeError("this model was loaded without CLIP; it can only score (eval mode)")
-        emb = self.encoder.token_embedding(self.template_ids)  # (M, S, W), frozen
-        emb = emb.unsqueeze(0).expand(self.levels, -1, -1, -1).clone()  # (L, M, S, W)
-        n_type = self.type_tokens.shape[1]
-        for m, p in enumerate(self.prefix_len):
-            kind = self.type_tokens[0 if m == 0 else 1]  # N_P for the normal class, A_P otherwise
-            emb[:, m, p : p + n_type] = kind.to(emb.dtype)
-            emb[:, m, p + n_type : self.eot[m]] = self.level_tokens.to(emb.dtype)
-        eot = self.eot.to(emb.device).repeat(self.levels)
-        feats = self.encoder(emb.flatten(0, 1), eot)
+        emb = self.embeddings()
+        feats = self.encoder(emb.flatten(0, 1), self.eot.repeat(self.levels))
         return feats.view(self.levels, self.n_classes, -1).float()
 
     def train(self, mode: bool = True) -> PromptLearner:

@@ -109,20 +109,16 @@ def flat_gaussian(b: torch.Tensor, flat_ratio: float) -> torch.Tensor:
 
 
 def refine(
-    level_scores: Sequence[torch.Tensor],
-    level_masks: Sequence[torch.Tensor],
-    abnormal: torch.Tensor,
-    length: int,
-    cfg: CarConfig,
+    level_scores: torch.Tensor, level_mask: torch.Tensor, abnormal: torch.Tensor, length: int, cfg: CarConfig
 ) -> torch.Tensor:
     """Pseudo labels (N, length) in [0, 1] from one branch's per-level snippet scores.
 
-    ``level_scores[i]``: (N, t_i) scores in [0, 1] of level i; ``level_masks[i]``: (N, t_i) valid masks;
-    ``abnormal``: (N,) video labels (normal videos get all zeros). ``cfg.enabled=False`` is the
-    ablation: plain mean over levels, thresholded, nothing else.
+    ``level_scores``: (N, L, n) scores in [0, 1] in the LevelOutputs layout (level i uses its first
+    n / 2^i positions); ``level_mask``: (N, L, n) valid positions; ``abnormal``: (N,) video labels (normal
+    videos get all zeros). ``cfg.enabled=False`` is the ablation: plain mean over levels, thresholded.
     """
-    x = upsample_levels([s.float() for s in level_scores], level_masks, length)  # (N, L, n)
-    valid = torch.arange(length, device=x.device)[None, :] < level_masks[0].sum(dim=1, keepdim=True)
+    x = upsample_levels(level_scores.float(), level_mask, length)  # (N, L, length)
+    valid = torch.arange(length, device=x.device)[None, :] < level_mask[:, 0].sum(dim=1, keepdim=True)
     keep = valid & abnormal[:, None]
     if not cfg.enabled:
         return (threshold_vote(x.mean(dim=1), cfg.thresholds) & keep).float()

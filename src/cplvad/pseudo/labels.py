@@ -115,10 +115,10 @@ def generate(
         mask = data.masks(idx).to(device)
         abnormal = data.abnormal[idx].to(device)
         out = model(x, mask)
-        b_scores = [torch.sigmoid(b.float()) for b in out.binary]
-        c_scores = [1 - torch.softmax(c.float(), dim=-1)[..., 0] for c in out.classes]
-        out_b.append(refine(b_scores, out.masks, abnormal, n, car).cpu())
-        out_c.append(refine(c_scores, out.masks, abnormal, n, car).cpu())
+        b_scores = torch.sigmoid(out.binary.float())
+        c_scores = 1 - torch.softmax(out.classes.float(), dim=-1)[..., 0]
+        out_b.append(refine(b_scores, out.mask, abnormal, n, car).cpu())
+        out_c.append(refine(c_scores, out.mask, abnormal, n, car).cpu())
     return PseudoLabels(
         keys=list(data.keys),
         lengths=data.lengths.numpy().copy(),

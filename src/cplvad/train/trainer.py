@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from cplvad.errors import DataError
 from cplvad.io import atomic_path, write_json
 from cplvad.modeling.factory import (
     CPLVAD,
+    MODEL_FILES,
     ModelMeta,
     create_model,
     is_model_dir,
@@ -34,11 +36,14 @@ from cplvad.modeling.factory import (
 )
 from cplvad.modeling.losses import abnormality_logit, level_focal, mil_align, topk_bce
 from cplvad.pseudo.labels import PseudoLabels
+from cplvad.train.cuda_graph import GraphedStep
 from cplvad.train.data import TrainingSet, batches
 
 CHECKPOINT_FILE = "checkpoint.pt"
 HISTORY_FILE = "history.json"
 FINGERPRINT_FILE = "fingerprint.txt"
+LOG_EVERY = 10
+"""Steps between progress-bar loss updates."""
 
 # which pseudo labels supervise (B branch, C branch) in stage 2
 ROUTES = {"cross": ("c", "b"), "b_to_c": (None, "b"), "c_to_b": ("c", None), "self": ("b", "c")}
@@ -80,32 +85,35 @@ class _Targets:
         self.for_b = tensors[route[0]] if route[0] else None
         self.for_c = tensors[route[1]] if route[1] else None
 
+    def to(self, device: torch.device) -> _Targets:
+        self.for_b = self.for_b.to(device) if self.for_b is not None else None
+        self.for_c = self.for_c.to(device) if self.for_c is not None else None
+        return self
+
 
 def _step_loss(
     model: CPLVAD, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, abnormal: torch.Tensor,
-    targets: _Targets | None, idx: torch.Tensor, config: Config, autocast,
-) -> tuple[torch.Tensor, dict[str, float]]:
+    targets: _Targets | None, idx: torch.Tensor, config: Config, autocast: Any,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The step's loss and its parts (detached, still on the device: no synchronisation here)."""
     with autocast:
         out = model(x, mask)
-    binary = [b.float() for b in out.binary]
-    classes = [c.float() for c in out.classes]
-    l_bce = topk_bce(binary, out.masks, abnormal.float())
-    l_nce = mil_align(classes, out.masks, labels)
+    binary, classes = out.binary.float(), out.classes.float()
+    l_bce = topk_bce(binary, out.mask, abnormal.float())
+    l_nce = mil_align(classes, out.mask, labels)
     loss = l_bce + l_nce
-    parts = {"bce": l_bce.item(), "nce": l_nce.item()}
+    parts = {"bce": l_bce.detach(), "nce": l_nce.detach()}
     if targets is not None:
         cfg = config.stage2
         focal = torch.zeros((), device=x.device)
         if targets.for_b is not None:
-            y = targets.for_b[idx].to(x.device)
-            focal = focal + level_focal(binary, out, y, mask, cfg.focal_gamma, cfg.focal_alpha)
+            focal = focal + level_focal(binary, out.mask, targets.for_b[idx], mask, cfg.focal_gamma, cfg.focal_alpha)
         if targets.for_c is not None:
-            y = targets.for_c[idx].to(x.device)
-            z = [abnormality_logit(c) for c in classes]
-            focal = focal + level_focal(z, out, y, mask, cfg.focal_gamma, cfg.focal_alpha)
+            z = abnormality_logit(classes)
+            focal = focal + level_focal(z, out.mask, targets.for_c[idx], mask, cfg.focal_gamma, cfg.focal_alpha)
         loss = loss + cfg.focal_weight * focal
-        parts["focal"] = focal.item()
-    parts["loss"] = loss.item()
+        parts["focal"] = focal.detach()
+    parts["loss"] = loss.detach()
     return loss, parts
 
 
@@ -130,8 +138,9 @@ def train(
     targets = _Targets(pseudo, data, ROUTES[config.stage2.supervision]) if stage == 2 and pseudo else None
     fp = fingerprint(config, data, stage, pseudo)
     fp_file = out_dir / FINGERPRINT_FILE
-    if force and out_dir.exists():
-        shutil.rmtree(out_dir)
+    if force:
+        for name in (CHECKPOINT_FILE, FINGERPRINT_FILE, HISTORY_FILE, *MODEL_FILES):
+            (out_dir / name).unlink(missing_ok=True)
     if fp_file.is_file() and fp_file.read_text().strip() != fp:
         raise DataError(
             f"{out_dir} holds a model or checkpoint of a different config or data; choose another --out, "
@@ -145,8 +154,13 @@ def train(
     model, meta = create_model(config, classes, data.feature_dim, stage, dataset_name)
     meta.train_samples = len(data)
     model.to(device)
+    use_graph = device.type == "cuda" and config.train.cuda_graphs and config.train.balanced
     optimizer = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=config.train.lr, weight_decay=config.train.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.train.lr,
+        weight_decay=config.train.weight_decay,
+        fused=device.type == "cuda",  # one kernel for all parameters
+        capturable=use_graph,
     )
     rng = np.random.default_rng(config.seed + stage)
     history: list[dict[str, float]] = []
@@ -164,34 +178,47 @@ def train(
         fp_file.write_text(fp + "\n")
 
     use_amp = device.type == "cuda" and config.train.amp
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+    # the autocast weight cache cannot live across graph replays
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not use_graph) if use_amp else nullcontext()
     features = data.features.to(device) if device.type == "cuda" else data.features
     labels, abnormal = data.labels.to(device), data.abnormal.to(device)
+    if targets is not None:
+        targets.to(device)
     lengths = data.lengths.to(device)
-    n = data.features.shape[1]
-    positions = torch.arange(n, device=device)[None, :]
+    positions = torch.arange(data.features.shape[1], device=device)[None, :]
+
+    def step_fn(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mask = positions < lengths[idx][:, None]
+        return _step_loss(model, features[idx], mask, labels[idx], abnormal[idx], targets, idx, config, autocast)
+
+    graphed: GraphedStep | None = None
     t0 = time.perf_counter()
     for epoch in range(start_epoch, config.train.epochs):
         model.train()
         epoch_batches = list(batches(data.abnormal, config.train.batch_size, config.train.balanced, rng))
-        sums: dict[str, float] = {}
+        # one host-to-device copy per epoch: a copy per step would make the CPU wait for the GPU every step
+        on_device = torch.cat(epoch_batches).to(device).split([len(b) for b in epoch_batches])
+        sums: dict[str, torch.Tensor] = {}
         seen = 0
-        bar = tqdm(epoch_batches, desc=f"stage {stage} epoch {epoch + 1}/{config.train.epochs}", unit="batch",
+        bar = tqdm(on_device, desc=f"stage {stage} epoch {epoch + 1}/{config.train.epochs}", unit="batch",
                    disable=not progress, leave=False)
         tick = time.perf_counter()
-        for idx in bar:
-            idx_dev = idx.to(device)
-            x = features[idx_dev].to(device, non_blocking=True)
-            mask = positions < lengths[idx_dev][:, None]
-            loss, parts = _step_loss(model, x, mask, labels[idx_dev], abnormal[idx_dev], targets, idx, config, autocast)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        for step, idx in enumerate(bar):
+            if use_graph and graphed is None:
+                graphed, use_graph = _capture(step_fn, optimizer, idx)
+            if graphed is not None and len(idx) == len(graphed.static_idx):
+                parts = graphed(idx)
+            else:
+                loss, parts = step_fn(idx)
+                optimizer.zero_grad(set_to_none=graphed is None)  # a captured graph owns the .grad tensors
+                loss.backward()
+                optimizer.step()
             seen += len(idx)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
-            bar.set_postfix(loss=f"{parts['loss']:.4f}", videos_s=f"{seen / (time.perf_counter() - tick):.0f}")
-        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()}, "seconds": time.perf_counter() - tick}
+            if progress and step % LOG_EVERY == 0:  # reading the loss synchronises the GPU: not every step
+                bar.set_postfix(loss=f"{parts['loss'].item():.4f}", videos_s=f"{seen / (time.perf_counter() - tick):.0f}")
+        record = {"epoch": epoch + 1, **{k: v.item() / seen for k, v in sums.items()}, "seconds": time.perf_counter() - tick}
         history.append(record)
         if progress:
             tqdm.write(f"stage {stage} epoch {epoch + 1}: " + ", ".join(
@@ -203,6 +230,15 @@ def train(
     write_json(out_dir / HISTORY_FILE, history)
     ckpt_path.unlink(missing_ok=True)
     return TrainResult(out_dir, history, skipped=False, seconds=time.perf_counter() - t0)
+
+
+def _capture(step_fn, optimizer: torch.optim.Optimizer, idx: torch.Tensor) -> tuple[GraphedStep | None, bool]:
+    try:
+        return GraphedStep(step_fn, optimizer, idx), True
+    except Exception as exc:  # an op that cannot be captured: train eagerly, just slower
+        warnings.warn(f"CUDA graph capture failed ({exc}); training without CUDA graphs", stacklevel=2)
+        optimizer.zero_grad(set_to_none=True)
+        return None, False
 
 
 def _save_checkpoint(path: Path, model: CPLVAD, optimizer, rng: np.random.Generator, history, epoch: int) -> None:

@@ -1,0 +1,117 @@
+"""Training and inference throughput of the CPL-VAD model, and peak memory.
+
+    python benchmarks/bench_train.py                       # CPU: a few steps of the paper-sized model
+    python benchmarks/bench_train.py --ucf-scale --device cuda
+        # a full two-stage run at UCF-Crime scale: 1,610 videos x 192 snippets x 512-d, ViT-B/16-sized
+        # text encoder (random weights), 20 epochs per stage, batch 32 (target: < 60 s on one H100)
+
+Synthetic features stand in for real ones (the speed does not depend on their values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cplvad.config import Config, load_config
+from cplvad.inference import score_videos
+from cplvad.modeling.factory import load_model
+from cplvad.pseudo.labels import generate
+from cplvad.train.data import TrainingSet
+from cplvad.train.trainer import resolve_device, train
+
+UCF_CLASSES = ["Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
+               "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"]
+
+
+def synthetic_training_set(videos: int, n: int, dim: int, classes: int, seed: int = 0) -> TrainingSet:
+    g = torch.Generator().manual_seed(seed)
+    abnormal = torch.arange(videos) % 2 == 1
+    labels = torch.zeros(videos, classes)
+    labels[~abnormal, 0] = 1
+    labels[abnormal, 1 + torch.arange(int(abnormal.sum())) % (classes - 1)] = 1
+    return TrainingSet(
+        features=torch.randn(videos, n, dim, generator=g),
+        lengths=torch.randint(n // 2, n + 1, (videos,), generator=g),
+        labels=labels,
+        abnormal=abnormal,
+        keys=[f"v{i}__0" for i in range(videos)],
+    )
+
+
+def peak_memory(device: torch.device) -> str:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    text = f"peak host RSS {rss:.0f} MiB"
+    if device.type == "cuda":
+        text += f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+    return text
+
+
+def bench_inference(model_dir: Path, device: torch.device, videos: int, length: int) -> float:
+    model, config, _ = load_model(model_dir, device)
+    rng = np.random.default_rng(0)
+    feats = [(f"t{i}", rng.standard_normal((length, model.feature_dim)).astype(np.float32)) for i in range(videos)]
+    list(score_videos(model, feats[:2], device))  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in score_videos(model, feats, device, batch_size=64):
+        pass
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return videos * length / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--ucf-scale", action="store_true", help="full two-stage run, 1,610 videos, 20 epochs per stage")
+    ap.add_argument("--videos", type=int, default=64, help="training videos (ignored with --ucf-scale)")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs (ignored with --ucf-scale)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override section.key=value")
+    args = ap.parse_args()
+
+    overrides = [f"train.device={args.device}", *args.overrides]
+    if args.ucf_scale:
+        videos, overrides = 1610, [*overrides, "train.epochs=20", "train.batch_size=32"]
+    else:
+        videos, overrides = args.videos, [f"train.epochs={args.epochs}", *overrides]
+    config: Config = load_config(None, overrides)
+    device = resolve_device(config.train.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; python {sys.version.split()[0]}")
+    print(f"model: width {config.model.width}, {config.model.levels} levels, n={config.model.max_len}, "
+          f"CLIP {config.clip.model} (random weights); {videos} videos x {config.model.max_len} x 512, "
+          f"batch {config.train.batch_size}, {config.train.epochs} epochs per stage")
+
+    data = synthetic_training_set(videos, config.model.max_len, 512, len(UCF_CLASSES))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        s1 = train(config, data, Path(tmp) / "s1", 1, UCF_CLASSES, progress=False)
+        t1 = time.perf_counter()
+        model, _, _ = load_model(Path(tmp) / "s1", device)
+        pseudo = generate(model, data, config.car, device, batch_size=256, progress=False)
+        t2 = time.perf_counter()
+        s2 = train(config, data, Path(tmp) / "s2", 2, UCF_CLASSES, pseudo=pseudo, progress=False)
+        t3 = time.perf_counter()
+        steps = sum(1 for _ in range(0, videos, config.train.batch_size)) * config.train.epochs
+        # videos/s count the training loop only (result.seconds); wall times include model set-up
+        print(f"stage 1: {t1 - t0:7.1f} s wall, training {videos * config.train.epochs / s1.seconds:8.1f} videos/s "
+              f"({steps} steps)")
+        print(f"pseudo : {t2 - t1:7.1f} s wall (model load + scoring + CAR of {videos} videos)")
+        print(f"stage 2: {t3 - t2:7.1f} s wall, training {videos * config.train.epochs / s2.seconds:8.1f} videos/s")
+        print(f"total two-stage run: {t3 - t0:.1f} s; final losses {s1.history[-1]['loss']:.3f} / {s2.history[-1]['loss']:.3f}")
+        snippets = bench_inference(Path(tmp) / "s2", device, videos=64 if device.type == "cpu" else 512, length=1000)
+        print(f"inference: {snippets:,.0f} snippets/s (videos of 1,000 snippets, chunks of {config.model.max_len})")
+    print(peak_memory(device))
+
+
+if __name__ == "__main__":
+    main()

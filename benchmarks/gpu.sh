@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The GPU benchmarks, as run on a lent NVIDIA H100/H200 machine (Python 3.12 with PyTorch, no internet).
+# Wheels missing there travel in .whl/ (see the closing notes of the issues for the list).
+#   bash benchmarks/gpu.sh car train extract predict
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD/src
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+for step in "$@"; do
+  echo "== $step"
+  case $step in
+    car) python3 benchmarks/bench_car.py --device cuda --videos 16384 ;;
+    train) python3 benchmarks/bench_train.py --ucf-scale --device cuda ;;
+    extract) python3 benchmarks/bench_extract.py --device cuda --clip-model ViT-B-16-quickgelu ;;
+    predict) python3 benchmarks/bench_predict.py --device cuda ;;
+    *) echo "unknown step $step" ;;
+  esac
+done
