@@ -52,8 +52,11 @@ def test_stage1_writes_a_self_describing_model_dir(stage1, demo_dataset):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["classes"] == list(demo_dataset.classes.names) and meta["feature_dim"] == 512 and meta["stage"] == 1
     assert [h["epoch"] for h in result.history] == [1, 2]
-    model, config, _ = load_model(out)
+    model, config, meta = load_model(out)
     assert config.model.width == 32 and bool(model.prompts.cache_valid)
+    # threshold calibrated on the 6 normal training videos for the configured false-alarm rate
+    cal = meta.extra["calibration"]
+    assert cal["normal_videos"] == 6 and cal["false_alarm_rate"] == 0.01 and 0 < cal["threshold"] < 1
 
 
 def test_training_is_deterministic_and_skips_when_done(stage1, demo_manifest, tmp_path):

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cplvad.calibration import CALIBRATION_KEY, calibrate
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
 from cplvad.eval.metrics import compute_metrics, print_metrics
 from cplvad.eval.predictions import Predictions, validate
 from cplvad.inference import predict_test_set
 from cplvad.io import write_json
-from cplvad.modeling.factory import check_classes, load_model
+from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
 from cplvad.train.data import TrainingSet, load_training_set
 from cplvad.train.trainer import TrainResult, resolve_device, train
@@ -37,10 +38,16 @@ def train_stage(
     force: bool = False,
     progress: bool = True,
 ) -> TrainResult:
+    """Train one stage, then calibrate its decision threshold on the normal training videos."""
     dataset = load_dataset(dataset_path)
     pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
     data = _training_set(dataset, config, progress)
-    return train(config, data, out_dir, stage, list(dataset.classes.names), dataset.name, pseudo, progress, force)
+    result = train(config, data, out_dir, stage, list(dataset.classes.names), dataset.name, pseudo, progress, force)
+    _, meta = read_model_config(out_dir)
+    calibration = meta.extra.get(CALIBRATION_KEY, {})
+    if calibration.get("false_alarm_rate") != config.predict.false_alarm_rate:
+        calibrate(out_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device), progress)
+    return result
 
 
 def make_pseudo_labels(

@@ -135,6 +135,14 @@ def read_model_config(model_dir: str | Path) -> tuple[Config, ModelMeta]:
     return config, meta
 
 
+def update_meta(model_dir: str | Path, **extra: Any) -> ModelMeta:
+    """Add records to ``meta.extra`` of a saved model (e.g. the calibrated threshold), atomically."""
+    _, meta = read_model_config(model_dir)
+    meta.extra.update(extra)
+    write_json(Path(model_dir) / META_FILE, asdict(meta))
+    return meta
+
+
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[CPLVAD, Config, ModelMeta]:
     """Rebuild a saved model for scoring (eval mode, no CLIP needed)."""
     config, meta = read_model_config(model_dir)
