@@ -162,6 +162,8 @@ class TrackingConfig(_Section):
 
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "cplvad"
+    artifact_location: str | None = None
+    """Where a new experiment stores artifacts, e.g. ``s3://bucket/mlflow`` (default: ./mlruns)."""
     registered_model: str = "cplvad"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,17 +13,20 @@ from cplvad.calibration import CALIBRATION_KEY, calibrate
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
 from cplvad.eval.metrics import compute_metrics, print_metrics
+from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
 from cplvad.inference import predict_test_set
 from cplvad.io import write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
+from cplvad.tracking.runs import PipelineOutputs
 from cplvad.train.data import TrainingSet, load_training_set
 from cplvad.train.trainer import TrainResult, resolve_device, train
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 PSEUDO_FILE = "pseudo.npz"
+TRACKING_FILE = "mlflow_run.json"
 
 
 def _training_set(dataset: Dataset, config: Config, progress: bool) -> TrainingSet:
@@ -78,8 +82,10 @@ def evaluate(
     predictions_out: str | Path | None = None,
     progress: bool = True,
     console: Console | None = None,
+    plots_dir: str | Path | None = None,
 ) -> Evaluation:
-    """Score the test list with a model, compute the published metrics, write them (atomically)."""
+    """Score the test list with a model, compute the published metrics, write them (atomically), and
+    optionally the ROC/PR curve data and score timelines."""
     dataset = load_dataset(dataset_path)
     device = resolve_device(config.train.device)
     model, _, meta = load_model(model_dir, device)
@@ -88,6 +94,8 @@ def evaluate(
     metrics = compute_metrics(dataset, pred, smoothing=config.eval.smoothing)
     if predictions_out is not None:
         pred.save(predictions_out)
+    if plots_dir is not None:
+        write_plots(dataset, pred, dataset.frame_ground_truth(pred.lengths), plots_dir)
     if metrics_out is not None:
         write_json(metrics_out, metrics)
     if console is not None:
@@ -96,9 +104,15 @@ def evaluate(
 
 
 def run_all(
-    dataset_path: str | Path, out_dir: str | Path, config: Config, progress: bool = True, console: Console | None = None
+    dataset_path: str | Path,
+    out_dir: str | Path,
+    config: Config,
+    progress: bool = True,
+    console: Console | None = None,
+    track: bool = False,
 ) -> dict[str, dict[str, float | None]]:
-    """Stage 1, its evaluation (the baseline row), pseudo labels, stage 2 and the final evaluation.
+    """Stage 1, its evaluation (the baseline row), pseudo labels, stage 2 and the final evaluation
+    (with plots in ``stage2/plots``); optionally tracked in MLflow with the final model registered.
 
     Each step is skipped when its output already exists for the same inputs, so an interrupted run resumes.
     """
@@ -108,6 +122,34 @@ def run_all(
     m1 = evaluate(dataset_path, stage1, config, stage1 / METRICS_FILE, stage1 / PREDICTIONS_FILE, progress, console)
     make_pseudo_labels(dataset_path, stage1, pseudo, config, progress=progress)
     train_stage(dataset_path, stage2, 2, config, pseudo_path=pseudo, progress=progress)
-    m2 = evaluate(dataset_path, stage2, config, stage2 / METRICS_FILE, stage2 / PREDICTIONS_FILE, progress, console)
+    m2 = evaluate(dataset_path, stage2, config, stage2 / METRICS_FILE, stage2 / PREDICTIONS_FILE, progress, console,
+                  plots_dir=stage2 / "plots")
     shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
+    if track:
+        outputs = PipelineOutputs(stage1, pseudo, stage2, stage2 / METRICS_FILE, stage2 / "plots")
+        track_pipeline(dataset_path, outputs, config, out / TRACKING_FILE)
     return {"stage1": m1.metrics, "stage2": m2.metrics}
+
+
+def track_pipeline(
+    dataset_path: str | Path, outputs: PipelineOutputs, config: Config, record: str | Path | None = None,
+    register: bool = True,
+) -> dict[str, str | None]:
+    """Log a finished pipeline execution to MLflow and register its final model as ``candidate``."""
+    from cplvad.tracking.registry import register_model
+    from cplvad.tracking.runs import log_pipeline
+
+    dataset = load_dataset(dataset_path)
+    run_id = log_pipeline(outputs, dataset, config)
+    final = outputs.stage2 or outputs.stage1
+    version = None
+    if register and final is not None and outputs.metrics is not None:
+        metrics = json.loads(Path(outputs.metrics).read_text())
+        version = register_model(final, run_id, dataset.name, metrics, config)
+    import mlflow
+
+    result = {"run_id": run_id, "model_version": version, "tracking_uri": mlflow.get_tracking_uri(),
+              "registered_model": config.tracking.registered_model if version else None}
+    if record is not None:
+        write_json(record, result)
+    return result

@@ -52,22 +52,31 @@ def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, 
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True, help="Model directory.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="metrics.json to write.")
 @click.option("--predictions-out", type=click.Path(dir_okay=False), default=None, help="Also write predictions (P.npz).")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write ROC/PR curve data and score timelines (CSV + PNG) into this folder.")
 @_quiet
 @config_options
-def evaluate_cmd(dataset_path: str, model_dir: str, out: str, predictions_out: str | None, quiet: bool, config: Config) -> None:
+def evaluate_cmd(
+    dataset_path: str, model_dir: str, out: str, predictions_out: str | None, plots_dir: str | None, quiet: bool,
+    config: Config,
+) -> None:
     """Score the test list and compute the published metrics."""
-    evaluate_model(dataset_path, model_dir, config, out, predictions_out, progress=not quiet, console=console)
-    console.print(f"wrote {out}" + (f" and {predictions_out}" if predictions_out else ""))
+    evaluate_model(dataset_path, model_dir, config, out, predictions_out, progress=not quiet, console=console,
+                   plots_dir=plots_dir)
+    written = [p for p in (out, predictions_out, plots_dir) if p]
+    console.print("wrote " + ", ".join(written))
 
 
 @cli.command("run")
 @_dataset
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+@click.option("--track/--no-track", default=True, show_default=True,
+              help="Log the run to MLflow and register the final model as 'candidate'.")
 @_quiet
 @config_options
-def run_cmd(dataset_path: str, out: str, quiet: bool, config: Config) -> None:
-    """Everything: stage 1 (+ its metrics), pseudo labels, stage 2 (+ final metrics); resumable."""
-    results = run_all(dataset_path, out, config, progress=not quiet, console=console)
+def run_cmd(dataset_path: str, out: str, track: bool, quiet: bool, config: Config) -> None:
+    """Everything: stage 1 (+ its metrics), pseudo labels, stage 2 (+ final metrics and plots); resumable."""
+    results = run_all(dataset_path, out, config, progress=not quiet, console=console, track=track)
     s1, s2 = results["stage1"], results["stage2"]
     console.print(
         f"done: {out}/metrics.json  frame AUC {s1['frame_auc_binary']} -> {s2['frame_auc_binary']} (stage 1 -> 2), "

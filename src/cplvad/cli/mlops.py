@@ -1,0 +1,69 @@
+"""MLOps commands: ``track`` (log a pipeline execution, register its model), ``promote``, ``ablate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cplvad.cli.main import cli, config_options, console
+from cplvad.config import Config
+from cplvad.tracking.runs import PipelineOutputs
+from cplvad.workflow import track_pipeline
+
+_dir = click.Path(file_okay=False)
+_file = click.Path(dir_okay=False)
+
+
+@cli.command("track")
+@click.option("--dataset", "dataset_path", type=_file, required=True, help="dataset.yaml")
+@click.option("--stage1", type=_dir, default=None, help="Stage-1 model directory.")
+@click.option("--pseudo", type=_file, default=None, help="pseudo.npz.")
+@click.option("--stage2", type=_dir, default=None, help="Final (stage-2) model directory.")
+@click.option("--metrics", type=_file, default=None, help="metrics.json of the final evaluation.")
+@click.option("--plots", type=_dir, default=None, help="Plots folder of the final evaluation.")
+@click.option("--extraction-manifest", "manifests", type=_file, multiple=True, help="Extraction manifest(s).")
+@click.option("--register/--no-register", default=True, show_default=True, help="Register the final model as 'candidate'.")
+@click.option("--out", type=_file, default=None, help="Write the run id and model version here (JSON).")
+@config_options
+def track_cmd(
+    dataset_path: str, stage1: str | None, pseudo: str | None, stage2: str | None, metrics: str | None,
+    plots: str | None, manifests: tuple[str, ...], register: bool, out: str | None, config: Config,
+) -> None:
+    """Log a finished pipeline execution to MLflow: a parent run with a nested run per stage."""
+
+    def path(p: str | None) -> Path | None:
+        return Path(p) if p else None
+
+    outputs = PipelineOutputs(path(stage1), path(pseudo), path(stage2), path(metrics), path(plots),
+                              tuple(Path(m) for m in manifests))
+    result = track_pipeline(dataset_path, outputs, config, out, register=register)
+    console.print(f"MLflow run {result['run_id']} at {result['tracking_uri']}"
+                  + (f"; registered {result['registered_model']} version {result['model_version']} as 'candidate'"
+                     if result["model_version"] else ""))
+
+
+@cli.command("promote")
+@click.option("--metric", default="frame_auc_binary", show_default=True, help="Metric that decides (higher is better).")
+@config_options
+def promote_cmd(metric: str, config: Config) -> None:
+    """Make the 'candidate' model the 'champion' if it beats the current champion on the same dataset."""
+    from cplvad.tracking.registry import promote
+
+    result = promote(config, metric)
+    console.print(("[green]promoted[/]: " if result.promoted else "[yellow]not promoted[/]: ") + result.reason)
+
+
+@cli.command("ablate")
+@click.option("--dataset", "dataset_path", type=_file, required=True, help="dataset.yaml")
+@click.option("--out", type=_dir, required=True, help="Folder for the models and the ablation report.")
+@click.option("--track/--no-track", default=True, show_default=True, help="Log a parent MLflow run with one child per row.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@config_options
+def ablate_cmd(dataset_path: str, out: str, track: bool, quiet: bool, config: Config) -> None:
+    """The paper's Table 3 grid (shared stage 1): ablation.md, ablation.csv and ablation.png in --out."""
+    from cplvad.ablation import run_ablation
+
+    run_ablation(dataset_path, out, config, progress=not quiet, track=track)
+    console.print((Path(out) / "ablation.md").read_text())
+    console.print(f"wrote {out}/ablation.md, ablation.csv, ablation.png")

@@ -1,0 +1,109 @@
+"""Plot data and figures of an evaluation: ROC and PR curves (CSV, for ``dvc plots``) and score timelines.
+
+The curve CSVs are thinned to at most ``MAX_POINTS`` rows per branch so they stay small in git/DVC.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from cplvad.data.dataset import Dataset  # noqa: E402
+from cplvad.eval.predictions import Predictions  # noqa: E402
+from cplvad.io import atomic_path, write_text  # noqa: E402
+
+MAX_POINTS = 400
+TIMELINE_VIDEOS = 6
+
+
+def _thin(rows: np.ndarray) -> np.ndarray:
+    if len(rows) <= MAX_POINTS:
+        return rows
+    keep = np.unique(np.linspace(0, len(rows) - 1, MAX_POINTS).astype(int))
+    return rows[keep]
+
+
+def _csv(header: list[str], rows: list[list[object]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def curve_rows(frame_gt: np.ndarray, scores: dict[str, np.ndarray]) -> tuple[list[list[object]], list[list[object]]]:
+    """ROC rows (branch, fpr, tpr) and PR rows (branch, recall, precision) per scoring branch."""
+    roc, pr = [], []
+    for branch, s in scores.items():
+        fpr, tpr, _ = roc_curve(frame_gt, s)
+        for a, b in _thin(np.stack([fpr, tpr], 1)):
+            roc.append([branch, round(float(a), 5), round(float(b), 5)])
+        precision, recall, _ = precision_recall_curve(frame_gt, s)
+        for a, b in _thin(np.stack([recall[::-1], precision[::-1]], 1)):
+            pr.append([branch, round(float(a), 5), round(float(b), 5)])
+    return roc, pr
+
+
+def timeline_figure(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, videos: list[int]) -> plt.Figure:
+    """One panel per video: anomaly score of both branches over frames, annotated anomalies shaded."""
+    fps = dataset.frames_per_snippet
+    offsets = pred.offsets * fps
+    per_video = list(pred.videos())
+    fig, axes = plt.subplots(len(videos), 1, figsize=(9, 1.7 * len(videos)), squeeze=False, sharey=True)
+    for ax, i in zip(axes[:, 0], videos, strict=True):
+        name, binary, classes = per_video[i]
+        frames = np.arange(len(binary) * fps)
+        gt = frame_gt[offsets[i] : offsets[i + 1]]
+        ax.fill_between(frames, 0, gt, step="post", color="tab:red", alpha=0.15, lw=0, label="annotated")
+        ax.plot(frames, np.repeat(binary, fps), color="tab:blue", lw=1.2, label="binary")
+        ax.plot(frames, np.repeat(1 - classes[:, 0], fps), color="tab:orange", lw=1.0, ls="--", label="category")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(0, max(len(frames) - 1, 1))
+        ax.set_title(f"{name} ({dataset.test.videos[dataset.test.index[name]].label})", fontsize=9, loc="left")
+        ax.set_ylabel("score", fontsize=8)
+    axes[0, 0].legend(loc="upper right", fontsize=7, ncols=3)
+    axes[-1, 0].set_xlabel("frame")
+    fig.tight_layout()
+    return fig
+
+
+def pick_timeline_videos(dataset: Dataset, count: int = TIMELINE_VIDEOS) -> list[int]:
+    """Mostly abnormal test videos (what people look at first) plus a normal one, in list order."""
+    abnormal = [i for i, v in enumerate(dataset.test) if v.abnormal]
+    normal = [i for i, v in enumerate(dataset.test) if not v.abnormal]
+    return sorted(abnormal[: count - 1] + normal[:1])
+
+
+def write_plots(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, out_dir: str | Path) -> list[Path]:
+    """roc.csv, pr.csv, timeline.csv and timelines.png in ``out_dir`` (validated, list-ordered predictions)."""
+    out = Path(out_dir)
+    fps = dataset.frames_per_snippet
+    scores = {"binary": np.repeat(pred.binary, fps), "category": np.repeat(1 - pred.classes[:, 0], fps)}
+    written = []
+    if len(np.unique(frame_gt)) > 1:
+        roc, pr = curve_rows(frame_gt, scores)
+        write_text(out / "roc.csv", _csv(["branch", "fpr", "tpr"], roc))
+        write_text(out / "pr.csv", _csv(["branch", "recall", "precision"], pr))
+        written += [out / "roc.csv", out / "pr.csv"]
+    videos = pick_timeline_videos(dataset)
+    rows = []
+    per_video = list(pred.videos())
+    for i in videos:
+        name, binary, classes = per_video[i]
+        gt = frame_gt[pred.offsets[i] * fps : pred.offsets[i + 1] * fps].reshape(-1, fps).max(axis=1)
+        for t in range(len(binary)):
+            rows.append([name, t, round(float(binary[t]), 5), round(float(1 - classes[t, 0]), 5), int(gt[t])])
+    write_text(out / "timeline.csv", _csv(["video", "snippet", "binary", "category", "annotated"], rows))
+    fig = timeline_figure(dataset, pred, frame_gt, videos)
+    with atomic_path(out / "timelines.png", suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return [*written, out / "timeline.csv", out / "timelines.png"]

@@ -1,0 +1,1 @@
+"""MLflow tracking and registry (the library's only MLflow-aware package; imported lazily)."""

@@ -1,0 +1,124 @@
+"""MLflow tracking, registry aliases, promotion, models:/ URIs and the ablation grid (tiny model, demo data)."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from cplvad.cli import cli
+from cplvad.config import load_config
+from cplvad.errors import CplvadError
+from cplvad.modeling.factory import is_model_dir
+from cplvad.tracking.registry import promote, resolve_model
+
+TINY = ["clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
+        "model.stem_blocks=1", "model.window=4", "train.epochs=2", "train.batch_size=8", "train.lr=0.001"]
+
+
+def sets(*extra):
+    args = []
+    for s in (*TINY, *extra):
+        args += ["--set", s]
+    return args
+
+
+@pytest.fixture()
+def in_tmp(tmp_path, monkeypatch):
+    """Each test gets its own sqlite tracking store (./mlflow.db) and artifact root."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    return tmp_path
+
+
+def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "run", "--quiet", *sets()])
+    assert res.exit_code == 0, res.output
+    record = json.loads((in_tmp / "run/mlflow_run.json").read_text())
+    assert record["model_version"] == "1" and record["tracking_uri"] == f"sqlite:///{in_tmp / 'mlflow.db'}"
+
+    mlflow.set_tracking_uri(record["tracking_uri"])
+    client = MlflowClient()
+    parent = client.get_run(record["run_id"])
+    assert parent.data.params["train.epochs"] == "2" and "frame_auc_binary" in parent.data.metrics
+    assert parent.data.tags["cplvad.dataset"] == "cplvad-demo" and len(parent.data.tags["cplvad.data_checksum"]) == 64
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{record['run_id']}'")
+    names = {c.info.run_name for c in children}
+    assert names == {"train_stage1", "pseudo_labels", "train_stage2", "evaluate"}
+    stage1 = next(c for c in children if c.info.run_name == "train_stage1")
+    history = client.get_metric_history(stage1.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2]
+    pseudo = next(c for c in children if c.info.run_name == "pseudo_labels")
+    assert {"pseudo_b_positive_fraction", "pseudo_agreement"} <= set(pseudo.data.metrics)
+    evaluate = next(c for c in children if c.info.run_name == "evaluate")
+    artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
+    assert {"plots/roc.csv", "plots/pr.csv", "plots/timelines.png"} <= artifacts
+
+    version = client.get_model_version_by_alias("cplvad", "candidate")
+    assert str(version.version) == "1" and version.tags["dataset"] == "cplvad-demo"
+
+    config = load_config(None)
+    first = promote(config)
+    assert first.promoted and "no champion yet" in first.reason
+    again = promote(config)
+    assert not again.promoted and "already the champion" in again.reason
+
+    # a second run (other seed) becomes the candidate; it is promoted only if it is better
+    res = runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "run2", "--quiet", *sets("seed=1")])
+    assert res.exit_code == 0, res.output
+    cand = client.get_model_version_by_alias("cplvad", "candidate")
+    assert str(cand.version) == "2"
+    better = float(cand.tags["metric.frame_auc_binary"]) > float(version.tags["metric.frame_auc_binary"])
+    res = runner.invoke(cli, ["promote"])
+    assert res.exit_code == 0 and ("promoted" in res.output)
+    champion = str(client.get_model_version_by_alias("cplvad", "champion").version)
+    assert champion == ("2" if better else "1")
+
+    # the champion loads back by URI: as a model directory, and as an MLflow pyfunc
+    model_dir = resolve_model("models:/cplvad@champion", config)
+    assert is_model_dir(model_dir)
+    out = mlflow.pyfunc.load_model("models:/cplvad@champion").predict(np.zeros((40, 512), dtype=np.float32))
+    assert out["anomaly"].shape == (40,) and out["classes"].shape == (40, 5)
+
+
+def test_promotion_refuses_another_dataset(demo_manifest, in_tmp):
+    runner = CliRunner()
+    assert runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "a", "--quiet", *sets()]).exit_code == 0
+    config = load_config(None)
+    assert promote(config).promoted
+    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
+    client = MlflowClient()
+    res = runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "b", "--quiet", *sets("seed=3")])
+    assert res.exit_code == 0
+    client.set_model_version_tag("cplvad", "2", "dataset", "another-dataset")
+    result = promote(config)
+    assert not result.promoted and "not comparable" in result.reason
+    with pytest.raises(CplvadError, match="has no 'map_iou_0.9'"):
+        promote(config, "map_iou_0.9")
+    with pytest.raises(CplvadError, match="cannot fetch"):
+        resolve_model("models:/no-such-model@champion", config)
+
+
+def test_promote_without_candidate_is_a_clear_error(in_tmp):
+    res = CliRunner().invoke(cli, ["promote"])
+    assert res.exit_code == 2 and "has no 'candidate'" in res.output
+
+
+def test_ablation_grid(demo_manifest, in_tmp):
+    res = CliRunner().invoke(cli, ["ablate", "--dataset", str(demo_manifest), "--out", "abl", "--quiet", *sets()])
+    assert res.exit_code == 0, res.output
+    lines = (in_tmp / "abl/ablation.md").read_text().splitlines()
+    assert len(lines) == 2 + 6 and "cross, CAR on (CPL-VAD)" in lines[-1]
+    assert (in_tmp / "abl/ablation.png").stat().st_size > 1000
+    csv_rows = (in_tmp / "abl/ablation.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("row,supervision,car,frame_auc_binary") and len(csv_rows) == 7
+    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
+    client = MlflowClient()
+    parent = client.search_runs([client.get_experiment_by_name("cplvad").experiment_id], "attributes.run_name = 'ablation'")
+    assert len(parent) == 1
+    children = client.search_runs([parent[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'")
+    assert len(children) == 6
