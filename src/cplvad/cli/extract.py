@@ -1,0 +1,207 @@
+"""Feature extraction commands: ``extract``, ``extract-merge`` and ``demo-videos``.
+
+Exit status of ``extract`` / ``extract-merge``: 0 when every video was extracted, 1 when any failed (the
+manifest says which and why), 2 for a usage, configuration or storage error.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+import click
+
+from cplvad.cli.main import cli, config_options, console
+from cplvad.config import Config, config_from_dict
+from cplvad.errors import ConfigError
+
+
+def _with_flags(config: Config, flags: dict[str, dict[str, Any]]) -> Config:
+    """Command-line flags override the params file and ``--set`` (validated like them)."""
+    data = config.to_dict()
+    given = []
+    for section, values in flags.items():
+        for key, value in values.items():
+            if value is not None:
+                data[section][key] = value
+                given.append(f"{section}.{key}={value}")
+    return config_from_dict(data, "the command-line options " + " ".join(given)) if given else config
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    m = re.fullmatch(r"(\d+)/(\d+)", value.strip())
+    if not m or not int(m[1]) < int(m[2]):
+        raise ConfigError(f"--shard {value!r}: expected K/N with 0 <= K < N, e.g. --shard 0/4")
+    return int(m[1]), int(m[2])
+
+
+def _report_failures(failures: dict[str, str], where: str) -> None:
+    if failures:
+        console.print(f"[bold red]{len(failures)} video(s) failed[/] (reasons in {where}):", highlight=False)
+        for name, reason in list(failures.items())[:20]:
+            console.print(f"  {name}: {reason}", highlight=False, soft_wrap=True)
+        if len(failures) > 20:
+            console.print(f"  ... and {len(failures) - 20} more", highlight=False)
+
+
+@cli.command("extract")
+@click.option(
+    "--videos",
+    "src",
+    required=True,
+    help="Folder of videos, list file (.csv path,label / .txt), or s3://bucket/prefix.",
+)
+@click.option("--out", "dst", required=True, help="Output folder or s3://bucket/prefix.")
+@click.option(
+    "--list-name",
+    default="features.csv",
+    show_default=True,
+    help="Name of the feature list written in --out; the manifest is <stem>.extraction.json.",
+)
+@click.option(
+    "--label",
+    "default_label",
+    default="Normal",
+    show_default=True,
+    help="Label of videos that sit directly in the source folder.",
+)
+@click.option(
+    "--shard",
+    default=None,
+    metavar="K/N",
+    help="Process only videos whose index modulo N is K; writes <stem>.shardK-of-N files.",
+)
+@click.option("--strict", is_flag=True, help="Stop at the first video that fails.")
+@click.option("--clip-model", default=None, help="open_clip model name (clip.model).")
+@click.option(
+    "--pretrained",
+    default=None,
+    help="Local CLIP weights file, or 'none' for random weights (clip.pretrained).",
+)
+@click.option(
+    "--clip-config-dir", default=None, help="Folder of extra open_clip model configs (clip.config_dir)."
+)
+@click.option(
+    "--crops",
+    type=click.Choice(["1", "10"]),
+    default=None,
+    help="1 = CLIP preprocessing; 10 = the 10-crop convention.",
+)
+@click.option(
+    "--sampling", default=None, help="center | mean:K (frames per snippet that are encoded and averaged)."
+)
+@click.option("--batch-size", type=int, default=None, help="Images per encoder forward pass.")
+@click.option(
+    "--workers", type=int, default=None, help="Decode worker processes (0 = decode in the main process)."
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="Encoder device (auto = cuda if available).",
+)
+@config_options
+def extract_cmd(
+    src: str,
+    dst: str,
+    list_name: str,
+    default_label: str,
+    shard: str | None,
+    strict: bool,
+    clip_model: str | None,
+    pretrained: str | None,
+    clip_config_dir: str | None,
+    crops: str | None,
+    sampling: str | None,
+    batch_size: int | None,
+    workers: int | None,
+    device: str | None,
+    config: Config,
+) -> None:
+    """Extract CLIP snippet features (one row per 16 frames) from raw videos, resumably."""
+    from cplvad.extract.runner import extract
+
+    config = _with_flags(
+        config,
+        {
+            "clip": {"model": clip_model, "pretrained": pretrained, "config_dir": clip_config_dir},
+            "extract": {
+                "crops": int(crops) if crops else None,
+                "sampling": sampling,
+                "batch_size": batch_size,
+                "workers": workers,
+                "device": device,
+            },
+        },
+    )
+    report = extract(
+        src,
+        dst,
+        config,
+        list_name=list_name,
+        default_label=default_label,
+        shard=_parse_shard(shard),
+        strict=strict,
+        progress=sys.stderr.isatty(),
+        log=lambda msg: console.print(msg, highlight=False),
+    )
+    secs = max(report.seconds, 1e-9)
+    console.print(
+        f"extracted {report.extracted}, skipped {report.skipped}, failed {len(report.failed)} of {report.selected} "
+        f"videos in {report.seconds:.1f} s ({report.extracted / secs:.2f} videos/s, {report.frames / secs:,.0f} frames/s); "
+        f"wrote {report.sink.uri(report.names.list)} and {report.sink.uri(report.names.manifest)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _report_failures(report.failed, report.sink.uri(report.names.manifest))
+    if report.stopped_early:
+        console.print("[bold red]stopped at the first failure (--strict)[/]")
+    if report.failed:
+        sys.exit(1)
+
+
+@cli.command("extract-merge")
+@click.option("--out", "dst", required=True, help="The --out of the sharded extraction (folder or s3://).")
+@click.option("--list-name", default="features.csv", show_default=True, help="The --list-name of the shards.")
+@click.option("--shards", type=int, required=True, help="N of --shard K/N.")
+def extract_merge(dst: str, list_name: str, shards: int) -> None:
+    """Merge the lists and manifests of shards 0..N-1 into the final list and manifest."""
+    from cplvad.extract.manifest import merge_shards, output_names
+    from cplvad.extract.storage import open_sink
+
+    sink = open_sink(dst)
+    merged = merge_shards(sink, list_name, shards)
+    names = output_names(list_name)
+    failures = merged.failures()
+    console.print(
+        f"merged {shards} shards: {len(merged.videos) - len(failures)} videos in {sink.uri(names.list)}, "
+        f"{len(failures)} failed; manifest {sink.uri(names.manifest)}",
+        highlight=False,
+    )
+    _report_failures(failures, sink.uri(names.manifest))
+    if failures:
+        sys.exit(1)
+
+
+@cli.command("demo-videos")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder to write the videos into."
+)
+@click.option("--seed", type=int, default=None, help="Random seed (default: demo.seed).")
+@config_options
+def demo_videos(out: str, seed: int | None, config: Config) -> None:
+    """Write small synthetic videos with anomalies, annotations and a dataset.yaml (no download)."""
+    from cplvad.extract.demo_videos import write_demo_videos
+
+    cfg = config.demo if seed is None else config.demo.model_copy(update={"seed": seed})
+    manifest = write_demo_videos(out, cfg)
+    console.print(
+        f"wrote {manifest} and the videos it describes; extract their features with\n"
+        f"  cplvad extract --videos {out}/train_videos.csv --out {out}/features --list-name train.csv\n"
+        f"  cplvad extract --videos {out}/test_videos.csv --out {out}/features --list-name test.csv",
+        highlight=False,
+        soft_wrap=True,
+    )

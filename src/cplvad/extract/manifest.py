@@ -1,0 +1,161 @@
+"""The extraction manifest (JSON beside the feature list): settings, per-video results, resume, shard merge.
+
+``DST/<list stem>.extraction.json`` records the CLIP model, its weights checksum, sampling, crops and
+frames per snippet (the *settings*, hashed into ``settings_id``), and per video its source, label,
+frames, fps, T, seconds taken and output files, or the reason it failed. A video is done when its entry
+says ``ok`` under the current ``settings_id`` and each of its files exists with exactly the size of a
+(T, D) float32 ``.npy``; everything else is (re)extracted. The list CSV is a projection of the manifest
+(its ``ok`` videos in source order), so merging shards only needs their manifests.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from cplvad import __version__
+from cplvad.errors import DataError
+from cplvad.extract.storage import Sink
+
+FORMAT = "cplvad-extraction/1"
+
+
+@dataclass(frozen=True)
+class OutputNames:
+    list: str
+    manifest: str
+
+
+def output_names(list_name: str, shard: tuple[int, int] | None = None) -> OutputNames:
+    """``train.csv`` -> train.csv + train.extraction.json; shard 0 of 2 -> ``train.shard0-of-2.csv`` + ..."""
+    path = PurePosixPath(list_name)
+    if path.name != list_name or path.suffix.lower() != ".csv":
+        raise DataError(
+            f"--list-name {list_name!r}: give a plain file name ending in .csv (written in --out)"
+        )
+    stem = path.stem if shard is None else f"{path.stem}.shard{shard[0]}-of-{shard[1]}"
+    return OutputNames(list=f"{stem}.csv", manifest=f"{stem}.extraction.json")
+
+
+def settings_id(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_size(rows: int, dim: int) -> int:
+    """Exact size of the ``.npy`` file of a (rows, dim) float32 array (header + data)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
+    return buf.tell() + rows * dim * 4
+
+
+@dataclass
+class Manifest:
+    settings: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    """Run facts that do not invalidate outputs: source, list, shard, device, precision."""
+    videos: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def settings_id(self) -> str:
+        return settings_id(self.settings)
+
+    @classmethod
+    def load(cls, sink: Sink, rel: str) -> Manifest | None:
+        data = sink.read_bytes(rel)
+        if data is None:
+            return None
+        try:
+            obj = json.loads(data)
+            if obj.get("format") != FORMAT:
+                raise ValueError(f"format {obj.get('format')!r} is not {FORMAT!r}")
+            return cls(settings=obj["settings"], info=obj.get("info", {}), videos=obj["videos"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataError(
+                f"extraction manifest {sink.uri(rel)} is not readable ({exc}); delete it to extract from scratch"
+            ) from None
+
+    def to_json(self) -> bytes:
+        counts = {s: sum(v["status"] == s for v in self.videos.values()) for s in ("ok", "failed")}
+        obj = {
+            "format": FORMAT,
+            "cplvad_version": __version__,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "settings_id": self.settings_id,
+            "settings": self.settings,
+            "info": self.info,
+            "summary": {"videos": len(self.videos), **counts},
+            "videos": dict(sorted(self.videos.items(), key=lambda kv: kv[1]["index"])),
+        }
+        return (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()
+
+    def is_done(self, name: str, sizes: dict[str, int]) -> bool:
+        """Whether ``name`` has a successful entry under these settings with all its files intact."""
+        entry = self.videos.get(name)
+        if not entry or entry.get("status") != "ok" or entry.get("settings_id") != self.settings_id:
+            return False
+        expected = npy_size(int(entry["snippets"]), int(self.settings["embed_dim"]))
+        files = entry.get("files", [])
+        return len(files) == self.settings["crops"] and all(sizes.get(f) == expected for f in files)
+
+    def failures(self) -> dict[str, str]:
+        return {n: v["reason"] for n, v in self.videos.items() if v["status"] == "failed"}
+
+    def list_csv(self) -> str:
+        """The VadCLIP-format list (``path,label``, paths relative to the list's folder), source order."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["path", "label"])
+        for entry in sorted(self.videos.values(), key=lambda v: v["index"]):
+            if entry["status"] == "ok":
+                writer.writerows((f, entry["label"]) for f in entry["files"])
+        return buf.getvalue()
+
+    def save(self, sink: Sink, names: OutputNames) -> None:
+        """Write the manifest, then the list derived from it (each atomically)."""
+        sink.write_bytes(names.manifest, self.to_json())
+        sink.write_bytes(names.list, self.list_csv().encode())
+
+
+def merge_shards(sink: Sink, list_name: str, shards: int) -> Manifest:
+    """Merge the manifests of shards 0..shards-1 into the final list and manifest; return the merged one."""
+    if shards < 1:
+        raise DataError(f"--shards {shards}: expected the number of shards N >= 1 used with --shard K/N")
+    parts = []
+    for k in range(shards):
+        names = output_names(list_name, (k, shards))
+        part = Manifest.load(sink, names.manifest)
+        if part is None:
+            raise DataError(
+                f"shard {k}/{shards} has no manifest {sink.uri(names.manifest)}; run "
+                f"'cplvad extract ... --shard {k}/{shards}' first (every shard must finish before the merge)"
+            )
+        parts.append((names.manifest, part))
+    first_name, merged = parts[0]
+    merged = Manifest(settings=merged.settings, info={**merged.info, "shard": None}, videos={})
+    for name, part in parts:
+        if part.settings_id != merged.settings_id:
+            raise DataError(
+                f"{sink.uri(name)} was extracted with other settings than {sink.uri(first_name)} "
+                f"({part.settings} vs {merged.settings}); re-run that shard with the same settings"
+            )
+        clash = merged.videos.keys() & part.videos.keys()
+        if clash:
+            raise DataError(f"{sink.uri(name)} repeats videos of another shard, e.g. {sorted(clash)[:3]}")
+        merged.videos.update(part.videos)
+    merged.info["merged_from"] = [name for name, _ in parts]
+    merged.save(sink, output_names(list_name))
+    return merged
