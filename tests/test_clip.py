@@ -30,3 +30,12 @@ def test_clear_errors_for_unknown_model_and_missing_weights(tmp_path):
         create_clip(ClipConfig(model="cplvad-tiny", pretrained=str(tmp_path / "missing.pt")))
     with pytest.raises(ConfigError, match="config_dir"):
         create_clip(ClipConfig(model="cplvad-tiny", config_dir=str(tmp_path / "nope")))
+
+
+def test_random_weights_are_the_same_everywhere():
+    torch.manual_seed(123)
+    a = create_clip(ClipConfig(model="cplvad-tiny"))
+    torch.manual_seed(456)
+    b = create_clip(ClipConfig(model="cplvad-tiny"))
+    assert a.weights_id == b.weights_id == "random-init-seed-0"
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))

@@ -56,7 +56,7 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     assert {"pseudo_b_positive_fraction", "pseudo_agreement"} <= set(pseudo.data.metrics)
     evaluate = next(c for c in children if c.info.run_name == "evaluate")
     artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
-    assert {"plots/roc.csv", "plots/pr.csv", "plots/timelines.png"} <= artifacts
+    assert {"plots/roc_binary.csv", "plots/pr_category.csv", "plots/timelines.png"} <= artifacts
 
     version = client.get_model_version_by_alias("cplvad", "candidate")
     assert str(version.version) == "1" and version.tags["dataset"] == "cplvad-demo"

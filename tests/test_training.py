@@ -68,7 +68,8 @@ def test_training_is_deterministic_and_skips_when_done(stage1, demo_manifest, tm
     assert train_stage(demo_manifest, out, 1, tiny_config(), progress=False).skipped
     with pytest.raises(DataError, match="different config"):
         train_stage(demo_manifest, tmp_path / "again", 1, tiny_config(**{"train.lr": 0.01}), progress=False)
-    forced = train_stage(demo_manifest, tmp_path / "again", 1, tiny_config(**{"train.lr": 0.01}), progress=False, force=True)
+    forced = train_stage(demo_manifest, tmp_path / "again", 1, tiny_config(**{"train.lr": 0.01}), progress=False,
+                         replace_stale=True)
     assert not forced.skipped and not torch.equal(weights(tmp_path / "again")["binary_head.cls.conv.bias"],
                                                   a["binary_head.cls.conv.bias"])
 

@@ -22,6 +22,9 @@ from cplvad.config import ClipConfig
 from cplvad.errors import ConfigError
 
 BUILTIN_CONFIGS = Path(__file__).with_name("clip_configs")
+RANDOM_WEIGHTS_SEED = 0
+"""Random CLIP weights (``pretrained: none``) are drawn from this seed, so extraction, training and
+prediction all get the same random CLIP, whatever their own seeds."""
 
 
 @dataclass
@@ -35,6 +38,11 @@ class ClipBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     weights_sha256: str | None
+
+    @property
+    def weights_id(self) -> str:
+        """Identity of the weights: their checksum, or the seed of the random initialisation."""
+        return f"sha256:{self.weights_sha256}" if self.weights_sha256 else f"random-init-seed-{RANDOM_WEIGHTS_SEED}"
 
 
 @cache
@@ -84,8 +92,12 @@ def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBund
             )
     if weights is not None and _is_torchscript(weights):
         model = open_clip.load_openai_model(str(weights), precision="fp32", device="cpu")
+    elif weights is not None:
+        model = open_clip.create_model(cfg.model, pretrained=str(weights), device="cpu")
     else:
-        model = open_clip.create_model(cfg.model, pretrained=str(weights) if weights else None, device="cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            model = open_clip.create_model(cfg.model, pretrained=None, device="cpu")
     model = model.to(device).eval()
     preprocess = open_clip.image_transform(
         model.visual.image_size,

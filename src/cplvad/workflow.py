@@ -41,12 +41,14 @@ def train_stage(
     pseudo_path: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    replace_stale: bool = False,
 ) -> TrainResult:
     """Train one stage, then calibrate its decision threshold on the normal training videos."""
     dataset = load_dataset(dataset_path)
     pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
     data = _training_set(dataset, config, progress)
-    result = train(config, data, out_dir, stage, list(dataset.classes.names), dataset.name, pseudo, progress, force)
+    result = train(config, data, out_dir, stage, list(dataset.classes.names), dataset.name, pseudo, progress, force,
+                   replace_stale)
     _, meta = read_model_config(out_dir)
     calibration = meta.extra.get(CALIBRATION_KEY, {})
     if calibration.get("false_alarm_rate") != config.predict.false_alarm_rate:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -191,17 +192,20 @@ def extract_merge(dst: str, list_name: str, shards: int) -> None:
     "--out", required=True, type=click.Path(file_okay=False), help="Folder to write the videos into."
 )
 @click.option("--seed", type=int, default=None, help="Random seed (default: demo.seed).")
+@click.option("--features-dir", default="features", show_default=True,
+              help="Where dataset.yaml expects the extracted features, relative to --out (e.g. ../features).")
 @config_options
-def demo_videos(out: str, seed: int | None, config: Config) -> None:
+def demo_videos(out: str, seed: int | None, features_dir: str, config: Config) -> None:
     """Write small synthetic videos with anomalies, annotations and a dataset.yaml (no download)."""
     from cplvad.extract.demo_videos import write_demo_videos
 
     cfg = config.demo if seed is None else config.demo.model_copy(update={"seed": seed})
-    manifest = write_demo_videos(out, cfg)
+    manifest = write_demo_videos(out, cfg, features_dir)
+    feats = Path(out) / features_dir
     console.print(
         f"wrote {manifest} and the videos it describes; extract their features with\n"
-        f"  cplvad extract --videos {out}/train_videos.csv --out {out}/features --list-name train.csv\n"
-        f"  cplvad extract --videos {out}/test_videos.csv --out {out}/features --list-name test.csv",
+        f"  cplvad extract --videos {out}/train_videos.csv --out {feats} --list-name train.csv\n"
+        f"  cplvad extract --videos {out}/test_videos.csv --out {feats} --list-name test.csv",
         highlight=False,
         soft_wrap=True,
     )

@@ -20,13 +20,19 @@ _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
 @click.option("--pseudo", type=click.Path(dir_okay=False), default=None, help="pseudo.npz (stage 2 only).")
 @click.option("--force", is_flag=True, help="Retrain even if --out holds a finished or different model.")
+@click.option("--replace-stale", is_flag=True,
+              help="If --out holds a model of another config or data, retrain instead of stopping (pipelines).")
 @_quiet
 @config_options
-def train_cmd(dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, quiet: bool, config: Config) -> None:
+def train_cmd(
+    dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, replace_stale: bool, quiet: bool,
+    config: Config,
+) -> None:
     """Train stage 1 or stage 2; an interrupted run resumes from its last checkpoint."""
     if (stage == 2) != (pseudo is not None):
         raise CplvadError("--pseudo is required for --stage 2 and not accepted for --stage 1")
-    result = train_stage(dataset_path, out, stage, config, pseudo_path=pseudo, force=force, progress=not quiet)
+    result = train_stage(dataset_path, out, stage, config, pseudo_path=pseudo, force=force, progress=not quiet,
+                         replace_stale=replace_stale)
     if result.skipped:
         console.print(f"{out} already holds this stage-{stage} model for the same config and data: nothing to do")
     else:

@@ -101,7 +101,7 @@ def _render(video: DemoVideo, protos: _Prototypes, rng: np.random.Generator) -> 
     return feats.astype(np.float32)
 
 
-def _list_csv(rows: list[tuple[str, str]]) -> str:
+def list_csv(rows: list[tuple[str, str]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "label"])
@@ -109,7 +109,7 @@ def _list_csv(rows: list[tuple[str, str]]) -> str:
     return buf.getvalue()
 
 
-def _ucf_annotation_line(video: DemoVideo) -> str:
+def ucf_annotation_line(video: DemoVideo) -> str:
     pairs = list(video.segments) + [(-1, -1)] * max(0, 2 - len(video.segments))
     fields = [video.name, video.label] + [str(x) for pair in pairs for x in pair]
     return "  ".join(fields) + "  "
@@ -133,11 +133,11 @@ def write_demo_dataset(out: str | Path, cfg: DemoConfig | None = None) -> Path:
                     rel = f"{video.folder}/{video.name}__{k}.npy"
                     save_npy(tmp / "features" / rel, crop.astype(np.float32))
                     rows[split].append((f"{PUBLISHER_ROOT}/{rel}", video.label))
-        write_text(tmp / "lists" / "demo_train.csv", _list_csv(rows["train"]))
-        write_text(tmp / "lists" / "demo_test.csv", _list_csv(rows["test"]))
+        write_text(tmp / "lists" / "demo_train.csv", list_csv(rows["train"]))
+        write_text(tmp / "lists" / "demo_test.csv", list_csv(rows["test"]))
         write_text(
             tmp / "annotations" / "Temporal_Anomaly_Annotation.txt",
-            "\n".join(_ucf_annotation_line(v) for v in test) + "\n",
+            "\n".join(ucf_annotation_line(v) for v in test) + "\n",
         )
         manifest = {
             "name": "cplvad-demo",

@@ -1,4 +1,5 @@
-"""Plot data and figures of an evaluation: ROC and PR curves (CSV, for ``dvc plots``) and score timelines.
+"""Plot data and figures of an evaluation: ROC and PR curves (CSV per branch, for ``dvc plots``) and score
+timelines (CSV and PNG).
 
 The curve CSVs are thinned to at most ``MAX_POINTS`` rows per branch so they stay small in git/DVC.
 """
@@ -39,17 +40,11 @@ def _csv(header: list[str], rows: list[list[object]]) -> str:
     return buf.getvalue()
 
 
-def curve_rows(frame_gt: np.ndarray, scores: dict[str, np.ndarray]) -> tuple[list[list[object]], list[list[object]]]:
-    """ROC rows (branch, fpr, tpr) and PR rows (branch, recall, precision) per scoring branch."""
-    roc, pr = [], []
-    for branch, s in scores.items():
-        fpr, tpr, _ = roc_curve(frame_gt, s)
-        for a, b in _thin(np.stack([fpr, tpr], 1)):
-            roc.append([branch, round(float(a), 5), round(float(b), 5)])
-        precision, recall, _ = precision_recall_curve(frame_gt, s)
-        for a, b in _thin(np.stack([recall[::-1], precision[::-1]], 1)):
-            pr.append([branch, round(float(a), 5), round(float(b), 5)])
-    return roc, pr
+def curve_rows(frame_gt: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Thinned ROC points (fpr, tpr) and PR points (recall, precision) of one scoring branch."""
+    fpr, tpr, _ = roc_curve(frame_gt, scores)
+    precision, recall, _ = precision_recall_curve(frame_gt, scores)
+    return _thin(np.stack([fpr, tpr], 1)), _thin(np.stack([recall[::-1], precision[::-1]], 1))
 
 
 def timeline_figure(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, videos: list[int]) -> plt.Figure:
@@ -88,11 +83,12 @@ def write_plots(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, out_d
     fps = dataset.frames_per_snippet
     scores = {"binary": np.repeat(pred.binary, fps), "category": np.repeat(1 - pred.classes[:, 0], fps)}
     written = []
-    if len(np.unique(frame_gt)) > 1:
-        roc, pr = curve_rows(frame_gt, scores)
-        write_text(out / "roc.csv", _csv(["branch", "fpr", "tpr"], roc))
-        write_text(out / "pr.csv", _csv(["branch", "recall", "precision"], pr))
-        written += [out / "roc.csv", out / "pr.csv"]
+    if len(np.unique(frame_gt)) > 1:  # one file per branch and curve, the shape `dvc plots` draws as lines
+        for branch, s in scores.items():
+            roc, pr = curve_rows(frame_gt, s)
+            write_text(out / f"roc_{branch}.csv", _csv(["fpr", "tpr"], np.round(roc, 5).tolist()))
+            write_text(out / f"pr_{branch}.csv", _csv(["recall", "precision"], np.round(pr, 5).tolist()))
+            written += [out / f"roc_{branch}.csv", out / f"pr_{branch}.csv"]
     videos = pick_timeline_videos(dataset)
     rows = []
     per_video = list(pred.videos())

@@ -28,8 +28,8 @@ import numpy as np
 import yaml
 
 from cplvad.config import DemoConfig
-from cplvad.data.demo import DemoVideo, _list_csv, _ucf_annotation_line
-from cplvad.io import atomic_path, write_text
+from cplvad.data.demo import DemoVideo, list_csv, ucf_annotation_line
+from cplvad.io import atomic_dir, atomic_path, write_text
 
 CLASSES = ("Normal", "Flash", "Collision", "Erratic")
 WIDTH, HEIGHT, FPS = 96, 72, 25
@@ -179,35 +179,39 @@ def _seed(cfg: DemoConfig, split: str, i: int) -> int:
     return int(np.random.SeedSequence([cfg.seed, split == "test", i]).generate_state(1)[0])
 
 
-def write_demo_videos(out: str | Path, cfg: DemoConfig | None = None) -> Path:
-    """Write the demo videos, lists, annotations and ``dataset.yaml`` into ``out``; return the manifest path."""
+def write_demo_videos(out: str | Path, cfg: DemoConfig | None = None, features_dir: str = "features") -> Path:
+    """Write the demo videos, lists, annotations and ``dataset.yaml`` into ``out`` (atomically, as a whole);
+    return the manifest path. ``features_dir`` (relative to ``out``) is where the manifest expects the
+    extracted feature lists ``train.csv`` and ``test.csv``."""
     cfg = cfg or DemoConfig()
     out = Path(out)
     plans = plan_videos(cfg)
-    for split, videos in plans.items():
-        rows = []
-        for v in videos:
-            rel = f"videos/{split}/{v.label}/{v.name}.mp4"
-            write_video(out / rel, render(v))
-            rows.append((rel, v.label))
-        write_text(out / f"{split}_videos.csv", _list_csv(rows))
-    annotations = [
-        DemoVideo(v.name, v.label, v.label, v.frames // FRAMES_PER_SNIPPET, v.segments) for v in plans["test"]
-    ]
-    write_text(out / "annotations.txt", "\n".join(_ucf_annotation_line(v) for v in annotations) + "\n")
-    manifest = {
-        "name": "cplvad-demo-videos",
-        "classes": list(CLASSES),
-        "train_list": "features/train.csv",
-        "test_list": "features/test.csv",
-        "annotations": "annotations.txt",
-        "annotations_format": "ucf",
-        "frames_per_snippet": FRAMES_PER_SNIPPET,
-    }
-    header = (
-        f"# Synthetic CPL-VAD demo videos (cplvad demo-videos, seed {cfg.seed}). The lists are written by:\n"
-        "#   cplvad extract --videos train_videos.csv --out features --list-name train.csv\n"
-        "#   cplvad extract --videos test_videos.csv --out features --list-name test.csv\n"
-    )
-    write_text(out / "dataset.yaml", header + yaml.safe_dump(manifest, sort_keys=False))
+    with atomic_dir(out) as tmp:
+        for split, videos in plans.items():
+            rows = []
+            for v in videos:
+                rel = f"videos/{split}/{v.label}/{v.name}.mp4"
+                write_video(tmp / rel, render(v))
+                rows.append((rel, v.label))
+            write_text(tmp / f"{split}_videos.csv", list_csv(rows))
+        annotations = [
+            DemoVideo(v.name, v.label, v.label, v.frames // FRAMES_PER_SNIPPET, v.segments) for v in plans["test"]
+        ]
+        write_text(tmp / "annotations.txt", "\n".join(ucf_annotation_line(v) for v in annotations) + "\n")
+        manifest = {
+            "name": "cplvad-demo-videos",
+            "classes": list(CLASSES),
+            "train_list": f"{features_dir}/train.csv",
+            "test_list": f"{features_dir}/test.csv",
+            "annotations": "annotations.txt",
+            "annotations_format": "ucf",
+            "frames_per_snippet": FRAMES_PER_SNIPPET,
+        }
+        header = (
+            f"# Synthetic CPL-VAD demo videos (cplvad demo-videos, seed {cfg.seed}). The lists are written by:\n"
+            f"#   cplvad extract --videos train_videos.csv --out {features_dir} --list-name train.csv\n"
+            f"#   cplvad extract --videos test_videos.csv --out {features_dir} --list-name test.csv\n"
+            "# (paths relative to this folder)\n"
+        )
+        write_text(tmp / "dataset.yaml", header + yaml.safe_dump(manifest, sort_keys=False))
     return out / "dataset.yaml"

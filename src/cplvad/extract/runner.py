@@ -67,12 +67,8 @@ class _InFlight:
 
 def load_clip(config: Config, device: torch.device) -> tuple[ClipBundle, str]:
     """The configured CLIP and the identity of its weights (checksum, or the seed of a random init)."""
-    if config.clip.pretrained.lower() != "none":
-        bundle = create_clip(config.clip, device)
-        return bundle, f"sha256:{bundle.weights_sha256}"
-    with torch.random.fork_rng(devices=[]):  # random weights are reproducible, so runs can resume
-        torch.manual_seed(config.seed)
-        return create_clip(config.clip, device), f"random-init-seed-{config.seed}"
+    bundle = create_clip(config.clip, device)
+    return bundle, bundle.weights_id
 
 
 def select_videos(

@@ -127,8 +127,13 @@ def train(
     pseudo: PseudoLabels | None = None,
     progress: bool = True,
     force: bool = False,
+    replace_stale: bool = False,
 ) -> TrainResult:
-    """Train one stage into ``out_dir`` (a model directory); resume or skip when it was started before."""
+    """Train one stage into ``out_dir`` (a model directory); resume or skip when it was started before.
+
+    ``force``: retrain from scratch whatever ``out_dir`` holds. ``replace_stale``: if it holds a model or
+    checkpoint of another config or data, start over instead of stopping (what a pipeline re-run wants).
+    """
     out_dir = Path(out_dir)
     if stage not in (1, 2):
         raise DataError(f"stage must be 1 or 2, got {stage}")
@@ -138,13 +143,14 @@ def train(
     targets = _Targets(pseudo, data, ROUTES[config.stage2.supervision]) if stage == 2 and pseudo else None
     fp = fingerprint(config, data, stage, pseudo)
     fp_file = out_dir / FINGERPRINT_FILE
-    if force:
+    stale = fp_file.is_file() and fp_file.read_text().strip() != fp
+    if force or (stale and replace_stale):
         for name in (CHECKPOINT_FILE, FINGERPRINT_FILE, HISTORY_FILE, *MODEL_FILES):
             (out_dir / name).unlink(missing_ok=True)
-    if fp_file.is_file() and fp_file.read_text().strip() != fp:
+    elif stale:
         raise DataError(
             f"{out_dir} holds a model or checkpoint of a different config or data; choose another --out, "
-            "or pass --force to overwrite it"
+            "or pass --force (or --replace-stale) to overwrite it"
         )
     if fp_file.is_file() and is_model_dir(out_dir):
         history = json.loads((out_dir / HISTORY_FILE).read_text()) if (out_dir / HISTORY_FILE).is_file() else []
