@@ -100,9 +100,13 @@ def render(plan: VideoPlan, width: int = WIDTH, height: int = HEIGHT) -> Iterato
                 light *= 0.75
             else:
                 speed[0] = 3.0
-        if active is not None and plan.label == "Erratic":
+        if active is not None and plan.label == "Erratic":  # a large object jumping around, flickering
             pos[0] += rng.normal(0, 6 * scale, 2)
             colour[0] = rng.uniform(0, 255, 3)
+            radius_now = radius.copy()
+            radius_now[0] = 4 * radius[0]
+        else:
+            radius_now = radius
         if active is not None and plan.label == "Collision" and f == active[0]:
             fragments = _collide(rng, pos, alive, scale)
         pos += vel * speed[:, None]
@@ -112,12 +116,17 @@ def render(plan: VideoPlan, width: int = WIDTH, height: int = HEIGHT) -> Iterato
             pos[:, axis] = np.clip(pos[:, axis], 0, size - 1)
         img = background * light
         for i in np.flatnonzero(alive):
-            img[(xx - pos[i, 0]) ** 2 + (yy - pos[i, 1]) ** 2 <= radius[i] ** 2] = colour[i]
+            img[(xx - pos[i, 0]) ** 2 + (yy - pos[i, 1]) ** 2 <= radius_now[i] ** 2] = colour[i]
         if fragments is not None:
             if active is None:
                 fragments = None
-            else:
-                fragments[:, :2] += fragments[:, 2:]
+            else:  # a fireball that grows and fades, and fragments flying away
+                age = f - active[0]
+                burst = (6 + 1.2 * age) * scale
+                cx, cy = fragments[0, 4:6]
+                ball = (xx - cx) ** 2 + (yy - cy) ** 2 <= burst**2
+                img[ball] = img[ball] * 0.2 + np.array([255.0, 90.0, 0.0]) * 0.8
+                fragments[:, :2] += fragments[:, 2:4]
                 for x, y in fragments[:, :2]:
                     img[(xx - x) ** 2 + (yy - y) ** 2 <= (1.5 * scale) ** 2] = (255, 140, 0)
         if active is not None and plan.label == "Flash":
@@ -133,15 +142,14 @@ def _hard_normal_event(rng: np.random.Generator, frames: int) -> tuple[str, int,
 
 
 def _collide(rng: np.random.Generator, pos: np.ndarray, alive: np.ndarray, scale: float) -> np.ndarray:
-    """An object bursts: remove it and return fragments (x, y, vx, vy) flying away from it."""
+    """An object bursts: remove it and return fragments (x, y, vx, vy, x0, y0) flying away from (x0, y0)."""
     i = int(np.argmax(alive))  # the first one still there (object 0 when none is)
     alive[i] = False
     n = 14
     angle = rng.uniform(0, 2 * np.pi, n)
     speed = rng.uniform(1.5, 3.5, n) * scale
-    return np.column_stack(
-        [np.repeat(pos[i : i + 1], n, axis=0), np.cos(angle) * speed, np.sin(angle) * speed]
-    )
+    origin = np.repeat(pos[i : i + 1], n, axis=0)
+    return np.column_stack([origin, np.cos(angle) * speed, np.sin(angle) * speed, origin])
 
 
 def plan_videos(cfg: DemoConfig) -> dict[str, list[VideoPlan]]:
