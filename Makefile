@@ -1,4 +1,4 @@
-# Quick start: `make demo` (main job on the built-in demo data), `make test` (the test suite).
+# Quick start: `make demo` (the DVC pipeline on the built-in demo videos), `make test` (the test suite).
 # Both create or reuse .venv/ first.
 .PHONY: setup demo test lint bench clean
 
@@ -15,7 +15,7 @@ lint: setup
 	.venv/bin/ruff check src tests benchmarks components pipelines
 
 bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; .venv/bin/python $$b; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; .venv/bin/python $$b; done
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs data dvc_plots .pytest_cache

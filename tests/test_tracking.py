@@ -81,6 +81,10 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     # the champion loads back by URI: as a model directory, and as an MLflow pyfunc
     model_dir = resolve_model("models:/cplvad@champion", config)
     assert is_model_dir(model_dir)
+    res = runner.invoke(cli, ["evaluate", "--dataset", str(demo_manifest), "--model", "models:/cplvad@champion",
+                              "--out", "champion.json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((in_tmp / "champion.json").read_text()).keys() == json.loads((in_tmp / "run/metrics.json").read_text()).keys()
     out = mlflow.pyfunc.load_model("models:/cplvad@champion").predict(np.zeros((40, 512), dtype=np.float32))
     assert out["anomaly"].shape == (40,) and out["classes"].shape == (40, 5)
 

@@ -19,6 +19,7 @@ from cplvad.inference import predict_test_set
 from cplvad.io import write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
+from cplvad.tracking.registry import resolve_model
 from cplvad.tracking.runs import PipelineOutputs
 from cplvad.train.data import TrainingSet, load_training_set
 from cplvad.train.trainer import TrainResult, resolve_device, train
@@ -86,8 +87,9 @@ def evaluate(
     console: Console | None = None,
     plots_dir: str | Path | None = None,
 ) -> Evaluation:
-    """Score the test list with a model, compute the published metrics, write them (atomically), and
-    optionally the ROC/PR curve data and score timelines."""
+    """Score the test list with a model (a directory or an MLflow URI such as ``models:/cplvad@champion``),
+    compute the published metrics, write them (atomically), and optionally the curve data and timelines."""
+    model_dir = resolve_model(model_dir, config)
     dataset = load_dataset(dataset_path)
     device = resolve_device(config.train.device)
     model, _, meta = load_model(model_dir, device)

@@ -55,7 +55,7 @@ def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, 
 
 @cli.command("evaluate")
 @_dataset
-@click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True, help="Model directory.")
+@click.option("--model", "model_dir", required=True, help="Model directory, or an MLflow URI (models:/cplvad@champion).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="metrics.json to write.")
 @click.option("--predictions-out", type=click.Path(dir_okay=False), default=None, help="Also write predictions (P.npz).")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
