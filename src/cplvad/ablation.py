@@ -120,3 +120,9 @@ def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, c
                 mlflow.log_metrics({c: float(r[c]) for c in COLUMNS if r[c] is not None})
         for name in ("ablation.csv", "ablation.md", "ablation.png"):
             mlflow.log_artifact(str(out / name))
+
+
+def track_ablation(rows: list[dict[str, object]], out: str | Path, dataset_path: str | Path, config: Config) -> None:
+    """Log ablation rows (as given to ``write_reports``) and the reports in ``out`` to MLflow: one parent
+    run with a child run per row. For rows computed elsewhere, e.g. by parallel Kubeflow tasks."""
+    _track(rows, Path(out), dataset_path, config)

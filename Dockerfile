@@ -1,0 +1,51 @@
+# The image every Kubeflow component runs in (components/, pipelines/): the cplvad package with the
+# `pipelines` extra, every dependency at the exact pin of constraints.txt (the set CI tests), a non-root
+# user, `cplvad` as entrypoint (KFP sets its own command, so components run Python directly).
+#
+#   docker build -t ghcr.io/<org>/cplvad:0.1.0 .        (then docker push; see README, "Kubeflow")
+#
+# CUDA: the pinned PyTorch wheels carry it (torch 2.14.1 and its nvidia-*-cu13 runtime libraries are in
+# constraints.txt), so the base only needs Python 3.11, the version CI runs; a GPU node needs an NVIDIA
+# driver for CUDA 13 and the NVIDIA device plugin. A conda-based pytorch/pytorch base would bring a second
+# Python environment whose packages pip would partly replace to meet the pins.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+LABEL org.opencontainers.image.title="cplvad" \
+      org.opencontainers.image.description="CPL-VAD weakly supervised video anomaly detection (CLI, Kubeflow components)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    MPLCONFIGDIR=/tmp/matplotlib
+
+RUN python -m venv /opt/venv
+
+# PyTorch first, in its own layer: the largest download, kept until its pins change.
+COPY constraints.txt /opt/cplvad/constraints.txt
+RUN pip install --no-cache-dir -c /opt/cplvad/constraints.txt torch==2.14.1 torchvision==0.29.1
+
+WORKDIR /opt/cplvad/src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install --no-cache-dir -c /opt/cplvad/constraints.txt ".[pipelines]" \
+    && pip check \
+    && cplvad --help > /dev/null
+
+# Non-root user (numeric, so Kubernetes can verify runAsNonRoot). The KFP v2 launcher stages artifacts under
+# /gcs, /minio, /s3 and /oci, which a non-root user cannot create, so they exist and belong to it.
+RUN groupadd --gid 1000 cplvad \
+    && useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash cplvad \
+    && mkdir -p /gcs /minio /s3 /oci /workspace \
+    && chown cplvad:cplvad /gcs /minio /s3 /oci /workspace
+USER 1000:1000
+WORKDIR /workspace
+
+ENTRYPOINT ["cplvad"]
+CMD ["--help"]

@@ -1,0 +1,94 @@
+"""The ablation pipeline: the paper's Table 3 grid (``cplvad.ablation.GRID``) on one dataset.
+
+One stage-1 model and its pseudo labels (with and without CAR) are shared by every row; the stage-2 rows
+run in parallel (a ParallelFor per pseudo-label variant, since each variant feeds other rows), each a
+training and an evaluation; the evaluations are Collected into one comparison table (``ablation_table``).
+"""
+
+from typing import Any, NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Markdown
+
+import components as c
+from cplvad.ablation import GRID
+from pipelines.common import (
+    DEFAULT_ACCELERATOR_TYPE,
+    DEFAULT_SECRET,
+    add_features,
+    default_params,
+    on_gpu,
+    sized,
+)
+
+NAME = "cplvad-ablation"
+DEFAULT_PARAMS = default_params()
+STAGE1_ROW = next(r for r in GRID if r.supervision is None)
+CAR_ROWS = [{"label": r.label, "supervision": r.supervision} for r in GRID if r.supervision is not None and r.car]
+NOCAR_ROWS = [{"label": r.label, "supervision": r.supervision} for r in GRID if r.supervision is not None and not r.car]
+
+
+class Outputs(NamedTuple):
+    table: Markdown
+    results: Dataset
+    report: HTML
+
+
+def ablation(
+    params: dict = DEFAULT_PARAMS,
+    source_uri: str = "",
+    features_uri: str = "",
+    num_shards: int = 4,
+    accelerator_type: str = DEFAULT_ACCELERATOR_TYPE,
+    accelerator_count: int = 1,
+    tracking_uri: str = "",
+    track: bool = True,
+    secret_name: str = DEFAULT_SECRET,
+) -> Outputs:
+    """Parameters as in the training pipeline; ``track``: log one MLflow parent run with a child per row."""
+    feats = add_features(params, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name)
+    dataset = feats.dataset
+
+    stage1 = on_gpu(sized(c.train_stage1(dataset=dataset, params=params), "gpu", secret_name),
+                    accelerator_type, accelerator_count)
+    stage1.set_display_name("train stage 1 (shared)")
+    stage1_eval = sized(c.evaluate(dataset=dataset, model=stage1.outputs["model"], params=params,
+                                   label=STAGE1_ROW.label), "compute", secret_name)
+    stage1_eval.set_display_name("evaluate stage 1")
+    pseudo = {}
+    for car in (True, False):
+        task = sized(c.pseudo_labels(dataset=dataset, stage1=stage1.outputs["model"], params=params,
+                                     overrides=[f"car.enabled={'true' if car else 'false'}"]), "compute", secret_name)
+        task.set_display_name(f"pseudo labels (CAR {'on' if car else 'off'})")
+        pseudo[car] = task.outputs["pseudo"]
+
+    evaluations = {}
+    for car, rows in ((True, CAR_ROWS), (False, NOCAR_ROWS)):
+        with dsl.ParallelFor(rows, name=f"grid-car-{'on' if car else 'off'}") as row:
+            model = on_gpu(sized(c.train_stage2(dataset=dataset, pseudo=pseudo[car], params=params,
+                                                supervision=row.supervision), "gpu", secret_name),
+                           accelerator_type, accelerator_count)
+            model.set_display_name("train stage 2 (grid row)")
+            evaluation = sized(c.evaluate(dataset=dataset, model=model.outputs["model"], params=params,
+                                          label=row.label), "compute", secret_name)
+            evaluation.set_display_name("evaluate (grid row)")
+        evaluations[car] = dsl.Collected(evaluation.outputs["evaluation"])
+
+    table = sized(c.ablation_table(dataset=dataset, stage1=stage1_eval.outputs["evaluation"], car_rows=evaluations[True],
+                                   nocar_rows=evaluations[False], params=params, tracking_uri=tracking_uri, track=track),
+                  "light", secret_name)
+    table.set_display_name("ablation table")
+    table.set_caching_options(False)  # logs to MLflow
+    return Outputs(table.outputs["table"], table.outputs["results"], table.outputs["report"])
+
+
+DESCRIPTION = ("CPL-VAD ablation (paper Table 3): shared stage 1 and pseudo labels, the stage-2 variants "
+               "in parallel, one comparison table.")
+
+
+def build() -> Any:
+    """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
+    return dsl.pipeline(name=NAME, description=DESCRIPTION)(ablation)
+
+
+ablation_pipeline = build()

@@ -1,0 +1,188 @@
+"""``python -m pipelines compile | run-local | submit`` (run from the repository root)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
+    "model.stem_blocks=1", "model.window=4", "train.epochs=2", "train.batch_size=8", "train.lr=0.001",
+    "extract.workers=0", "demo.train_normal=3", "demo.train_abnormal=3", "demo.test_normal=2", "demo.test_abnormal=3",
+]
+"""``run-local --tiny``: seconds-sized settings (tiny random CLIP and model, a dozen demo videos)."""
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines.common import default_params
+
+    overrides = [*(TINY if getattr(args, "tiny", False) else []), *args.set]
+    return default_params(args.params, overrides)
+
+
+def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
+    """Pipeline arguments from the command line (only those given, besides ``params``)."""
+    values: dict[str, Any] = {"params": _params(args)}
+    for key in ("source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count", "tracking_uri",
+                "secret_name"):
+        value = getattr(args, key, None)
+        if value is not None:
+            values[key] = value
+    if pipeline == "ablation" and getattr(args, "no_track", False):
+        values["track"] = False
+    return values
+
+
+def _common(p: argparse.ArgumentParser, *, pipelines_multi: bool = False) -> None:
+    if pipelines_multi:
+        p.add_argument("--pipeline", choices=["training", "ablation", "all"], default="all")
+    else:
+        p.add_argument("--pipeline", choices=["training", "ablation"], default="training")
+    p.add_argument("--params", type=Path, default=None,
+                   help="params file (default: params.yaml of the repository; configs/paper.yaml for real data)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
+    p.add_argument("--image", default=None, help="component image (default: $CPLVAD_IMAGE or ghcr.io/cplvad/cplvad:<version>)")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source-uri", dest="source_uri", default=None,
+                   help="folder or s3:// prefix with train_videos.csv, test_videos.csv, dataset.yaml (default: demo videos)")
+    p.add_argument("--features-uri", dest="features_uri", default=None, help="s3:// prefix the shards extract into")
+    p.add_argument("--shards", dest="num_shards", type=int, default=None, help="extraction shards (default 4)")
+    p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI")
+    p.add_argument("--no-track", action="store_true", help="ablation: do not log to MLflow")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="write the pipeline YAML (IR) for a cluster")
+    _common(p, pipelines_multi=True)
+    p.add_argument("--out", type=Path, default=REPO / "pipelines" / "build", help="output folder (default pipelines/build)")
+
+    p = sub.add_parser("run-local", help="run a pipeline here with KFP's local SubprocessRunner (no Docker, no cluster)")
+    _common(p)
+    _run_arguments(p)
+    p.add_argument("--tiny", action="store_true", help="seconds-sized settings for a smoke run (tiny CLIP and model)")
+    p.add_argument("--out", type=Path, default=REPO / "outputs" / "kfp-local", help="local pipeline root")
+
+    p = sub.add_parser("submit", help="submit a run to a Kubeflow Pipelines cluster (kfp.Client)")
+    _common(p)
+    _run_arguments(p)
+    p.add_argument("--host", default=os.environ.get("KF_PIPELINES_ENDPOINT"),
+                   help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline ($KF_PIPELINES_ENDPOINT); "
+                        "omit inside the cluster")
+    p.add_argument("--namespace", default=None, help="profile namespace (multi-user Kubeflow)")
+    p.add_argument("--experiment", default="cplvad", help="KFP experiment name")
+    p.add_argument("--run-name", default=None)
+    p.add_argument("--pipeline-root", default=None, help="artifact root, e.g. s3://bucket/kfp (default: the cluster's)")
+    p.add_argument("--service-account", default=None, help="Kubernetes service account of the pods")
+    p.add_argument("--accelerator-type", dest="accelerator_type", default=None, help="e.g. nvidia.com/gpu")
+    p.add_argument("--accelerator-count", dest="accelerator_count", type=int, default=None,
+                   help="accelerators per extraction/training task (0 = CPU nodes)")
+    p.add_argument("--secret-name", dest="secret_name", default=None,
+                   help="Kubernetes Secret with AWS_*/MLFLOW_* keys for every task (default cplvad-credentials)")
+    p.add_argument("--token", default=os.environ.get("KF_PIPELINES_TOKEN"),
+                   help="bearer token ($KF_PIPELINES_TOKEN), e.g. from `kubectl create token`")
+    p.add_argument("--cookies", default=os.environ.get("KF_PIPELINES_COOKIES"),
+                   help="session cookie(s) of a Dex/oauth2-proxy login ($KF_PIPELINES_COOKIES), "
+                        "e.g. 'authservice_session=...'")
+    p.add_argument("--ssl-ca-cert", default=None, help="CA bundle of the endpoint")
+    p.add_argument("--no-cache", action="store_true", help="disable KFP caching for this run")
+    p.add_argument("--wait", action="store_true", help="wait for the run; exit 1 unless it succeeds")
+    p.add_argument("--timeout", type=int, default=6 * 3600, help="seconds to --wait (default 6 h)")
+    return parser
+
+
+def _pipeline(args: argparse.Namespace, name: str) -> Any:
+    """Pipeline ``name``, traced again with ``--image`` when given (tasks copy the image when traced)."""
+    import components
+    from pipelines import PIPELINES, build
+
+    if not args.image:
+        return PIPELINES[name]
+    components.set_image(args.image)
+    return build(name)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from kfp import compiler
+
+    import components
+    from pipelines import PIPELINES
+
+    names = list(PIPELINES) if args.pipeline == "all" else [args.pipeline]
+    args.out.mkdir(parents=True, exist_ok=True)
+    params = _params(args)
+    for name in names:
+        path = args.out / f"{name}.yaml"
+        compiler.Compiler().compile(_pipeline(args, name), str(path), pipeline_parameters={"params": params})
+        print(f"wrote {path}")
+    print(f"image: {components.current_image()}")
+    return 0
+
+
+def cmd_run_local(args: argparse.Namespace) -> int:
+    from kfp import local
+    from kfp.dsl import Metrics
+
+    arguments = _arguments(args, args.pipeline)
+    arguments.setdefault("num_shards", 2)
+    root = args.out.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    task = _pipeline(args, args.pipeline)(**arguments)
+    print(f"\n{args.pipeline} pipeline finished; artifacts under {root}")
+    for name, artifact in task.outputs.items():
+        print(f"  {name}: {artifact.path}")
+        if isinstance(artifact, Metrics):
+            for key, value in artifact.metadata.items():
+                print(f"    {key} = {value:.2f}")
+    tracking = arguments.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or arguments["params"]["tracking"]["tracking_uri"]
+    print(f"MLflow: {tracking} (experiment {arguments['params']['tracking']['experiment']})")
+    return 0
+
+
+def make_client(args: argparse.Namespace) -> Any:
+    """kfp.Client with the authentication given: a bearer token (``--token``), session cookies
+    (``--cookies``), or, with neither, KFP's default: the service-account token at
+    ``$KF_PIPELINES_SA_TOKEN_PATH`` (in-cluster, e.g. a Kubeflow notebook) when it exists."""
+    import kfp
+
+    return kfp.Client(host=args.host, namespace=args.namespace or "kubeflow", existing_token=args.token,
+                      cookies=args.cookies, ssl_ca_cert=args.ssl_ca_cert)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    arguments = _arguments(args, args.pipeline)
+    if not arguments.get("tracking_uri") and arguments["params"]["tracking"]["tracking_uri"].startswith("sqlite:"):
+        print("warning: no --tracking-uri and params tracking.tracking_uri is a local SQLite file: unless the pods set "
+              "MLFLOW_TRACKING_URI, the MLflow run is written inside a pod and lost", file=sys.stderr)
+    pipeline = _pipeline(args, args.pipeline)
+    client = make_client(args)
+    result = client.create_run_from_pipeline_func(
+        pipeline, arguments=arguments, run_name=args.run_name, experiment_name=args.experiment,
+        namespace=args.namespace, pipeline_root=args.pipeline_root, service_account=args.service_account,
+        enable_caching=False if args.no_cache else None,
+    )
+    print(f"submitted run {result.run_id} of {args.pipeline} (experiment {args.experiment})")
+    if not args.wait:
+        return 0
+    run = client.wait_for_run_completion(result.run_id, timeout=args.timeout)
+    state = str(getattr(run, "state", "UNKNOWN"))
+    print(f"run {result.run_id} finished: {state}")
+    return 0 if state.upper().endswith("SUCCEEDED") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return {"compile": cmd_compile, "run-local": cmd_run_local, "submit": cmd_submit}[args.command](args)

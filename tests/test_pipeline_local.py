@@ -1,0 +1,69 @@
+"""The training pipeline end to end with KFP's local SubprocessRunner (``python -m pipelines run-local``):
+freshly generated demo videos, two extraction shards, stage 1, pseudo labels, stage 2, evaluation and
+MLflow registration, with tiny settings (about two minutes on two cores)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from cplvad.modeling.factory import is_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_training_pipeline_runs_locally_end_to_end(tmp_path):
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": tracking}
+    env.pop("MLFLOW_EXPERIMENT_NAME", None)
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines", "run-local", "--tiny", "--shards", "2", "--out", str(tmp_path / "root")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    assert "training pipeline finished" in res.stdout and "frame_auc_binary = " in res.stdout
+    (run,) = (tmp_path / "root").glob("cplvad-training-*")
+
+    # extraction fanned out over two shards, merged into one self-contained dataset artifact
+    shards = sorted(run.glob("for-loop-*-iteration-*/extract-features/features"))
+    assert len(shards) == 2
+    for k, shard in enumerate(shards):
+        assert (shard / f"train.shard{k}-of-2.csv").is_file() and (shard / f"test.shard{k}-of-2.extraction.json").is_file()
+    dataset = run / "merge-features" / "dataset"
+    for name in ("dataset.yaml", "annotations.txt", "features/train.csv", "features/test.csv",
+                 "features/train.extraction.json", "features/test.extraction.json"):
+        assert (dataset / name).is_file(), name
+    train_rows = (dataset / "features" / "train.csv").read_text().splitlines()[1:]
+    assert len(train_rows) == 6 and all((dataset / "features" / r.split(",")[0]).is_file() for r in train_rows)
+    assert not (dataset / "videos").exists()  # the videos stay in the source artifact
+
+    # models, pseudo labels, evaluation
+    assert is_model_dir(run / "train-stage1" / "model") and is_model_dir(run / "train-stage2" / "model")
+    with np.load(run / "pseudo-labels" / "pseudo" / "pseudo.npz") as z:
+        assert z["pseudo_b"].shape == z["pseudo_c"].shape and len(z["keys"]) == 6
+    metrics = json.loads((run / "evaluate" / "metrics").read_text())
+    assert 0 <= metrics["frame_auc_binary"] <= 100 and "map_avg" in metrics
+    evaluation = run / "evaluate" / "evaluation"
+    for name in ("metrics.json", "predictions.npz", "summary.json", "plots/roc_binary.csv", "plots/timelines.png"):
+        assert (evaluation / name).is_file(), name
+    report = (run / "evaluate" / "report").read_text()
+    assert "frame_auc_binary" in report and "data:image/png;base64," in report
+
+    # MLflow: one parent run with the stage runs, the final model registered as candidate
+    record = (run / "register" / "report").read_text()
+    assert "version 1" in record
+    mlflow.set_tracking_uri(tracking)
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("cplvad", "candidate")
+    assert str(version.version) == "1" and version.tags["dataset"] == "cplvad-demo-videos"
+    parent = client.get_run(version.run_id)
+    assert parent.data.metrics["frame_auc_binary"] == pytest.approx(metrics["frame_auc_binary"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert {c.info.run_name for c in children} == {"extract", "train_stage1", "pseudo_labels", "train_stage2", "evaluate"}

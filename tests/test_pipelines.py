@@ -1,0 +1,237 @@
+"""Kubeflow pipelines: both compile (``python -m pipelines compile``) and the YAML holds what a cluster needs
+(components, image, GPU requests as parameters, CPU/memory limits, retries, ParallelFor, Collected,
+parameters, credentials); ``submit`` drives kfp.Client; the library stays free of kfp and dvc."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+IMAGE = "registry.example.com/team/cplvad:test"
+GPU_EXECUTORS = {"exec-extract-features", "exec-train-stage1", "exec-train-stage2"}
+TRAINING_COMPONENTS = {"prepare-data", "plan-shards", "extract-features", "merge-features", "train-stage1",
+                       "pseudo-labels", "train-stage2", "evaluate", "register"}
+PARAMETERS = {"params", "source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count",
+              "tracking_uri", "secret_name"}
+
+
+def _env() -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("CPLVAD_IMAGE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("kfp-yaml")
+    res = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(out), "--image", IMAGE,
+                          "--set", "train.epochs=3"], cwd=out, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"image: {IMAGE}" in res.stdout
+    specs = {}
+    for name in ("training", "ablation"):
+        spec, platform = yaml.safe_load_all((out / f"{name}.yaml").read_text())  # pipeline spec, then platform spec
+        specs[name] = {**spec, "platforms": platform["platforms"]}
+    return specs
+
+
+def _tasks(spec: dict) -> dict:
+    """Every task of the pipeline (root and inside loops), by task name."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for comp in spec["components"].values():
+        tasks.update(comp.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def _executor(spec: dict, task: dict) -> dict:
+    comp = spec["components"][task["componentRef"]["name"]]
+    return spec["deploymentSpec"]["executors"][comp["executorLabel"]]
+
+
+@pytest.mark.parametrize("name", ["training", "ablation"])
+def test_components_run_the_project_image_without_installing_anything(compiled, name):
+    executors = compiled[name]["deploymentSpec"]["executors"]
+    for label, ex in executors.items():
+        container = ex["container"]
+        assert container["image"] == IMAGE, label
+        assert "pip install" not in " ".join(container["command"]), label  # kfp and cplvad come with the image
+        assert "import cplvad" in container["command"][-1] or "from cplvad" in container["command"][-1], label
+
+
+def test_training_pipeline_has_every_stage_and_the_parameters(compiled):
+    spec = compiled["training"]
+    comps = {name.removeprefix("comp-") for name in spec["components"]}
+    assert comps >= TRAINING_COMPONENTS
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == PARAMETERS
+    assert params["accelerator_type"]["defaultValue"] == "nvidia.com/gpu"
+    assert params["accelerator_count"]["parameterType"] == "NUMBER_INTEGER"
+    default = params["params"]["defaultValue"]  # params.yaml + the --set given at compile time, no nulls
+    assert default["train"]["epochs"] == 3 and default["clip"]["model"] == "cplvad-tiny"
+    assert "null" not in json.dumps(default)
+    outputs = spec["root"]["outputDefinitions"]["artifacts"]
+    assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
+        "model": "system.Model", "metrics": "system.Metrics", "report": "system.HTML"}
+    assert _tasks(spec)["register"]["cachingOptions"] == {}  # disabled: registration is a side effect
+
+
+@pytest.mark.parametrize("name", ["training", "ablation"])
+def test_gpu_requests_are_pipeline_parameters_on_extraction_and_training(compiled, name):
+    spec = compiled[name]
+    executors = spec["deploymentSpec"]["executors"]
+    gpu = {label for label, ex in executors.items() if "accelerator" in ex["container"].get("resources", {})}
+    assert {re.sub(r"-\d+$", "", g) for g in gpu} == GPU_EXECUTORS
+    for label in gpu:
+        acc = executors[label]["container"]["resources"]["accelerator"]
+        assert acc["resourceType"] == "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}"
+        assert acc["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}"
+    for label, ex in executors.items():  # every task has CPU and memory requests and limits
+        res = ex["container"]["resources"]
+        assert {"resourceCpuLimit", "resourceMemoryLimit", "resourceCpuRequest", "resourceMemoryRequest"} <= set(res), label
+    assert executors["exec-extract-features"]["container"]["resources"]["resourceMemoryLimit"] == "32G"
+    platform = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for label in executors:  # the optional credentials Secret on every task, GPU taint tolerated where GPUs are requested
+        secret = platform[label]["secretAsEnv"][0]
+        assert secret["optional"] is True
+        assert {k["envVar"] for k in secret["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                              "MLFLOW_TRACKING_TOKEN"}
+        assert ("tolerations" in platform[label]) == (label in gpu), label
+
+
+@pytest.mark.parametrize("name", ["training", "ablation"])
+def test_extraction_fans_out_over_shards_with_retries_and_is_collected(compiled, name):
+    spec = compiled[name]
+    loop_name, loop = next((k, t) for k, t in spec["root"]["dag"]["tasks"].items()
+                           if t.get("parameterIterator", {}).get("items", {}).get("inputParameter"))
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--plan-shards-Output"
+    body = spec["components"][loop["componentRef"]["name"]]
+    extract = body["dag"]["tasks"]["extract-features"]
+    assert extract["retryPolicy"]["maxRetryCount"] == 3 and extract["retryPolicy"]["backoffDuration"] == "60s"
+    assert extract["inputs"]["parameters"]["shard"]["componentInputParameter"].endswith("loop-item")
+    # the GPU parameters reach the loop body (KFP 2.17 leaves them out unless registered as task inputs)
+    assert {"pipelinechannel--accelerator_type", "pipelinechannel--accelerator_count"} <= set(
+        body["inputDefinitions"]["parameters"])
+    assert {"pipelinechannel--accelerator_type", "pipelinechannel--accelerator_count"} <= set(
+        loop["inputs"]["parameters"])
+    merge = spec["root"]["dag"]["tasks"]["merge-features"]
+    assert merge["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == loop_name
+    assert body["outputDefinitions"]["artifacts"]["pipelinechannel--extract-features-features"]["isArtifactList"]
+
+
+def test_ablation_shares_stage1_and_pseudo_labels_and_collects_the_grid(compiled):
+    from cplvad.ablation import GRID
+
+    spec = compiled["ablation"]
+    tasks = _tasks(spec)
+    assert "track" in spec["root"]["inputDefinitions"]["parameters"]
+    assert sorted(t for t in tasks if t.startswith("train-stage1")) == ["train-stage1"]
+    pseudo = {t: tasks[t]["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"]
+              for t in tasks if t.startswith("pseudo-labels")}
+    assert sorted(pseudo.values()) == [["car.enabled=false"], ["car.enabled=true"]]
+    loops = [t for t in spec["root"]["dag"]["tasks"].values() if "raw" in t.get("parameterIterator", {}).get("items", {})]
+    rows = [row for loop in loops for row in json.loads(loop["parameterIterator"]["items"]["raw"])]
+    assert sorted(r["label"] for r in rows) == sorted(r.label for r in GRID if r.supervision is not None)
+    assert {r["supervision"] for r in rows} == {"b_to_c", "c_to_b", "self", "cross"}
+    table = spec["root"]["dag"]["tasks"]["ablation-table"]
+    arts = table["inputs"]["artifacts"]
+    assert {arts["car_rows"]["taskOutputArtifact"]["producerTask"], arts["nocar_rows"]["taskOutputArtifact"]["producerTask"]} \
+        == {name for name, t in spec["root"]["dag"]["tasks"].items() if "raw" in t.get("parameterIterator", {}).get("items", {})}
+    assert arts["stage1"]["taskOutputArtifact"]["producerTask"] == "evaluate"
+    outputs = spec["root"]["outputDefinitions"]["artifacts"]
+    assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
+        "table": "system.Markdown", "results": "system.Dataset", "report": "system.HTML"}
+
+
+def test_image_comes_from_the_environment(tmp_path):
+    code = "import components; print(components.current_image())"
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**_env(), "CPLVAD_IMAGE": "reg/x:1"},
+                         capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "reg/x:1", res.stderr
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert re.fullmatch(r"ghcr\.io/cplvad/cplvad:\d+\.\d+\.\d+\S*", res.stdout.strip()), res.stderr
+
+
+class FakeClient:
+    instances: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.runs: list = []
+        FakeClient.instances.append(self)
+
+    def create_run_from_pipeline_func(self, func, **kwargs):
+        self.runs.append((func, kwargs))
+        return type("Result", (), {"run_id": "run-123"})()
+
+    def wait_for_run_completion(self, run_id, timeout):
+        self.waited = (run_id, timeout)
+        return type("Run", (), {"state": self.kwargs.get("final_state", "SUCCEEDED")})()
+
+
+def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
+    import kfp
+
+    from pipelines import training_pipeline
+    from pipelines.cli import main
+
+    FakeClient.instances.clear()
+    monkeypatch.setattr(kfp, "Client", FakeClient)
+    rc = main(["submit", "--host", "https://kubeflow.example.com/pipeline", "--namespace", "team-a", "--experiment",
+               "exp", "--token", "TOKEN", "--source-uri", "s3://videos/ucf", "--accelerator-type", "nvidia.com/gpu",
+               "--accelerator-count", "2", "--shards", "16", "--tracking-uri", "http://mlflow:5000",
+               "--params", str(REPO / "configs" / "paper.yaml"), "--set", "train.epochs=7",
+               "--pipeline-root", "s3://kfp/root", "--wait", "--timeout", "60"])
+    assert rc == 0
+    client = FakeClient.instances[-1]
+    assert client.kwargs["host"] == "https://kubeflow.example.com/pipeline" and client.kwargs["existing_token"] == "TOKEN"
+    func, kwargs = client.runs[0]
+    assert func is training_pipeline
+    assert kwargs["namespace"] == "team-a" and kwargs["experiment_name"] == "exp"
+    assert kwargs["pipeline_root"] == "s3://kfp/root"
+    args = kwargs["arguments"]
+    assert args["source_uri"] == "s3://videos/ucf" and args["accelerator_count"] == 2 and args["num_shards"] == 16
+    assert args["tracking_uri"] == "http://mlflow:5000"
+    assert args["params"]["train"]["epochs"] == 7 and args["params"]["model"]["width"] == 512  # paper.yaml + --set
+    assert client.waited == ("run-123", 60)
+    assert "submitted run run-123" in capsys.readouterr().out
+
+
+def test_submit_fails_on_a_bad_parameter_before_contacting_the_cluster(monkeypatch):
+    import kfp
+
+    from cplvad.errors import ConfigError
+    from pipelines.cli import main
+
+    FakeClient.instances.clear()
+    monkeypatch.setattr(kfp, "Client", FakeClient)
+    with pytest.raises(ConfigError, match="train.epochs"):
+        main(["submit", "--host", "http://kfp", "--set", "train.epochs=-1"])
+    assert not FakeClient.instances
+
+
+def test_submit_wait_reports_a_failed_run(monkeypatch):
+    import kfp
+
+    from pipelines.cli import main
+
+    monkeypatch.setattr(kfp, "Client", lambda **kw: FakeClient(**kw, final_state="FAILED"))
+    assert main(["submit", "--host", "http://kfp", "--cookies", "authservice_session=abc", "--wait"]) == 1
+    assert FakeClient.instances[-1].kwargs["cookies"] == "authservice_session=abc"
+
+
+def test_library_is_free_of_orchestration_imports():
+    offenders = []
+    for path in (REPO / "src" / "cplvad").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if re.match(r"\s*(import|from)\s+(kfp|dvc)(\.|\s|$)", line):
+                offenders.append(f"{path.relative_to(REPO)}: {line.strip()}")
+    assert not offenders
