@@ -33,6 +33,8 @@ from cplvad.io import atomic_dir, atomic_path, write_text
 
 CLASSES = ("Normal", "Flash", "Collision", "Erratic")
 WIDTH, HEIGHT, FPS = 96, 72, 25
+CAMERAS = 4
+"""Fixed scenes (backgrounds) shared by all videos, as in surveillance where a few cameras film everything."""
 FRAMES_PER_SNIPPET = 16
 BITS_PER_PIXEL = 0.6
 """mpeg4 bit rate per pixel and frame: clean pictures for these simple scenes."""
@@ -76,8 +78,9 @@ def render(plan: VideoPlan, width: int = WIDTH, height: int = HEIGHT) -> Iterato
     """The frames of one video (deterministic for ``plan``)."""
     rng = np.random.default_rng(plan.seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = rng.uniform(40, 150, 3).astype(np.float32)
-    gradient = (xx / width)[..., None] * rng.uniform(-40, 40, 3) + (yy / height)[..., None] * rng.uniform(
+    scene = np.random.default_rng([CAMERAS, plan.seed % CAMERAS])  # the camera: same for every video it films
+    base = scene.uniform(40, 150, 3).astype(np.float32)
+    gradient = (xx / width)[..., None] * scene.uniform(-40, 40, 3) + (yy / height)[..., None] * scene.uniform(
         -40, 40, 3
     )
     background = base + gradient + rng.normal(0, 6, (height, width, 3))
