@@ -5,9 +5,12 @@
 #   docker build -t ghcr.io/<org>/cplvad:0.1.0 .        (then docker push; see README, "Kubeflow")
 #
 # CUDA: the pinned PyTorch wheels carry it (torch 2.14.1 and its nvidia-*-cu13 runtime libraries are in
-# constraints.txt), so the base only needs Python 3.11, the version CI runs; a GPU node needs an NVIDIA
-# driver for CUDA 13 and the NVIDIA device plugin. A conda-based pytorch/pytorch base would bring a second
-# Python environment whose packages pip would partly replace to meet the pins.
+# constraints.txt), so the base only needs Python 3.11, the version CI runs. A GPU node needs an NVIDIA
+# driver for CUDA 13 and the NVIDIA device plugin, which exposes the GPUs a task requests (the image does
+# not set NVIDIA_VISIBLE_DEVICES, so a CPU task on a GPU node sees none; locally: docker run --gpus all).
+# A PyTorch base works too (--build-arg BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime, with
+# Python >= 3.11): the venv sees the base's packages, so its torch is kept when it equals the pin, and pins
+# the base does not meet go into the venv, shadowing the base's versions instead of uninstalling them.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
@@ -21,11 +24,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
-    NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     MPLCONFIGDIR=/tmp/matplotlib
 
-RUN python -m venv /opt/venv
+RUN python -m venv --system-site-packages /opt/venv
 
 # PyTorch first, in its own layer: the largest download, kept until its pins change.
 COPY constraints.txt /opt/cplvad/constraints.txt

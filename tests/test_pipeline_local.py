@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_training_pipeline_runs_locally_end_to_end(tmp_path):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": tracking}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "MLFLOW_TRACKING_URI": tracking}
     env.pop("MLFLOW_EXPERIMENT_NAME", None)
     res = subprocess.run(
         [sys.executable, "-m", "pipelines", "run-local", "--tiny", "--shards", "2", "--out", str(tmp_path / "root")],

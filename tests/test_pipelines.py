@@ -25,7 +25,7 @@ PARAMETERS = {"params", "source_uri", "features_uri", "num_shards", "accelerator
 
 
 def _env() -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     env.pop("CPLVAD_IMAGE", None)
     return env
 
