@@ -9,7 +9,7 @@ demo: setup
 	@bash scripts/demo.sh
 
 test: setup
-	.venv/bin/python -m pytest -n 2 tests
+	.venv/bin/python -m pytest -n 2 --dist loadgroup tests
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks components pipelines

@@ -24,7 +24,7 @@ SMALL = {
     "extract": {"workers": 1},
 }
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc-repro")]  # one repro per worker, not per test
 
 
 def sh(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -101,10 +101,14 @@ def test_second_repro_does_no_work(reproduced):
     runs_after = len(MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()]))
     assert runs_after == runs_before
     # changing one knob re-runs only what depends on it
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["eval"]["smoothing"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = sh([str(BIN / "dvc"), "status"], repo)
+    try:
+        status = sh([str(BIN / "dvc"), "status"], repo)
+    finally:
+        (repo / "params.yaml").write_text(original)
     assert "evaluate" in status and "train_stage1" not in status and "extract" not in status
 
 
