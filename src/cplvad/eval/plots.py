@@ -47,6 +47,18 @@ def curve_rows(frame_gt: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
     return _thin(np.stack([fpr, tpr], 1)), _thin(np.stack([recall[::-1], precision[::-1]], 1))
 
 
+def draw_scores(
+    ax: plt.Axes, binary: np.ndarray, classes: np.ndarray, frames_per_snippet: int, scale: float = 1.0
+) -> None:
+    """Anomaly score of both branches (binary; category = 1 - P[normal]) as steps over each snippet's
+    frames, on x = frame * ``scale`` (1 / fps for seconds)."""
+    edges = np.arange(len(binary) + 1) * (frames_per_snippet * scale)
+    ax.stairs(binary, edges, baseline=None, color="tab:blue", lw=1.2, label="binary")
+    ax.stairs(1 - classes[:, 0], edges, baseline=None, color="tab:orange", lw=1.0, ls="--", label="category")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0, edges[-1])
+
+
 def timeline_figure(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, videos: list[int]) -> plt.Figure:
     """One panel per video: anomaly score of both branches over frames, annotated anomalies shaded."""
     fps = dataset.frames_per_snippet
@@ -58,10 +70,7 @@ def timeline_figure(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, v
         frames = np.arange(len(binary) * fps)
         gt = frame_gt[offsets[i] : offsets[i + 1]]
         ax.fill_between(frames, 0, gt, step="post", color="tab:red", alpha=0.15, lw=0, label="annotated")
-        ax.plot(frames, np.repeat(binary, fps), color="tab:blue", lw=1.2, label="binary")
-        ax.plot(frames, np.repeat(1 - classes[:, 0], fps), color="tab:orange", lw=1.0, ls="--", label="category")
-        ax.set_ylim(0, 1.02)
-        ax.set_xlim(0, max(len(frames) - 1, 1))
+        draw_scores(ax, binary, classes, fps)
         ax.set_title(f"{name} ({dataset.test.videos[dataset.test.index[name]].label})", fontsize=9, loc="left")
         ax.set_ylabel("score", fontsize=8)
     axes[0, 0].legend(loc="upper right", fontsize=7, ncols=3)

@@ -28,7 +28,7 @@ class BatchEncoder:
         self.bundle = bundle
         self.plan = plan
         self.device = device
-        self.frames_per_batch = max(1, batch_size // plan.crops)
+        self.frames_per_batch = max(1, batch_size // plan.views)
         """A 10-crop frame is 10 images: ``batch_size`` counts images per forward pass."""
         self._parts: list[torch.Tensor] = []
         self._buffered = 0
@@ -38,7 +38,7 @@ class BatchEncoder:
         return "fp16-autocast" if self.device.type == "cuda" else "fp32"
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """Resized uint8 frames (n, 3, h, w) -> embeddings (n, crops, D) float32 on the device."""
+        """Resized uint8 frames (n, 3, h, w) -> embeddings (n, views, D) float32 on the device."""
         x = to_model_input(
             frames.to(self.device, non_blocking=True), self.plan, self.bundle.mean, self.bundle.std
         )
@@ -47,7 +47,7 @@ class BatchEncoder:
             torch.autocast(self.device.type, torch.float16, enabled=self.device.type == "cuda"),
         ):
             emb = self.bundle.model.encode_image(x)
-        return emb.float().view(len(frames), self.plan.crops, -1)
+        return emb.float().view(len(frames), self.plan.views, -1)
 
     def add(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Queue frames; return the embeddings of every batch that became full (in arrival order)."""

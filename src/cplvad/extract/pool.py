@@ -31,6 +31,8 @@ from cplvad.extract.transforms import CropPlan, resize_frames
 from cplvad.extract.video import VideoError, VideoInfo, decode_snippets
 
 TASKS_PER_WORKER = 2
+CHUNK_BYTES = 8 << 20
+"""Upper bound of one frame chunk from a worker (bounds the memory in flight)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,16 @@ class DecodeJob:
     offsets: tuple[int, ...]
     plan: CropPlan
     snippets_per_chunk: int
+
+
+def decode_job(
+    frames_per_snippet: int, offsets: tuple[int, ...], plan: CropPlan, frames_per_batch: int
+) -> DecodeJob:
+    """Chunks of whole snippets: about one encoder batch, at most ``CHUNK_BYTES`` of resized frames."""
+    frame_h, frame_w = plan.frame_size
+    per_snippet_bytes = len(offsets) * 3 * frame_h * frame_w
+    per_chunk = max(1, min(frames_per_batch // len(offsets), CHUNK_BYTES // per_snippet_bytes))
+    return DecodeJob(frames_per_snippet, offsets, plan, per_chunk)
 
 
 @dataclass(frozen=True)

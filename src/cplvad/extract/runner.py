@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,15 +21,14 @@ from tqdm import tqdm
 from cplvad.clip import ClipBundle, create_clip
 from cplvad.config import Config
 from cplvad.errors import DataError
+from cplvad.extract.assemble import Encoded, SnippetAssembler
 from cplvad.extract.encoder import BatchEncoder, resolve_device
 from cplvad.extract.manifest import Manifest, OutputNames, npy_bytes, output_names
-from cplvad.extract.pool import Chunk, DecodeJob, Done, Failed, Started, decode_events
+from cplvad.extract.pool import Chunk, Failed, decode_events, decode_job
 from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink
 from cplvad.extract.transforms import CropPlan
-from cplvad.extract.video import VideoInfo, sample_offsets
+from cplvad.extract.video import sample_offsets
 
-CHUNK_BYTES = 8 << 20
-"""Upper bound of one frame chunk from a worker (bounds the memory in flight)."""
 CHECKPOINT_SECONDS = 1.0
 
 
@@ -53,16 +51,6 @@ class ExtractionReport:
     """Wall time of decode + encode + write."""
     warmup_seconds: float = 0.0
     """Part of ``seconds`` before the first frames arrived (worker start-up)."""
-
-
-@dataclass
-class _InFlight:
-    source: VideoSource
-    started: float
-    expected: int = 0
-    parts: list[torch.Tensor] = field(default_factory=list)
-    received: int = 0
-    info: VideoInfo | None = None
 
 
 def load_clip(config: Config, device: torch.device) -> tuple[ClipBundle, str]:
@@ -145,56 +133,24 @@ def extract(
             f"{report.skipped} of {len(selected)} videos are already extracted with these settings; skipping them"
         )
 
-    frame_h, frame_w = plan.frame_size
-    per_snippet_bytes = len(offsets) * 3 * frame_h * frame_w
-    job = DecodeJob(
-        frames_per_snippet=cfg.frames_per_snippet,
-        offsets=offsets,
-        plan=plan,
-        snippets_per_chunk=max(
-            1, min(encoder.frames_per_batch // len(offsets), CHUNK_BYTES // per_snippet_bytes)
-        ),
-    )
+    job = decode_job(cfg.frames_per_snippet, offsets, plan, encoder.frames_per_batch)
     sources = dict(todo)
-    inflight: dict[int, _InFlight] = {}
-    order: deque[list[int]] = deque()  # [video index, rows] in encoder order
+    assembler = SnippetAssembler(encoder, len(offsets))
     last_save = time.perf_counter()
 
-    def route(outputs: list[torch.Tensor]) -> None:
-        for emb in outputs:
-            pos = 0
-            while pos < len(emb):
-                index, rows = order[0]
-                take = min(rows, len(emb) - pos)
-                if index in inflight:  # else the video failed meanwhile: drop its rows
-                    inflight[index].parts.append(emb[pos : pos + take])
-                    inflight[index].received += take
-                pos += take
-                if take == rows:
-                    order.popleft()
-                else:
-                    order[0][1] -= take
-
-    def finish(index: int) -> None:
+    def finish(video: Encoded) -> None:
         nonlocal last_save
-        video = inflight.pop(index)
-        assert video.info is not None and video.received == video.expected
-        t, s = video.info.snippets, len(offsets)
-        emb = torch.cat(video.parts).cpu().numpy()
-        if emb.shape[0] != t * s:
-            raise RuntimeError(
-                f"{video.source.uri}: {emb.shape[0]} embeddings for {t} snippets x {s} samples"
-            )
-        feats = emb.reshape(t, s, cfg.crops, -1).mean(axis=1, dtype=np.float32)
+        source = sources[video.index]
+        t, feats = video.info.snippets, video.features
         files = []
         for k in range(cfg.crops):
-            rel = f"{video.source.label}/{video.source.name}__{k}.npy"
+            rel = f"{source.label}/{source.name}__{k}.npy"
             sink.write_bytes(rel, npy_bytes(np.ascontiguousarray(feats[:, k], dtype=np.float32)))
             files.append(rel)
-        manifest.videos[video.source.name] = {
-            "index": index,
-            "source": video.source.uri,
-            "label": video.source.label,
+        manifest.videos[source.name] = {
+            "index": video.index,
+            "source": source.uri,
+            "label": source.label,
             "status": "ok",
             "settings_id": manifest.settings_id,
             "frames": video.info.frames,
@@ -205,13 +161,12 @@ def extract(
         }
         report.extracted += 1
         report.frames += video.info.frames
-        report.images += t * s * cfg.crops
+        report.images += t * len(offsets) * cfg.crops
         if time.perf_counter() - last_save >= CHECKPOINT_SECONDS:
             sink.write_bytes(names.manifest, manifest.to_json())
             last_save = time.perf_counter()
 
     def fail(index: int, reason: str) -> None:
-        inflight.pop(index, None)
         source = sources[index]
         manifest.videos[source.name] = {
             "index": index,
@@ -230,30 +185,23 @@ def extract(
     try:
         with contextlib.closing(decode_events(tasks, job, cfg.workers, pin_memory=pin)) as events:
             for event in events:
-                if isinstance(event, Started):
-                    inflight[event.index] = _InFlight(sources[event.index], time.perf_counter())
-                elif isinstance(event, Chunk):
-                    if not report.warmup_seconds:
-                        report.warmup_seconds = time.perf_counter() - start
-                    inflight[event.index].expected += len(event.frames)
-                    order.append([event.index, len(event.frames)])
-                    route(encoder.add(event.frames))
-                elif isinstance(event, Done):
-                    inflight[event.index].info = event.info
-                elif isinstance(event, Failed):
-                    fail(event.index, event.reason)
+                if isinstance(event, Chunk) and not report.warmup_seconds:
+                    report.warmup_seconds = time.perf_counter() - start
+                for item in assembler.handle(event):
                     bar.update(1)
-                    if strict:
-                        report.stopped_early = True
-                        break
-                for index in [i for i, v in inflight.items() if v.info and v.received == v.expected]:
-                    finish(index)
-                    bar.update(1)
-                    bar.set_postfix_str(f"{report.frames / (time.perf_counter() - start):,.0f} frames/s")
+                    if isinstance(item, Failed):
+                        fail(item.index, item.reason)
+                        if strict:
+                            report.stopped_early = True
+                            break
+                    else:
+                        finish(item)
+                        bar.set_postfix_str(f"{report.frames / (time.perf_counter() - start):,.0f} frames/s")
+                if report.stopped_early:
+                    break
         if not report.stopped_early:
-            route(encoder.flush())
-            for index in [i for i, v in inflight.items() if v.info]:
-                finish(index)
+            for item in assembler.flush():
+                finish(item)
                 bar.update(1)
     except BaseException:
         with contextlib.suppress(Exception):  # keep what is done for the resume; the error is what matters

@@ -14,7 +14,8 @@ kernel as open_clip's PIL transform, so it matches ``ClipBundle.preprocess`` wit
 
 so ``__0`` is the centre view, the one a test list uses. For a model whose input is not 224 pixels the
 whole convention scales with it: resize to round(340 s / 224) x round(256 s / 224), crops of s x s
-(the tiny test model, s = 32: 49x37 and 32x32 crops).
+(the tiny test model, s = 32: 49x37 and 32x32 crops). ``CropPlan(10, s, centre_only=True)`` encodes
+only crop ``__0`` (one view per frame, the same pixels): what scoring a 10-crop model uses.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class CropPlan:
 
     crops: int
     image_size: int
+    centre_only: bool = False
+    """With ``crops=10``: encode only the centre crop ``__0`` of the 10-crop convention."""
+
+    @property
+    def views(self) -> int:
+        """Images encoded per frame."""
+        return 1 if self.centre_only else self.crops
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -61,18 +69,30 @@ def resize_frames(frames: np.ndarray, plan: CropPlan) -> torch.Tensor:
 def ten_crops(x: torch.Tensor, size: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, 10, C, size, size) in the documented crop order."""
     h, w = x.shape[-2:]
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    top, left = _centre(h, w, size)
     corners = [(top, left), (0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
     five = torch.stack([x[..., i : i + size, j : j + size] for i, j in corners], dim=1)
     return torch.cat([five, five.flip(-1)], dim=1)
 
 
+def _centre(h: int, w: int, size: int) -> tuple[int, int]:
+    return int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, size, size): crop ``__0`` of :func:`ten_crops`, alone."""
+    top, left = _centre(*x.shape[-2:], size)
+    return x[..., top : top + size, left : left + size]
+
+
 def to_model_input(
     frames: torch.Tensor, plan: CropPlan, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
-    """Resized uint8 frames (N, 3, h, w) -> normalised float32 input (N * crops, 3, s, s), frame-major."""
+    """Resized uint8 frames (N, 3, h, w) -> normalised float32 input (N * views, 3, s, s), frame-major."""
     x = frames.float().div_(255.0)
-    if plan.crops == 10:
+    if plan.crops == 10 and plan.centre_only:
+        x = centre_crop(x, plan.image_size).contiguous()
+    elif plan.crops == 10:
         x = ten_crops(x, plan.image_size).flatten(0, 1)
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)

@@ -71,7 +71,7 @@ def decode_snippets(
             raise VideoError("the file holds no video stream (zero-frame or audio-only file)")
         stream = container.streams.video[0]
         stream.thread_count = decoder_threads
-        fps = float(stream.average_rate) if stream.average_rate else None
+        fps = stream_fps(stream)
         size: dict[str, int] = {}
         snippet: list[np.ndarray] = []
         chunk: list[np.ndarray] = []
@@ -99,6 +99,23 @@ def decode_snippets(
     if chunk:
         yield np.stack(chunk)
     yield VideoInfo(frames=frames, fps=fps, snippets=frames // frames_per_snippet)
+
+
+def stream_fps(stream: av.video.stream.VideoStream) -> float | None:
+    """Frames per second of a video stream as every output reports it (its average rate)."""
+    return float(stream.average_rate) if stream.average_rate else None
+
+
+def probe_fps(path: str | Path) -> float | None:
+    """The fps that ``decode_snippets`` will report, read from the header alone (before any decoding)."""
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoError(f"not a readable video file ({_reason(exc)})") from None
+    with container:
+        if not container.streams.video:
+            raise VideoError("the file holds no video stream (zero-frame or audio-only file)")
+        return stream_fps(container.streams.video[0])
 
 
 def _reason(exc: BaseException) -> str:

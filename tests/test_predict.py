@@ -1,0 +1,408 @@
+"""`cplvad predict` on generated videos and feature files, with a tiny model trained once on videos with a
+planted anomaly (a frame-wide checkerboard "Glitch", far from every normal frame in the tiny CLIP's space)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from filelock import FileLock
+
+from cplvad.cli import cli
+from cplvad.config import Config, load_config
+from cplvad.extract.demo_videos import write_video
+from cplvad.extract.inmemory import FeatureEncoder
+from cplvad.extract.runner import extract
+from cplvad.extract.video import VideoInfo
+from cplvad.predict import Input, PredictOptions, PredictRunner, make_encoder, open_predictor, predict
+from cplvad.predict.events import EventTracker, find_events
+from cplvad.predict.report import SCHEMA
+from cplvad.predict.stream import StreamScorer
+
+W, H, FPS = 48, 32, 25
+PLANTED = (130, 190)
+"""Frames of the anomaly in the probe video: snippets 8..11 (sampled frames 136, 152, 168, 184)."""
+TINY = [
+    "clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
+    "model.stem_blocks=1", "model.window=4", "train.epochs=80", "train.batch_size=8", "train.lr=0.001",
+    "train.device=cpu", "extract.workers=0", "extract.device=cpu", "extract.batch_size=16",
+]
+CLI = ["--workers", "0", "--device", "cpu"]
+SETS = [arg for s in TINY for arg in ("--set", s)]
+
+
+def config(*extra: str) -> Config:
+    return load_config(None, TINY + list(extra))
+
+
+def scene(frames: int, seed: int, anomalies: tuple[tuple[int, int], ...] = ()):
+    """A camera (background) and a moving square; anomalous frames are a checkerboard."""
+    rng = np.random.default_rng(seed)
+    camera = np.random.default_rng(seed // 2 % 2)  # two cameras, each filming normal and abnormal videos
+    yy, xx = np.mgrid[0:H, 0:W]
+    background = camera.uniform(30, 200, 3) + camera.normal(0, 15, (H, W, 3))
+    glitch = (((xx // 4 + yy // 4) % 2)[..., None] * 255).repeat(3, 2).astype(np.uint8)
+    colour, speed, start = rng.uniform(0, 255, 3), rng.uniform(0.5, 1.5, 2), rng.uniform(0, [W, H])
+    for f in range(frames):
+        if any(s <= f < e for s, e in anomalies):
+            yield glitch
+            continue
+        x, y = (start + speed * f) % [W, H]
+        img = background.copy()
+        img[(np.abs(xx - x) < 5) & (np.abs(yy - y) < 5)] = colour
+        yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_video(path: Path, frames: int, seed: int, anomalies: tuple[tuple[int, int], ...] = ()) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, scene(frames, seed, anomalies), fps=FPS)
+    return path
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny ops are far slower with 2 threads when the other core is busy (pytest -n 2)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+def _train(root: Path) -> Path:
+    from cplvad.workflow import train_stage
+
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        frames = int(rng.integers(12, 20)) * 16
+        anomalies: tuple[tuple[int, int], ...] = ()
+        if i % 2 == 0:  # anomalies spread over the videos, 40-72 frames long
+            s = 16 + int((frames - 120) * ((i // 2 * 0.37) % 1))
+            anomalies = ((s, s + int(rng.integers(40, 72))),)
+        label = "Glitch" if anomalies else "Normal"
+        make_video(root / "videos" / label / f"{label}{i:02d}.mp4", frames, 100 + i, anomalies)
+    extract(str(root / "videos"), str(root / "features"), config(), list_name="train.csv", progress=False,
+            log=lambda _: None)
+    (root / "dataset.yaml").write_text(
+        "name: glitch\nclasses: [Normal, Glitch]\ntrain_list: features/train.csv\ntest_list: features/train.csv\n"
+    )
+    with one_torch_thread():
+        train_stage(root / "dataset.yaml", root / "model", 1, config(), progress=False)
+    return root / "model"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained once per session (under pytest-xdist, once for all workers)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _train(tmp_path_factory.mktemp("glitch"))
+    root = tmp_path_factory.getbasetemp().parent / "predict-glitch"
+    with FileLock(f"{root}.lock"):
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            _train(root)
+            (root / "done").touch()
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("probes")
+    return {
+        "glitch": make_video(root / "videos" / "glitch.mp4", 320, 999, (PLANTED,)),
+        "normal": make_video(root / "videos" / "normal.mp4", 320, 998),
+    }
+
+
+def iou(a: tuple[int, int], b: tuple[int, int]) -> float:
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+def read(path: Path | None) -> dict:
+    assert path is not None
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------------------------ events
+
+
+def test_events_boundaries_classes_and_filtering():
+    classes = ["Normal", "A", "B"]
+    binary = np.array([0.1, 0.2, 0.9, 0.5, 0.1, 0.7, 0.1, 0.6, 0.8], np.float32)
+    probs = np.tile(np.array([[0.6, 0.1, 0.3]], np.float32), (9, 1))  # normal most likely: still class B
+    probs[7:] = [0.2, 0.7, 0.1]
+    events = find_events(binary, probs, 0.5, 1, classes, fps=16.0)
+    assert [(e.start_snippet, e.end_snippet) for e in events] == [(2, 4), (5, 6), (7, 9)]  # >= threshold is in
+    first = events[0].to_json()
+    assert first == {"start_frame": 32, "end_frame": 64, "start_s": 2.0, "end_s": 4.0, "class": "B",
+                     "score": pytest.approx(0.9), "class_probability": pytest.approx(0.3),
+                     "start_snippet": 2, "end_snippet": 4}
+    assert events[2].label == "A" and events[2].end_frame == 144  # closed by the end of the video
+    assert [(e.start_snippet, e.end_snippet) for e in find_events(binary, probs, 0.5, 2, classes)] == [(2, 4), (7, 9)]
+    assert find_events(binary, probs, 0.5, 1, classes)[0].start_s is None  # no fps: no seconds
+
+
+def test_event_tracker_in_pieces_equals_whole_video():
+    rng = np.random.default_rng(1)
+    binary = (rng.random(500) < 0.3).astype(np.float32) * rng.random(500)
+    probs = rng.dirichlet(np.ones(4), 500).astype(np.float32)
+    whole = find_events(binary, probs, 0.2, 2, list("NABC"), fps=30.0)
+    tracker = EventTracker(0.2, 2, list("NABC"), fps=30.0)
+    pieces = []
+    cuts = [0, 1, 2, 7, 32, 33, 100, 250, 251, 499, 500]
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        pieces += tracker.update(binary[a:b], probs[a:b])
+    pieces += tracker.finish()
+    assert len(whole) > 10 and pieces == whole
+
+
+# ------------------------------------------------------------------------------------------- batch mode
+
+
+def test_video_prediction_report_events_and_plot(model_dir, probes, tmp_path):
+    out = tmp_path / "out"
+    results = predict([probes["glitch"], probes["normal"]], model_dir, out, config(), plot=True, threshold=0.5)
+    assert [r.error for r in results] == [None, None]
+    glitch, normal = (read(r.report) for r in results)
+    assert {p.name for p in out.iterdir()} == {"glitch.json", "glitch.png", "normal.json", "normal.png"}
+
+    sha = hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
+    assert glitch["schema"] == SCHEMA and glitch["input"] == str(probes["glitch"]) and glitch["input_kind"] == "video"
+    assert glitch["model"]["version"] == f"sha256:{sha[:12]}" and glitch["model"]["weights_sha256"] == sha
+    assert glitch["classes"] == ["Normal", "Glitch"]
+    assert (glitch["threshold"], glitch["threshold_source"], glitch["false_alarm_rate"]) == (0.5, "user", None)
+    assert (glitch["fps"], glitch["frames"], glitch["snippets"], glitch["scored_frames"]) == (25.0, 320, 20, 320)
+    assert glitch["duration_s"] == 12.8 and glitch["frames_per_snippet"] == 16
+    snippet = np.array(glitch["snippet_scores"])
+    np.testing.assert_array_equal(glitch["frame_scores"], np.repeat(snippet, 16))
+    probs = np.array(glitch["snippet_class_probabilities"])
+    assert probs.shape == (20, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+    # the planted anomaly is found (a weakly supervised model localises it to within a few snippets)
+    assert normal["events"] == [] and max(normal["snippet_scores"]) < 0.5
+    best = max(glitch["events"], key=lambda e: e["score"])
+    assert best["class"] == "Glitch" and best["score"] > 0.8
+    assert iou((best["start_frame"], best["end_frame"]), PLANTED) >= 0.3, glitch["events"]
+    for e in glitch["events"]:
+        assert e["start_frame"] == 16 * e["start_snippet"] and e["end_frame"] == 16 * e["end_snippet"]
+        assert e["start_s"] == round(e["start_frame"] / FPS, 3) and e["end_s"] == round(e["end_frame"] / FPS, 3)
+        assert min(snippet[e["start_snippet"] : e["end_snippet"]]) >= 0.5 and e["score"] == max(
+            snippet[e["start_snippet"] : e["end_snippet"]])
+    again = find_events(snippet, probs, 0.5, 1, glitch["classes"], fps=FPS)
+    assert [(e.start_frame, e.end_frame) for e in again] == [(e["start_frame"], e["end_frame"]) for e in glitch["events"]]
+
+    png = (out / "glitch.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_features_input_matches_the_video_and_default_threshold_is_calibrated(model_dir, probes, tmp_path):
+    extract(str(probes["glitch"].parent), str(tmp_path / "f"), config(), progress=False, log=lambda _: None)
+    npy = tmp_path / "f" / "Normal" / "glitch__0.npy"  # videos directly in the source folder: label Normal
+    cfg = config()
+    video, = predict([probes["glitch"]], model_dir, tmp_path / "v", cfg)
+    with_fps, = predict([npy], model_dir, tmp_path / "a", cfg, fps=FPS)
+    without, = predict([npy], model_dir, tmp_path / "b", cfg)
+    v, a, b = read(video.report), read(with_fps.report), read(without.report)
+
+    meta = json.loads((model_dir / "meta.json").read_text())["extra"]["calibration"]
+    assert v["threshold_source"] == "calibrated" and v["threshold"] == round(meta["threshold"], 6)
+    assert v["false_alarm_rate"] == 0.01
+    assert a["input_kind"] == "features" and a["frames"] == 320 and a["fps"] == 25.0
+    np.testing.assert_allclose(a["snippet_scores"], v["snippet_scores"], atol=1e-5)  # features match extraction
+    assert [(e["start_frame"], e["end_frame"], e["class"]) for e in a["events"]] == [
+        (e["start_frame"], e["end_frame"], e["class"]) for e in v["events"]]
+    assert b["fps"] is None and b["duration_s"] is None and all(e["start_s"] is None for e in b["events"])
+
+    # the in-memory features are the extracted ones
+    enc = FeatureEncoder(cfg, torch.device("cpu"))
+    [(_, encoded)] = list(enc.videos([str(probes["glitch"])]))
+    np.testing.assert_allclose(encoded.features, np.load(npy), rtol=1e-5, atol=1e-6)
+
+
+def test_ten_crop_models_are_scored_on_the_centre_crop(probes, tmp_path):
+    cfg = config("extract.crops=10", "extract.sampling=mean:2")
+    extract(str(probes["normal"].parent), str(tmp_path / "f"), cfg, progress=False, log=lambda _: None)
+    [(_, encoded)] = list(FeatureEncoder(cfg, torch.device("cpu")).videos([str(probes["normal"])]))
+    assert encoded.features.shape == (20, 64)
+    np.testing.assert_allclose(encoded.features, np.load(tmp_path / "f" / "Normal" / "normal__0.npy"),
+                               rtol=1e-5, atol=1e-6)
+    streamed = np.concatenate([
+        x for x in FeatureEncoder(cfg, torch.device("cpu")).stream(str(probes["normal"]))
+        if not isinstance(x, VideoInfo)
+    ])
+    np.testing.assert_allclose(streamed, encoded.features, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- streaming
+
+
+def test_stream_prints_events_then_a_summary_and_equals_batch(model_dir, probes, tmp_path):
+    batch, = predict([probes["glitch"]], model_dir, tmp_path / "batch", config(), threshold=0.5)
+    res = CliRunner().invoke(cli, ["predict", "--stream", str(probes["glitch"]), "--model", str(model_dir),
+                                   "--out", str(tmp_path / "s"), "--threshold", "0.5", *CLI, *SETS])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [x["type"] for x in lines] == ["event"] * (len(lines) - 1) + ["summary"] and len(lines) >= 2
+    summary = lines[-1]
+    assert summary["input"] == str(probes["glitch"]) and summary["events"] == len(lines) - 1
+    assert summary["snippets"] == 20 and summary["report"] == str(tmp_path / "s" / "glitch.json")
+    streamed, whole = read(Path(summary["report"])), read(batch.report)
+    np.testing.assert_allclose(streamed["snippet_scores"], whole["snippet_scores"], atol=1e-5)
+    assert streamed["events"] == whole["events"]
+    assert [{k: v for k, v in x.items() if k not in ("type", "input")} for x in lines[:-1]] == whole["events"]
+
+
+def test_stream_reports_each_event_as_soon_as_it_ends(model_dir, tmp_path):
+    """The glitch ends at snippet ~12 of 100: its event comes out after the first chunk of 32 snippets."""
+    video = make_video(tmp_path / "long.mp4", 1600, 999, (PLANTED,))
+    predictor = open_predictor(model_dir, config(), torch.device("cpu"))
+    runner = PredictRunner(predictor, PredictOptions(out=tmp_path / "o", threshold=0.5),
+                           lambda: make_encoder(predictor, config()))
+    seen = []
+    [result] = runner.stream([Input(video, "video")], on_event=lambda r, e: seen.append(
+        (e, runner.last_scorer.snippets)))
+    assert result.ok and result.snippets == 100
+    first, scored_then = seen[0]
+    assert iou((first.start_frame, first.end_frame), PLANTED) >= 0.3 and scored_then == 32
+
+
+def _streaming_peak(predictor, encoder: FeatureEncoder, video: Path) -> tuple[int, int]:
+    """Peak traced memory of the streaming loop (decode, encode, score) and the most snippets held."""
+    tracker = EventTracker(0.5, 1, predictor.classes)
+    scorer = StreamScorer(predictor.model, torch.device("cpu"), tracker)
+    tracemalloc.start()
+    try:
+        for item in encoder.stream(str(video)):
+            if not isinstance(item, VideoInfo):
+                scorer.add(item)
+        scorer.finish()
+        return tracemalloc.get_traced_memory()[1], scorer.peak_pending
+    finally:
+        tracemalloc.stop()
+
+
+def test_stream_memory_does_not_grow_with_the_video(model_dir, tmp_path):
+    predictor = open_predictor(model_dir, config(), torch.device("cpu"))
+    encoder = make_encoder(predictor, config())  # batches of 16 images: chunks of 16 snippets
+    short = make_video(tmp_path / "short.mp4", 800, 5, ((300, 360),))
+    long = make_video(tmp_path / "long.mp4", 6400, 5, ((300, 360), (5000, 5060)))  # 8x longer: 400 snippets
+    _streaming_peak(predictor, encoder, short)  # warm-up (first-call allocations)
+    peak_short, held_short = _streaming_peak(predictor, encoder, short)
+    peak_long, held_long = _streaming_peak(predictor, encoder, long)
+    n, chunk = predictor.model.cfg.max_len, encoder.job.snippets_per_chunk
+    assert chunk == 16 and held_short <= n + chunk and held_long <= n + chunk
+    # holding the long video's extra sampled frames would take 350 x 48 x 32 x 3 bytes more (~1.6 MB), all
+    # its frames ~30 MB; the scores kept for the report grow by ~4 KB
+    assert peak_long - peak_short < 300_000, (peak_short, peak_long)
+
+
+# ---------------------------------------------------------------------------------------------- failures
+
+
+def test_bad_inputs_fail_clearly_and_the_others_are_scored(model_dir, probes, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    good = make_video(src / "good.mp4", 64, 3)
+    (src / "text.mp4").write_text("this is not a video\n" * 20)
+    whole = probes["normal"].read_bytes()
+    (src / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    make_video(src / "short.mp4", 10, 4)
+    np.save(src / "wide.npy", np.zeros((10, 32), np.float32))
+    (src / "broken.npy").write_bytes(b"not an array")
+    args = ["predict", str(src), "--model", str(model_dir), "--out", str(tmp_path / "out"), *CLI]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json"]
+    assert read(tmp_path / "out" / "good.json")["snippets"] == 4
+    err = " ".join(res.stderr.split())
+    assert "5 input(s) failed" in err
+    assert f"{src / 'text.mp4'}: not a readable video file" in err
+    assert f"{src / 'truncated.mp4'}: not a readable video file" in err
+    assert f"{src / 'short.mp4'}: only 10 frames" in err
+    assert f"feature file {src / 'wide.npy'} has 32-d features but 64 are expected" in err
+    assert f"feature file {src / 'broken.npy'} is not a readable .npy array" in err
+    assert good.exists()
+
+    streamed = CliRunner().invoke(cli, [*args[:1], str(src / "text.mp4"), str(src / "wide.npy"), *args[2:],
+                                        "--stream"])
+    assert streamed.exit_code == 1
+    lines = [json.loads(line) for line in streamed.stdout.splitlines()]
+    assert [x["type"] for x in lines] == ["error", "error"]
+    assert "not a readable video file" in lines[0]["error"] and "32-d features but 64" in lines[1]["error"]
+
+
+def test_usage_and_model_errors_exit_2(model_dir, probes, tmp_path):
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["predict", *args, "--out", str(tmp_path / "out"), *CLI])
+
+    res = run(str(tmp_path / "missing.mp4"), "--model", str(model_dir))
+    assert res.exit_code == 2 and "missing.mp4 does not exist" in res.output
+    res = run(str(probes["glitch"]), "--model", str(tmp_path))
+    assert res.exit_code == 2 and "is not a cplvad model directory" in res.output
+    res = run(str(probes["glitch"]), "--model", str(model_dir), "--threshold", "1.5")
+    assert res.exit_code == 2 and "--threshold" in res.output
+
+    uncalibrated = tmp_path / "uncalibrated"
+    shutil.copytree(model_dir, uncalibrated)
+    meta = json.loads((uncalibrated / "meta.json").read_text())
+    meta["extra"] = {}
+    (uncalibrated / "meta.json").write_text(json.dumps(meta))
+    res = run(str(probes["glitch"]), "--model", str(uncalibrated))
+    assert res.exit_code == 2 and "no calibrated threshold" in res.output and "--threshold" in res.output
+    assert run(str(probes["glitch"]), "--model", str(uncalibrated), "--threshold", "0.5").exit_code == 0
+
+    # a model whose stored CLIP does not give its feature width (e.g. a config edited by hand)
+    clip_dir = tmp_path / "clips"
+    clip_dir.mkdir()
+    tiny = json.loads((Path(__file__).parents[1] / "src/cplvad/clip_configs/cplvad-tiny.json").read_text())
+    (clip_dir / "cplvad-tiny32.json").write_text(json.dumps({**tiny, "embed_dim": 32}))
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["clip"] = {**cfg["clip"], "model": "cplvad-tiny32", "config_dir": str(clip_dir)}
+    (other / "config.json").write_text(json.dumps(cfg))
+    res = run(str(probes["glitch"]), "--model", str(other))
+    assert res.exit_code == 2
+    assert "scores 64-d features but its CLIP (cplvad-tiny32) gives 32-d embeddings" in " ".join(res.output.split())
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def test_registry_uri_reports_the_registered_version(model_dir, probes, tmp_path, monkeypatch):
+    import mlflow
+
+    from cplvad.tracking.registry import promote, register_model
+    from cplvad.tracking.runs import setup_mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    cfg = config()
+    setup_mlflow(cfg)
+    with mlflow.start_run() as run:
+        pass
+    assert register_model(model_dir, run.info.run_id, "glitch", {"frame_auc_binary": 90.0}, cfg) == "1"
+    promote(cfg)
+    for uri in ("models:/cplvad@champion", "models:/cplvad/1"):
+        result, = predict([probes["normal"]], uri, tmp_path / "out", cfg)
+        model = read(result.report)["model"]
+        assert (model["source"], model["version"], model["registered_model"]) == (uri, "1", "cplvad")
+        assert model["weights_sha256"] == hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
