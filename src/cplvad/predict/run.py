@@ -29,7 +29,6 @@ from cplvad.inference import score_videos
 from cplvad.predict.events import Event, EventTracker, find_events
 from cplvad.predict.inputs import Input
 from cplvad.predict.model import Predictor, Threshold
-from cplvad.predict.plot import write_timeline
 from cplvad.predict.report import build_report, write_report
 from cplvad.predict.stream import StreamScorer
 
@@ -204,6 +203,8 @@ class PredictRunner:
         )
         r.report = write_report(opts.out / f"{r.input.name}.json", report)
         if opts.plot:
+            from cplvad.predict.plot import write_timeline  # matplotlib only when plotting
+
             title = (f"{r.input.path.name}  |  model {p.version}  |  threshold {self.threshold.value:.3f} "
                      f"({self.threshold.source})  |  {len(events)} event(s)")
             r.plot = write_timeline(opts.out / f"{r.input.name}.png", binary, classes, p.classes, events,
