@@ -15,7 +15,7 @@ def test_paper_config_equals_documented_defaults():
 def test_root_params_file_is_the_demo_sizing_of_the_paper_config():
     demo, paper = load_config(REPO / "params.yaml").flat(), Config().flat()
     changed = {k for k in paper if demo[k] != paper[k]}
-    assert changed == {"clip.model", "model.width", "model.heads", "train.batch_size", "train.lr"}
+    assert changed == {"clip.model", "model.width", "model.heads", "train.epochs", "train.batch_size", "train.lr"}
 
 
 def test_overrides_are_parsed_as_yaml_and_nested():
