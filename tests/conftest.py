@@ -17,6 +17,13 @@ from cplvad.config import DemoConfig
 from cplvad.data import load_dataset
 from cplvad.data.demo import write_demo_dataset
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # several workers share few cores: two torch threads each make tiny ops many times slower
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # and for the commands the tests run in subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = Path(os.environ.get("CPLVAD_BENCHMARKS", REPO.parent / "shared" / "benchmarks"))
 

@@ -3,7 +3,6 @@ planted anomaly (a frame-wide checkerboard "Glitch", far from every normal frame
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -68,21 +67,6 @@ def make_video(path: Path, frames: int, seed: int, anomalies: tuple[tuple[int, i
     return path
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    """Tiny ops are far slower with 2 threads when the other core is busy (pytest -n 2)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 def _train(root: Path) -> Path:
@@ -102,8 +86,7 @@ def _train(root: Path) -> Path:
     (root / "dataset.yaml").write_text(
         "name: glitch\nclasses: [Normal, Glitch]\ntrain_list: features/train.csv\ntest_list: features/train.csv\n"
     )
-    with one_torch_thread():
-        train_stage(root / "dataset.yaml", root / "model", 1, config(), progress=False)
+    train_stage(root / "dataset.yaml", root / "model", 1, config(), progress=False)
     return root / "model"
 
 
