@@ -76,7 +76,8 @@ def test_training_pipeline_has_every_stage_and_the_parameters(compiled):
     assert params["accelerator_type"]["defaultValue"] == "nvidia.com/gpu"
     assert params["accelerator_count"]["parameterType"] == "NUMBER_INTEGER"
     default = params["params"]["defaultValue"]  # params.yaml + the --set given at compile time, no nulls
-    assert default["train"]["epochs"] == 3 and default["clip"]["model"] == "cplvad-tiny"
+    root_params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert default["train"]["epochs"] == 3 and default["clip"]["model"] == root_params["clip"]["model"]
     assert "null" not in json.dumps(default)
     outputs = spec["root"]["outputDefinitions"]["artifacts"]
     assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
