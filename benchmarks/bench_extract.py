@@ -28,7 +28,7 @@ import torch
 from cplvad.config import Config
 from cplvad.extract.demo_videos import VideoPlan, render, write_video
 from cplvad.extract.encoder import BatchEncoder, resolve_device
-from cplvad.extract.pool import Chunk, DecodeJob, Done, Failed, decode_events
+from cplvad.extract.pool import Chunk, DecodeJob, Done, Failed, decode_events, decode_job
 from cplvad.extract.runner import extract, load_clip
 from cplvad.extract.transforms import CropPlan
 from cplvad.extract.video import sample_offsets
@@ -114,6 +114,11 @@ def main() -> None:
     ap.add_argument("--sampling", default="center")
     ap.add_argument("--crops", type=int, default=1, choices=[1, 10])
     ap.add_argument("--encode-seconds", type=float, default=10.0)
+    ap.add_argument(
+        "--workers-sweep",
+        default="",
+        help="comma-separated worker counts: decode alone for each first (how decoding scales with cores)",
+    )
     args = ap.parse_args()
 
     device = resolve_device(args.device)
@@ -163,9 +168,12 @@ def main() -> None:
         encoder = BatchEncoder(bundle, plan, device, cfg.extract.batch_size)
         per_frame = len(offsets) * plan.crops / cfg.extract.frames_per_snippet  # images per video frame
 
-        job = DecodeJob(
-            cfg.extract.frames_per_snippet, offsets, plan, max(1, encoder.frames_per_batch // len(offsets))
+        job = decode_job(
+            cfg.extract.frames_per_snippet, offsets, plan, encoder.frames_per_batch
         )
+        for n in [int(w) for w in args.workers_sweep.split(",") if w]:
+            secs, warm, dec_frames, _ = bench_decode(videos[: 4 * n], job, n)
+            print(f"decode alone, {n:2d} workers: {dec_frames / (secs - warm):10,.0f} frames/s")
         secs, warm, dec_frames, _ = bench_decode(videos, job, args.workers)
         dec_fps = dec_frames / (secs - warm)
         print(

@@ -4,6 +4,8 @@
     python benchmarks/bench_train.py --ucf-scale --device cuda
         # a full two-stage run at UCF-Crime scale: 1,610 videos x 192 snippets x 512-d, ViT-B/16-sized
         # text encoder (random weights), 20 epochs per stage, batch 32 (target: < 60 s on one H100)
+    python benchmarks/bench_train.py --ucf-scale --device cuda --profile
+        # first: FLOPs of one step, and the operators that take the time in 10 eager steps
 
 Synthetic features stand in for real ones (the speed does not depend on their values).
 """
@@ -29,6 +31,7 @@ from cplvad.train.trainer import resolve_device, train
 
 UCF_CLASSES = ["Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
                "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def synthetic_training_set(videos: int, n: int, dim: int, classes: int, seed: int = 0) -> TrainingSet:
@@ -44,6 +47,31 @@ def synthetic_training_set(videos: int, n: int, dim: int, classes: int, seed: in
         abnormal=abnormal,
         keys=[f"v{i}__0" for i in range(videos)],
     )
+
+
+def profile_steps(config: Config, data: TrainingSet, steps: int = 10) -> None:
+    """FLOPs of one training step, and where the time of ``steps`` eager steps (no CUDA graph) goes."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = resolve_device(config.train.device)
+    n = min(len(data), steps * config.train.batch_size)
+    steps = -(-n // config.train.batch_size)
+    sub = TrainingSet(data.features[:n], data.lengths[:n], data.labels[:n], data.abnormal[:n], data.keys[:n])
+    eager = config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1, "cuda_graphs": False})})
+    with tempfile.TemporaryDirectory() as tmp:
+        train(eager, sub, Path(tmp) / "warm", 1, UCF_CLASSES, progress=False)  # allocator, cuDNN autotuning
+        with FlopCounterMode(display=False) as flops:
+            train(eager.model_copy(update={"train": eager.train.model_copy(update={"batch_size": len(sub)})}),
+                  sub, Path(tmp) / "flops", 1, UCF_CLASSES, progress=False)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            result = train(eager, sub, Path(tmp) / "prof", 1, UCF_CLASSES, progress=False)
+    step_flops = flops.get_total_flops() * config.train.batch_size / len(sub)
+    print(f"one training step (batch {config.train.batch_size}): {step_flops / 1e9:,.0f} GFLOP forward + backward; "
+          f"{steps} eager steps in {result.seconds:.2f} s under the profiler")
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=60))
 
 
 def peak_memory(device: torch.device) -> str:
@@ -74,16 +102,20 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ucf-scale", action="store_true", help="full two-stage run, 1,610 videos, 20 epochs per stage")
     ap.add_argument("--videos", type=int, default=64, help="training videos (ignored with --ucf-scale)")
-    ap.add_argument("--epochs", type=int, default=1, help="epochs (ignored with --ucf-scale)")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs (ignored with --ucf-scale; --set train.epochs=E)")
+    ap.add_argument("--params", default=None,
+                    help="params file (default: configs/paper.yaml with --ucf-scale, else ./params.yaml)")
+    ap.add_argument("--profile", action="store_true", help="first profile 10 eager training steps")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override section.key=value")
     args = ap.parse_args()
 
-    overrides = [f"train.device={args.device}", *args.overrides]
     if args.ucf_scale:
-        videos, overrides = 1610, [*overrides, "train.epochs=20", "train.batch_size=32"]
+        videos, scale = 1610, ["train.epochs=20", "train.batch_size=32"]
     else:
-        videos, overrides = args.videos, [f"train.epochs={args.epochs}", *overrides]
-    config: Config = load_config(None, overrides)
+        videos, scale = args.videos, [f"train.epochs={args.epochs}"]
+    overrides = [f"train.device={args.device}", *scale, *args.overrides]  # --set wins
+    params = args.params or (REPO / "configs" / "paper.yaml" if args.ucf_scale else None)
+    config: Config = load_config(params, overrides)
     device = resolve_device(config.train.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; python {sys.version.split()[0]}")
@@ -92,6 +124,8 @@ def main() -> None:
           f"batch {config.train.batch_size}, {config.train.epochs} epochs per stage")
 
     data = synthetic_training_set(videos, config.model.max_len, 512, len(UCF_CLASSES))
+    if args.profile:
+        profile_steps(config, data)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         s1 = train(config, data, Path(tmp) / "s1", 1, UCF_CLASSES, progress=False)

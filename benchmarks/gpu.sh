@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU benchmarks, as run on a lent NVIDIA H100/H200 machine (Python 3.12 with PyTorch, no internet).
 # Wheels missing there travel in .whl/ (see the closing notes of the issues for the list).
-#   bash benchmarks/gpu.sh car train extract predict
+#   bash benchmarks/gpu.sh extract train predict car
+# Each step has a time limit, so one slow step cannot starve the others of a short lease.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -13,10 +14,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 for step in "$@"; do
   echo "== $step"
   case $step in
-    car) python3 benchmarks/bench_car.py --device cuda --videos 16384 ;;
-    train) python3 benchmarks/bench_train.py --ucf-scale --device cuda ;;
-    extract) python3 benchmarks/bench_extract.py --device cuda --clip-model ViT-B-16-quickgelu ;;
-    predict) python3 benchmarks/bench_predict.py --device cuda ;;
+    car) timeout 30 python3 benchmarks/bench_car.py --device cuda --videos 16384 ;;
+    train) timeout 220 python3 benchmarks/bench_train.py --ucf-scale --device cuda ;;
+    train-profile) timeout 120 python3 benchmarks/bench_train.py --ucf-scale --device cuda --profile --set train.epochs=1 ;;
+    extract) timeout 140 python3 benchmarks/bench_extract.py --device cuda --videos 96 --workers-sweep 1,4,8 ;;
+    predict) timeout 120 python3 benchmarks/bench_predict.py --device cuda --videos 32 --frames 1800 ;;
     *) echo "unknown step $step" ;;
   esac
 done
