@@ -105,3 +105,25 @@ def test_missing_bucket_is_a_usage_error(s3, tmp_path):
         cli, ["extract", "--videos", "s3://no-such-bucket/raw", "--out", str(tmp_path), *TINY]
     )
     assert res.exit_code == 2 and "cannot list s3://no-such-bucket/raw" in res.output
+
+
+def test_workers_read_s3_with_the_environment_of_the_call(s3, tmp_path, monkeypatch):
+    """Decode workers fork from a long-lived server, yet each pool's workers use the caller's environment now.
+
+    The main process lists with its cached client; only the worker makes a client from the environment, so
+    a wrong endpoint must fail the read and the right one must succeed, whatever the server started with.
+    """
+    make_video(tmp_path / "local" / "a.mp4", 16)
+    _upload(s3, tmp_path / "local", "env/raw")
+    storage.s3_client()  # the main process keeps this client (right endpoint) for listing
+    args = ["extract", "--videos", "s3://vids/env/raw", "--workers", "1", *TINY]
+    with monkeypatch.context() as m:
+        m.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+        m.setenv("AWS_MAX_ATTEMPTS", "1")
+        wrong = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "wrong")])
+    assert wrong.exit_code == 1, wrong.output
+    reason = json.loads((tmp_path / "wrong" / "features.extraction.json").read_text())["videos"]["a"]["reason"]
+    assert "127.0.0.1:9" in reason
+    right = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "right")])
+    assert right.exit_code == 0, right.output
+    assert (tmp_path / "right" / "Normal" / "a__0.npy").is_file()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import queue
 import signal
 import socket
@@ -121,7 +122,11 @@ def decode_events(
         pool.close()
 
 
-def _worker_main(conn: Connection, data: socket.socket, job: DecodeJob) -> None:
+def _worker_main(conn: Connection, data: socket.socket, job: DecodeJob, env: dict[str, str]) -> None:
+    # a forked worker inherits the fork server's environment, fixed when the server started: take the
+    # caller's (S3 endpoint and credentials may have been set since)
+    os.environ.clear()
+    os.environ.update(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run cleanups (temporary S3 downloads)
     torch.set_num_threads(1)  # parallelism comes from the processes
@@ -159,7 +164,7 @@ class _Pool:
         parent, child = self.ctx.Pipe(duplex=True)
         data_parent, data_child = socket.socketpair()
         proc = self.ctx.Process(
-            target=_worker_main, args=(child, data_child, self.job), daemon=True, name=f"cplvad-decode-{wid}"
+            target=_worker_main, args=(child, data_child, self.job, dict(os.environ)), daemon=True, name=f"cplvad-decode-{wid}"
         )
         proc.start()
         child.close()
