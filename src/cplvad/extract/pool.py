@@ -164,7 +164,10 @@ class _Pool:
         parent, child = self.ctx.Pipe(duplex=True)
         data_parent, data_child = socket.socketpair()
         proc = self.ctx.Process(
-            target=_worker_main, args=(child, data_child, self.job, dict(os.environ)), daemon=True, name=f"cplvad-decode-{wid}"
+            target=_worker_main,
+            args=(child, data_child, self.job, dict(os.environ)),
+            daemon=True,
+            name=f"cplvad-decode-{wid}",
         )
         proc.start()
         child.close()

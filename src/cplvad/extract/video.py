@@ -9,6 +9,7 @@ exact), but only the sampled ones are converted to RGB.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,14 +63,7 @@ def decode_snippets(
     """
     keep = set(offsets)
     last = frames_per_snippet - 1
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as exc:
-        raise VideoError(f"not a readable video file ({_reason(exc)})") from None
-    with container:
-        if not container.streams.video:
-            raise VideoError("the file holds no video stream (zero-frame or audio-only file)")
-        stream = container.streams.video[0]
+    with open_video(path) as (container, stream):
         stream.thread_count = decoder_threads
         fps = stream_fps(stream)
         size: dict[str, int] = {}
@@ -108,6 +102,13 @@ def stream_fps(stream: av.video.stream.VideoStream) -> float | None:
 
 def probe_fps(path: str | Path) -> float | None:
     """The fps that ``decode_snippets`` will report, read from the header alone (before any decoding)."""
+    with open_video(path) as (_, stream):
+        return stream_fps(stream)
+
+
+@contextmanager
+def open_video(path: str | Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The container and its first video stream; ``VideoError`` when the file is not a video."""
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:
@@ -115,7 +116,7 @@ def probe_fps(path: str | Path) -> float | None:
     with container:
         if not container.streams.video:
             raise VideoError("the file holds no video stream (zero-frame or audio-only file)")
-        return stream_fps(container.streams.video[0])
+        yield container, container.streams.video[0]
 
 
 def _reason(exc: BaseException) -> str:
