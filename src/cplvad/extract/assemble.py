@@ -64,19 +64,17 @@ class SnippetAssembler:
         elif isinstance(event, Failed):
             self._inflight.pop(event.index, None)  # rows of it still in the encoder are dropped
             out.append(event)
-        done = [i for i, v in self._inflight.items() if v.info and v.received == v.expected]
-        out.extend(self._finish(i) for i in done)
-        return out
+        return out + self._complete()
 
     def flush(self) -> list[Encoded]:
         """Encode the last partial batch; return the videos it completed."""
         self._route(self.encoder.flush())
-        return [self._finish(i) for i in [i for i, v in self._inflight.items() if v.info]]
+        return self._complete()
 
-    @property
-    def pending(self) -> int:
-        """Videos started and not finished yet."""
-        return len(self._inflight)
+    def _complete(self) -> list[Encoded]:
+        """Finish every video whose ``Done`` arrived and whose rows all came back."""
+        done = [i for i, v in self._inflight.items() if v.info and v.received == v.expected]
+        return [self._finish(i) for i in done]
 
     def _route(self, outputs: list[torch.Tensor]) -> None:
         for emb in outputs:

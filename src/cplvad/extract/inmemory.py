@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from cplvad.clip import ClipBundle, create_clip
+from cplvad.clip import create_clip
 from cplvad.config import Config
 from cplvad.extract.assemble import Encoded, SnippetAssembler
 from cplvad.extract.encoder import BatchEncoder
@@ -32,23 +32,15 @@ from cplvad.extract.video import VideoError, VideoInfo, sample_offsets
 
 
 class FeatureEncoder:
-    def __init__(
-        self,
-        config: Config,
-        device: torch.device,
-        *,
-        workers: int | None = None,
-        batch_size: int | None = None,
-        bundle: ClipBundle | None = None,
-    ) -> None:
+    def __init__(self, config: Config, device: torch.device) -> None:
         cfg = config.extract
         self.device = device
         self.frames_per_snippet = cfg.frames_per_snippet
         self.offsets = sample_offsets(cfg.sampling, cfg.frames_per_snippet)
-        self.bundle = bundle or create_clip(config.clip, device)
+        self.bundle = create_clip(config.clip, device)
         self.plan = CropPlan(cfg.crops, self.bundle.image_size, centre_only=cfg.crops > 1)
-        self.encoder = BatchEncoder(self.bundle, self.plan, device, batch_size or cfg.batch_size)
-        self.workers = cfg.workers if workers is None else workers
+        self.encoder = BatchEncoder(self.bundle, self.plan, device, cfg.batch_size)
+        self.workers = cfg.workers
         self.job = decode_job(cfg.frames_per_snippet, self.offsets, self.plan, self.encoder.frames_per_batch)
 
     @property
