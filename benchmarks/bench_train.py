@@ -17,6 +17,7 @@ import resource
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 
 from cplvad.config import Config, load_config
 from cplvad.inference import score_videos
-from cplvad.modeling.factory import load_model
+from cplvad.modeling.factory import create_model, load_model
 from cplvad.pseudo.labels import generate
 from cplvad.train.data import TrainingSet
 from cplvad.train.trainer import resolve_device, train
@@ -72,6 +73,39 @@ def profile_steps(config: Config, data: TrainingSet, steps: int = 10) -> None:
           f"{steps} eager steps in {result.seconds:.2f} s under the profiler")
     key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=60))
+
+
+def bench_text_encoder(config: Config, device: torch.device, repeats: int = 5) -> None:
+    """The C-branch text side of one step (forward + backward): every prompt run alone vs the class
+    prefixes run once and shared by the levels, measured in this run."""
+    model, _ = create_model(config, UCF_CLASSES, 512, stage=1)
+    prompts = model.prompts.to(device).train()
+    amp = config.train.amp and device.type == "cuda"
+    seconds, tokens = {}, {}
+    for shared in (False, True):
+        prompts.encoder.shares_prefixes = shared
+
+        def step() -> None:
+            with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+                text = prompts.encode()
+            text.sum().backward()
+
+        step()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds[shared] = (time.perf_counter() - t0) / repeats
+    t = prompts.tokens()
+    levels, classes = prompts.levels, prompts.n_classes
+    tokens[False] = levels * classes * (t.prefix.shape[1] + t.suffix.shape[1])
+    tokens[True] = classes * t.prefix.shape[1] + levels * classes * t.suffix.shape[1]
+    print(f"text encoder per step (forward + backward, {levels} levels x {classes} classes): every prompt alone "
+          f"{tokens[False]} tokens {seconds[False] * 1e3:.1f} ms; class prefixes shared {tokens[True]} tokens "
+          f"{seconds[True] * 1e3:.1f} ms ({seconds[False] / seconds[True]:.2f}x)")
 
 
 def peak_memory(device: torch.device) -> str:
@@ -123,6 +157,7 @@ def main() -> None:
           f"CLIP {config.clip.model} (random weights); {videos} videos x {config.model.max_len} x 512, "
           f"batch {config.train.batch_size}, {config.train.epochs} epochs per stage")
 
+    bench_text_encoder(config, device)
     data = synthetic_training_set(videos, config.model.max_len, 512, len(UCF_CLASSES))
     if args.profile:
         profile_steps(config, data)

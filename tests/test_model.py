@@ -91,22 +91,48 @@ def test_causal_eot_shortcut_equals_full_77_token_encoding(tiny_model):
         full = clip.model.encode_text(ids)
         cut = enc(enc.token_embedding(ids[:, :short]), eot)
     torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
-    # the learnable prompts: truncated batch == the same embeddings padded to all 77 positions
+    # the learnable prompts, each written out and padded to all 77 positions, give the same features
     prompts = tiny_model.prompts
     with torch.no_grad():
-        truncated = prompts.encode()
-        emb = prompts.embeddings()
+        encoded = prompts.encode()
+        emb, eot = prompts.tokens().sequences()
         padded = torch.zeros(*emb.shape[:2], 77, emb.shape[-1])
         padded[:, :, : emb.shape[2]] = emb
-        full = prompts.encoder(padded.flatten(0, 1), prompts.eot.repeat(prompts.levels)).view_as(truncated)
-    torch.testing.assert_close(truncated, full, rtol=1e-5, atol=1e-5)
+        full = prompts.encoder(padded.flatten(0, 1), eot.repeat(prompts.levels)).view_as(encoded)
+    torch.testing.assert_close(encoded, full, rtol=1e-5, atol=1e-5)
     # prompt layout: [SOT] a video of <words> [8 type tokens] [2 level tokens] [EOT]
     words = len(clip.tokenizer(["a video of road accidents"])[0].nonzero()) - 2  # minus SOT and EOT
     m = 2  # RoadAccidents
-    assert int(prompts.eot[m]) == 1 + words + 8 + 2
+    assert int(eot[m]) == 1 + words + 8 + 2
     torch.testing.assert_close(emb[2, m, 1 + words], prompts.type_tokens[1, 0])
     torch.testing.assert_close(emb[2, m, 1 + words + 8], prompts.level_tokens[2, 0])
     torch.testing.assert_close(emb[0, 0, 1 + 3 + 1], prompts.type_tokens[0, 0])  # "a video of normal": N_P
+    torch.testing.assert_close(emb[1, m, int(eot[m])], prompts.encoder.token_embedding(ids.max()))  # EOT
+
+
+def test_shared_class_prefixes_equal_one_sequence_per_prompt(tiny_model):
+    """Values and gradients: class prefixes run once and shared by the levels == every prompt run alone."""
+    prompts = tiny_model.prompts
+    assert prompts.encoder.shares_prefixes  # open_clip's standard text blocks
+    torch.manual_seed(2)
+    weights = torch.randn(prompts.levels, prompts.n_classes, prompts.encoder.embed_dim)
+    results = []
+    try:
+        for shared in (True, False):
+            prompts.encoder.shares_prefixes = shared
+            prompts.zero_grad(set_to_none=True)
+            text = prompts.encode()
+            (text * weights).sum().backward()
+            results.append((text.detach(), prompts.type_tokens.grad.clone(), prompts.level_tokens.grad.clone()))
+    finally:
+        prompts.encoder.shares_prefixes = True
+        prompts.zero_grad(set_to_none=True)
+    for a, b in zip(*results, strict=True):
+        scale = float(a.abs().max())
+        assert scale > 0
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * scale)  # float32 rounding, not a difference
+    # the classes' prefixes have different lengths here, so the suffix masks are really exercised
+    assert len(set(prompts.prefix_len.tolist())) > 1
 
 
 def test_gradients_reach_prompt_tokens_not_clip(tiny_model):
