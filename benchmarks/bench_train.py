@@ -66,13 +66,16 @@ def profile_steps(config: Config, data: TrainingSet, steps: int = 10) -> None:
             train(eager.model_copy(update={"train": eager.train.model_copy(update={"batch_size": len(sub)})}),
                   sub, Path(tmp) / "flops", 1, UCF_CLASSES, progress=False)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=activities) as prof:
+        with profile(activities=activities, record_shapes=True) as prof:
             result = train(eager, sub, Path(tmp) / "prof", 1, UCF_CLASSES, progress=False)
     step_flops = flops.get_total_flops() * config.train.batch_size / len(sub)
     print(f"one training step (batch {config.train.batch_size}): {step_flops / 1e9:,.0f} GFLOP forward + backward; "
           f"{steps} eager steps in {result.seconds:.2f} s under the profiler")
     key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=60))
+    print("the same by input shapes (which layer an operator belongs to):")
+    print(prof.key_averages(group_by_input_shape=True).table(
+        sort_by=key, row_limit=15, max_name_column_width=40, max_shapes_column_width=80))
 
 
 def bench_text_encoder(config: Config, device: torch.device, repeats: int = 5) -> None:
