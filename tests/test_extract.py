@@ -21,7 +21,13 @@ from cplvad.extract.demo_videos import VideoPlan, render, write_video
 from cplvad.extract.manifest import npy_size
 from cplvad.extract.runner import extract, load_clip
 from cplvad.extract.transforms import CropPlan, resize_frames, ten_crops, to_model_input
-from cplvad.extract.video import sample_offsets
+from cplvad.extract.video import (
+    VideoInfo,
+    _presentation_order,
+    _sampled_frames,
+    decode_snippets,
+    sample_offsets,
+)
 
 TINY = ["--clip-model", "cplvad-tiny", "--device", "cpu", "--batch-size", "16"]
 
@@ -180,6 +186,32 @@ def test_features_equal_direct_encoding_of_sampled_frames(tmp_path):
         want = bundle.model.encode_image(x).view(4, 4, -1).mean(1).numpy()
     assert got.shape == (4, 64)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_skipping_unsampled_reference_free_frames_changes_nothing(tmp_path, threads):
+    """x264 (B-frames): the frames of complete snippets that are decoded equal a full decode's, T and the
+    frame count too, while non-reference frames nobody samples are not decoded at all."""
+    video = tmp_path / "x264.mp4"
+    write_video(video, render(VideoPlan("x264", "x", 101, (), 6), 64, 48), codec="libx264")  # T = 6
+    order = _presentation_order(video)
+    assert order is not None and sorted(order.values()) == list(range(101))
+    full = decoded_frames(video)
+    for sampling in ("center", "mean:4"):
+        offsets = sample_offsets(sampling, 16)
+        runs = [list(decode_snippets(video, 16, offsets, 4, threads, skip_unused=skip)) for skip in (True, False)]
+        fast, slow = ([i for i in r if isinstance(i, np.ndarray)] for r in runs)
+        assert runs[0][-1] == runs[1][-1] == VideoInfo(frames=101, fps=25.0, snippets=6)
+        assert [c.shape[0] for c in fast] == [c.shape[0] for c in slow] == [4 * len(offsets), 2 * len(offsets)]
+        want = full[[16 * t + o for t in range(6) for o in offsets]]
+        np.testing.assert_array_equal(np.concatenate(fast), want)
+        np.testing.assert_array_equal(np.concatenate(slow), want)
+    with av.open(str(video)) as c:
+        stream = c.streams.video[0]
+        kept = sum(f is not None for f in _sampled_frames(c, stream, order, lambda i: i % 16 == 8))
+    assert kept < 101  # frames really were skipped
+    # MPEG-4 part 2 (AVI-style packing) is always decoded frame by frame
+    assert _presentation_order(make_video(tmp_path / "mpeg4.mp4", 40)) is None
 
 
 def test_ten_crops_write_ten_files_per_video(videos, tmp_path):

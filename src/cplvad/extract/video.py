@@ -2,13 +2,18 @@
 
 Snippet convention: snippet t holds frames [16t, 16t + 16); a video of F frames has T = floor(F / 16)
 snippets and its trailing F mod 16 frames are dropped (the convention of the published features, and
-what the frame-level ground truth assumes: T * 16 frames). Every frame is decoded (frame indices must be
-exact), but only the sampled ones are converted to RGB.
+what the frame-level ground truth assumes: T * 16 frames). Only the sampled frames are converted to RGB.
+
+Frame indices must be exact, so every frame is decoded, except in H.264 / HEVC streams whose packets carry
+distinct timestamps: there a demux-only pass (no decoding, ~50x faster) gives each packet its frame index
+(its rank in presentation order), and a frame that is neither sampled nor referenced by other frames
+(a non-reference B-frame) is not decoded at all (FFmpeg's ``skip_frame=nonref``). The sampled frames are
+the same pixels either way; x264 streams decode ~1.4x faster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +51,17 @@ def sample_offsets(sampling: str, frames_per_snippet: int) -> tuple[int, ...]:
     return tuple(int((j + 0.5) * frames_per_snippet / k) for j in range(k))
 
 
+SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
+"""Decoders whose non-reference frames FFmpeg can skip, with one frame per packet."""
+
+
 def decode_snippets(
     path: str | Path,
     frames_per_snippet: int,
     offsets: tuple[int, ...],
     snippets_per_chunk: int,
     decoder_threads: int = 0,
+    skip_unused: bool = True,
 ) -> Iterator[np.ndarray | VideoInfo]:
     """Yield the sampled frames of complete snippets in chunks, then one final ``VideoInfo``.
 
@@ -60,21 +70,32 @@ def decode_snippets(
     ``decoder_threads``: FFmpeg decoder threads (0 = its automatic choice; 1 in worker processes, whose
     parallelism is the processes). The RGB conversion is always single-threaded: swscale's default of one
     thread per CPU made it ~20x slower on a 16-core machine (small frames, one conversion in 16 frames).
+    ``skip_unused``: skip unsampled non-reference frames where the stream allows it (module docstring).
     """
     keep = set(offsets)
     last = frames_per_snippet - 1
+    order = _presentation_order(path) if skip_unused else None
     with open_video(path) as (container, stream):
         stream.thread_count = decoder_threads
         fps = stream_fps(stream)
+        if order is None:
+            decoded: Iterator[av.VideoFrame | None] = container.decode(stream)
+        else:
+            usable = len(order) // frames_per_snippet * frames_per_snippet  # frames of complete snippets
+            decoded = _sampled_frames(
+                container, stream, order, lambda i: i < usable and i % frames_per_snippet in keep
+            )
         size: dict[str, int] = {}
         snippet: list[np.ndarray] = []
         chunk: list[np.ndarray] = []
         frames = 0
         try:
-            for frame in container.decode(stream):
+            for frame in decoded:
                 offset = frames % frames_per_snippet
                 frames += 1
                 if offset in keep:
+                    if frame is None:
+                        raise VideoError(f"frame {frames - 1} could not be decoded (damaged stream)")
                     size = size or {"width": frame.width, "height": frame.height}
                     # a size change mid-stream is rescaled to the first frame's size so chunks stack
                     snippet.append(frame.to_ndarray(format="rgb24", threads=1, **size))
@@ -93,6 +114,47 @@ def decode_snippets(
     if chunk:
         yield np.stack(chunk)
     yield VideoInfo(frames=frames, fps=fps, snippets=frames // frames_per_snippet)
+
+
+def _presentation_order(path: str | Path) -> dict[int, int] | None:
+    """Frame index of every packet by its timestamp, from demuxing alone; None where that is not exact
+    (another codec, a packet without or with a repeated timestamp, a packet count unlike the header's)."""
+    try:
+        with open_video(path) as (container, stream):
+            if stream.codec_context.name not in SKIPPABLE_CODECS:
+                return None
+            pts = [packet.pts for packet in container.demux(stream) if packet.size]
+            header_frames = stream.frames
+    except (VideoError, av.FFmpegError, OSError):
+        return None  # the decoding pass reports what is wrong
+    if None in pts or len(set(pts)) != len(pts) or (header_frames and header_frames != len(pts)):
+        return None
+    return {t: i for i, t in enumerate(sorted(pts))}
+
+
+def _sampled_frames(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    order: dict[int, int],
+    wanted: Callable[[int], bool],
+) -> Iterator[av.VideoFrame | None]:
+    """Every frame in presentation order; None for a frame not ``wanted`` that was not decoded.
+
+    A packet whose frame is not wanted is decoded only if it is a reference frame, which later frames need.
+    """
+    codec = stream.codec_context
+    following = 0  # index of the next frame to yield
+    for packet in container.demux(stream):
+        if packet.size:  # the last, empty packet only flushes the decoder
+            codec.skip_frame = "DEFAULT" if wanted(order[packet.pts]) else "NONREF"
+        for frame in codec.decode(packet):
+            index = order.get(frame.pts) if frame.pts is not None else None
+            if index is None or index < following:
+                raise VideoError(f"decoded frame timestamp {frame.pts} does not follow the packets' (damaged stream)")
+            yield from [None] * (index - following)
+            yield frame
+            following = index + 1
+    yield from [None] * (len(order) - following)
 
 
 def stream_fps(stream: av.video.stream.VideoStream) -> float | None:
