@@ -6,7 +6,7 @@
 
 Generates its own UCF-like videos (320x240, 30 fps, H.264, synthetic moving scenes) in a temporary folder:
 ``--unique`` distinct videos, hard-linked up to ``--videos`` files. Units: *frames/s* are video frames
-(every frame is decoded; with ``center`` sampling one frame in 16 is encoded), *images/s* are encoder
+(every frame counts, decoded or skipped; with ``center`` sampling one frame in 16 is encoded), *images/s* are encoder
 inputs. Encode alone = the batched encoder on ready-made resized frames (host-to-device copy included).
 End to end = ``cplvad.extract.runner.extract`` into a temporary folder, with the worker start-up time
 reported separately. The check: end-to-end images/s >= 70 % of encode-alone images/s (the decoders keep
@@ -31,7 +31,7 @@ from cplvad.extract.encoder import BatchEncoder, resolve_device
 from cplvad.extract.pool import Chunk, DecodeJob, Done, Failed, decode_events, decode_job
 from cplvad.extract.runner import extract, load_clip
 from cplvad.extract.transforms import CropPlan
-from cplvad.extract.video import sample_offsets
+from cplvad.extract.video import decode_snippets, sample_offsets
 
 TARGET_RATIO = 0.70
 
@@ -68,6 +68,19 @@ def bench_decode(videos: list[Path], job: DecodeJob, workers: int) -> tuple[floa
         elif isinstance(event, Failed):
             raise RuntimeError(event.reason)
     return time.perf_counter() - start, first, frames, images
+
+
+def bench_skipping(videos: list[Path], job: DecodeJob) -> None:
+    """One process, one decoder thread: every frame decoded vs unsampled non-reference frames skipped."""
+    fps = {}
+    for skip in (False, True):
+        start, frames = time.perf_counter(), 0
+        for path in videos:
+            *_, info = decode_snippets(path, job.frames_per_snippet, job.offsets, job.snippets_per_chunk, 1, skip)
+            frames += info.frames
+        fps[skip] = frames / (time.perf_counter() - start)
+    print(f"decode, 1 process: every frame {fps[False]:,.0f} frames/s; unsampled non-reference frames skipped "
+          f"{fps[True]:,.0f} frames/s ({fps[True] / fps[False]:.2f}x)")
 
 
 def bench_encode(encoder: BatchEncoder, seconds: float) -> tuple[float, int]:
@@ -171,6 +184,7 @@ def main() -> None:
         job = decode_job(
             cfg.extract.frames_per_snippet, offsets, plan, encoder.frames_per_batch
         )
+        bench_skipping(videos[:4], job)
         for n in [int(w) for w in args.workers_sweep.split(",") if w]:
             secs, warm, dec_frames, _ = bench_decode(videos[: 4 * n], job, n)
             print(f"decode alone, {n:2d} workers: {dec_frames / (secs - warm):10,.0f} frames/s")
