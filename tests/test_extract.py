@@ -17,6 +17,7 @@ from cplvad.cli import cli
 from cplvad.config import Config
 from cplvad.data import load_dataset, open_features
 from cplvad.errors import ConfigError, DataError
+from cplvad.extract import video as video_module
 from cplvad.extract.demo_videos import VideoPlan, render, write_video
 from cplvad.extract.manifest import npy_size
 from cplvad.extract.runner import extract, load_clip
@@ -212,6 +213,19 @@ def test_skipping_unsampled_reference_free_frames_changes_nothing(tmp_path, thre
     assert kept < 101  # frames really were skipped
     # MPEG-4 part 2 (AVI-style packing) is always decoded frame by frame
     assert _presentation_order(make_video(tmp_path / "mpeg4.mp4", 40)) is None
+
+
+def test_frames_that_do_not_follow_the_timestamps_fall_back_to_a_full_decode(tmp_path, monkeypatch):
+    """A decoder dropping the leading frames (or any order that does not fit) is caught before any
+    chunk is out, and the video is decoded in full instead of shifting every frame index."""
+    video = tmp_path / "x264.mp4"
+    write_video(video, render(VideoPlan("x264", "x", 64, (), 7), 64, 48), codec="libx264")
+    exact = _presentation_order(video)
+    monkeypatch.setattr(video_module, "_presentation_order", lambda _: {t: i + 1 for t, i in exact.items()})
+    offsets = sample_offsets("center", 16)
+    *chunks, info = decode_snippets(video, 16, offsets, 2, 1)
+    assert info == VideoInfo(frames=64, fps=25.0, snippets=4)
+    np.testing.assert_array_equal(np.concatenate(chunks), decoded_frames(video)[[8, 24, 40, 56]])
 
 
 def test_ten_crops_write_ten_files_per_video(videos, tmp_path):

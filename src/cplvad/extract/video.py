@@ -70,11 +70,36 @@ def decode_snippets(
     ``decoder_threads``: FFmpeg decoder threads (0 = its automatic choice; 1 in worker processes, whose
     parallelism is the processes). The RGB conversion is always single-threaded: swscale's default of one
     thread per CPU made it ~20x slower on a 16-core machine (small frames, one conversion in 16 frames).
-    ``skip_unused``: skip unsampled non-reference frames where the stream allows it (module docstring).
+    ``skip_unused``: skip unsampled non-reference frames where the stream allows it (module docstring);
+    if its frames turn out not to match the packets' timestamps, the video is decoded again in full.
     """
+    order = _presentation_order(path) if skip_unused else None
+    started = False
+    try:
+        for item in _decode(path, frames_per_snippet, offsets, snippets_per_chunk, decoder_threads, order):
+            started = True
+            yield item
+    except _OrderMismatch as exc:
+        if started:
+            raise VideoError(f"{exc} (damaged stream)") from None
+        yield from _decode(path, frames_per_snippet, offsets, snippets_per_chunk, decoder_threads, None)
+
+
+class _OrderMismatch(Exception):
+    """The decoder's frames do not follow the packets' timestamps."""
+
+
+def _decode(
+    path: str | Path,
+    frames_per_snippet: int,
+    offsets: tuple[int, ...],
+    snippets_per_chunk: int,
+    decoder_threads: int,
+    order: dict[int, int] | None,
+) -> Iterator[np.ndarray | VideoInfo]:
+    """``decode_snippets`` with every frame decoded (``order`` None) or unsampled ones skipped."""
     keep = set(offsets)
     last = frames_per_snippet - 1
-    order = _presentation_order(path) if skip_unused else None
     with open_video(path) as (container, stream):
         stream.thread_count = decoder_threads
         fps = stream_fps(stream)
@@ -95,7 +120,7 @@ def decode_snippets(
                 frames += 1
                 if offset in keep:
                     if frame is None:
-                        raise VideoError(f"frame {frames - 1} could not be decoded (damaged stream)")
+                        raise _OrderMismatch(f"sampled frame {frames - 1} was not decoded")
                     size = size or {"width": frame.width, "height": frame.height}
                     # a size change mid-stream is rescaled to the first frame's size so chunks stack
                     snippet.append(frame.to_ndarray(format="rgb24", threads=1, **size))
@@ -117,19 +142,21 @@ def decode_snippets(
 
 
 def _presentation_order(path: str | Path) -> dict[int, int] | None:
-    """Frame index of every packet by its timestamp, from demuxing alone; None where that is not exact
-    (another codec, a packet without or with a repeated timestamp, a packet count unlike the header's)."""
+    """Frame index of every shown packet by its timestamp, from demuxing alone; None where that is not
+    exact (another codec, a packet without or with a repeated timestamp, a packet count unlike the
+    header's). Packets the container marks to discard (cut by an edit list) are decoded but not shown."""
     try:
         with open_video(path) as (container, stream):
             if stream.codec_context.name not in SKIPPABLE_CODECS:
                 return None
-            pts = [packet.pts for packet in container.demux(stream) if packet.size]
+            packets = [(p.pts, p.is_discard) for p in container.demux(stream) if p.size]
             header_frames = stream.frames
     except (VideoError, av.FFmpegError, OSError):
         return None  # the decoding pass reports what is wrong
+    pts = [t for t, _ in packets]
     if None in pts or len(set(pts)) != len(pts) or (header_frames and header_frames != len(pts)):
         return None
-    return {t: i for i, t in enumerate(sorted(pts))}
+    return {t: i for i, t in enumerate(sorted(t for t, discard in packets if not discard))}
 
 
 def _sampled_frames(
@@ -146,11 +173,13 @@ def _sampled_frames(
     following = 0  # index of the next frame to yield
     for packet in container.demux(stream):
         if packet.size:  # the last, empty packet only flushes the decoder
-            codec.skip_frame = "DEFAULT" if wanted(order[packet.pts]) else "NONREF"
+            index = order.get(packet.pts)
+            codec.skip_frame = "DEFAULT" if index is not None and wanted(index) else "NONREF"
         for frame in codec.decode(packet):
             index = order.get(frame.pts) if frame.pts is not None else None
-            if index is None or index < following:
-                raise VideoError(f"decoded frame timestamp {frame.pts} does not follow the packets' (damaged stream)")
+            # the first frame shown is a key frame, never skipped: if it is missing, the decoder dropped frames
+            if index is None or index < following or (following == 0 and index > 0):
+                raise _OrderMismatch(f"a decoded frame's timestamp ({frame.pts}) does not follow the packets'")
             yield from [None] * (index - following)
             yield frame
             following = index + 1
