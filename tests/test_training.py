@@ -74,28 +74,47 @@ def test_training_is_deterministic_and_skips_when_done(stage1, demo_manifest, tm
                                                   a["binary_head.cls.conv.bias"])
 
 
-def test_interrupted_training_resumes_to_the_same_weights(demo_manifest, tmp_path, monkeypatch):
-    cfg = tiny_config(**{"train.epochs": 3})
-    full = train_stage(demo_manifest, tmp_path / "full", 1, cfg, progress=False)
+def crash_in_third_epoch(monkeypatch) -> None:
     calls = {"n": 0}
     original = trainer_mod.batches
 
-    def crash_in_third_epoch(*args, **kwargs):
+    def batches(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_mod, "batches", crash_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train_stage(demo_manifest, tmp_path / "resumed", 1, cfg, progress=False)
+    monkeypatch.setattr(trainer_mod, "batches", batches)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(demo_manifest, tmp_path, monkeypatch):
+    cfg = tiny_config(**{"train.epochs": 3, "train.checkpoint_seconds": 0})
+    full = train_stage(demo_manifest, tmp_path / "full", 1, cfg, progress=False)
+    with monkeypatch.context() as m:
+        crash_in_third_epoch(m)
+        with pytest.raises(KeyboardInterrupt):
+            train_stage(demo_manifest, tmp_path / "resumed", 1, cfg, progress=False)
     assert (tmp_path / "resumed" / "checkpoint.pt").is_file() and not (tmp_path / "resumed" / "model.pt").exists()
-    monkeypatch.setattr(trainer_mod, "batches", original)
     resumed = train_stage(demo_manifest, tmp_path / "resumed", 1, cfg, progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     a, b = weights(tmp_path / "full"), weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert full.history[-1]["loss"] == pytest.approx(resumed.history[-1]["loss"])
+
+
+def test_checkpoints_wait_for_their_interval_which_never_changes_the_weights(demo_manifest, tmp_path, monkeypatch):
+    """Epochs shorter than ``checkpoint_seconds`` write no checkpoint; the interval is not part of the
+    fingerprint, so a run with another interval resumes or skips the same directory."""
+    cfg = tiny_config(**{"train.epochs": 3, "train.checkpoint_seconds": 3600})
+    with monkeypatch.context() as m:
+        crash_in_third_epoch(m)
+        with pytest.raises(KeyboardInterrupt):
+            train_stage(demo_manifest, tmp_path / "run", 1, cfg, progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    done = train_stage(demo_manifest, tmp_path / "run", 1, cfg, progress=False)
+    assert [h["epoch"] for h in done.history] == [1, 2, 3]  # started over: nothing to resume from
+    again = tiny_config(**{"train.epochs": 3, "train.checkpoint_seconds": 0})
+    assert train_stage(demo_manifest, tmp_path / "run", 1, again, progress=False).skipped
 
 
 def test_pseudo_labels_stage2_and_evaluation(stage1, demo_manifest, demo_dataset, tmp_path):

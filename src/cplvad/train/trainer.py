@@ -66,6 +66,7 @@ class TrainResult:
 def fingerprint(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLabels | None) -> str:
     """What the trained weights depend on: config sections, training samples, pseudo labels."""
     sections = {k: v for k, v in config.to_dict().items() if k in ("seed", "clip", "model", "train")}
+    del sections["train"]["checkpoint_seconds"]  # when checkpoints are written never changes the weights
     if stage == 2:
         sections["stage2"] = config.stage2.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps({"stage": stage, "config": sections}, sort_keys=True).encode())
@@ -198,7 +199,7 @@ def train(
         return _step_loss(model, features[idx], mask, labels[idx], abnormal[idx], targets, idx, config, autocast)
 
     graphed: GraphedStep | None = None
-    t0 = time.perf_counter()
+    t0 = last_checkpoint = time.perf_counter()
     for epoch in range(start_epoch, config.train.epochs):
         model.train()
         epoch_batches = list(batches(data.abnormal, config.train.batch_size, config.train.balanced, rng))
@@ -229,8 +230,13 @@ def train(
         if progress:
             tqdm.write(f"stage {stage} epoch {epoch + 1}: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
-        if (epoch + 1) % config.train.checkpoint_every == 0 and epoch + 1 < config.train.epochs:
+        if (
+            (epoch + 1) % config.train.checkpoint_every == 0
+            and epoch + 1 < config.train.epochs
+            and time.perf_counter() - last_checkpoint >= config.train.checkpoint_seconds
+        ):
             _save_checkpoint(ckpt_path, model, optimizer, rng, history, epoch + 1)
+            last_checkpoint = time.perf_counter()
 
     save_model(model, config, meta, out_dir)
     write_json(out_dir / HISTORY_FILE, history)
