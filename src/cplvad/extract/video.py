@@ -8,7 +8,7 @@ Frame indices must be exact, so every frame is decoded, except in H.264 / HEVC s
 distinct timestamps: there a demux-only pass (no decoding, ~50x faster) gives each packet its frame index
 (its rank in presentation order), and a frame that is neither sampled nor referenced by other frames
 (a non-reference B-frame) is not decoded at all (FFmpeg's ``skip_frame=nonref``). The sampled frames are
-the same pixels either way; x264 streams decode ~1.4x faster.
+the same pixels either way; x264 streams decode ~1.35x faster.
 """
 
 from __future__ import annotations
