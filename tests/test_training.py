@@ -216,13 +216,3 @@ def test_run_command_end_to_end(demo_manifest, tmp_path):
     assert "frame AUC" in res.output
     res = CliRunner().invoke(cli, ["train", "--dataset", str(demo_manifest), "--stage", "2", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--pseudo" in res.output
-
-
-def test_cudnn_autotuning_is_on_while_training_on_cuda_and_restored_after():
-    before = torch.backends.cudnn.benchmark
-    with trainer_mod._cudnn_autotune(torch.device("cpu")):
-        assert torch.backends.cudnn.benchmark == before
-    with pytest.raises(RuntimeError), trainer_mod._cudnn_autotune(torch.device("cuda")):
-        assert torch.backends.cudnn.benchmark
-        raise RuntimeError("a failed step")
-    assert torch.backends.cudnn.benchmark == before

@@ -12,8 +12,7 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,66 +198,50 @@ def train(
         mask = positions < lengths[idx][:, None]
         return _step_loss(model, features[idx], mask, labels[idx], abnormal[idx], targets, idx, config, autocast)
 
-    with _cudnn_autotune(device):
-        graphed: GraphedStep | None = None
-        t0 = last_checkpoint = time.perf_counter()
-        for epoch in range(start_epoch, config.train.epochs):
-            model.train()
-            epoch_batches = list(batches(data.abnormal, config.train.batch_size, config.train.balanced, rng))
-            # one host-to-device copy per epoch: a copy per step would make the CPU wait for the GPU every step
-            on_device = torch.cat(epoch_batches).to(device).split([len(b) for b in epoch_batches])
-            sums: dict[str, torch.Tensor] = {}
-            seen = 0
-            bar = tqdm(on_device, desc=f"stage {stage} epoch {epoch + 1}/{config.train.epochs}", unit="batch",
-                       disable=not progress, leave=False)
-            tick = time.perf_counter()
-            for step, idx in enumerate(bar):
-                if use_graph and graphed is None:
-                    graphed, use_graph = _capture(step_fn, optimizer, idx)
-                if graphed is not None and len(idx) == len(graphed.static_idx):
-                    parts = graphed(idx)
-                else:
-                    loss, parts = step_fn(idx)
-                    optimizer.zero_grad(set_to_none=graphed is None)  # a captured graph owns the .grad tensors
-                    loss.backward()
-                    optimizer.step()
-                seen += len(idx)
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(idx)
-                if progress and step % LOG_EVERY == 0:  # reading the loss synchronises the GPU: not every step
-                    bar.set_postfix(loss=f"{parts['loss'].item():.4f}", videos_s=f"{seen / (time.perf_counter() - tick):.0f}")
-            record = {"epoch": epoch + 1, **{k: v.item() / seen for k, v in sums.items()}, "seconds": time.perf_counter() - tick}
-            history.append(record)
-            if progress:
-                tqdm.write(f"stage {stage} epoch {epoch + 1}: " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
-            if (
-                (epoch + 1) % config.train.checkpoint_every == 0
-                and epoch + 1 < config.train.epochs
-                and time.perf_counter() - last_checkpoint >= config.train.checkpoint_seconds
-            ):
-                _save_checkpoint(ckpt_path, model, optimizer, rng, history, epoch + 1)
-                last_checkpoint = time.perf_counter()
+    graphed: GraphedStep | None = None
+    t0 = last_checkpoint = time.perf_counter()
+    for epoch in range(start_epoch, config.train.epochs):
+        model.train()
+        epoch_batches = list(batches(data.abnormal, config.train.batch_size, config.train.balanced, rng))
+        # one host-to-device copy per epoch: a copy per step would make the CPU wait for the GPU every step
+        on_device = torch.cat(epoch_batches).to(device).split([len(b) for b in epoch_batches])
+        sums: dict[str, torch.Tensor] = {}
+        seen = 0
+        bar = tqdm(on_device, desc=f"stage {stage} epoch {epoch + 1}/{config.train.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        tick = time.perf_counter()
+        for step, idx in enumerate(bar):
+            if use_graph and graphed is None:
+                graphed, use_graph = _capture(step_fn, optimizer, idx)
+            if graphed is not None and len(idx) == len(graphed.static_idx):
+                parts = graphed(idx)
+            else:
+                loss, parts = step_fn(idx)
+                optimizer.zero_grad(set_to_none=graphed is None)  # a captured graph owns the .grad tensors
+                loss.backward()
+                optimizer.step()
+            seen += len(idx)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
+            if progress and step % LOG_EVERY == 0:  # reading the loss synchronises the GPU: not every step
+                bar.set_postfix(loss=f"{parts['loss'].item():.4f}", videos_s=f"{seen / (time.perf_counter() - tick):.0f}")
+        record = {"epoch": epoch + 1, **{k: v.item() / seen for k, v in sums.items()}, "seconds": time.perf_counter() - tick}
+        history.append(record)
+        if progress:
+            tqdm.write(f"stage {stage} epoch {epoch + 1}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
+        if (
+            (epoch + 1) % config.train.checkpoint_every == 0
+            and epoch + 1 < config.train.epochs
+            and time.perf_counter() - last_checkpoint >= config.train.checkpoint_seconds
+        ):
+            _save_checkpoint(ckpt_path, model, optimizer, rng, history, epoch + 1)
+            last_checkpoint = time.perf_counter()
 
     save_model(model, config, meta, out_dir)
     write_json(out_dir / HISTORY_FILE, history)
     ckpt_path.unlink(missing_ok=True)
     return TrainResult(out_dir, history, skipped=False, seconds=time.perf_counter() - t0)
-
-
-@contextmanager
-def _cudnn_autotune(device: torch.device) -> Iterator[None]:
-    """On CUDA, let cuDNN time its algorithms for each convolution shape once and keep the fastest.
-
-    Training shapes are fixed (balanced batches of n snippets), so the first step pays for all the others;
-    cuDNN's untimed default choice can be far slower for depthwise and grouped convolutions in bf16.
-    """
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = saved or device.type == "cuda"
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = saved
 
 
 def _capture(step_fn, optimizer: torch.optim.Optimizer, idx: torch.Tensor) -> tuple[GraphedStep | None, bool]:
