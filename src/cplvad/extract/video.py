@@ -13,6 +13,7 @@ the same pixels either way; x264 streams decode ~1.35x faster.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,16 +74,16 @@ def decode_snippets(
     ``skip_unused``: skip unsampled non-reference frames where the stream allows it (module docstring);
     if its frames turn out not to match the packets' timestamps, the video is decoded again in full.
     """
-    order = _presentation_order(path) if skip_unused else None
+    decode = functools.partial(_decode, path, frames_per_snippet, offsets, snippets_per_chunk, decoder_threads)
     started = False
     try:
-        for item in _decode(path, frames_per_snippet, offsets, snippets_per_chunk, decoder_threads, order):
+        for item in decode(_presentation_order(path) if skip_unused else None):
             started = True
             yield item
     except _OrderMismatch as exc:
         if started:
             raise VideoError(f"{exc} (damaged stream)") from None
-        yield from _decode(path, frames_per_snippet, offsets, snippets_per_chunk, decoder_threads, None)
+        yield from decode(None)
 
 
 class _OrderMismatch(Exception):
