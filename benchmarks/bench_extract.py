@@ -16,6 +16,8 @@ the encoder fed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -28,10 +30,10 @@ import torch
 from cplvad.config import Config
 from cplvad.extract.demo_videos import VideoPlan, render, write_video
 from cplvad.extract.encoder import BatchEncoder, resolve_device
-from cplvad.extract.pool import Chunk, DecodeJob, Done, Failed, decode_events, decode_job
+from cplvad.extract.pool import Chunk, DecodeJob, Done, Failed, Started, decode_events, decode_job
 from cplvad.extract.runner import extract, load_clip
-from cplvad.extract.transforms import CropPlan
-from cplvad.extract.video import decode_snippets, sample_offsets
+from cplvad.extract.transforms import CropPlan, resize_rgb
+from cplvad.extract.video import VideoInfo, decode_snippets, sample_offsets
 
 TARGET_RATIO = 0.70
 
@@ -55,13 +57,14 @@ def make_videos(root: Path, n: int, unique: int, frames: int, width: int, height
 
 
 def bench_decode(videos: list[Path], job: DecodeJob, workers: int) -> tuple[float, float, int, int]:
-    """(seconds, seconds before the first chunk, frames, images)."""
+    """(seconds, seconds before the first video started decoding, frames, images)."""
     start = time.perf_counter()
     first = 0.0
     frames = images = 0
     for event in decode_events([(i, str(p)) for i, p in enumerate(videos)], job, workers):
-        if isinstance(event, Chunk):
+        if isinstance(event, Started):
             first = first or time.perf_counter() - start
+        elif isinstance(event, Chunk):
             images += len(event.frames)
         elif isinstance(event, Done):
             frames += event.info.frames
@@ -70,17 +73,49 @@ def bench_decode(videos: list[Path], job: DecodeJob, workers: int) -> tuple[floa
     return time.perf_counter() - start, first, frames, images
 
 
-def bench_skipping(videos: list[Path], job: DecodeJob) -> None:
-    """One process, one decoder thread: every frame decoded vs unsampled non-reference frames skipped."""
+def one_process_fps(videos: list[Path], job: DecodeJob) -> dict[str, float]:
+    """Frames/s of one process with one decoder thread: every frame decoded; unsampled non-reference frames
+    skipped; skipped plus the resize of the sampled frames (a worker's job, less the transfer)."""
     fps = {}
-    for skip in (False, True):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a worker
+    for case in ("every", "skip", "resize"):
         start, frames = time.perf_counter(), 0
         for path in videos:
-            *_, info = decode_snippets(path, job.frames_per_snippet, job.offsets, job.snippets_per_chunk, 1, skip)
-            frames += info.frames
-        fps[skip] = frames / (time.perf_counter() - start)
-    print(f"decode, 1 process: every frame {fps[False]:,.0f} frames/s; unsampled non-reference frames skipped "
-          f"{fps[True]:,.0f} frames/s ({fps[True] / fps[False]:.2f}x)")
+            chunks = decode_snippets(
+                path, job.frames_per_snippet, job.offsets, job.snippets_per_chunk, 1, case != "every"
+            )
+            for item in chunks:
+                if isinstance(item, VideoInfo):
+                    frames += item.frames
+                elif case == "resize":
+                    for frame in item:
+                        resize_rgb(frame, job.plan)
+        fps[case] = frames / (time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    return fps
+
+
+def bench_one_process(videos: list[Path], job: DecodeJob) -> None:
+    """The same decoding here and in a process forked like the decode workers (is a worker slower?)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["cplvad.extract.pool"])  # as the pool does, before the server starts
+    with ProcessPoolExecutor(1, mp_context=ctx) as child:
+        forked = child.submit(one_process_fps, videos, job).result()
+    for where, fps in (("this process", one_process_fps(videos, job)), ("a forked worker", forked)):
+        print(f"decode in {where}: every frame {fps['every']:,.0f} frames/s; unsampled non-reference frames "
+              f"skipped {fps['skip']:,.0f} ({fps['skip'] / fps['every']:.2f}x); skipped + resize of the sampled "
+              f"frames {fps['resize']:,.0f}")
+
+
+def bench_resize_placement(videos: list[Path], job: DecodeJob, workers: int, pixels: int) -> None:
+    """Decode alone with every frame resized in the workers vs sent as decoded (resized by the encoder)."""
+    fps = {}
+    for raw in (0, pixels):
+        secs, warm, frames, _ = bench_decode(videos, dataclasses.replace(job, device_resize_pixels=raw), workers)
+        fps[raw] = frames / (secs - warm)
+    print(f"decode alone, {workers:2d} workers: frames resized in the workers {fps[0]:10,.0f} frames/s; sent as "
+          f"decoded {fps[pixels]:10,.0f} frames/s ({fps[pixels] / fps[0]:.2f}x)")
 
 
 def bench_encode(encoder: BatchEncoder, seconds: float) -> tuple[float, int]:
@@ -182,12 +217,11 @@ def main() -> None:
         per_frame = len(offsets) * plan.crops / cfg.extract.frames_per_snippet  # images per video frame
 
         job = decode_job(
-            cfg.extract.frames_per_snippet, offsets, plan, encoder.frames_per_batch
+            cfg.extract.frames_per_snippet, offsets, plan, encoder.frames_per_batch, resize_on_device=gpu
         )
-        bench_skipping(videos[:4], job)
+        bench_one_process(videos[:4], job)
         for n in [int(w) for w in args.workers_sweep.split(",") if w]:
-            secs, warm, dec_frames, _ = bench_decode(videos[: 4 * n], job, n)
-            print(f"decode alone, {n:2d} workers: {dec_frames / (secs - warm):10,.0f} frames/s")
+            bench_resize_placement(videos[: 4 * n], job, n, width * height)
         secs, warm, dec_frames, _ = bench_decode(videos, job, args.workers)
         dec_fps = dec_frames / (secs - warm)
         print(

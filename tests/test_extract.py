@@ -19,9 +19,11 @@ from cplvad.data import load_dataset, open_features
 from cplvad.errors import ConfigError, DataError
 from cplvad.extract import video as video_module
 from cplvad.extract.demo_videos import VideoPlan, render, write_video
+from cplvad.extract.encoder import BatchEncoder
 from cplvad.extract.manifest import npy_size
+from cplvad.extract.pool import Chunk, decode_events, decode_job
 from cplvad.extract.runner import extract, load_clip
-from cplvad.extract.transforms import CropPlan, resize_frames, ten_crops, to_model_input
+from cplvad.extract.transforms import CropPlan, frames_tensor, resize_frames, ten_crops, to_model_input
 from cplvad.extract.video import (
     VideoInfo,
     _presentation_order,
@@ -93,7 +95,7 @@ def test_one_crop_matches_open_clip_preprocess(size):
     mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
     reference = open_clip.image_transform(size, is_train=False, mean=mean, std=std)(image)
     plan = CropPlan(1, size)
-    ours = to_model_input(resize_frames(np.array(image)[None], plan), plan, mean, std)[0]
+    ours = to_model_input(resize_frames(frames_tensor(np.array(image)[None]), plan), plan, mean, std)[0]
     assert ours.shape == reference.shape == (3, size, size)
     diff = (ours - reference).abs()
     one_level = 1 / 255 / min(std)  # one uint8 step after normalisation
@@ -183,10 +185,32 @@ def test_features_equal_direct_encoding_of_sampled_frames(tmp_path):
     plan = CropPlan(1, 32)
     idx = [16 * t + o for t in range(4) for o in (2, 6, 10, 14)]
     with torch.no_grad():
-        x = to_model_input(resize_frames(frames[idx], plan), plan, bundle.mean, bundle.std)
+        x = to_model_input(resize_frames(frames_tensor(frames[idx]), plan), plan, bundle.mean, bundle.std)
         want = bundle.model.encode_image(x).view(4, 4, -1).mean(1).numpy()
     assert got.shape == (4, 64)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_frames_resized_by_the_encoder_equal_frames_resized_by_the_workers(tmp_path, workers):
+    """A GPU encoder resizes small frames itself: they travel at their decoded size (through the worker
+    sockets too) and give the same embeddings as frames the workers resized."""
+    video = make_video(tmp_path / "a.mp4", 70, seed=7)  # 48x32 frames
+    cfg = config(sampling="mean:4")
+    bundle, _ = load_clip(cfg, torch.device("cpu"))
+    plan = CropPlan(1, bundle.image_size)
+    encoder = BatchEncoder(bundle, plan, torch.device("cpu"), 16)
+    offsets = sample_offsets("mean:4", 16)
+    embeddings, sizes = {}, {}
+    for on_device in (False, True):
+        job = decode_job(16, offsets, plan, encoder.frames_per_batch, resize_on_device=on_device)
+        chunks = [e.frames for e in decode_events([(0, str(video))], job, workers) if isinstance(e, Chunk)]
+        sizes[on_device] = {tuple(c.shape[1:]) for c in chunks}
+        with torch.no_grad():
+            embeddings[on_device] = torch.cat([encoder.encode(c) for c in chunks])
+    assert sizes == {False: {(3, 32, 32)}, True: {(3, 32, 48)}}
+    assert embeddings[True].shape == (16, 1, 64)
+    torch.testing.assert_close(embeddings[True], embeddings[False], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("threads", [0, 1])
@@ -201,12 +225,12 @@ def test_skipping_unsampled_reference_free_frames_changes_nothing(tmp_path, thre
     for sampling in ("center", "mean:4"):
         offsets = sample_offsets(sampling, 16)
         runs = [list(decode_snippets(video, 16, offsets, 4, threads, skip_unused=skip)) for skip in (True, False)]
-        fast, slow = ([i for i in r if isinstance(i, np.ndarray)] for r in runs)
+        fast, slow = ([i for i in r if isinstance(i, list)] for r in runs)
         assert runs[0][-1] == runs[1][-1] == VideoInfo(frames=101, fps=25.0, snippets=6)
-        assert [c.shape[0] for c in fast] == [c.shape[0] for c in slow] == [4 * len(offsets), 2 * len(offsets)]
+        assert [len(c) for c in fast] == [len(c) for c in slow] == [4 * len(offsets), 2 * len(offsets)]
         want = full[[16 * t + o for t in range(6) for o in offsets]]
-        np.testing.assert_array_equal(np.concatenate(fast), want)
-        np.testing.assert_array_equal(np.concatenate(slow), want)
+        np.testing.assert_array_equal(np.stack(sum(fast, [])), want)
+        np.testing.assert_array_equal(np.stack(sum(slow, [])), want)
     with av.open(str(video)) as c:
         stream = c.streams.video[0]
         kept = sum(f is not None for f in _sampled_frames(c, stream, order, lambda i: i % 16 == 8))
@@ -225,7 +249,7 @@ def test_frames_that_do_not_follow_the_timestamps_fall_back_to_a_full_decode(tmp
     offsets = sample_offsets("center", 16)
     *chunks, info = decode_snippets(video, 16, offsets, 2, 1)
     assert info == VideoInfo(frames=64, fps=25.0, snippets=4)
-    np.testing.assert_array_equal(np.concatenate(chunks), decoded_frames(video)[[8, 24, 40, 56]])
+    np.testing.assert_array_equal(np.stack(sum(chunks, [])), decoded_frames(video)[[8, 24, 40, 56]])
 
 
 def test_ten_crops_write_ten_files_per_video(videos, tmp_path):

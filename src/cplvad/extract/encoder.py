@@ -2,7 +2,8 @@
 
 Frames are encoded strictly in arrival order in batches of ``batch_size`` images, whatever video they
 come from, so the GPU always sees full batches; the caller assigns the output rows back to videos in the
-same order. Outputs stay on the device (no synchronisation per batch) until the caller needs them.
+same order. Outputs stay on the device (no synchronisation per batch) until the caller needs them. Frames
+that arrive at their decoded size (small ones, for a GPU encoder) are resized here, on the device.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 
 from cplvad.clip import ClipBundle
 from cplvad.errors import ConfigError
-from cplvad.extract.transforms import CropPlan, to_model_input
+from cplvad.extract.transforms import CropPlan, resize_frames, to_model_input
 
 
 def resolve_device(name: str) -> torch.device:
@@ -37,11 +38,16 @@ class BatchEncoder:
     def precision(self) -> str:
         return "fp16-autocast" if self.device.type == "cuda" else "fp32"
 
+    def to_device(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (n, 3, H, W) -> on the device, at the plan's ``frame_size``."""
+        frames = frames.to(self.device, non_blocking=True)
+        if tuple(frames.shape[-2:]) != self.plan.frame_size:
+            frames = resize_frames(frames, self.plan)
+        return frames
+
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """Resized uint8 frames (n, 3, h, w) -> embeddings (n, views, D) float32 on the device."""
-        x = to_model_input(
-            frames.to(self.device, non_blocking=True), self.plan, self.bundle.mean, self.bundle.std
-        )
+        """uint8 frames (n, 3, H, W) -> embeddings (n, views, D) float32 on the device."""
+        x = to_model_input(self.to_device(frames), self.plan, self.bundle.mean, self.bundle.std)
         with (
             torch.inference_mode(),
             torch.autocast(self.device.type, torch.float16, enabled=self.device.type == "cuda"),
@@ -51,7 +57,7 @@ class BatchEncoder:
 
     def add(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Queue frames; return the embeddings of every batch that became full (in arrival order)."""
-        self._parts.append(frames.to(self.device, non_blocking=True))
+        self._parts.append(self.to_device(frames))
         self._buffered += len(frames)
         out = []
         while self._buffered >= self.frames_per_batch:

@@ -41,7 +41,13 @@ class FeatureEncoder:
         self.plan = CropPlan(cfg.crops, self.bundle.image_size, centre_only=cfg.crops > 1)
         self.encoder = BatchEncoder(self.bundle, self.plan, device, cfg.batch_size)
         self.workers = cfg.workers
-        self.job = decode_job(cfg.frames_per_snippet, self.offsets, self.plan, self.encoder.frames_per_batch)
+        self.job = decode_job(
+            cfg.frames_per_snippet,
+            self.offsets,
+            self.plan,
+            self.encoder.frames_per_batch,
+            resize_on_device=device.type == "cuda",
+        )
 
     @property
     def feature_dim(self) -> int:

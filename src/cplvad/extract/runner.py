@@ -24,7 +24,7 @@ from cplvad.errors import DataError
 from cplvad.extract.assemble import Encoded, SnippetAssembler
 from cplvad.extract.encoder import BatchEncoder, resolve_device
 from cplvad.extract.manifest import Manifest, OutputNames, npy_bytes, output_names
-from cplvad.extract.pool import Chunk, Failed, decode_events, decode_job
+from cplvad.extract.pool import Failed, Started, decode_events, decode_job
 from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink
 from cplvad.extract.transforms import CropPlan
 from cplvad.extract.video import sample_offsets
@@ -50,7 +50,7 @@ class ExtractionReport:
     seconds: float = 0.0
     """Wall time of decode + encode + write."""
     warmup_seconds: float = 0.0
-    """Part of ``seconds`` before the first frames arrived (worker start-up)."""
+    """Part of ``seconds`` before the first video started decoding (worker start-up)."""
 
 
 def load_clip(config: Config, device: torch.device) -> tuple[ClipBundle, str]:
@@ -133,7 +133,9 @@ def extract(
             f"{report.skipped} of {len(selected)} videos are already extracted with these settings; skipping them"
         )
 
-    job = decode_job(cfg.frames_per_snippet, offsets, plan, encoder.frames_per_batch)
+    job = decode_job(
+        cfg.frames_per_snippet, offsets, plan, encoder.frames_per_batch, resize_on_device=device.type == "cuda"
+    )
     sources = dict(todo)
     assembler = SnippetAssembler(encoder, len(offsets))
     last_save = time.perf_counter()
@@ -185,7 +187,7 @@ def extract(
     try:
         with contextlib.closing(decode_events(tasks, job, cfg.workers, pin_memory=pin)) as events:
             for event in events:
-                if isinstance(event, Chunk) and not report.warmup_seconds:
+                if isinstance(event, Started) and not report.warmup_seconds:
                     report.warmup_seconds = time.perf_counter() - start
                 for item in assembler.handle(event):
                     bar.update(1)

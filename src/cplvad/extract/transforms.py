@@ -1,5 +1,8 @@
-"""Frame preprocessing on uint8 tensors, split in two: a resize in the decode workers (parallel, and it
-shrinks what travels to the encoder) and crop + normalise on the encoder's device, in batch.
+"""Frame preprocessing on uint8 tensors, split in two: a resize and crop + normalise. The resize runs in the
+decode workers (in parallel, and it shrinks what travels to the encoder) or, for frames that are small
+anyway, on the GPU, where it costs nothing (see ``cplvad.extract.pool.decode_job``); crop + normalise
+run on the encoder's device, in batch. Frames travel as (N, 3, H, W) uint8 in channels-last memory (the
+(N, H, W, 3) layout decoders produce), so no transposing copy is made on the way.
 
 ``crops=1``: CLIP's own eval preprocessing (open_clip ``image_transform``): bicubic antialiased resize of
 the shorter side to ``image_size``, centre crop, normalise with the model's mean/std. Same geometry and
@@ -55,15 +58,25 @@ class CropPlan:
         return h, w
 
 
-def resize_frames(frames: np.ndarray, plan: CropPlan) -> torch.Tensor:
-    """Decoded RGB frames (N, H, W, 3) uint8 -> (N, 3, h, w) uint8 at ``plan.frame_size``."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+def frames_tensor(frames: np.ndarray) -> torch.Tensor:
+    """Decoded RGB frames (N, H, W, 3) uint8 -> (N, 3, H, W), a view of the same memory."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)
+
+
+def resize_rgb(frame: np.ndarray, plan: CropPlan) -> np.ndarray:
+    """One decoded frame (H, W, 3) uint8 -> (h, w, 3) uint8 at ``plan.frame_size`` (a worker's resize)."""
+    return resize_frames(frames_tensor(frame[None]), plan)[0].permute(1, 2, 0).numpy()
+
+
+def resize_frames(frames: torch.Tensor, plan: CropPlan) -> torch.Tensor:
+    """(N, 3, H, W) uint8 on any device -> (N, 3, h, w) uint8 at ``plan.frame_size``, channels-last memory."""
+    x = frames
     if plan.crops == 1:
         x = F.resize(x, [plan.image_size], interpolation=InterpolationMode.BICUBIC, antialias=True)
         x = F.center_crop(x, [plan.image_size, plan.image_size])
     else:
         x = F.resize(x, list(plan.frame_size), interpolation=InterpolationMode.BICUBIC, antialias=True)
-    return x.contiguous()
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def ten_crops(x: torch.Tensor, size: int) -> torch.Tensor:
