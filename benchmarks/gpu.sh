@@ -17,7 +17,7 @@ for step in "$@"; do
     car) timeout 30 python3 benchmarks/bench_car.py --device cuda --videos 16384 ;;
     train) timeout 220 python3 benchmarks/bench_train.py --ucf-scale --device cuda ;;
     train-profile) timeout 120 python3 benchmarks/bench_train.py --ucf-scale --device cuda --profile --set train.epochs=1 ;;
-    extract) timeout 140 python3 benchmarks/bench_extract.py --device cuda --videos 96 --workers-sweep 1,4,8 ;;
+    extract) timeout 180 python3 benchmarks/bench_extract.py --device cuda --videos 96 --workers-sweep 1,8,16 ;;
     predict) timeout 120 python3 benchmarks/bench_predict.py --device cuda --videos 32 --frames 1800 ;;
     *) echo "unknown step $step" ;;
   esac

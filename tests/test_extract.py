@@ -191,14 +191,14 @@ def test_features_equal_direct_encoding_of_sampled_frames(tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_frames_resized_by_the_encoder_equal_frames_resized_by_the_workers(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "crops"), [(0, 1), (2, 1), (2, 10)])
+def test_frames_resized_by_the_encoder_equal_frames_resized_by_the_workers(tmp_path, workers, crops):
     """A GPU encoder resizes small frames itself: they travel at their decoded size (through the worker
     sockets too) and give the same embeddings as frames the workers resized."""
     video = make_video(tmp_path / "a.mp4", 70, seed=7)  # 48x32 frames
     cfg = config(sampling="mean:4")
     bundle, _ = load_clip(cfg, torch.device("cpu"))
-    plan = CropPlan(1, bundle.image_size)
+    plan = CropPlan(crops, bundle.image_size)
     encoder = BatchEncoder(bundle, plan, torch.device("cpu"), 16)
     offsets = sample_offsets("mean:4", 16)
     embeddings, sizes = {}, {}
@@ -208,8 +208,8 @@ def test_frames_resized_by_the_encoder_equal_frames_resized_by_the_workers(tmp_p
         sizes[on_device] = {tuple(c.shape[1:]) for c in chunks}
         with torch.no_grad():
             embeddings[on_device] = torch.cat([encoder.encode(c) for c in chunks])
-    assert sizes == {False: {(3, 32, 32)}, True: {(3, 32, 48)}}
-    assert embeddings[True].shape == (16, 1, 64)
+    assert sizes == {False: {(3, *plan.frame_size)}, True: {(3, 32, 48)}}
+    assert embeddings[True].shape == (16, crops, 64)
     torch.testing.assert_close(embeddings[True], embeddings[False], rtol=0, atol=0)
 
 

@@ -145,11 +145,9 @@ def decode_events(
     if workers == 0:
         for index, uri in tasks:
             for event in decode_video(index, uri, job):
-                yield (
-                    Chunk(event.index, frames_tensor(np.stack(event.frames)))
-                    if isinstance(event, _Frames)
-                    else event
-                )
+                if isinstance(event, _Frames):
+                    event = Chunk(event.index, frames_tensor(np.stack(event.frames)))
+                yield event
         return
     pool = _Pool(job, workers, pin_memory)
     try:
