@@ -5,9 +5,9 @@ for the next one) and it sends back events: ``Started``, ``Chunk`` (uint8 frames
 see ``decode_job``), then ``Done`` or ``Failed``. A chunk's frame bytes travel on a second, raw socket,
 frame by frame as decoded, and are received straight into one (pinned, on CUDA) tensor: one copy, no
 pickling, the GIL released while they arrive, and no shared-memory segment to size (containers often
-have a tiny /dev/shm). A receiver thread drains the workers into a
-bounded queue, so they keep decoding while the main thread waits for the GPU; the bound is the
-backpressure. A worker that dies (a decoder crash) fails only the video it was on and is replaced.
+have a tiny /dev/shm). A receiver thread drains the workers into a bounded queue, so they keep decoding
+while the main thread waits for the GPU; the bound is the backpressure. A worker that dies (a decoder
+crash) fails only the video it was on and is replaced.
 """
 
 from __future__ import annotations
