@@ -68,9 +68,8 @@ def resize_rgb(frame: np.ndarray, plan: CropPlan) -> np.ndarray:
     return resize_frames(frames_tensor(frame[None]), plan)[0].permute(1, 2, 0).numpy()
 
 
-def resize_frames(frames: torch.Tensor, plan: CropPlan) -> torch.Tensor:
+def resize_frames(x: torch.Tensor, plan: CropPlan) -> torch.Tensor:
     """(N, 3, H, W) uint8 on any device -> (N, 3, h, w) uint8 at ``plan.frame_size``, channels-last memory."""
-    x = frames
     if plan.crops == 1:
         x = F.resize(x, [plan.image_size], interpolation=InterpolationMode.BICUBIC, antialias=True)
         x = F.center_crop(x, [plan.image_size, plan.image_size])
