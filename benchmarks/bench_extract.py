@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from cplvad.config import Config
+from cplvad.extract.clip_encoder import BatchEncoder, resolve_device
 from cplvad.extract.demo_videos import VideoPlan, render, write_video
-from cplvad.extract.encoder import BatchEncoder, resolve_device
 from cplvad.extract.pool import Chunk, DecodeJob, Done, Failed, Started, decode_events, decode_job
 from cplvad.extract.runner import extract, load_clip
 from cplvad.extract.transforms import CropPlan, resize_rgb

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cplvad.config import Config, load_config
-from cplvad.inference import score_videos
+from cplvad.eval.scoring import score_videos
 from cplvad.modeling.factory import create_model, load_model
 from cplvad.pseudo.labels import generate
 from cplvad.train.data import TrainingSet

@@ -82,8 +82,8 @@ def ablation_table(
     import os
     from pathlib import Path
 
-    from cplvad.ablation import GRID, track_ablation, write_reports
     from cplvad.config import apply_overrides, config_from_dict
+    from cplvad.workflow.ablation import GRID, track_ablation, write_reports
 
     config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
     summaries = {}

@@ -1,4 +1,4 @@
-"""The ablation pipeline: the paper's Table 3 grid (``cplvad.ablation.GRID``) on one dataset.
+"""The ablation pipeline: the paper's Table 3 grid (``cplvad.workflow.ablation.GRID``) on one dataset.
 
 One stage-1 model and its pseudo labels (with and without CAR) are shared by every row; the stage-2 rows
 run in parallel (a ParallelFor per pseudo-label variant, since each variant feeds other rows), each a
@@ -11,7 +11,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown
 
 import components as c
-from cplvad.ablation import GRID
+from cplvad.workflow.ablation import GRID
 from pipelines.common import (
     DEFAULT_ACCELERATOR_TYPE,
     DEFAULT_SECRET,

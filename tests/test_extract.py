@@ -18,8 +18,8 @@ from cplvad.config import Config
 from cplvad.data import load_dataset, open_features
 from cplvad.errors import ConfigError, DataError
 from cplvad.extract import video as video_module
+from cplvad.extract.clip_encoder import BatchEncoder
 from cplvad.extract.demo_videos import VideoPlan, render, write_video
-from cplvad.extract.encoder import BatchEncoder
 from cplvad.extract.manifest import npy_size
 from cplvad.extract.pool import Chunk, decode_events, decode_job
 from cplvad.extract.runner import extract, load_clip

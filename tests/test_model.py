@@ -7,9 +7,9 @@ import torch
 
 from cplvad.clip import create_clip
 from cplvad.config import ClipConfig, Config
+from cplvad.modeling.dual_branch import upsample_levels
 from cplvad.modeling.factory import create_model
 from cplvad.modeling.losses import abnormality_logit, mil_align, soft_focal, topk_bce, topk_count, topk_mean
-from cplvad.modeling.model import upsample_levels
 from cplvad.modeling.prompts import FrozenTextEncoder, class_words
 
 TINY = {"clip": {"model": "cplvad-tiny"}, "model": {"max_len": 32, "width": 32, "heads": 2, "levels": 3,

@@ -129,7 +129,7 @@ def test_extraction_fans_out_over_shards_with_retries_and_is_collected(compiled,
 
 
 def test_ablation_shares_stage1_and_pseudo_labels_and_collects_the_grid(compiled):
-    from cplvad.ablation import GRID
+    from cplvad.workflow.ablation import GRID
 
     spec = compiled["ablation"]
     tasks = _tasks(spec)

@@ -62,7 +62,7 @@ def promote_cmd(metric: str, config: Config) -> None:
 @config_options
 def ablate_cmd(dataset_path: str, out: str, track: bool, quiet: bool, config: Config) -> None:
     """The paper's Table 3 grid (shared stage 1): ablation.md, ablation.csv and ablation.png in --out."""
-    from cplvad.ablation import run_ablation
+    from cplvad.workflow.ablation import run_ablation
 
     run_ablation(dataset_path, out, config, progress=not quiet, track=track)
     console.print((Path(out) / "ablation.md").read_text())

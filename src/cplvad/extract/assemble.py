@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cplvad.extract.encoder import BatchEncoder
+from cplvad.extract.clip_encoder import BatchEncoder
 from cplvad.extract.pool import Chunk, Done, Event, Failed, Started
 from cplvad.extract.video import VideoInfo
 

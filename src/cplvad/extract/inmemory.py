@@ -25,7 +25,7 @@ import torch
 from cplvad.clip import create_clip
 from cplvad.config import Config
 from cplvad.extract.assemble import Encoded, SnippetAssembler
-from cplvad.extract.encoder import BatchEncoder
+from cplvad.extract.clip_encoder import BatchEncoder
 from cplvad.extract.pool import Chunk, Done, Failed, decode_events, decode_job
 from cplvad.extract.transforms import CropPlan
 from cplvad.extract.video import VideoError, VideoInfo, sample_offsets

@@ -22,7 +22,7 @@ from cplvad.clip import ClipBundle, create_clip
 from cplvad.config import Config
 from cplvad.errors import DataError
 from cplvad.extract.assemble import Encoded, SnippetAssembler
-from cplvad.extract.encoder import BatchEncoder, resolve_device
+from cplvad.extract.clip_encoder import BatchEncoder, resolve_device
 from cplvad.extract.manifest import Manifest, OutputNames, npy_bytes, output_names
 from cplvad.extract.pool import Failed, Started, decode_events, decode_job
 from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink

@@ -21,7 +21,7 @@ from cplvad.clip import create_clip
 from cplvad.config import Config, config_from_dict
 from cplvad.errors import DataError
 from cplvad.io import atomic_path, write_json
-from cplvad.modeling.model import CPLVAD
+from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.modeling.prompts import FrozenTextEncoder, PromptLearner
 
 WEIGHTS_FILE = "model.pt"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cplvad.modeling.model import upsample_levels
+from cplvad.modeling.dual_branch import upsample_levels
 
 
 def topk_count(mask: torch.Tensor) -> torch.Tensor:

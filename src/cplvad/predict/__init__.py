@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cplvad.config import Config
-from cplvad.extract.encoder import resolve_device
+from cplvad.extract.clip_encoder import resolve_device
 from cplvad.predict.events import Event
 from cplvad.predict.inputs import Input, list_inputs
-from cplvad.predict.model import Predictor, open_predictor
+from cplvad.predict.predictor import Predictor, open_predictor
 from cplvad.predict.run import InputResult, PredictOptions, PredictRunner, make_encoder
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from cplvad import __version__
 from cplvad.io import write_text
 from cplvad.predict.events import Event
-from cplvad.predict.model import Predictor, Threshold
+from cplvad.predict.predictor import Predictor, Threshold
 
 SCHEMA = "cplvad-prediction/1"
 DECIMALS = 6

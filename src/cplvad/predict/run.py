@@ -22,13 +22,13 @@ import numpy as np
 from cplvad.config import Config
 from cplvad.data.features import load_features, open_features
 from cplvad.errors import CplvadError
+from cplvad.eval.scoring import score_videos
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.pool import Failed
 from cplvad.extract.video import VideoError, VideoInfo, probe_fps
-from cplvad.inference import score_videos
 from cplvad.predict.events import Event, EventTracker, find_events
 from cplvad.predict.inputs import Input
-from cplvad.predict.model import Predictor, Threshold
+from cplvad.predict.predictor import Predictor, Threshold
 from cplvad.predict.report import build_report, write_report
 from cplvad.predict.stream import StreamScorer
 

@@ -14,8 +14,8 @@ import torch
 
 from cplvad.data.features import chunk
 from cplvad.errors import DataError
-from cplvad.inference import score_chunks
-from cplvad.modeling.model import CPLVAD
+from cplvad.eval.scoring import score_chunks
+from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.predict.events import Event, EventTracker
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from cplvad.config import CarConfig
-from cplvad.modeling.model import upsample_levels
+from cplvad.modeling.dual_branch import upsample_levels
 
 MAD_TO_SIGMA = 1.4826
 """Consistency constant making the median absolute deviation estimate a Gaussian sigma."""

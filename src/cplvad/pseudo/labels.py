@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from cplvad.config import CarConfig
 from cplvad.errors import DataError
 from cplvad.io import save_npz
-from cplvad.modeling.model import CPLVAD
+from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.pseudo.car import refine
 from cplvad.train.data import TrainingSet
 

@@ -21,7 +21,7 @@ class CplvadPyfunc(PythonModel):
         self.model, _, self.meta = load_model(context.artifacts["model_dir"], self.device)
 
     def predict(self, context, model_input, params=None):  # noqa: ANN001
-        from cplvad.inference import score_videos
+        from cplvad.eval.scoring import score_videos
 
         feats = np.asarray(model_input, dtype=np.float32)
         [(_, anomaly, classes)] = list(score_videos(self.model, [("input", feats)], self.device))

@@ -9,18 +9,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cplvad.calibration import CALIBRATION_KEY, calibrate
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
 from cplvad.eval.metrics import compute_metrics, print_metrics
 from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
-from cplvad.inference import predict_test_set
+from cplvad.eval.scoring import predict_test_set
 from cplvad.io import write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
 from cplvad.tracking.registry import resolve_model
 from cplvad.tracking.runs import PipelineOutputs
+from cplvad.train.calibration import CALIBRATION_KEY, calibrate
 from cplvad.train.data import TrainingSet, load_training_set
 from cplvad.train.trainer import TrainResult, resolve_device, train
 

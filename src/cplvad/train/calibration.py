@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from cplvad.data.dataset import Dataset
 from cplvad.data.features import load_features
 from cplvad.errors import DataError
-from cplvad.inference import score_videos
+from cplvad.eval.scoring import score_videos
 from cplvad.modeling.factory import load_model, update_meta
 
 CALIBRATION_KEY = "calibration"

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from cplvad.data.dataset import Dataset
 from cplvad.data.features import chunk, load_features
 from cplvad.eval.predictions import Predictions
-from cplvad.modeling.model import CPLVAD, upsample_levels
+from cplvad.modeling.dual_branch import CPLVAD, upsample_levels
 
 
 @torch.no_grad()

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from cplvad.calibration import CALIBRATION_KEY
 from cplvad.clip import file_sha256
 from cplvad.config import Config, config_from_dict
 from cplvad.errors import CplvadError, DataError
+from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.modeling.factory import WEIGHTS_FILE, ModelMeta, load_model
-from cplvad.modeling.model import CPLVAD
+from cplvad.train.calibration import CALIBRATION_KEY
 
 
 @dataclass

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cplvad.config import ModelConfig
-from cplvad.modeling.encoder import PyramidEncoder
 from cplvad.modeling.heads import BinaryHead
 from cplvad.modeling.prompts import PromptLearner
+from cplvad.modeling.temporal_encoder import PyramidEncoder
 
 
 @dataclass
