@@ -62,13 +62,13 @@ def profile_steps(config: Config, data: TrainingSet, steps: int = 10) -> None:
     sub = TrainingSet(data.features[:n], data.lengths[:n], data.labels[:n], data.abnormal[:n], data.keys[:n])
     eager = config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1, "cuda_graphs": False})})
     with tempfile.TemporaryDirectory() as tmp:
-        train(eager, sub, Path(tmp) / "warm", 1, UCF_CLASSES, progress=False)  # allocator, lazy kernel loading
+        train(eager, sub, Path(tmp) / "warm", stage=1, classes=UCF_CLASSES, progress=False)  # allocator, lazy kernel loading
         with FlopCounterMode(display=False) as flops:
             train(eager.model_copy(update={"train": eager.train.model_copy(update={"batch_size": len(sub)})}),
-                  sub, Path(tmp) / "flops", 1, UCF_CLASSES, progress=False)
+                  sub, Path(tmp) / "flops", stage=1, classes=UCF_CLASSES, progress=False)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities, record_shapes=True) as prof:
-            result = train(eager, sub, Path(tmp) / "prof", 1, UCF_CLASSES, progress=False)
+            result = train(eager, sub, Path(tmp) / "prof", stage=1, classes=UCF_CLASSES, progress=False)
     step_flops = flops.get_total_flops() * config.train.batch_size / len(sub)
     print(f"one training step (batch {config.train.batch_size}): {step_flops / 1e9:,.0f} GFLOP forward + backward; "
           f"{steps} eager steps in {result.seconds:.2f} s under the profiler")
@@ -173,12 +173,12 @@ def main() -> None:
         profile_steps(config, data)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        s1 = train(config, data, Path(tmp) / "s1", 1, UCF_CLASSES, progress=False)
+        s1 = train(config, data, Path(tmp) / "s1", stage=1, classes=UCF_CLASSES, progress=False)
         t1 = time.perf_counter()
         model, _, _ = load_model(Path(tmp) / "s1", device)
         pseudo = generate(model, data, config.car, device, batch_size=256, progress=False)
         t2 = time.perf_counter()
-        s2 = train(config, data, Path(tmp) / "s2", 2, UCF_CLASSES, pseudo=pseudo, progress=False)
+        s2 = train(config, data, Path(tmp) / "s2", stage=2, classes=UCF_CLASSES, pseudo=pseudo, progress=False)
         t3 = time.perf_counter()
         steps = sum(1 for _ in range(0, videos, config.train.batch_size)) * config.train.epochs
         # videos/s count the training loop only (result.seconds); wall times include model set-up

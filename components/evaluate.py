@@ -36,8 +36,7 @@ def evaluate(
     config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
     out = Path(evaluation.path)
     out.mkdir(parents=True, exist_ok=True)
-    result = run_evaluation(Path(dataset.path) / "dataset.yaml", model.path, config, out / METRICS_FILE,
-                            out / PREDICTIONS_FILE, progress=False, plots_dir=out / "plots")
+    result = run_evaluation(Path(dataset.path) / "dataset.yaml", model.path, config, metrics_out=out / METRICS_FILE, predictions_out=out / PREDICTIONS_FILE, progress=False, plots_dir=out / "plots")
     values = result.metrics
     for key, value in values.items():
         if value is not None:

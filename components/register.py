@@ -45,7 +45,7 @@ def register(
         plots=Path(evaluation.path) / "plots",
         extraction_manifests=tuple(sorted(features.glob("*.extraction.json"))),
     )
-    record = track_pipeline(Path(dataset.path) / "dataset.yaml", outputs, config, Path(report.path).with_suffix(".json"))
+    record = track_pipeline(Path(dataset.path) / "dataset.yaml", outputs, config, record=Path(report.path).with_suffix(".json"))
     version = str(record["model_version"] or "")
     Path(report.path).write_text(
         "# CPL-VAD training run\n\n"

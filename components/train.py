@@ -20,7 +20,7 @@ def train_stage1(dataset: Input[Dataset], params: dict, model: Output[Model], ov
     from cplvad.workflow import train_stage
 
     config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
-    result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, 1, config, progress=False)
+    result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, config, stage=1, progress=False)
     last = result.history[-1] if result.history else {}
     model.metadata.update({"stage": 1, "framework": "pytorch", "epochs": len(result.history),
                            "seconds": round(result.seconds, 1), **{f"final_{k}": v for k, v in last.items() if k != "epoch"}})
@@ -40,8 +40,8 @@ def pseudo_labels(
 
     config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
     Path(pseudo.path).mkdir(parents=True, exist_ok=True)
-    labels = make_pseudo_labels(Path(dataset.path) / "dataset.yaml", stage1.path, Path(pseudo.path) / PSEUDO_FILE,
-                                config, progress=False)
+    labels = make_pseudo_labels(Path(dataset.path) / "dataset.yaml", stage1.path,
+                                config, out=Path(pseudo.path) / PSEUDO_FILE, progress=False)
     pseudo.metadata.update({"car_enabled": config.car.enabled, **labels.stats()})
 
 
@@ -60,7 +60,7 @@ def train_stage2(
     extra = [f"stage2.supervision={supervision}"] if supervision else []
     config = config_from_dict(apply_overrides(dict(params), [*(overrides or []), *extra]),
                               "the pipeline parameter 'params'")
-    result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, 2, config,
+    result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, config, stage=2,
                          pseudo_path=Path(pseudo.path) / PSEUDO_FILE, progress=False)
     last = result.history[-1] if result.history else {}
     model.metadata.update({"stage": 2, "framework": "pytorch", "supervision": config.stage2.supervision,

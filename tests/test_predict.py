@@ -86,7 +86,7 @@ def _train(root: Path) -> Path:
     (root / "dataset.yaml").write_text(
         "name: glitch\nclasses: [Normal, Glitch]\ntrain_list: features/train.csv\ntest_list: features/train.csv\n"
     )
-    train_stage(root / "dataset.yaml", root / "model", 1, config(), progress=False)
+    train_stage(root / "dataset.yaml", root / "model", config(), stage=1, progress=False)
     return root / "model"
 
 

@@ -39,7 +39,7 @@ def weights(model_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def stage1(demo_manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("s1") / "stage1"
-    result = train_stage(demo_manifest, out, 1, tiny_config(), progress=False)
+    result = train_stage(demo_manifest, out, tiny_config(), stage=1, progress=False)
     return out, result
 
 
@@ -61,14 +61,14 @@ def test_stage1_writes_a_self_describing_model_dir(stage1, demo_dataset):
 
 def test_training_is_deterministic_and_skips_when_done(stage1, demo_manifest, tmp_path):
     out, _ = stage1
-    again = train_stage(demo_manifest, tmp_path / "again", 1, tiny_config(), progress=False)
+    again = train_stage(demo_manifest, tmp_path / "again", tiny_config(), stage=1, progress=False)
     assert not again.skipped
     a, b = weights(out), weights(tmp_path / "again")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert train_stage(demo_manifest, out, 1, tiny_config(), progress=False).skipped
+    assert train_stage(demo_manifest, out, tiny_config(), stage=1, progress=False).skipped
     with pytest.raises(DataError, match="different config"):
-        train_stage(demo_manifest, tmp_path / "again", 1, tiny_config(**{"train.lr": 0.01}), progress=False)
-    forced = train_stage(demo_manifest, tmp_path / "again", 1, tiny_config(**{"train.lr": 0.01}), progress=False,
+        train_stage(demo_manifest, tmp_path / "again", tiny_config(**{"train.lr": 0.01}), stage=1, progress=False)
+    forced = train_stage(demo_manifest, tmp_path / "again", tiny_config(**{"train.lr": 0.01}), stage=1, progress=False,
                          replace_stale=True)
     assert not forced.skipped and not torch.equal(weights(tmp_path / "again")["binary_head.cls.conv.bias"],
                                                   a["binary_head.cls.conv.bias"])
@@ -89,13 +89,13 @@ def crash_in_third_epoch(monkeypatch) -> None:
 
 def test_interrupted_training_resumes_to_the_same_weights(demo_manifest, tmp_path, monkeypatch):
     cfg = tiny_config(**{"train.epochs": 3, "train.checkpoint_seconds": 0})
-    full = train_stage(demo_manifest, tmp_path / "full", 1, cfg, progress=False)
+    full = train_stage(demo_manifest, tmp_path / "full", cfg, stage=1, progress=False)
     with monkeypatch.context() as m:
         crash_in_third_epoch(m)
         with pytest.raises(KeyboardInterrupt):
-            train_stage(demo_manifest, tmp_path / "resumed", 1, cfg, progress=False)
+            train_stage(demo_manifest, tmp_path / "resumed", cfg, stage=1, progress=False)
     assert (tmp_path / "resumed" / "checkpoint.pt").is_file() and not (tmp_path / "resumed" / "model.pt").exists()
-    resumed = train_stage(demo_manifest, tmp_path / "resumed", 1, cfg, progress=False)
+    resumed = train_stage(demo_manifest, tmp_path / "resumed", cfg, stage=1, progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     a, b = weights(tmp_path / "full"), weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -109,17 +109,17 @@ def test_checkpoints_wait_for_their_interval_which_never_changes_the_weights(dem
     with monkeypatch.context() as m:
         crash_in_third_epoch(m)
         with pytest.raises(KeyboardInterrupt):
-            train_stage(demo_manifest, tmp_path / "run", 1, cfg, progress=False)
+            train_stage(demo_manifest, tmp_path / "run", cfg, stage=1, progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
-    done = train_stage(demo_manifest, tmp_path / "run", 1, cfg, progress=False)
+    done = train_stage(demo_manifest, tmp_path / "run", cfg, stage=1, progress=False)
     assert [h["epoch"] for h in done.history] == [1, 2, 3]  # started over: nothing to resume from
     again = tiny_config(**{"train.epochs": 3, "train.checkpoint_seconds": 0})
-    assert train_stage(demo_manifest, tmp_path / "run", 1, again, progress=False).skipped
+    assert train_stage(demo_manifest, tmp_path / "run", again, stage=1, progress=False).skipped
 
 
 def test_pseudo_labels_stage2_and_evaluation(stage1, demo_manifest, demo_dataset, tmp_path):
     out, _ = stage1
-    pseudo = make_pseudo_labels(demo_manifest, out, tmp_path / "pseudo.npz", tiny_config(), progress=False)
+    pseudo = make_pseudo_labels(demo_manifest, out, tiny_config(), out=tmp_path / "pseudo.npz", progress=False)
     loaded = PseudoLabels.load(tmp_path / "pseudo.npz")
     assert loaded.keys == pseudo.keys and len(loaded.keys) == 24 and loaded.pseudo_b.shape == (24, 32)
     normal = ~loaded.abnormal
@@ -130,10 +130,10 @@ def test_pseudo_labels_stage2_and_evaluation(stage1, demo_manifest, demo_dataset
     assert 0 < stats["pseudo_b_positive_fraction"] <= 1 and 0 <= stats["pseudo_agreement"] <= 1
 
     for mode in ("cross", "self"):
-        s2 = train_stage(demo_manifest, tmp_path / mode, 2, tiny_config(**{"stage2.supervision": mode}),
+        s2 = train_stage(demo_manifest, tmp_path / mode, tiny_config(**{"stage2.supervision": mode}), stage=2,
                          pseudo_path=tmp_path / "pseudo.npz", progress=False)
         assert "focal" in s2.history[-1]
-    ev = evaluate(demo_manifest, tmp_path / "cross", tiny_config(), tmp_path / "m.json", tmp_path / "p.npz", progress=False)
+    ev = evaluate(demo_manifest, tmp_path / "cross", tiny_config(), metrics_out=tmp_path / "m.json", predictions_out=tmp_path / "p.npz", progress=False)
     assert json.loads((tmp_path / "m.json").read_text()) == ev.metrics
     pred = Predictions.load(tmp_path / "p.npz")
     assert pred.names == demo_dataset.test.names
@@ -157,18 +157,18 @@ def _subset_manifest(demo_manifest: Path, tmp_path: Path, keep) -> Path:
 def test_bad_inputs_stop_before_training(stage1, demo_manifest, tmp_path):
     only_normal = _subset_manifest(demo_manifest, tmp_path, lambda ln: ",Normal" in ln)
     with pytest.raises(DataError, match="no abnormal"):
-        train_stage(only_normal, tmp_path / "x", 1, tiny_config(), progress=False)
+        train_stage(only_normal, tmp_path / "x", tiny_config(), stage=1, progress=False)
     only_abnormal = _subset_manifest(demo_manifest, tmp_path, lambda ln: ",Normal" not in ln)
     with pytest.raises(DataError, match="no normal"):
-        train_stage(only_abnormal, tmp_path / "y", 1, tiny_config(), progress=False)
+        train_stage(only_abnormal, tmp_path / "y", tiny_config(), stage=1, progress=False)
     assert not (tmp_path / "x" / "model.pt").exists()
 
     # pseudo labels of the full list do not fit a subset of it
     out, _ = stage1
-    make_pseudo_labels(demo_manifest, out, tmp_path / "pseudo.npz", tiny_config(), progress=False)
+    make_pseudo_labels(demo_manifest, out, tiny_config(), out=tmp_path / "pseudo.npz", progress=False)
     fewer = _subset_manifest(demo_manifest, tmp_path, lambda ln: "__1.npy" not in ln)
     with pytest.raises(DataError, match="do not match the training list"):
-        train_stage(fewer, tmp_path / "z", 2, tiny_config(), pseudo_path=tmp_path / "pseudo.npz", progress=False)
+        train_stage(fewer, tmp_path / "z", tiny_config(), stage=2, pseudo_path=tmp_path / "pseudo.npz", progress=False)
 
     # a model trained on another class list
     data = yaml.safe_load(demo_manifest.read_text())

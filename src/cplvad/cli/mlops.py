@@ -37,7 +37,7 @@ def track_cmd(
 
     outputs = PipelineOutputs(path(stage1), path(pseudo), path(stage2), path(metrics), path(plots),
                               tuple(Path(m) for m in manifests))
-    result = track_pipeline(dataset_path, outputs, config, out, register=register)
+    result = track_pipeline(dataset_path, outputs, config, record=out, register=register)
     console.print(f"MLflow run {result['run_id']} at {result['tracking_uri']}"
                   + (f"; registered {result['registered_model']} version {result['model_version']} as 'candidate'"
                      if result["model_version"] else ""))

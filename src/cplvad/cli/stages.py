@@ -31,7 +31,7 @@ def train_cmd(
     """Train stage 1 or stage 2; an interrupted run resumes from its last checkpoint."""
     if (stage == 2) != (pseudo is not None):
         raise CplvadError("--pseudo is required for --stage 2 and not accepted for --stage 1")
-    result = train_stage(dataset_path, out, stage, config, pseudo_path=pseudo, force=force, progress=not quiet,
+    result = train_stage(dataset_path, out, config, stage=stage, pseudo_path=pseudo, force=force, progress=not quiet,
                          replace_stale=replace_stale)
     if result.skipped:
         console.print(f"{out} already holds this stage-{stage} model for the same config and data: nothing to do")
@@ -48,7 +48,7 @@ def train_cmd(
 @config_options
 def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, config: Config) -> None:
     """Score the training videos with a stage-1 model and refine both branches with CAR (car section)."""
-    pseudo = make_pseudo_labels(dataset_path, model_dir, out, config, progress=not quiet)
+    pseudo = make_pseudo_labels(dataset_path, model_dir, config, out=out, progress=not quiet)
     stats = ", ".join(f"{k} {v:.3f}" for k, v in pseudo.stats().items())
     console.print(f"wrote {out}: {len(pseudo.keys)} training samples; {stats}")
 
@@ -67,7 +67,7 @@ def evaluate_cmd(
     config: Config,
 ) -> None:
     """Score the test list and compute the published metrics."""
-    evaluate_model(dataset_path, model_dir, config, out, predictions_out, progress=not quiet, console=console,
+    evaluate_model(dataset_path, model_dir, config, metrics_out=out, predictions_out=predictions_out, progress=not quiet, console=console,
                    plots_dir=plots_dir)
     written = [p for p in (out, predictions_out, plots_dir) if p]
     console.print("wrote " + ", ".join(written))

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from cplvad.errors import DataError
 from cplvad.extract.assemble import Encoded, SnippetAssembler
 from cplvad.extract.clip_encoder import BatchEncoder, resolve_device
 from cplvad.extract.manifest import Manifest, OutputNames, npy_bytes, output_names
-from cplvad.extract.pool import Failed, Started, decode_events, decode_job
+from cplvad.extract.pool import DecodeJob, Failed, Started, decode_events, decode_job
 from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink
 from cplvad.extract.transforms import CropPlan
 from cplvad.extract.video import sample_offsets
@@ -92,11 +93,34 @@ def extract(
 ) -> ExtractionReport:
     """Extract CLIP snippet features of every video of ``src`` (this shard) into ``dst``."""
     cfg = config.extract
-    offsets = sample_offsets(cfg.sampling, cfg.frames_per_snippet)
     selected = select_videos(src, default_label, shard)
     sink, names = open_sink(dst), output_names(list_name, shard)
     device = resolve_device(cfg.device)
     bundle, weights = load_clip(config, device)
+    plan = CropPlan(cfg.crops, bundle.image_size)
+    encoder = BatchEncoder(bundle, plan, device, cfg.batch_size)
+    manifest = _new_manifest(config, bundle, weights, encoder, src=src, names=names, shard=shard)
+    todo = _not_yet_extracted(manifest, sink, names, selected)
+    report = ExtractionReport(manifest, names, sink, selected=len(selected), skipped=len(selected) - len(todo))
+    if report.skipped:
+        log(f"{report.skipped} of {len(selected)} videos are already extracted with these settings; skipping them")
+    offsets = sample_offsets(cfg.sampling, cfg.frames_per_snippet)
+    job = decode_job(
+        cfg.frames_per_snippet, offsets, plan, encoder.frames_per_batch, resize_on_device=device.type == "cuda"
+    )
+    run = _ExtractionRun(report, dict(todo), crops=cfg.crops, sampled_per_snippet=len(offsets))
+    run.process(todo, job, SnippetAssembler(encoder, len(offsets)), workers=cfg.workers, pin=device.type == "cuda",
+                strict=strict, progress=progress)
+    manifest.save(sink, names)
+    return report
+
+
+def _new_manifest(
+    config: Config, bundle: ClipBundle, weights: str, encoder: BatchEncoder, *, src: str, names: OutputNames,
+    shard: tuple[int, int] | None,
+) -> Manifest:
+    """The settings every output depends on (hashed into ``settings_id``) and the facts of this run."""
+    cfg = config.extract
     settings = {
         "clip_model": config.clip.model,
         "weights": weights,
@@ -106,55 +130,91 @@ def extract(
         "image_size": bundle.image_size,
         "embed_dim": bundle.embed_dim,
     }
-    plan = CropPlan(cfg.crops, bundle.image_size)
-    encoder = BatchEncoder(bundle, plan, device, cfg.batch_size)
-    manifest = Manifest(
-        settings,
-        info={
-            "source": src,
-            "list": names.list,
-            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "precision": encoder.precision,
-        },
-    )
+    device = encoder.device
+    info = {
+        "source": src,
+        "list": names.list,
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": encoder.precision,
+    }
+    return Manifest(settings, info=info)
+
+
+def _not_yet_extracted(
+    manifest: Manifest, sink: Sink, names: OutputNames, selected: list[tuple[int, VideoSource]]
+) -> list[tuple[int, VideoSource]]:
+    """Carry over the previous run's finished videos (same settings, files intact); return the others."""
     previous = Manifest.load(sink, names.manifest)
     if previous is not None:
         wanted = {v.name for _, v in selected}
         manifest.videos = {n: e for n, e in previous.videos.items() if n in wanted}
         sizes = sink.sizes() if manifest.videos else {}
         manifest.videos = {n: e for n, e in manifest.videos.items() if manifest.is_done(n, sizes)}
-    todo = [(i, v) for i, v in selected if v.name not in manifest.videos]
-    report = ExtractionReport(
-        manifest, names, sink, selected=len(selected), skipped=len(selected) - len(todo)
-    )
-    if report.skipped:
-        log(
-            f"{report.skipped} of {len(selected)} videos are already extracted with these settings; skipping them"
-        )
+    return [(i, v) for i, v in selected if v.name not in manifest.videos]
 
-    job = decode_job(
-        cfg.frames_per_snippet, offsets, plan, encoder.frames_per_batch, resize_on_device=device.type == "cuda"
-    )
-    sources = dict(todo)
-    assembler = SnippetAssembler(encoder, len(offsets))
-    last_save = time.perf_counter()
 
-    def finish(video: Encoded) -> None:
-        nonlocal last_save
-        source = sources[video.index]
+class _ExtractionRun:
+    """Writes each encoded video's files and manifest entry as it completes; records failures."""
+
+    def __init__(
+        self, report: ExtractionReport, sources: dict[int, VideoSource], *, crops: int, sampled_per_snippet: int
+    ) -> None:
+        self.report = report
+        self.sources = sources
+        self.crops = crops
+        self.sampled_per_snippet = sampled_per_snippet
+        self.last_save = time.perf_counter()
+
+    def process(
+        self, todo: list[tuple[int, VideoSource]], job: DecodeJob, assembler: SnippetAssembler, *, workers: int,
+        pin: bool, strict: bool, progress: bool,
+    ) -> None:
+        """Decode in workers, encode in batches, write as videos complete; the manifest survives an error."""
+        report = self.report
+        start = time.perf_counter()
+        bar = tqdm(total=len(todo), unit="video", disable=not progress or not todo, dynamic_ncols=True)
+        tasks = [(i, v.uri) for i, v in todo]
+        try:
+            with contextlib.closing(decode_events(tasks, job, workers, pin_memory=pin)) as events:
+                for event in events:
+                    if isinstance(event, Started) and not report.warmup_seconds:
+                        report.warmup_seconds = time.perf_counter() - start
+                    for item in assembler.handle(event):
+                        bar.update(1)
+                        if isinstance(item, Failed):
+                            self.fail(item.index, item.reason)
+                            report.stopped_early = strict
+                            if strict:
+                                break
+                        else:
+                            self.finish(item)
+                            bar.set_postfix_str(f"{report.frames / (time.perf_counter() - start):,.0f} frames/s")
+                    if report.stopped_early:
+                        break
+            if not report.stopped_early:
+                for item in assembler.flush():
+                    self.finish(item)
+                    bar.update(1)
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep what is done for the resume; the error is what matters
+                report.sink.write_bytes(report.names.manifest, report.manifest.to_json())
+            raise
+        finally:
+            bar.close()
+            report.seconds = time.perf_counter() - start
+
+    def finish(self, video: Encoded) -> None:
+        """Write one video's crops, then its manifest entry (the manifest at most once a second)."""
+        report, source = self.report, self.sources[video.index]
         t, feats = video.info.snippets, video.features
         files = []
-        for k in range(cfg.crops):
+        for k in range(self.crops):
             rel = f"{source.label}/{source.name}__{k}.npy"
-            sink.write_bytes(rel, npy_bytes(np.ascontiguousarray(feats[:, k], dtype=np.float32)))
+            report.sink.write_bytes(rel, npy_bytes(np.ascontiguousarray(feats[:, k], dtype=np.float32)))
             files.append(rel)
-        manifest.videos[source.name] = {
-            "index": video.index,
-            "source": source.uri,
-            "label": source.label,
-            "status": "ok",
-            "settings_id": manifest.settings_id,
+        report.manifest.videos[source.name] = {
+            **self._entry(video.index, "ok"),
             "frames": video.info.frames,
             "fps": video.info.fps,
             "snippets": t,
@@ -163,54 +223,22 @@ def extract(
         }
         report.extracted += 1
         report.frames += video.info.frames
-        report.images += t * len(offsets) * cfg.crops
-        if time.perf_counter() - last_save >= CHECKPOINT_SECONDS:
-            sink.write_bytes(names.manifest, manifest.to_json())
-            last_save = time.perf_counter()
+        report.images += t * self.sampled_per_snippet * self.crops
+        if time.perf_counter() - self.last_save >= CHECKPOINT_SECONDS:
+            report.sink.write_bytes(report.names.manifest, report.manifest.to_json())
+            self.last_save = time.perf_counter()
 
-    def fail(index: int, reason: str) -> None:
-        source = sources[index]
-        manifest.videos[source.name] = {
+    def fail(self, index: int, reason: str) -> None:
+        source = self.sources[index]
+        self.report.manifest.videos[source.name] = {**self._entry(index, "failed"), "reason": reason}
+        self.report.failed[source.name] = reason
+
+    def _entry(self, index: int, status: str) -> dict[str, Any]:
+        source = self.sources[index]
+        return {
             "index": index,
             "source": source.uri,
             "label": source.label,
-            "status": "failed",
-            "settings_id": manifest.settings_id,
-            "reason": reason,
+            "status": status,
+            "settings_id": self.report.manifest.settings_id,
         }
-        report.failed[source.name] = reason
-
-    start = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="video", disable=not progress or not todo, dynamic_ncols=True)
-    tasks = [(i, v.uri) for i, v in todo]
-    pin = device.type == "cuda"
-    try:
-        with contextlib.closing(decode_events(tasks, job, cfg.workers, pin_memory=pin)) as events:
-            for event in events:
-                if isinstance(event, Started) and not report.warmup_seconds:
-                    report.warmup_seconds = time.perf_counter() - start
-                for item in assembler.handle(event):
-                    bar.update(1)
-                    if isinstance(item, Failed):
-                        fail(item.index, item.reason)
-                        if strict:
-                            report.stopped_early = True
-                            break
-                    else:
-                        finish(item)
-                        bar.set_postfix_str(f"{report.frames / (time.perf_counter() - start):,.0f} frames/s")
-                if report.stopped_early:
-                    break
-        if not report.stopped_early:
-            for item in assembler.flush():
-                finish(item)
-                bar.update(1)
-    except BaseException:
-        with contextlib.suppress(Exception):  # keep what is done for the resume; the error is what matters
-            sink.write_bytes(names.manifest, manifest.to_json())
-        raise
-    finally:
-        bar.close()
-    report.seconds = time.perf_counter() - start
-    manifest.save(sink, names)
-    return report

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,10 +119,25 @@ def _step_loss(
     return loss, parts
 
 
+@dataclass
+class _Session:
+    """What one training run carries from epoch to epoch (and through a checkpoint)."""
+
+    model: CPLVAD
+    meta: ModelMeta
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator
+    device: torch.device
+    use_graph: bool
+    history: list[dict[str, float]]
+    start_epoch: int = 0
+
+
 def train(
     config: Config,
     data: TrainingSet,
     out_dir: str | Path,
+    *,
     stage: int,
     classes: list[str],
     dataset_name: str = "",
@@ -136,13 +152,38 @@ def train(
     checkpoint of another config or data, start over instead of stopping (what a pipeline re-run wants).
     """
     out_dir = Path(out_dir)
+    targets = _check_inputs(config, data, stage, pseudo)
+    fp = fingerprint(config, data, stage, pseudo)
+    if _finished_model(out_dir, fp, force=force, replace_stale=replace_stale):
+        return TrainResult(out_dir, _read_history(out_dir), skipped=True, seconds=0.0)
+    session = _new_session(config, data, stage, classes, dataset_name)
+    _resume_or_start(session, out_dir, fp)
+    run_step = _step_runner(session, config, data, targets)
+    t0 = last_checkpoint = time.perf_counter()
+    for epoch in range(session.start_epoch, config.train.epochs):
+        record = _run_epoch(session, run_step, config, data, epoch=epoch, stage=stage, progress=progress)
+        session.history.append(record)
+        if _checkpoint_due(config, epoch + 1, time.perf_counter() - last_checkpoint):
+            _save_checkpoint(out_dir / CHECKPOINT_FILE, session, epoch + 1)
+            last_checkpoint = time.perf_counter()
+    save_model(session.model, config, session.meta, out_dir)
+    write_json(out_dir / HISTORY_FILE, session.history)
+    (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return TrainResult(out_dir, session.history, skipped=False, seconds=time.perf_counter() - t0)
+
+
+def _check_inputs(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLabels | None) -> _Targets | None:
+    """Refuse what cannot be trained; the stage-2 targets aligned with the samples."""
     if stage not in (1, 2):
         raise DataError(f"stage must be 1 or 2, got {stage}")
     if stage == 2 and pseudo is None:
         raise DataError("stage 2 needs pseudo labels (--pseudo pseudo.npz from `cplvad pseudo-labels`)")
     data.check_trainable("training list")
-    targets = _Targets(pseudo, data, ROUTES[config.stage2.supervision]) if stage == 2 and pseudo else None
-    fp = fingerprint(config, data, stage, pseudo)
+    return _Targets(pseudo, data, ROUTES[config.stage2.supervision]) if stage == 2 and pseudo else None
+
+
+def _finished_model(out_dir: Path, fp: str, *, force: bool, replace_stale: bool) -> bool:
+    """Whether ``out_dir`` already holds this very model; clears it (or refuses) when it holds another."""
     fp_file = out_dir / FINGERPRINT_FILE
     stale = fp_file.is_file() and fp_file.read_text().strip() != fp
     if force or (stale and replace_stale):
@@ -153,10 +194,16 @@ def train(
             f"{out_dir} holds a model or checkpoint of a different config or data; choose another --out, "
             "or pass --force (or --replace-stale) to overwrite it"
         )
-    if fp_file.is_file() and is_model_dir(out_dir):
-        history = json.loads((out_dir / HISTORY_FILE).read_text()) if (out_dir / HISTORY_FILE).is_file() else []
-        return TrainResult(out_dir, history, skipped=True, seconds=0.0)
+    return fp_file.is_file() and is_model_dir(out_dir)
 
+
+def _read_history(out_dir: Path) -> list[dict[str, float]]:
+    path = out_dir / HISTORY_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _new_session(config: Config, data: TrainingSet, stage: int, classes: list[str], dataset_name: str) -> _Session:
+    """A fresh model and optimizer on the configured device; the batch order's generator."""
     device = resolve_device(config.train.device)
     model, meta = create_model(config, classes, data.feature_dim, stage, dataset_name)
     meta.train_samples = len(data)
@@ -170,23 +217,38 @@ def train(
         capturable=use_graph,
     )
     rng = np.random.default_rng(config.seed + stage)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    ckpt_path = out_dir / CHECKPOINT_FILE
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        load_trainable_state(model, ckpt["model"], str(ckpt_path))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        rng.bit_generator.state = ckpt["numpy_rng"]
-        history, start_epoch = ckpt["history"], int(ckpt["epoch"])
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fp_file.write_text(fp + "\n")
+    return _Session(model, meta, optimizer, rng, device, use_graph, history=[])
 
+
+def _resume_or_start(session: _Session, out_dir: Path, fp: str) -> None:
+    """Continue from the last checkpoint in ``out_dir``, or mark the folder as this run's."""
+    ckpt_path = out_dir / CHECKPOINT_FILE
+    if not ckpt_path.is_file():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / FINGERPRINT_FILE).write_text(fp + "\n")
+        return
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    load_trainable_state(session.model, ckpt["model"], str(ckpt_path))
+    session.optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    session.rng.bit_generator.state = ckpt["numpy_rng"]
+    session.history, session.start_epoch = ckpt["history"], int(ckpt["epoch"])
+
+
+Step = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def _step_runner(session: _Session, config: Config, data: TrainingSet, targets: _Targets | None) -> Step:
+    """``step(batch indices) -> loss parts``: one optimisation step, replayed as a CUDA graph where possible.
+
+    The training data moves to the device once; a step only gathers its batch there.
+    """
+    device, model, optimizer = session.device, session.model, session.optimizer
     use_amp = device.type == "cuda" and config.train.amp
     # the autocast weight cache cannot live across graph replays
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not use_graph) if use_amp else nullcontext()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not session.use_graph) if use_amp else nullcontext()
+    )
     features = data.features.to(device) if device.type == "cuda" else data.features
     labels, abnormal = data.labels.to(device), data.abnormal.to(device)
     if targets is not None:
@@ -199,49 +261,57 @@ def train(
         return _step_loss(model, features[idx], mask, labels[idx], abnormal[idx], targets, idx, config, autocast)
 
     graphed: GraphedStep | None = None
-    t0 = last_checkpoint = time.perf_counter()
-    for epoch in range(start_epoch, config.train.epochs):
-        model.train()
-        epoch_batches = list(batches(data.abnormal, config.train.batch_size, config.train.balanced, rng))
-        # one host-to-device copy per epoch: a copy per step would make the CPU wait for the GPU every step
-        on_device = torch.cat(epoch_batches).to(device).split([len(b) for b in epoch_batches])
-        sums: dict[str, torch.Tensor] = {}
-        seen = 0
-        bar = tqdm(on_device, desc=f"stage {stage} epoch {epoch + 1}/{config.train.epochs}", unit="batch",
-                   disable=not progress, leave=False)
-        tick = time.perf_counter()
-        for step, idx in enumerate(bar):
-            if use_graph and graphed is None:
-                graphed, use_graph = _capture(step_fn, optimizer, idx)
-            if graphed is not None and len(idx) == len(graphed.static_idx):
-                parts = graphed(idx)
-            else:
-                loss, parts = step_fn(idx)
-                optimizer.zero_grad(set_to_none=graphed is None)  # a captured graph owns the .grad tensors
-                loss.backward()
-                optimizer.step()
-            seen += len(idx)
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v * len(idx)
-            if progress and step % LOG_EVERY == 0:  # reading the loss synchronises the GPU: not every step
-                bar.set_postfix(loss=f"{parts['loss'].item():.4f}", videos_s=f"{seen / (time.perf_counter() - tick):.0f}")
-        record = {"epoch": epoch + 1, **{k: v.item() / seen for k, v in sums.items()}, "seconds": time.perf_counter() - tick}
-        history.append(record)
-        if progress:
-            tqdm.write(f"stage {stage} epoch {epoch + 1}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
-        if (
-            (epoch + 1) % config.train.checkpoint_every == 0
-            and epoch + 1 < config.train.epochs
-            and time.perf_counter() - last_checkpoint >= config.train.checkpoint_seconds
-        ):
-            _save_checkpoint(ckpt_path, model, optimizer, rng, history, epoch + 1)
-            last_checkpoint = time.perf_counter()
 
-    save_model(model, config, meta, out_dir)
-    write_json(out_dir / HISTORY_FILE, history)
-    ckpt_path.unlink(missing_ok=True)
-    return TrainResult(out_dir, history, skipped=False, seconds=time.perf_counter() - t0)
+    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        nonlocal graphed
+        if session.use_graph and graphed is None:
+            graphed, session.use_graph = _capture(step_fn, optimizer, idx)
+        if graphed is not None and len(idx) == len(graphed.static_idx):
+            return graphed(idx)
+        loss, parts = step_fn(idx)
+        optimizer.zero_grad(set_to_none=graphed is None)  # a captured graph owns the .grad tensors
+        loss.backward()
+        optimizer.step()
+        return parts
+
+    return step
+
+
+def _run_epoch(
+    session: _Session, step: Step, config: Config, data: TrainingSet, *, epoch: int, stage: int, progress: bool
+) -> dict[str, float]:
+    """One pass over the balanced batches; the epoch's mean loss parts and its duration."""
+    session.model.train()
+    epoch_batches = list(batches(data.abnormal, config.train.batch_size, config.train.balanced, session.rng))
+    # one host-to-device copy per epoch: a copy per step would make the CPU wait for the GPU every step
+    on_device = torch.cat(epoch_batches).to(session.device).split([len(b) for b in epoch_batches])
+    sums: dict[str, torch.Tensor] = {}
+    seen = 0
+    bar = tqdm(on_device, desc=f"stage {stage} epoch {epoch + 1}/{config.train.epochs}", unit="batch",
+               disable=not progress, leave=False)
+    tick = time.perf_counter()
+    for i, idx in enumerate(bar):
+        parts = step(idx)
+        seen += len(idx)
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v * len(idx)
+        if progress and i % LOG_EVERY == 0:  # reading the loss synchronises the GPU: not every step
+            bar.set_postfix(loss=f"{parts['loss'].item():.4f}", videos_s=f"{seen / (time.perf_counter() - tick):.0f}")
+    record = {"epoch": epoch + 1, **{k: v.item() / seen for k, v in sums.items()}, "seconds": time.perf_counter() - tick}
+    if progress:
+        tqdm.write(f"stage {stage} epoch {epoch + 1}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
+    return record
+
+
+def _checkpoint_due(config: Config, epochs_done: int, since_last: float) -> bool:
+    """Every ``checkpoint_every`` epochs, at least ``checkpoint_seconds`` apart, never after the last epoch
+    (the finished model replaces the checkpoint)."""
+    return (
+        epochs_done % config.train.checkpoint_every == 0
+        and epochs_done < config.train.epochs
+        and since_last >= config.train.checkpoint_seconds
+    )
 
 
 def _capture(step_fn, optimizer: torch.optim.Optimizer, idx: torch.Tensor) -> tuple[GraphedStep | None, bool]:
@@ -253,13 +323,13 @@ def _capture(step_fn, optimizer: torch.optim.Optimizer, idx: torch.Tensor) -> tu
         return None, False
 
 
-def _save_checkpoint(path: Path, model: CPLVAD, optimizer, rng: np.random.Generator, history, epoch: int) -> None:
+def _save_checkpoint(path: Path, session: _Session, epoch: int) -> None:
     state = {
-        "model": {k: v.detach().cpu() for k, v in trainable_state(model).items()},
-        "optimizer": optimizer.state_dict(),
+        "model": {k: v.detach().cpu() for k, v in trainable_state(session.model).items()},
+        "optimizer": session.optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
-        "numpy_rng": rng.bit_generator.state,
-        "history": history,
+        "numpy_rng": session.rng.bit_generator.state,
+        "history": session.history,
         "epoch": epoch,
     }
     with atomic_path(path) as tmp:

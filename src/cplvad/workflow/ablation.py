@@ -52,20 +52,20 @@ def run_ablation(
     out = Path(out_dir)
     rows: list[dict[str, object]] = []
     stage1 = out / "stage1"
-    train_stage(dataset_path, stage1, 1, config, progress=progress)
+    train_stage(dataset_path, stage1, config, stage=1, progress=progress)
     pseudo = {}
     for car in (True, False):
         cfg = config.model_copy(update={"car": config.car.model_copy(update={"enabled": car})})
         pseudo[car] = out / f"pseudo{'' if car else '_nocar'}.npz"
-        make_pseudo_labels(dataset_path, stage1, pseudo[car], cfg, progress=progress)
+        make_pseudo_labels(dataset_path, stage1, cfg, out=pseudo[car], progress=progress)
     for row in GRID:
         if row.supervision is None:
             model_dir = stage1
         else:
             cfg = config.model_copy(update={"stage2": config.stage2.model_copy(update={"supervision": row.supervision})})
             model_dir = out / row.slug
-            train_stage(dataset_path, model_dir, 2, cfg, pseudo_path=pseudo[row.car], progress=progress)
-        metrics = evaluate(dataset_path, model_dir, config, model_dir / "metrics.json", progress=progress).metrics
+            train_stage(dataset_path, model_dir, cfg, stage=2, pseudo_path=pseudo[row.car], progress=progress)
+        metrics = evaluate(dataset_path, model_dir, config, metrics_out=model_dir / "metrics.json", progress=progress).metrics
         rows.append({"row": row.label, "supervision": row.supervision or "none", "car": row.car, **metrics})
     write_reports(rows, out)
     if track:

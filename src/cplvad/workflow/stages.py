@@ -37,8 +37,9 @@ def _training_set(dataset: Dataset, config: Config, progress: bool) -> TrainingS
 def train_stage(
     dataset_path: str | Path,
     out_dir: str | Path,
-    stage: int,
     config: Config,
+    *,
+    stage: int,
     pseudo_path: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
@@ -48,8 +49,8 @@ def train_stage(
     dataset = load_dataset(dataset_path)
     pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
     data = _training_set(dataset, config, progress)
-    result = train(config, data, out_dir, stage, list(dataset.classes.names), dataset.name, pseudo, progress, force,
-                   replace_stale)
+    result = train(config, data, out_dir, stage=stage, classes=list(dataset.classes.names), dataset_name=dataset.name,
+                   pseudo=pseudo, progress=progress, force=force, replace_stale=replace_stale)
     _, meta = read_model_config(out_dir)
     calibration = meta.extra.get(CALIBRATION_KEY, {})
     if calibration.get("false_alarm_rate") != config.predict.false_alarm_rate:
@@ -58,7 +59,7 @@ def train_stage(
 
 
 def make_pseudo_labels(
-    dataset_path: str | Path, model_dir: str | Path, out: str | Path, config: Config, progress: bool = True
+    dataset_path: str | Path, model_dir: str | Path, config: Config, *, out: str | Path, progress: bool = True
 ) -> PseudoLabels:
     """Pseudo labels of every training sample from a (stage-1) model, refined with ``config.car``."""
     dataset = load_dataset(dataset_path)
@@ -81,6 +82,7 @@ def evaluate(
     dataset_path: str | Path,
     model_dir: str | Path,
     config: Config,
+    *,
     metrics_out: str | Path | None = None,
     predictions_out: str | Path | None = None,
     progress: bool = True,
@@ -111,6 +113,7 @@ def run_all(
     dataset_path: str | Path,
     out_dir: str | Path,
     config: Config,
+    *,
     progress: bool = True,
     console: Console | None = None,
     track: bool = False,
@@ -122,21 +125,21 @@ def run_all(
     """
     out = Path(out_dir)
     stage1, stage2, pseudo = out / "stage1", out / "stage2", out / PSEUDO_FILE
-    train_stage(dataset_path, stage1, 1, config, progress=progress)
-    m1 = evaluate(dataset_path, stage1, config, stage1 / METRICS_FILE, stage1 / PREDICTIONS_FILE, progress, console)
-    make_pseudo_labels(dataset_path, stage1, pseudo, config, progress=progress)
-    train_stage(dataset_path, stage2, 2, config, pseudo_path=pseudo, progress=progress)
-    m2 = evaluate(dataset_path, stage2, config, stage2 / METRICS_FILE, stage2 / PREDICTIONS_FILE, progress, console,
+    train_stage(dataset_path, stage1, config, stage=1, progress=progress)
+    m1 = evaluate(dataset_path, stage1, config, metrics_out=stage1 / METRICS_FILE, predictions_out=stage1 / PREDICTIONS_FILE, progress=progress, console=console)
+    make_pseudo_labels(dataset_path, stage1, config, out=pseudo, progress=progress)
+    train_stage(dataset_path, stage2, config, stage=2, pseudo_path=pseudo, progress=progress)
+    m2 = evaluate(dataset_path, stage2, config, metrics_out=stage2 / METRICS_FILE, predictions_out=stage2 / PREDICTIONS_FILE, progress=progress, console=console,
                   plots_dir=stage2 / "plots")
     shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
     if track:
         outputs = PipelineOutputs(stage1, pseudo, stage2, stage2 / METRICS_FILE, stage2 / "plots")
-        track_pipeline(dataset_path, outputs, config, out / TRACKING_FILE)
+        track_pipeline(dataset_path, outputs, config, record=out / TRACKING_FILE)
     return {"stage1": m1.metrics, "stage2": m2.metrics}
 
 
 def track_pipeline(
-    dataset_path: str | Path, outputs: PipelineOutputs, config: Config, record: str | Path | None = None,
+    dataset_path: str | Path, outputs: PipelineOutputs, config: Config, *, record: str | Path | None = None,
     register: bool = True,
 ) -> dict[str, str | None]:
     """Log a finished pipeline execution to MLflow and register its final model as ``candidate``."""
