@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from cplvad.config import Config
-from cplvad.extract.clip_encoder import BatchEncoder, resolve_device
+from cplvad.device import resolve_device
+from cplvad.extract.clip_encoder import BatchEncoder
 from cplvad.extract.demo_videos import VideoPlan, render, write_video
 from cplvad.extract.pool import Chunk, DecodeJob, Done, Failed, Started, decode_events, decode_job
 from cplvad.extract.runner import extract, load_clip

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_extract import make_videos  # noqa: E402
 
 from cplvad.config import Config, load_config  # noqa: E402
-from cplvad.extract.clip_encoder import resolve_device  # noqa: E402
+from cplvad.device import resolve_device  # noqa: E402
 from cplvad.modeling.factory import create_model, save_model, update_meta  # noqa: E402
 from cplvad.predict import Input, PredictOptions, PredictRunner, make_encoder, open_predictor  # noqa: E402
 from cplvad.train.calibration import CALIBRATION_KEY  # noqa: E402

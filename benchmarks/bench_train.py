@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from cplvad.config import Config, load_config
+from cplvad.device import resolve_device
 from cplvad.eval.scoring import score_videos
 from cplvad.modeling.factory import create_model, load_model
 from cplvad.pseudo.labels import generate
 from cplvad.train.data import TrainingSet
-from cplvad.train.trainer import resolve_device, train
+from cplvad.train.trainer import train
 
 UCF_CLASSES = ["Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
                "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"]

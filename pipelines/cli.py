@@ -10,19 +10,18 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
-    "model.stem_blocks=1", "model.window=4", "train.epochs=2", "train.batch_size=8", "train.lr=0.001",
-    "extract.workers=0", "demo.train_normal=3", "demo.train_abnormal=3", "demo.test_normal=2", "demo.test_abnormal=3",
-]
+TINY_PARAMS = REPO / "configs" / "tiny.yaml"
 """``run-local --tiny``: seconds-sized settings (tiny random CLIP and model, a dozen demo videos)."""
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines.common import default_params
 
-    overrides = [*(TINY if getattr(args, "tiny", False) else []), *args.set]
-    return default_params(args.params, overrides)
+    if getattr(args, "tiny", False):
+        if args.params is not None:
+            raise SystemExit("--tiny is --params configs/tiny.yaml: give one or the other")
+        return default_params(TINY_PARAMS, args.set)
+    return default_params(args.params, args.set)
 
 
 def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:

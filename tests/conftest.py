@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cplvad.config import DemoConfig
+from cplvad.config import Config, DemoConfig, load_config
 from cplvad.data import load_dataset
 from cplvad.data.demo import write_demo_dataset
 
@@ -26,6 +26,18 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = Path(os.environ.get("CPLVAD_BENCHMARKS", REPO.parent / "shared" / "benchmarks"))
+TINY_PARAMS = REPO / "configs" / "tiny.yaml"
+"""Seconds-sized settings (tiny CLIP, small model, two epochs) shared by the tests."""
+
+
+def tiny_config(*overrides: str) -> Config:
+    """The tiny settings plus ``section.key=value`` overrides."""
+    return load_config(TINY_PARAMS, overrides)
+
+
+def tiny_cli_args(*overrides: str) -> list[str]:
+    """Command-line options for the tiny settings plus ``--set`` overrides."""
+    return ["--params", str(TINY_PARAMS), *(arg for s in overrides for arg in ("--set", s))]
 
 
 @pytest.fixture(scope="session")

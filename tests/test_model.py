@@ -4,21 +4,19 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from cplvad.clip import create_clip
-from cplvad.config import ClipConfig, Config
+from cplvad.config import ClipConfig
 from cplvad.modeling.dual_branch import upsample_levels
 from cplvad.modeling.factory import create_model
 from cplvad.modeling.losses import abnormality_logit, mil_align, soft_focal, topk_bce, topk_count, topk_mean
 from cplvad.modeling.prompts import FrozenTextEncoder, class_words
 
-TINY = {"clip": {"model": "cplvad-tiny"}, "model": {"max_len": 32, "width": 32, "heads": 2, "levels": 3,
-                                                   "stem_blocks": 1, "window": 4, "dropout": 0.0}}
-
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    model, meta = create_model(Config.model_validate(TINY), ["Normal", "Fighting", "RoadAccidents"], 16, stage=1)
+    model, meta = create_model(tiny_config("model.dropout=0.0"), ["Normal", "Fighting", "RoadAccidents"], 16, stage=1)
     return model.eval()
 
 

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import tiny_cli_args, tiny_config
 from filelock import FileLock
 
 from cplvad.cli import cli
-from cplvad.config import Config, load_config
+from cplvad.config import Config
 from cplvad.extract.demo_videos import write_video
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.runner import extract
@@ -30,17 +31,14 @@ from cplvad.predict.stream import StreamScorer
 W, H, FPS = 48, 32, 25
 PLANTED = (130, 190)
 """Frames of the anomaly in the probe video: snippets 8..11 (sampled frames 136, 152, 168, 184)."""
-TINY = [
-    "clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
-    "model.stem_blocks=1", "model.window=4", "train.epochs=80", "train.batch_size=8", "train.lr=0.001",
-    "train.device=cpu", "extract.workers=0", "extract.device=cpu", "extract.batch_size=16",
-]
+SETTINGS = ["train.epochs=80", "train.device=cpu", "extract.device=cpu", "extract.batch_size=16"]
+"""The tiny settings, trained long enough to find the planted anomaly, on the CPU."""
 CLI = ["--workers", "0", "--device", "cpu"]
-SETS = [arg for s in TINY for arg in ("--set", s)]
+SETS = tiny_cli_args(*SETTINGS)
 
 
 def config(*extra: str) -> Config:
-    return load_config(None, TINY + list(extra))
+    return tiny_config(*SETTINGS, *extra)
 
 
 def scene(frames: int, seed: int, anomalies: tuple[tuple[int, int], ...] = ()):

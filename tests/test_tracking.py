@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_cli_args
 from mlflow import MlflowClient
 
 from cplvad.cli import cli
@@ -14,15 +15,9 @@ from cplvad.errors import CplvadError
 from cplvad.modeling.factory import is_model_dir
 from cplvad.tracking.registry import promote, resolve_model
 
-TINY = ["clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
-        "model.stem_blocks=1", "model.window=4", "train.epochs=2", "train.batch_size=8", "train.lr=0.001"]
-
 
 def sets(*extra):
-    args = []
-    for s in (*TINY, *extra):
-        args += ["--set", s]
-    return args
+    return tiny_cli_args(*extra)
 
 
 @pytest.fixture()

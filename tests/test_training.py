@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -19,17 +20,9 @@ from cplvad.modeling.factory import load_model
 from cplvad.pseudo.labels import PseudoLabels
 from cplvad.workflow import evaluate, make_pseudo_labels, train_stage
 
-TINY_SETS = [
-    "clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
-    "model.stem_blocks=1", "model.window=4", "train.epochs=2", "train.batch_size=8", "train.lr=0.001",
-]
-
 
 def tiny_config(**sections) -> Config:
-    from cplvad.config import load_config
-
-    extra = [f"{k}={v}" for k, v in sections.items()]
-    return load_config(None, TINY_SETS + extra)
+    return conftest.tiny_config(*(f"{k}={v}" for k, v in sections.items()))
 
 
 def weights(model_dir: Path) -> dict:
@@ -204,9 +197,7 @@ def test_features_of_the_wrong_width_are_refused(stage1, demo_manifest, tmp_path
 
 
 def test_run_command_end_to_end(demo_manifest, tmp_path):
-    args = ["run", "--dataset", str(demo_manifest), "--out", str(tmp_path / "run"), "--quiet"]
-    for s in TINY_SETS:
-        args += ["--set", s]
+    args = ["run", "--dataset", str(demo_manifest), "--out", str(tmp_path / "run"), "--quiet", *conftest.tiny_cli_args()]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     run = tmp_path / "run"

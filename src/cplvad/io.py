@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cplvad.errors import DataError
 
 
 @contextlib.contextmanager
@@ -69,3 +71,21 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
 def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
+
+
+def load_npz(path: str | os.PathLike[str], keys: Sequence[str], what: str, remedy: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an ``.npz`` file, read without pickle. A missing, unreadable or incomplete file
+    is a DataError naming ``what`` it is and ending with the ``remedy``."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise DataError(f"{what} {path}: missing arrays {missing} (expected {list(keys)}); {remedy}")
+            return {k: z[k] for k in keys}
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} does not exist; {remedy}") from None
+    except ValueError as exc:
+        raise DataError(f"{what} {path} cannot be read without pickle ({exc}); {remedy}") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{what} {path} is not a readable .npz file ({exc}); {remedy}") from None

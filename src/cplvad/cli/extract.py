@@ -9,25 +9,12 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from cplvad.cli.main import cli, config_options, console
-from cplvad.config import Config, config_from_dict
+from cplvad.cli.main import cli, config_options, console, with_flags
+from cplvad.config import Config
 from cplvad.errors import ConfigError
-
-
-def _with_flags(config: Config, flags: dict[str, dict[str, Any]]) -> Config:
-    """Command-line flags override the params file and ``--set`` (validated like them)."""
-    data = config.to_dict()
-    given = []
-    for section, values in flags.items():
-        for key, value in values.items():
-            if value is not None:
-                data[section][key] = value
-                given.append(f"{section}.{key}={value}")
-    return config_from_dict(data, "the command-line options " + " ".join(given)) if given else config
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -125,7 +112,7 @@ def extract_cmd(
     """Extract CLIP snippet features (one row per 16 frames) from raw videos, resumably."""
     from cplvad.extract.runner import extract
 
-    config = _with_flags(
+    config = with_flags(
         config,
         {
             "clip": {"model": clip_model, "pretrained": pretrained, "config_dir": clip_config_dir},

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from cplvad import __version__
-from cplvad.config import Config, load_config
+from cplvad.config import Config, config_from_dict, load_config
 from cplvad.errors import CplvadError
 
 console = Console(stderr=True)
@@ -57,3 +57,15 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(*args, config=config, **kwargs)
 
     return wrapper
+
+
+def with_flags(config: Config, flags: dict[str, dict[str, Any]]) -> Config:
+    """Command-line flags override the params file and ``--set`` (validated like them)."""
+    data = config.to_dict()
+    given = []
+    for section, values in flags.items():
+        for key, value in values.items():
+            if value is not None:
+                data[section][key] = value
+                given.append(f"{section}.{key}={value}")
+    return config_from_dict(data, "the command-line options " + " ".join(given)) if given else config

@@ -12,8 +12,7 @@ import time
 
 import click
 
-from cplvad.cli.extract import _with_flags
-from cplvad.cli.main import cli, config_options, console
+from cplvad.cli.main import cli, config_options, console, with_flags
 from cplvad.config import Config
 
 
@@ -54,7 +53,7 @@ def predict_cmd(
     probabilities and detected events, one JSON per input."""
     from cplvad.predict import predict
 
-    config = _with_flags(config, {"extract": {"workers": workers, "batch_size": batch_size, "device": device}})
+    config = with_flags(config, {"extract": {"workers": workers, "batch_size": batch_size, "device": device}})
 
     def on_event(result, event) -> None:  # noqa: ANN001
         click.echo(json.dumps({"type": "event", "input": str(result.input.path), **event.to_json()}))

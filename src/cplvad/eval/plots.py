@@ -10,16 +10,14 @@ import csv
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
-
-from cplvad.data.dataset import Dataset  # noqa: E402
-from cplvad.eval.predictions import Predictions  # noqa: E402
-from cplvad.io import atomic_path, write_text  # noqa: E402
+from cplvad.data.dataset import Dataset
+from cplvad.eval.predictions import Predictions
+from cplvad.io import atomic_path, write_text
 
 MAX_POINTS = 400
 TIMELINE_VIDEOS = 6
@@ -40,6 +38,13 @@ def _csv(header: list[str], rows: list[list[object]]) -> str:
     return buf.getvalue()
 
 
+def save_png(fig: Figure, path: str | Path, **savefig: object) -> Path:
+    """Write a figure as a PNG, atomically (110 dpi unless ``savefig`` says otherwise)."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, **{"dpi": 110, **savefig})
+    return Path(path)
+
+
 def curve_rows(frame_gt: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Thinned ROC points (fpr, tpr) and PR points (recall, precision) of one scoring branch."""
     fpr, tpr, _ = roc_curve(frame_gt, scores)
@@ -48,7 +53,7 @@ def curve_rows(frame_gt: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
 
 
 def draw_scores(
-    ax: plt.Axes, binary: np.ndarray, classes: np.ndarray, frames_per_snippet: int, scale: float = 1.0
+    ax: Axes, binary: np.ndarray, classes: np.ndarray, frames_per_snippet: int, scale: float = 1.0
 ) -> None:
     """Anomaly score of both branches (binary; category = 1 - P[normal]) as steps over each snippet's
     frames, on x = frame * ``scale`` (1 / fps for seconds)."""
@@ -59,12 +64,13 @@ def draw_scores(
     ax.set_xlim(0, edges[-1])
 
 
-def timeline_figure(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, videos: list[int]) -> plt.Figure:
+def timeline_figure(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, videos: list[int]) -> Figure:
     """One panel per video: anomaly score of both branches over frames, annotated anomalies shaded."""
     fps = dataset.frames_per_snippet
     offsets = pred.offsets * fps
     per_video = list(pred.videos())
-    fig, axes = plt.subplots(len(videos), 1, figsize=(9, 1.7 * len(videos)), squeeze=False, sharey=True)
+    fig = Figure(figsize=(9, 1.7 * len(videos)))
+    axes = fig.subplots(len(videos), 1, squeeze=False, sharey=True)
     for ax, i in zip(axes[:, 0], videos, strict=True):
         name, binary, classes = per_video[i]
         frames = np.arange(len(binary) * fps)
@@ -107,8 +113,5 @@ def write_plots(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, out_d
         for t in range(len(binary)):
             rows.append([name, t, round(float(binary[t]), 5), round(float(1 - classes[t, 0]), 5), int(gt[t])])
     write_text(out / "timeline.csv", _csv(["video", "snippet", "binary", "category", "annotated"], rows))
-    fig = timeline_figure(dataset, pred, frame_gt, videos)
-    with atomic_path(out / "timelines.png", suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_png(timeline_figure(dataset, pred, frame_gt, videos), out / "timelines.png")
     return [*written, out / "timeline.csv", out / "timelines.png"]

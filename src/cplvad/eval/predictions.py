@@ -15,7 +15,7 @@ import numpy as np
 
 from cplvad.data.dataset import Dataset
 from cplvad.errors import DataError
-from cplvad.io import save_npz
+from cplvad.io import load_npz, save_npz
 
 ROW_SUM_TOLERANCE = 1e-3
 REQUIRED_KEYS = ("names", "lengths", "binary", "classes")
@@ -60,18 +60,8 @@ class Predictions:
     @classmethod
     def load(cls, path: str | Path) -> Predictions:
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [k for k in REQUIRED_KEYS if k not in z.files]
-                if missing:
-                    raise DataError(f"predictions {path}: missing arrays {missing}; expected {list(REQUIRED_KEYS)}")
-                data = {k: z[k] for k in REQUIRED_KEYS}
-        except FileNotFoundError:
-            raise DataError(f"predictions file {path} does not exist") from None
-        except ValueError as exc:
-            raise DataError(f"predictions {path} cannot be read without pickle ({exc}); save names as a string array") from None
-        except (OSError, EOFError) as exc:
-            raise DataError(f"predictions {path} is not a readable .npz file ({exc})") from None
+        data = load_npz(path, REQUIRED_KEYS, "predictions", "write it with `cplvad evaluate --predictions-out` "
+                        "(names as a string array, see the README's predictions format)")
         names, lengths, binary, classes = (data[k] for k in REQUIRED_KEYS)
         if names.ndim != 1 or lengths.shape != names.shape:
             raise DataError(f"predictions {path}: 'names' and 'lengths' must be 1-D arrays of the same length")

@@ -11,17 +11,7 @@ from __future__ import annotations
 import torch
 
 from cplvad.clip import ClipBundle
-from cplvad.errors import ConfigError
 from cplvad.extract.transforms import CropPlan, resize_frames, to_model_input
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = the GPU when one is visible, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("extract.device=cuda but torch sees no CUDA GPU here; use --device auto or cpu")
-    return torch.device(name)
 
 
 class BatchEncoder:

@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from cplvad.clip import ClipBundle, create_clip
 from cplvad.config import Config
+from cplvad.device import resolve_device
 from cplvad.errors import DataError
 from cplvad.extract.assemble import Encoded, SnippetAssembler
-from cplvad.extract.clip_encoder import BatchEncoder, resolve_device
+from cplvad.extract.clip_encoder import BatchEncoder
 from cplvad.extract.manifest import Manifest, OutputNames, npy_bytes, output_names
 from cplvad.extract.pool import DecodeJob, Failed, Started, decode_events, decode_job
 from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink
@@ -95,7 +96,7 @@ def extract(
     cfg = config.extract
     selected = select_videos(src, default_label, shard)
     sink, names = open_sink(dst), output_names(list_name, shard)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "extract.device")
     bundle, weights = load_clip(config, device)
     plan = CropPlan(cfg.crops, bundle.image_size)
     encoder = BatchEncoder(bundle, plan, device, cfg.batch_size)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cplvad.config import Config
-from cplvad.extract.clip_encoder import resolve_device
+from cplvad.device import resolve_device
 from cplvad.predict.events import Event
 from cplvad.predict.inputs import Input, list_inputs
 from cplvad.predict.predictor import Predictor, open_predictor
@@ -42,7 +42,7 @@ def predict(
     comes from the model's own config.
     """
     items = list_inputs(inputs)
-    predictor = open_predictor(model, config, resolve_device(device or config.extract.device))
+    predictor = open_predictor(model, config, resolve_device(device or config.extract.device, "--device / extract.device"))
     options = PredictOptions(
         out=Path(out), plot=plot, threshold=threshold, fps=fps,
         min_event_snippets=config.predict.min_event_snippets,

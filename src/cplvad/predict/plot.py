@@ -9,17 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from cplvad.eval.plots import draw_scores, save_png
+from cplvad.predict.events import Event
 
-from cplvad.eval.plots import draw_scores  # noqa: E402
-from cplvad.io import atomic_path  # noqa: E402
-from cplvad.predict.events import Event  # noqa: E402
-
-CLASS_COLOURS = plt.get_cmap("tab10").colors
+CLASS_COLOURS = colormaps["tab10"].colors
 
 
 def _colour(index: int) -> tuple[float, ...]:
@@ -35,11 +32,11 @@ def timeline_figure(
     frames_per_snippet: int,
     fps: float | None,
     title: str,
-) -> plt.Figure:
+) -> Figure:
     m = len(class_names)
-    fig, (ax, strip) = plt.subplots(
-        2, 1, figsize=(10, 3.2 + 0.22 * m), sharex=True,
-        gridspec_kw={"height_ratios": [3, max(1.0, 0.3 * m)], "hspace": 0.08},
+    fig = Figure(figsize=(10, 3.2 + 0.22 * m))
+    ax, strip = fig.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, max(1.0, 0.3 * m)], "hspace": 0.08}
     )
     scale = 1.0 / fps if fps else 1.0
     draw_scores(ax, binary, classes, frames_per_snippet, scale)
@@ -71,10 +68,4 @@ def timeline_figure(
 
 def write_timeline(path: str | Path, *args: object, **kwargs: object) -> Path:
     """``timeline_figure(...)`` written to ``path`` (PNG, atomically)."""
-    fig = timeline_figure(*args, **kwargs)  # type: ignore[arg-type]
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_png(timeline_figure(*args, **kwargs), path, bbox_inches="tight")  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from cplvad.config import CarConfig
 from cplvad.errors import DataError
-from cplvad.io import save_npz
+from cplvad.io import load_npz, save_npz
 from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.pseudo.car import refine
 from cplvad.train.data import TrainingSet
@@ -48,17 +48,7 @@ class PseudoLabels:
 
     @classmethod
     def load(cls, path: str | Path) -> PseudoLabels:
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [k for k in KEYS if k not in z.files]
-                if missing:
-                    raise DataError(f"pseudo labels {path}: missing arrays {missing}; regenerate with `cplvad pseudo-labels`")
-                d = {k: z[k] for k in KEYS}
-        except FileNotFoundError:
-            raise DataError(f"pseudo-label file {path} does not exist; create it with `cplvad pseudo-labels`") from None
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"pseudo labels {path} cannot be read ({exc}); regenerate them") from None
+        d = load_npz(path, KEYS, "pseudo labels", "regenerate them with `cplvad pseudo-labels`")
         return cls([str(k) for k in d["keys"]], d["lengths"], d["abnormal"], d["pseudo_b"], d["pseudo_c"],
                    json.loads(str(d["car"])))
 

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cplvad.config import Config
+from cplvad.device import resolve_device
 from cplvad.errors import DataError
 from cplvad.io import atomic_path, write_json
 from cplvad.modeling.factory import (
@@ -48,12 +49,6 @@ LOG_EVERY = 10
 
 # which pseudo labels supervise (B branch, C branch) in stage 2
 ROUTES = {"cross": ("c", "b"), "b_to_c": (None, "b"), "c_to_b": ("c", None), "self": ("b", "c")}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DataError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -204,7 +199,7 @@ def _read_history(out_dir: Path) -> list[dict[str, float]]:
 
 def _new_session(config: Config, data: TrainingSet, stage: int, classes: list[str], dataset_name: str) -> _Session:
     """A fresh model and optimizer on the configured device; the batch order's generator."""
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     model, meta = create_model(config, classes, data.feature_dim, stage, dataset_name)
     meta.train_samples = len(data)
     model.to(device)
@@ -336,4 +331,4 @@ def _save_checkpoint(path: Path, session: _Session, epoch: int) -> None:
         torch.save(state, tmp)
 
 
-__all__ = ["ModelMeta", "TrainResult", "resolve_device", "train"]
+__all__ = ["ModelMeta", "TrainResult", "train"]

@@ -12,15 +12,13 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cplvad.config import Config  # noqa: E402
-from cplvad.io import atomic_path, write_text  # noqa: E402
-from cplvad.workflow import evaluate, make_pseudo_labels, train_stage  # noqa: E402
+from cplvad.config import Config
+from cplvad.eval.plots import save_png
+from cplvad.io import write_text
+from cplvad.workflow import evaluate, make_pseudo_labels, train_stage
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,8 @@ def write_reports(rows: list[dict[str, object]], out: Path) -> None:
     lines += [f"| {r['row']} | " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
     write_text(out / "ablation.md", "\n".join(lines) + "\n")
 
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    ax = fig.subplots()
     width = 0.8 / len(COLUMNS)
     x = np.arange(len(rows))
     for j, col in enumerate(COLUMNS):
@@ -98,9 +97,7 @@ def write_reports(rows: list[dict[str, object]], out: Path) -> None:
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, ncols=len(COLUMNS), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
-    with atomic_path(out / "ablation.png", suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_png(fig, out / "ablation.png")
 
 
 def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, config: Config) -> None:

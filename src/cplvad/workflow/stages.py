@@ -11,6 +11,7 @@ from rich.console import Console
 
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
+from cplvad.device import resolve_device
 from cplvad.eval.metrics import compute_metrics, print_metrics
 from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
@@ -22,7 +23,7 @@ from cplvad.tracking.registry import resolve_model
 from cplvad.tracking.runs import PipelineOutputs
 from cplvad.train.calibration import CALIBRATION_KEY, calibrate
 from cplvad.train.data import TrainingSet, load_training_set
-from cplvad.train.trainer import TrainResult, resolve_device, train
+from cplvad.train.trainer import TrainResult, train
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -54,7 +55,7 @@ def train_stage(
     _, meta = read_model_config(out_dir)
     calibration = meta.extra.get(CALIBRATION_KEY, {})
     if calibration.get("false_alarm_rate") != config.predict.false_alarm_rate:
-        calibrate(out_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device), progress)
+        calibrate(out_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device, "train.device"), progress)
     return result
 
 
@@ -63,7 +64,7 @@ def make_pseudo_labels(
 ) -> PseudoLabels:
     """Pseudo labels of every training sample from a (stage-1) model, refined with ``config.car``."""
     dataset = load_dataset(dataset_path)
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     model, model_config, meta = load_model(model_dir, device)
     check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
     data = load_training_set(dataset, model_config.model.max_len, progress=progress)
@@ -93,7 +94,7 @@ def evaluate(
     compute the published metrics, write them (atomically), and optionally the curve data and timelines."""
     model_dir = resolve_model(model_dir, config)
     dataset = load_dataset(dataset_path)
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     model, _, meta = load_model(model_dir, device)
     check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
     pred = validate(predict_test_set(model, dataset, device, progress=progress), dataset, source=str(model_dir))
