@@ -32,6 +32,7 @@ from typing import Any
 
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
+from cplvad.extras import require
 from cplvad.io import atomic_path
 
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
@@ -61,9 +62,7 @@ def split_s3(uri: str) -> tuple[str, str]:
 @cache
 def s3_client() -> Any:
     """One client per process (decode workers make their own); config from the AWS environment."""
-    import boto3
-
-    return boto3.client("s3")
+    return require("boto3", "reading or writing s3:// paths").client("s3")
 
 
 def _s3_error(action: str, uri: str, exc: Exception) -> str:
@@ -71,9 +70,8 @@ def _s3_error(action: str, uri: str, exc: Exception) -> str:
 
 
 def _s3_exceptions() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (BotoCoreError, ClientError)
+    exceptions = require("botocore.exceptions", "reading or writing s3:// paths")
+    return (exceptions.BotoCoreError, exceptions.ClientError)
 
 
 # ----------------------------------------------------------------------------------------------- sources
