@@ -36,7 +36,7 @@ class ClipConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The dual-branch temporal model (DESIGN §4)."""
+    """The dual-branch temporal model (docs/method.md#model)."""
 
     max_len: int = Field(192, ge=32)
     """n: snippets per training sample and per test chunk (longer videos are mean-pooled to n bins)."""
@@ -90,7 +90,7 @@ class TrainConfig(_Section):
 
 
 class CarConfig(_Section):
-    """Consistency-Aware Refinement of pseudo labels (DESIGN §4, CAR)."""
+    """Consistency-Aware Refinement of pseudo labels (docs/method.md#consistency-aware-refinement-car)."""
 
     enabled: bool = True
     """``false`` = ablation: plain mean over levels, thresholded, no merging, filtering or tails."""

@@ -1,4 +1,4 @@
-"""Dataset manifests (``dataset.yaml``, DESIGN §3) and VadCLIP-style feature lists.
+"""Dataset manifests (``dataset.yaml``, docs/architecture.md#dataset-manifest) and VadCLIP-style feature lists.
 
 A manifest points at a training and a test list (CSV ``path,label``). The paths in published lists are
 absolute paths of the publisher's machine; ``features_root`` rebases them onto the local copy by their

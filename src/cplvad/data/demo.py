@@ -149,6 +149,7 @@ def write_demo_dataset(out: str | Path, cfg: DemoConfig | None = None) -> Path:
             "features_root": "features",
             "frames_per_snippet": FRAMES_PER_SNIPPET,
         }
-        header = f"# Synthetic CPL-VAD demo dataset (cplvad demo-data, seed {cfg.seed}); see DESIGN §3.\n"
+        header = (f"# Synthetic CPL-VAD demo dataset (cplvad demo-data, seed {cfg.seed}); the format is described in "
+                  "cplvad's docs/architecture.md#data-contract.\n")
         write_text(tmp / "dataset.yaml", header + yaml.safe_dump(manifest, sort_keys=False))
     return out / "dataset.yaml"

@@ -1,10 +1,11 @@
 """Consistency-Aware Refinement (CAR): multi-level scores of the stage-1 model -> snippet pseudo labels.
 
 Vectorised over videos, levels and snippets (torch, CPU or GPU): no Python loop per video, segment or
-threshold. Steps (DESIGN §4): position-exact upsampling of every level; scale aggregation with an
-adaptive Gaussian RBF whose bandwidth is the MAD of the level scores; thresholding (or a vote over
-thresholds), merging of runs separated by short gaps, removal of short runs, a top-k fallback for
-abnormal videos left without a run; flat-topped Gaussian pseudo labels on each kept run.
+threshold. Steps (docs/method.md#consistency-aware-refinement-car): position-exact upsampling of every
+level; scale aggregation with an adaptive Gaussian RBF whose bandwidth is the MAD of the level scores;
+thresholding (or a vote over thresholds), merging of runs separated by short gaps, removal of short
+runs, a top-k fallback for abnormal videos left without a run; flat-topped Gaussian pseudo labels on
+each kept run.
 """
 
 from __future__ import annotations
