@@ -169,6 +169,9 @@ class TrackingConfig(_Section):
     artifact_location: str | None = None
     """Where a new experiment stores artifacts, e.g. ``s3://bucket/mlflow`` (default: ./mlruns)."""
     registered_model: str = "cplvad"
+    promote_min_delta: float = Field(0.5, ge=0.0)
+    """Points (metrics are percent) by which a candidate must beat the champion to be promoted, so that
+    seed-to-seed noise does not replace a champion."""
 
 
 class Config(_Section):
