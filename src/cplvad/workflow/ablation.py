@@ -101,15 +101,12 @@ def write_reports(rows: list[dict[str, object]], out: Path) -> None:
 
 
 def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, config: Config) -> None:
-    import mlflow
-
     from cplvad.data.dataset import load_dataset
-    from cplvad.tracking.runs import dataset_checksum, setup_mlflow
+    from cplvad.tracking.runs import dataset_tags, mlflow_module, setup_mlflow
 
-    dataset = load_dataset(dataset_path)
+    mlflow = mlflow_module()
     experiment_id = setup_mlflow(config)
-    tags = {"cplvad.dataset": dataset.name, "cplvad.data_checksum": dataset_checksum(dataset)}
-    with mlflow.start_run(experiment_id=experiment_id, run_name="ablation", tags=tags):
+    with mlflow.start_run(experiment_id=experiment_id, run_name="ablation", tags=dataset_tags(load_dataset(dataset_path))):
         mlflow.log_params(config.flat())
         for r in rows:
             with mlflow.start_run(run_name=str(r["row"]), nested=True):
