@@ -22,7 +22,10 @@ class CplvadPyfunc(PythonModel):
     def predict(self, context, model_input, params=None):  # noqa: ANN001
         from cplvad.tracking.serving import read_batch, score_batch
 
-        videos = read_batch(model_input, self.meta.feature_dim)
+        try:
+            videos = read_batch(model_input, self.meta.feature_dim)
+        except ValueError as exc:  # the scoring server shows this type's message (HTTP 400), not a generic one
+            raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from None
         return score_batch(self.model, self.meta.classes, videos, self.device)
 
 

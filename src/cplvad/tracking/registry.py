@@ -136,16 +136,16 @@ def promote(config: Config, metric: str = "frame_auc_binary") -> Promotion:
 
 def _other_data(cand: Any, champ: Any) -> str | None:
     """Why the two versions cannot be compared (other or unknown data), or None when they can."""
-    sums = {v.version: v.tags.get("data_checksum") for v in (cand, champ)}
+    sums = {str(v.version): v.tags.get("data_checksum") for v in (cand, champ)}
     unknown = [version for version, checksum in sums.items() if not checksum]
     if unknown:
         return (f"not comparable: version(s) {', '.join(unknown)} carry no data checksum (registered without "
                 "`cplvad track`, or before checksums were recorded), so the data they were evaluated on is unknown; "
                 "champion kept")
-    if sums[cand.version] != sums[champ.version]:
+    if sums[str(cand.version)] != sums[str(champ.version)]:
         return (f"not comparable: the candidate (version {cand.version}, dataset {cand.tags.get('dataset')!r}, data "
-                f"checksum {sums[cand.version][:12]}) and the champion (version {champ.version}, dataset "
-                f"{champ.tags.get('dataset')!r}, data checksum {sums[champ.version][:12]}) were evaluated on "
+                f"checksum {sums[str(cand.version)][:12]}) and the champion (version {champ.version}, dataset "
+                f"{champ.tags.get('dataset')!r}, data checksum {sums[str(champ.version)][:12]}) were evaluated on "
                 "different data; champion kept")
     return None
 
