@@ -150,6 +150,18 @@ def _other_data(cand: Any, champ: Any) -> str | None:
     return None
 
 
+def registration_markdown(record: dict[str, str | None]) -> str:
+    """A short Markdown note of a tracked execution (``track_pipeline``'s record), e.g. for the Kubeflow UI."""
+    return (
+        "# CPL-VAD training run\n\n"
+        f"- MLflow tracking URI: `{record['tracking_uri']}`\n"
+        f"- MLflow run: `{record['run_id']}` (experiment `{record['experiment']}`)\n"
+        f"- Registered model: `{record['registered_model']}` version {record['model_version'] or 'none'} "
+        f"(alias `{CANDIDATE}`)\n\n"
+        f"Promote it with `cplvad promote` (it becomes `{CHAMPION}` if it beats the current one by the margin).\n"
+    )
+
+
 def resolve_model(model: str | Path, config: Config) -> Path:
     """A model directory for a path, or for an MLflow URI such as ``models:/cplvad@champion``."""
     text = str(model)

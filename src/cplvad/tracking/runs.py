@@ -52,12 +52,23 @@ def absolute_sqlite(uri: str) -> str:
     return uri
 
 
+def use_tracking_uri(uri: str) -> None:
+    """Make ``uri`` (when given: e.g. a pipeline parameter) win over ``MLFLOW_TRACKING_URI`` and
+    ``tracking.tracking_uri`` for this process and the processes it starts."""
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+
+
+def experiment_name(config: Config) -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or config.tracking.experiment
+
+
 def setup_mlflow(config: Config) -> str:
     """Point MLflow at the tracking store and experiment; returns the experiment id."""
     mlflow = mlflow_module()
     uri = absolute_sqlite(os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.tracking_uri)
     mlflow.set_tracking_uri(uri)
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or config.tracking.experiment
+    name = experiment_name(config)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         experiment_id = mlflow.create_experiment(name, artifact_location=config.tracking.artifact_location)

@@ -60,6 +60,13 @@ class TrainResult:
     resumed_from: int = 0
     """Epochs restored from a checkpoint (0: trained from the start)."""
 
+    def summary(self) -> dict[str, float | int | bool]:
+        """Flat facts of the run, e.g. for artifact metadata: epochs, seconds, resumption, final losses."""
+        last = self.history[-1] if self.history else {}
+        return {"epochs": len(self.history), "seconds": round(self.seconds, 1), "skipped": self.skipped,
+                "resumed_from_epoch": self.resumed_from,
+                **{f"final_{k}": v for k, v in last.items() if k != "epoch"}}
+
 
 EpochHook = Callable[[dict[str, float]], None]
 """Called with each epoch's record (``history.json`` entry) as soon as the epoch ends, e.g. to log it."""

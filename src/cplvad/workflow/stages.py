@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ PSEUDO_FILE = "pseudo.npz"
 TRACKING_FILE = "mlflow_run.json"
 PARENT_RUN_FILE = "mlflow_parent.json"
 """Where ``run --track`` keeps its open MLflow parent run, so that an interrupted run continues it."""
+SUMMARY_FILE = "summary.json"
+PLOTS_DIR = "plots"
 
 
 def _training_set(dataset: Dataset, config: Config, progress: bool) -> TrainingSet:
@@ -145,6 +148,39 @@ def evaluate(
     return Evaluation(metrics, pred)
 
 
+def evaluate_into(
+    dataset_path: str | Path, model_dir: str | Path, config: Config, out_dir: str | Path, *, label: str = "",
+    parent_run: str | None = None,
+) -> Evaluation:
+    """``evaluate`` with every output in one folder: metrics.json, predictions.npz, plots/ and summary.json
+    (``label``, the model, the metrics: what an ablation table collects, see ``read_summary``)."""
+    out = Path(out_dir)
+    result = evaluate(dataset_path, model_dir, config, metrics_out=out / METRICS_FILE,
+                      predictions_out=out / PREDICTIONS_FILE, progress=False, plots_dir=out / PLOTS_DIR,
+                      parent_run=parent_run)
+    write_json(out / SUMMARY_FILE, {"label": label, "model": str(model_dir), "metrics": result.metrics})
+    return result
+
+
+def read_summary(evaluation_dir: str | Path) -> tuple[str, dict[str, float | None]]:
+    """(label, metrics) of an ``evaluate_into`` folder."""
+    summary = json.loads((Path(evaluation_dir) / SUMMARY_FILE).read_text())
+    return summary["label"], summary["metrics"]
+
+
+def outputs_in_folders(
+    dataset_dir: str | Path, *, stage1: str | Path, pseudo_dir: str | Path, stage2: str | Path,
+    evaluation_dir: str | Path,
+) -> PipelineOutputs:
+    """The files of a pipeline execution whose steps each wrote one folder: a merged dataset folder (with
+    its extraction manifests), two model directories, a folder with pseudo.npz and an ``evaluate_into``
+    folder."""
+    evaluation = Path(evaluation_dir)
+    return PipelineOutputs(stage1=Path(stage1), pseudo=Path(pseudo_dir) / PSEUDO_FILE, stage2=Path(stage2),
+                           metrics=evaluation / METRICS_FILE, plots=evaluation / PLOTS_DIR,
+                           extraction_manifests=tuple(sorted((Path(dataset_dir) / "features").glob("*.extraction.json"))))
+
+
 def run_all(
     dataset_path: str | Path,
     out_dir: str | Path,
@@ -189,7 +225,7 @@ def track_pipeline(
     model as ``candidate``."""
     from cplvad.tracking.pipeline_run import close_parent, find_parent, log_outcome, open_parent
     from cplvad.tracking.registry import register_model
-    from cplvad.tracking.runs import add_missing_stages, dataset_tags, mlflow_module
+    from cplvad.tracking.runs import add_missing_stages, dataset_tags, experiment_name, mlflow_module
 
     dataset = load_dataset(dataset_path)
     parent = find_parent(config, record=parent_record) or open_parent(config)
@@ -204,6 +240,7 @@ def track_pipeline(
                                  data_checksum=tags["cplvad.data_checksum"])
     close_parent(parent)
     result = {"run_id": parent, "model_version": version, "tracking_uri": mlflow_module().get_tracking_uri(),
+              "experiment": experiment_name(config),
               "registered_model": config.tracking.registered_model if version else None}
     if record is not None:
         write_json(record, result)
