@@ -28,11 +28,12 @@ def prepare_data(params: dict, source_uri: str, data: Output[Dataset], overrides
 
 
 @component
-def plan_shards(data: Input[Dataset], source_uri: str, num_shards: int) -> list:
-    """Check both video lists and plan ``min(num_shards, videos)`` shards: ``["0/N", "1/N", ...]``."""
+def plan_shards(data: Input[Dataset], source_uri: str, num_shards: int, params: dict) -> list:
+    """Check both video lists and plan ``min(num_shards, videos)`` shards, one job each:
+    ``[{"shard": "0/N", "params": params}, ...]`` (``params``: the extraction's keys)."""
     from cplvad.extract.dataset_folder import plan_shards as plan
 
-    return plan(source_uri or data.path, num_shards)
+    return [{"shard": shard, "params": params} for shard in plan(source_uri or data.path, num_shards)]
 
 
 @component
@@ -67,7 +68,7 @@ def merge_features(
     dataset: Output[Dataset],
 ):
     """Merge the shards' lists and manifests into one ``Dataset`` artifact: ``dataset.yaml``, annotations
-    and ``features/``. ``shard_plan``: the output of ``plan_shards``. Fails if any video failed."""
+    and ``features/``. ``shard_plan``: the jobs of ``plan_shards``. Fails if any video failed."""
     from pathlib import Path
 
     from cplvad.extract.dataset_folder import merge_dataset

@@ -151,12 +151,14 @@ def add_features(
     data = sized(c.prepare_data(params=step_params.outputs["prepare_data"], source_uri=source_uri), "light",
                  secret_name)
     data.set_display_name("prepare data")
-    plan = sized(c.plan_shards(data=data.outputs["data"], source_uri=source_uri, num_shards=num_shards), "light",
-                 secret_name)
+    # the shard jobs carry the extraction's params into the loop: KFP's local runner replaces every other task
+    # output that enters a ParallelFor with the loop item
+    plan = sized(c.plan_shards(data=data.outputs["data"], source_uri=source_uri, num_shards=num_shards,
+                               params=step_params.outputs["extract"]), "light", secret_name)
     plan.set_display_name("plan shards")
-    with dsl.ParallelFor(plan.output, name="extract-shards", parallelism=MAX_PARALLEL_SHARDS) as shard:
-        extract = c.extract_features(data=data.outputs["data"], params=step_params.outputs["extract"],
-                                     source_uri=source_uri, features_uri=features_uri, shard=shard)
+    with dsl.ParallelFor(plan.output, name="extract-shards", parallelism=MAX_PARALLEL_SHARDS) as job:
+        extract = c.extract_features(data=data.outputs["data"], params=job.params, source_uri=source_uri,
+                                     features_uri=features_uri, shard=job.shard)
         on_gpu(sized(extract, "gpu", secret_name), accelerator_type, accelerator_count)
         extract.set_retry(num_retries=EXTRACTION_RETRIES, backoff_duration="60s", backoff_factor=2.0)
         extract.set_display_name("extract features (shard)")

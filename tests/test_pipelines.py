@@ -121,7 +121,9 @@ def test_extraction_fans_out_over_shards_with_retries_and_is_collected(compiled,
     extract = body["dag"]["tasks"]["extract-features"]
     assert extract["retryPolicy"]["maxRetryCount"] == 3 and extract["retryPolicy"]["backoffDuration"] == "60s"
     assert loop["iteratorPolicy"]["parallelismLimit"] == 3  # --max-parallel-shards: at most 3 GPU pods at once
-    assert extract["inputs"]["parameters"]["shard"]["componentInputParameter"].endswith("loop-item")
+    for name in ("shard", "params"):  # fields of the shard's job
+        assert extract["inputs"]["parameters"][name]["componentInputParameter"].endswith("loop-item")
+        assert extract["inputs"]["parameters"][name]["parameterExpressionSelector"] == f'parseJson(string_value)["{name}"]'
     # the GPU parameters reach the loop body (KFP 2.17 leaves them out unless registered as task inputs)
     assert {"pipelinechannel--accelerator_type", "pipelinechannel--accelerator_count"} <= set(
         body["inputDefinitions"]["parameters"])
@@ -194,10 +196,9 @@ def test_each_step_gets_only_the_params_it_reads(compiled):
     tasks = _tasks(spec)
     steps = tasks["split-params"]["inputs"]["parameters"]["steps"]["runtimeValue"]["constant"]
     for task, step in (("evaluate", "evaluate"), ("train-stage1", "train_stage1"), ("pseudo-labels", "pseudo_labels"),
-                       ("train-stage2", "train_stage2"), ("extract-features", "extract"), ("prepare-data", "prepare_data")):
-        source = tasks[task]["inputs"]["parameters"]["params"]
-        assert source in ({"taskOutputParameter": {"outputParameterKey": step, "producerTask": "split-params"}},
-                          {"componentInputParameter": f"pipelinechannel--split-params-{step}"}), task  # (in the loop)
+                       ("train-stage2", "train_stage2"), ("plan-shards", "extract"), ("prepare-data", "prepare_data")):
+        source = tasks[task]["inputs"]["parameters"]["params"]  # (plan-shards hands them to the extraction jobs)
+        assert source == {"taskOutputParameter": {"outputParameterKey": step, "producerTask": "split-params"}}, task
     assert not {key.split(".")[0] for key in steps["evaluate"]} & {"model", "train", "clip", "extract"}
 
     params = spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]
