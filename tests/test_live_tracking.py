@@ -114,3 +114,17 @@ def test_a_pipeline_key_or_a_run_id_names_the_parent(in_tmp, monkeypatch):
     monkeypatch.setenv(PIPELINE_RUN_ENV, "x' OR '1'='1")
     with pytest.raises(ConfigError, match="CPLVAD_PIPELINE_RUN"):
         find_parent(config)
+
+
+def test_tracking_without_mlflow_names_the_extra(in_tmp, monkeypatch):
+    import sys
+
+    from cplvad.errors import CplvadError
+    from cplvad.tracking.registry import promote
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow -> ImportError
+    with pytest.raises(CplvadError, match=r"needs the Python package 'mlflow'.*pip install 'cplvad\[tracking\]'"):
+        find_parent(tiny_config(), record=in_tmp / "parent.json")
+    with pytest.raises(CplvadError, match=r"cplvad\[tracking\]"):
+        promote(tiny_config())
+    assert find_parent(tiny_config()) is None  # nothing to track: mlflow is not needed
