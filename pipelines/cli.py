@@ -160,8 +160,8 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    # what a cluster gives every tracked pod (the workflow name): the steps' processes inherit it
-    os.environ.setdefault(PIPELINE_RUN_ENV, f"local-{uuid.uuid4().hex[:12]}")
+    if args.pipeline == "training":  # what a cluster gives its tracked pods (the workflow name); inherited here
+        os.environ.setdefault(PIPELINE_RUN_ENV, f"local-{uuid.uuid4().hex[:12]}")
     task = _pipeline(args, args.pipeline, pinned=False)(**arguments)
     print(f"\n{args.pipeline} pipeline finished; artifacts under {root}")
     for name, artifact in task.outputs.items():
