@@ -104,8 +104,7 @@ def promote(config: Config, metric: str = "frame_auc_binary") -> Promotion:
     if cand is None:
         raise CplvadError(f"registered model {name!r} has no '{CANDIDATE}' version; run the pipeline (or `cplvad track`) first")
     champ = by_alias(CHAMPION)
-    both_validated = champ is not None and VALIDATION_TAG in cand.tags and VALIDATION_TAG in champ.tags
-    key = VALIDATION_TAG if both_validated else f"metric.{metric}"
+    key = _decisive_tag(cand, champ, metric)
     if key not in cand.tags:
         raise CplvadError(f"{name} version {cand.version} has no {metric!r}; recorded: "
                           f"{sorted(k[7:] for k in cand.tags if k.startswith('metric.'))}")
@@ -134,19 +133,25 @@ def promote(config: Config, metric: str = "frame_auc_binary") -> Promotion:
                          "champion kept")
 
 
+def _decisive_tag(cand: Any, champ: Any | None, metric: str) -> str:
+    """The validation video AUC when both versions have one (the test metric is then a report), else ``metric``."""
+    if champ is not None and VALIDATION_TAG in cand.tags and VALIDATION_TAG in champ.tags:
+        return VALIDATION_TAG
+    return f"metric.{metric}"
+
+
 def _other_data(cand: Any, champ: Any) -> str | None:
     """Why the two versions cannot be compared (other or unknown data), or None when they can."""
-    sums = {str(v.version): v.tags.get("data_checksum") for v in (cand, champ)}
-    unknown = [version for version, checksum in sums.items() if not checksum]
-    if unknown:
-        return (f"not comparable: version(s) {', '.join(unknown)} carry no data checksum (registered without "
-                "`cplvad track`, or before checksums were recorded), so the data they were evaluated on is unknown; "
-                "champion kept")
-    if sums[str(cand.version)] != sums[str(champ.version)]:
+    ours, theirs = cand.tags.get("data_checksum"), champ.tags.get("data_checksum")
+    if not ours or not theirs:
+        unknown = ", ".join(str(v.version) for v, checksum in ((cand, ours), (champ, theirs)) if not checksum)
+        return (f"not comparable: version(s) {unknown} carry no data checksum (registered without `cplvad track`, "
+                "or before checksums were recorded), so the data they were evaluated on is unknown; champion kept")
+    if ours != theirs:
         return (f"not comparable: the candidate (version {cand.version}, dataset {cand.tags.get('dataset')!r}, data "
-                f"checksum {sums[str(cand.version)][:12]}) and the champion (version {champ.version}, dataset "
-                f"{champ.tags.get('dataset')!r}, data checksum {sums[str(champ.version)][:12]}) were evaluated on "
-                "different data; champion kept")
+                f"checksum {ours[:12]}) and the champion (version {champ.version}, dataset "
+                f"{champ.tags.get('dataset')!r}, data checksum {theirs[:12]}) were evaluated on different data; "
+                "champion kept")
     return None
 
 
