@@ -75,10 +75,7 @@ def train_stage(
         result = train(config, data, out_dir, stage=stage, classes=list(dataset.classes.names), dataset_name=dataset.name,
                        pseudo=pseudo, progress=progress, force=force, replace_stale=replace_stale,
                        on_epoch=run.log_epoch, on_checkpoint=mirror.push if mirror is not None else None)
-        _, meta = read_model_config(out_dir)
-        calibration = meta.extra.get(CALIBRATION_KEY, {})
-        if calibration.get("false_alarm_rate") != config.predict.false_alarm_rate:
-            calibrate(out_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device, "train.device"), progress)
+        _calibrate(out_dir, dataset, config, progress)
         if not result.skipped:
             for record in result.history[:result.resumed_from]:  # epochs of an earlier attempt
                 run.log_epoch(record)
@@ -86,6 +83,14 @@ def train_stage(
     if mirror is not None:
         mirror.discard()
     return result
+
+
+def _calibrate(model_dir: str | Path, dataset: Dataset, config: Config, progress: bool) -> None:
+    """Calibrate the decision threshold unless the model already has one for the configured false-alarm rate."""
+    _, meta = read_model_config(model_dir)
+    if meta.extra.get(CALIBRATION_KEY, {}).get("false_alarm_rate") != config.predict.false_alarm_rate:
+        calibrate(model_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device, "train.device"),
+                  progress)
 
 
 def make_pseudo_labels(
