@@ -21,13 +21,14 @@ def evaluate(
 ):
     """Score the test list and compute the published metrics (``cplvad evaluate``).
 
-    ``metrics``: the scalars (shown by the KFP UI); ``evaluation``: metrics.json, predictions.npz, plots/
+    ``metrics``: the scalars (shown by the KFP UI; the file is metrics.json); ``evaluation``: metrics.json, predictions.npz, plots/
     and summary.json (``label`` + metrics, read by the ablation table); ``report``: an HTML page with both.
     """
     from pathlib import Path
 
     from cplvad.config import config_from_params
     from cplvad.eval.html_report import evaluation_page
+    from cplvad.io import write_json
     from cplvad.tracking.pipeline_run import find_parent
     from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import evaluate_into
@@ -39,6 +40,7 @@ def evaluate(
     for key, value in result.metrics.items():
         if value is not None:
             metrics.log_metric(key, float(value))
+    write_json(metrics.path, result.metrics)
     evaluation.metadata.update({"label": label})
     Path(report.path).write_text(evaluation_page(result.metrics, title=label or "CPL-VAD evaluation", model=model.uri,
                                                  timelines=Path(evaluation.path) / "plots" / "timelines.png"))
