@@ -48,6 +48,7 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
 labels and evaluation run on CPU pods, so they do not take ``train.device``: "auto" is right there."""
 SOURCE = f"{SOURCE_COMMIT or 'unknown'}{'-dirty' if SOURCE_DIRTY else ''}"
 """The commit the pipeline is compiled from, as written on every pod (``-dirty``: with local changes)."""
+SOURCE_ANNOTATION = "cplvad.io/source-commit"
 
 
 def default_params(params_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -96,8 +97,11 @@ def sized(task: dsl.PipelineTask, kind: str, secret_name: Any) -> dsl.PipelineTa
     task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
     kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={k: k for k in SECRET_KEYS},
                                  optional=True)
-    kubernetes.add_pod_annotation(task, "cplvad.io/source-commit", SOURCE)
-    task.set_env_variable(SOURCE_COMMIT_ENV, SOURCE_COMMIT or "")
+    kubernetes.add_pod_annotation(task, SOURCE_ANNOTATION, SOURCE)
+    # read back through the downward API: a pod-level setting, and no container-spec setter (KFP inspects the
+    # whole call stack in each of those, which makes tracing at import slow)
+    kubernetes.use_field_path_as_env(task, env_name=SOURCE_COMMIT_ENV,
+                                     field_path=f"metadata.annotations['{SOURCE_ANNOTATION}']")
     return task
 
 

@@ -182,9 +182,10 @@ def test_compiled_pipeline_pins_the_image_and_records_its_commit(compiled):
         assert f"Compiled from git commit {HEAD}" in spec["pipelineInfo"]["description"], name
         for label, ex in spec["deploymentSpec"]["executors"].items():
             assert PINNED.fullmatch(ex["container"]["image"]), label
-            assert {"name": "CPLVAD_SOURCE_COMMIT", "value": HEAD} in ex["container"]["env"], label
         for label, ex in spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
             assert ex["podMetadata"]["annotations"]["cplvad.io/source-commit"].startswith(HEAD), label
+            assert {"fieldPath": "metadata.annotations['cplvad.io/source-commit']",  # for the MLflow run
+                    "name": "CPLVAD_SOURCE_COMMIT"} in ex["fieldPathAsEnv"], label
 
 
 def test_each_step_gets_only_the_params_it_reads(compiled):
@@ -220,8 +221,9 @@ def test_training_is_retried_and_the_tracked_steps_find_the_pipeline_run(compile
     platform = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for label in ("exec-open-run", "exec-train-stage1", "exec-pseudo-labels", "exec-train-stage2", "exec-evaluate",
                   "exec-register"):
-        assert platform[label]["fieldPathAsEnv"] == [
-            {"fieldPath": "metadata.labels['workflows.argoproj.io/workflow']", "name": "CPLVAD_PIPELINE_RUN"}], label
+        assert {"fieldPath": "metadata.labels['workflows.argoproj.io/workflow']",
+                "name": "CPLVAD_PIPELINE_RUN"} in platform[label]["fieldPathAsEnv"], label
+    assert not any(env["name"] == "CPLVAD_PIPELINE_RUN" for env in platform["exec-extract-features"]["fieldPathAsEnv"])
     assert tasks["open-run"]["cachingOptions"] == {} and tasks["split-params"]["dependentTasks"] == ["open-run"]
 
 
