@@ -2,32 +2,37 @@
 
 Every component is a lightweight Python component whose body imports ``cplvad``; on a cluster it runs in
 the project image (``Dockerfile``; see :mod:`components.image`), locally in this environment with KFP's
-``SubprocessRunner``. The configuration travels as ``params`` (the params.yaml mapping, validated by
-``cplvad.config``) plus optional ``overrides`` (``section.key=value``).
+``SubprocessRunner``. The configuration travels as ``params`` (the part of the params.yaml mapping that
+the step reads, see ``split_params``; validated by ``cplvad.config``) plus optional ``overrides``
+(``section.key=value``).
 
-=================  =====================================================  ==========================
-component          library call                                           artifacts out
-=================  =====================================================  ==========================
-prepare_data       ``write_demo_videos`` / copy of a source's manifest    Dataset (metadata, demo videos)
-plan_shards        ``extract.runner.select_videos``                       shard indices
-extract_features   ``extract.runner.extract(shard=(k, n))``               Dataset (one shard)
-merge_features     ``extract.manifest.merge_shards`` + ``load_dataset``   Dataset (manifest + features)
-train_stage1       ``workflow.train_stage(stage=1)``                      Model
-pseudo_labels      ``workflow.make_pseudo_labels``                        Dataset (pseudo.npz)
-train_stage2       ``workflow.train_stage(stage=2)``                      Model
-evaluate           ``workflow.evaluate``                                  Metrics, Artifact, HTML
-register           ``workflow.track_pipeline``                            Markdown (+ run id, version)
-ablation_table     ``ablation.write_reports`` / ``track_ablation``        Markdown, Dataset, HTML
-=================  =====================================================  ==========================
+=================  ===================================================  ==============================
+component          library call                                         artifacts out
+=================  ===================================================  ==============================
+open_run           ``tracking.pipeline_run.find_parent``                the MLflow parent run id
+split_params       ``config.select_keys`` per step                      each step's params
+prepare_data       ``write_demo_videos`` / ``copy_source_metadata``     Dataset (metadata, demo videos)
+plan_shards        ``extract.dataset_folder.plan_shards``               shard indices
+extract_features   ``extract.dataset_folder.extract_shard``             Dataset (one shard)
+merge_features     ``extract.dataset_folder.merge_dataset``             Dataset (manifest + features)
+train_stage1       ``workflow.train_stage(stage=1)``                    Model
+pseudo_labels      ``workflow.make_pseudo_labels``                      Dataset (pseudo.npz)
+train_stage2       ``workflow.train_stage(stage=2)``                    Model
+evaluate           ``workflow.evaluate_into`` + ``evaluation_page``     Metrics, Artifact, HTML
+register           ``workflow.track_pipeline``                          Markdown (+ run id, version)
+ablation_table     ``ablation.grid_rows`` / ``write_reports``           Markdown, Dataset, HTML
+=================  ===================================================  ==============================
 """
 
 from components.data import extract_features, merge_features, plan_shards, prepare_data
 from components.evaluate import ablation_table, evaluate
-from components.image import DEFAULT_IMAGE, IMAGE, current_image, set_image
-from components.register import register
+from components.image import DEFAULT_IMAGE, IMAGE, check_pinned, current_image, set_image
+from components.params import split_params
+from components.register import open_run, register
 from components.train import pseudo_labels, train_stage1, train_stage2
 
 __all__ = [
-    "DEFAULT_IMAGE", "IMAGE", "ablation_table", "current_image", "evaluate", "extract_features", "merge_features",
-    "plan_shards", "prepare_data", "pseudo_labels", "register", "set_image", "train_stage1", "train_stage2",
+    "DEFAULT_IMAGE", "IMAGE", "ablation_table", "check_pinned", "current_image", "evaluate", "extract_features",
+    "merge_features", "open_run", "plan_shards", "prepare_data", "pseudo_labels", "register", "set_image",
+    "split_params", "train_stage1", "train_stage2",
 ]

@@ -1,4 +1,5 @@
-"""Registration: log the pipeline execution to MLflow and register the final model as ``candidate``."""
+"""MLflow components: open the pipeline's parent run when it starts (``open_run``); close it and register the
+final model as ``candidate`` when it ends (``register``)."""
 
 from typing import NamedTuple, Optional
 
@@ -19,41 +20,38 @@ def register(
     report: Output[Markdown],
     overrides: Optional[list] = None,
 ) -> NamedTuple("Registration", [("run_id", str), ("model_version", str)]):
-    """``cplvad track``: an MLflow parent run with a nested run per stage (extraction manifests, training
-    histories, pseudo-label statistics, metrics and plots) and the final model registered as
-    ``<tracking.registered_model>`` with alias ``candidate`` (``cplvad promote`` decides the champion).
+    """``cplvad track``: close the pipeline's MLflow parent run (opened by ``open_run``; a new one without it),
+    adding a nested run for every stage that did not log itself (cached steps, the extraction), and register
+    the final model as ``<tracking.registered_model>`` with alias ``candidate``.
 
     ``tracking_uri`` (e.g. ``http://mlflow.mlflow.svc:5000``) wins over ``MLFLOW_TRACKING_URI`` and
     ``tracking.tracking_uri``; credentials come from the standard ``MLFLOW_*`` / ``AWS_*`` variables.
     """
-    import os
     from pathlib import Path
 
-    from cplvad.config import apply_overrides, config_from_dict
-    from cplvad.tracking.runs import PipelineOutputs
-    from cplvad.workflow import METRICS_FILE, PSEUDO_FILE, track_pipeline
+    from cplvad.config import config_from_params
+    from cplvad.tracking.registry import registration_markdown
+    from cplvad.tracking.runs import use_tracking_uri
+    from cplvad.workflow import outputs_in_folders, track_pipeline
 
-    config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
-    if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    features = Path(dataset.path) / "features"
-    outputs = PipelineOutputs(
-        stage1=Path(stage1.path),
-        pseudo=Path(pseudo.path) / PSEUDO_FILE,
-        stage2=Path(stage2.path),
-        metrics=Path(evaluation.path) / METRICS_FILE,
-        plots=Path(evaluation.path) / "plots",
-        extraction_manifests=tuple(sorted(features.glob("*.extraction.json"))),
-    )
-    record = track_pipeline(Path(dataset.path) / "dataset.yaml", outputs, config, record=Path(report.path).with_suffix(".json"))
-    version = str(record["model_version"] or "")
-    Path(report.path).write_text(
-        "# CPL-VAD training run\n\n"
-        f"- MLflow tracking URI: `{record['tracking_uri']}`\n"
-        f"- MLflow run: `{record['run_id']}` (experiment `{os.environ.get('MLFLOW_EXPERIMENT_NAME') or config.tracking.experiment}`)\n"
-        f"- Registered model: `{record['registered_model']}` version {version or 'none'} (alias `candidate`)\n\n"
-        "Promote it with `cplvad promote` (it becomes `champion` if it beats the current one).\n"
-    )
-    report.metadata.update({"run_id": record["run_id"], "model_version": version})
-    print(f"MLflow run {record['run_id']} at {record['tracking_uri']}; model version {version}")
-    return (record["run_id"], version)
+    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    use_tracking_uri(tracking_uri)
+    outputs = outputs_in_folders(dataset.path, stage1=stage1.path, pseudo_dir=pseudo.path, stage2=stage2.path,
+                                 evaluation_dir=evaluation.path)
+    record = track_pipeline(Path(dataset.path) / "dataset.yaml", outputs, config)
+    Path(report.path).write_text(registration_markdown(record))
+    report.metadata.update({"run_id": record["run_id"], "model_version": record["model_version"] or ""})
+    return (record["run_id"], record["model_version"] or "")
+
+
+@component
+def open_run(params: dict, tracking_uri: str) -> str:
+    """Open the MLflow parent run of this pipeline execution when it starts (the steps find it through
+    ``$CPLVAD_PIPELINE_RUN``, the run's workflow name); its id, empty when the pods are not given one."""
+    from cplvad.config import config_from_params
+    from cplvad.tracking.pipeline_run import find_parent
+    from cplvad.tracking.runs import use_tracking_uri
+
+    config = config_from_params(params, [], "the pipeline parameter 'params'")
+    use_tracking_uri(tracking_uri)
+    return find_parent(config) or ""

@@ -1,7 +1,10 @@
 """Training components: stage 1, pseudo labels (CAR) and stage 2 (``cplvad.workflow``).
 
-Each takes the merged ``dataset`` artifact and the configuration as ``params`` (the params.yaml mapping)
-plus optional ``overrides`` (``section.key=value`` strings, as ``--set``).
+Each takes the merged ``dataset`` artifact and the configuration sections it reads as ``params`` plus
+optional ``overrides`` (``section.key=value`` strings, as ``--set``). ``tracking_uri``: the MLflow server
+the step logs into while it runs, as a nested run of the pipeline's parent run (found through
+``$CPLVAD_PIPELINE_RUN``; nothing is logged without it). ``checkpoint_uri``: an ``s3://`` prefix that keeps
+the training checkpoints across pod restarts, so that a retried step resumes.
 """
 
 from typing import Optional
@@ -12,57 +15,65 @@ from components.image import component
 
 
 @component
-def train_stage1(dataset: Input[Dataset], params: dict, model: Output[Model], overrides: Optional[list] = None):
+def train_stage1(
+    dataset: Input[Dataset], params: dict, model: Output[Model], checkpoint_uri: str = "", tracking_uri: str = "",
+    overrides: Optional[list] = None,
+):
     """The pseudo-label model, from video-level labels only (``cplvad train --stage 1``)."""
     from pathlib import Path
 
-    from cplvad.config import apply_overrides, config_from_dict
+    from cplvad.config import config_from_params
+    from cplvad.tracking.pipeline_run import find_parent
+    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import train_stage
 
-    config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
-    result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, config, stage=1, progress=False)
-    last = result.history[-1] if result.history else {}
-    model.metadata.update({"stage": 1, "framework": "pytorch", "epochs": len(result.history),
-                           "seconds": round(result.seconds, 1), **{f"final_{k}": v for k, v in last.items() if k != "epoch"}})
+    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    use_tracking_uri(tracking_uri)
+    result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, config, stage=1, progress=False,
+                         parent_run=find_parent(config), checkpoint_uri=checkpoint_uri)
+    model.metadata.update({"stage": 1, "framework": "pytorch", **result.summary()})
 
 
 @component
 def pseudo_labels(
-    dataset: Input[Dataset], stage1: Input[Model], params: dict, pseudo: Output[Dataset],
+    dataset: Input[Dataset], stage1: Input[Model], params: dict, pseudo: Output[Dataset], tracking_uri: str = "",
     overrides: Optional[list] = None,
 ):
     """Pseudo labels of every training sample from the stage-1 model, refined by CAR (``config.car``);
     written as ``pseudo.npz`` inside the artifact (``cplvad pseudo-labels``)."""
     from pathlib import Path
 
-    from cplvad.config import apply_overrides, config_from_dict
+    from cplvad.config import config_from_params
+    from cplvad.tracking.pipeline_run import find_parent
+    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import PSEUDO_FILE, make_pseudo_labels
 
-    config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
-    Path(pseudo.path).mkdir(parents=True, exist_ok=True)
-    labels = make_pseudo_labels(Path(dataset.path) / "dataset.yaml", stage1.path,
-                                config, out=Path(pseudo.path) / PSEUDO_FILE, progress=False)
+    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    use_tracking_uri(tracking_uri)
+    labels = make_pseudo_labels(Path(dataset.path) / "dataset.yaml", stage1.path, config,
+                                out=Path(pseudo.path) / PSEUDO_FILE, progress=False, parent_run=find_parent(config))
     pseudo.metadata.update({"car_enabled": config.car.enabled, **labels.stats()})
 
 
 @component
 def train_stage2(
     dataset: Input[Dataset], pseudo: Input[Dataset], params: dict, model: Output[Model], supervision: str = "",
-    overrides: Optional[list] = None,
+    checkpoint_uri: str = "", tracking_uri: str = "", overrides: Optional[list] = None,
 ):
     """The final model, cross-supervised by the pseudo labels (``cplvad train --stage 2``);
     ``supervision`` (cross | b_to_c | c_to_b | self) overrides ``stage2.supervision`` when given."""
     from pathlib import Path
 
-    from cplvad.config import apply_overrides, config_from_dict
+    from cplvad.config import config_from_params
+    from cplvad.tracking.pipeline_run import find_parent
+    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import PSEUDO_FILE, train_stage
 
     extra = [f"stage2.supervision={supervision}"] if supervision else []
-    config = config_from_dict(apply_overrides(dict(params), [*(overrides or []), *extra]),
-                              "the pipeline parameter 'params'")
+    config = config_from_params(params, [*(overrides or []), *extra], "the pipeline parameter 'params'")
+    use_tracking_uri(tracking_uri)
     result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, config, stage=2,
-                         pseudo_path=Path(pseudo.path) / PSEUDO_FILE, progress=False)
-    last = result.history[-1] if result.history else {}
+                         pseudo_path=Path(pseudo.path) / PSEUDO_FILE, progress=False, parent_run=find_parent(config),
+                         checkpoint_uri=checkpoint_uri)
     model.metadata.update({"stage": 2, "framework": "pytorch", "supervision": config.stage2.supervision,
-                           "epochs": len(result.history), "seconds": round(result.seconds, 1),
-                           **{f"final_{k}": v for k, v in last.items() if k != "epoch"}})
+                           **result.summary()})

@@ -17,8 +17,11 @@ from pipelines.common import (
     DEFAULT_SECRET,
     add_features,
     default_params,
+    described,
     on_gpu,
+    retried_training,
     sized,
+    split,
 )
 
 NAME = "cplvad-ablation"
@@ -44,20 +47,22 @@ def ablation(
     tracking_uri: str = "",
     track: bool = True,
     secret_name: str = DEFAULT_SECRET,
+    checkpoint_uri: str = "",
 ) -> Outputs:
     """Parameters as in the training pipeline; ``track``: log one MLflow parent run with a child per row."""
-    feats = add_features(params, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name)
+    step = split(params, secret_name)
+    feats = add_features(step, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name)
     dataset = feats.dataset
 
-    stage1 = on_gpu(sized(c.train_stage1(dataset=dataset, params=params), "gpu", secret_name),
-                    accelerator_type, accelerator_count)
+    stage1 = c.train_stage1(dataset=dataset, params=step.outputs["train_stage1"], checkpoint_uri=checkpoint_uri)
+    retried_training(on_gpu(sized(stage1, "gpu", secret_name), accelerator_type, accelerator_count))
     stage1.set_display_name("train stage 1 (shared)")
-    stage1_eval = sized(c.evaluate(dataset=dataset, model=stage1.outputs["model"], params=params,
+    stage1_eval = sized(c.evaluate(dataset=dataset, model=stage1.outputs["model"], params=step.outputs["evaluate"],
                                    label=STAGE1_ROW.label), "compute", secret_name)
     stage1_eval.set_display_name("evaluate stage 1")
     pseudo = {}
     for car in (True, False):
-        task = sized(c.pseudo_labels(dataset=dataset, stage1=stage1.outputs["model"], params=params,
+        task = sized(c.pseudo_labels(dataset=dataset, stage1=stage1.outputs["model"], params=step.outputs["pseudo_labels"],
                                      overrides=[f"car.enabled={'true' if car else 'false'}"]), "compute", secret_name)
         task.set_display_name(f"pseudo labels (CAR {'on' if car else 'off'})")
         pseudo[car] = task.outputs["pseudo"]
@@ -65,11 +70,11 @@ def ablation(
     evaluations = {}
     for car, rows in ((True, CAR_ROWS), (False, NOCAR_ROWS)):
         with dsl.ParallelFor(rows, name=f"grid-car-{'on' if car else 'off'}") as row:
-            model = on_gpu(sized(c.train_stage2(dataset=dataset, pseudo=pseudo[car], params=params,
-                                                supervision=row.supervision), "gpu", secret_name),
-                           accelerator_type, accelerator_count)
+            model = c.train_stage2(dataset=dataset, pseudo=pseudo[car], params=step.outputs["train_stage2"],
+                                   supervision=row.supervision, checkpoint_uri=checkpoint_uri)
+            retried_training(on_gpu(sized(model, "gpu", secret_name), accelerator_type, accelerator_count))
             model.set_display_name("train stage 2 (grid row)")
-            evaluation = sized(c.evaluate(dataset=dataset, model=model.outputs["model"], params=params,
+            evaluation = sized(c.evaluate(dataset=dataset, model=model.outputs["model"], params=step.outputs["evaluate"],
                                           label=row.label), "compute", secret_name)
             evaluation.set_display_name("evaluate (grid row)")
         evaluations[car] = dsl.Collected(evaluation.outputs["evaluation"])
@@ -88,7 +93,7 @@ DESCRIPTION = ("CPL-VAD ablation (paper Table 3): shared stage 1 and pseudo labe
 
 def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
-    return dsl.pipeline(name=NAME, description=DESCRIPTION)(ablation)
+    return dsl.pipeline(name=NAME, description=described(DESCRIPTION))(ablation)
 
 
 ablation_pipeline = build()

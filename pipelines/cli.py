@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,12 @@ def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
     """Pipeline arguments from the command line (only those given, besides ``params``)."""
     values: dict[str, Any] = {"params": _params(args)}
     for key in ("source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count", "tracking_uri",
-                "secret_name"):
+                "secret_name", "checkpoint_uri"):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
+    if values.get("features_uri") and "checkpoint_uri" not in values:  # a durable place is at hand: resume there
+        values["checkpoint_uri"] = values["features_uri"].rstrip("/") + "/checkpoints"
     if pipeline == "ablation" and getattr(args, "no_track", False):
         values["track"] = False
     return values
@@ -45,7 +48,11 @@ def _common(p: argparse.ArgumentParser, *, pipelines_multi: bool = False) -> Non
     p.add_argument("--params", type=Path, default=None,
                    help="params file (default: params.yaml of the repository; configs/paper.yaml for real data)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
-    p.add_argument("--image", default=None, help="component image (default: $CPLVAD_IMAGE or ghcr.io/cplvad/cplvad:<version>)")
+    p.add_argument("--image", default=None,
+                   help="component image, by digest (NAME@sha256:...) or commit tag (NAME:sha-<commit>); default: "
+                        "$CPLVAD_IMAGE or ghcr.io/cplvad/cplvad:sha-<this checkout's commit>")
+    p.add_argument("--max-parallel-shards", dest="max_parallel_shards", type=int, default=None,
+                   help="extraction shards (GPU pods) running at once (default 4)")
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +61,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features-uri", dest="features_uri", default=None, help="s3:// prefix the shards extract into")
     p.add_argument("--shards", dest="num_shards", type=int, default=None, help="extraction shards (default 4)")
     p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI")
+    p.add_argument("--checkpoint-uri", dest="checkpoint_uri", default=None,
+                   help="s3:// prefix keeping training checkpoints across pod restarts (default: "
+                        "<features-uri>/checkpoints when --features-uri is given)")
     p.add_argument("--no-track", action="store_true", help="ablation: do not log to MLflow")
 
 
@@ -99,22 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pipeline(args: argparse.Namespace, name: str) -> Any:
-    """Pipeline ``name``, traced again with ``--image`` when given (tasks copy the image when traced)."""
+def _pipeline(args: argparse.Namespace, name: str, *, pinned: bool = True) -> Any:
+    """Pipeline ``name``, traced again with ``--image`` / ``--max-parallel-shards`` when given (tasks copy
+    them when traced). ``pinned``: refuse an image reference that can move (a cluster will pull it)."""
     import components
     from pipelines import PIPELINES, build
+    from pipelines.common import set_max_parallel_shards
 
-    if not args.image:
-        return PIPELINES[name]
-    components.set_image(args.image)
-    return build(name)
+    if args.image:
+        components.set_image(args.image)
+    if pinned:
+        components.check_pinned(components.current_image())
+    if args.max_parallel_shards is not None:
+        set_max_parallel_shards(args.max_parallel_shards)
+    return build(name) if args.image or args.max_parallel_shards is not None else PIPELINES[name]
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from kfp import compiler
 
     import components
+    from components.image import SOURCE_DIRTY
     from pipelines import PIPELINES
+    from pipelines.common import SOURCE
 
     names = list(PIPELINES) if args.pipeline == "all" else [args.pipeline]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +141,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
         compiler.Compiler().compile(_pipeline(args, name), str(path), pipeline_parameters={"params": params})
         print(f"wrote {path}")
     print(f"image: {components.current_image()}")
+    print(f"source commit: {SOURCE}")
+    if SOURCE_DIRTY:
+        print("warning: this checkout has uncommitted changes in components/ or src/: the pods run the image's "
+              "library, which does not have them", file=sys.stderr)
     return 0
 
 
@@ -131,13 +152,17 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     from kfp import local
     from kfp.dsl import Metrics
 
+    from cplvad.tracking.pipeline_run import PIPELINE_RUN_ENV
+
     arguments = _arguments(args, args.pipeline)
     arguments.setdefault("num_shards", 2)
     root = args.out.resolve()
     root.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    task = _pipeline(args, args.pipeline)(**arguments)
+    if args.pipeline == "training":  # what a cluster gives its tracked pods (the workflow name); inherited here
+        os.environ.setdefault(PIPELINE_RUN_ENV, f"local-{uuid.uuid4().hex[:12]}")
+    task = _pipeline(args, args.pipeline, pinned=False)(**arguments)
     print(f"\n{args.pipeline} pipeline finished; artifacts under {root}")
     for name, artifact in task.outputs.items():
         print(f"  {name}: {artifact.path}")

@@ -1,5 +1,6 @@
-"""What the training and ablation pipelines share: default parameters, resources, GPU requests,
-credentials, and the sharded feature extraction (source -> shard plan -> ParallelFor extract -> merge)."""
+"""What the training and ablation pipelines share: default parameters and their split per step, resources,
+GPU requests, credentials, retries, the source commit on every pod, and the sharded feature extraction
+(source -> shard plan -> ParallelFor extract -> merge)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 import components as c
+from components.image import SOURCE_COMMIT, SOURCE_DIRTY
 from cplvad.config import load_config
+from cplvad.tracking.pipeline_run import PIPELINE_RUN_ENV
+from cplvad.tracking.runs import SOURCE_COMMIT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ACCELERATOR_TYPE = "nvidia.com/gpu"
@@ -22,6 +26,29 @@ SECRET_KEYS = (
 """Keys of the (optional) Kubernetes Secret ``secret_name`` exposed as environment variables of every task
 (each key may be absent): S3 access for videos/features (boto3) and MLflow credentials."""
 EXTRACTION_RETRIES = 3
+TRAINING_RETRIES = 2
+"""A failed training pod is retried after 2 and 4 minutes; it resumes from the checkpoint kept under
+``checkpoint_uri`` (see ``cplvad.train.checkpoint_mirror``)."""
+MAX_PARALLEL_SHARDS = 4
+"""Extraction shards running at once (GPU pods); ``--max-parallel-shards`` of compile/run-local/submit.
+KFP fixes a ParallelFor's parallelism when the pipeline is compiled, so it is not a run parameter."""
+WORKFLOW_NAME = "metadata.labels['workflows.argoproj.io/workflow']"
+"""The pod field that names the pipeline run on Kubeflow Pipelines' Argo backend: the tracked steps get it
+as ``$CPLVAD_PIPELINE_RUN`` and so find the same MLflow parent run."""
+TRACKING_KEYS = ("tracking.tracking_uri", "tracking.experiment", "tracking.artifact_location")
+STEP_KEYS: dict[str, tuple[str, ...]] = {
+    "prepare_data": ("demo",),
+    "extract": ("clip", "extract"),
+    "train_stage1": ("seed", "clip", "model", "train", "predict.false_alarm_rate", *TRACKING_KEYS),
+    "pseudo_labels": ("car", *TRACKING_KEYS),
+    "train_stage2": ("seed", "clip", "model", "train", "stage2", "predict.false_alarm_rate", *TRACKING_KEYS),
+    "evaluate": ("eval", *TRACKING_KEYS),
+}
+"""The params keys each step reads (``split_params``), so its cache key changes only with them. Pseudo
+labels and evaluation run on CPU pods, so they do not take ``train.device``: "auto" is right there."""
+SOURCE = f"{SOURCE_COMMIT or 'unknown'}{'-dirty' if SOURCE_DIRTY else ''}"
+"""The commit the pipeline is compiled from, as written on every pod (``-dirty``: with local changes)."""
+SOURCE_ANNOTATION = "cplvad.io/source-commit"
 
 
 def default_params(params_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -49,13 +76,43 @@ RESOURCES = {
 }
 
 
+def set_max_parallel_shards(count: int) -> None:
+    """Cap the extraction fan-out of pipelines traced from now on (``pipelines.build``)."""
+    global MAX_PARALLEL_SHARDS
+    if count < 1:
+        raise ValueError(f"max_parallel_shards must be >= 1, got {count}")
+    MAX_PARALLEL_SHARDS = count
+
+
+def described(text: str) -> str:
+    """A pipeline description that says which commit it was compiled from."""
+    return f"{text} Compiled from git commit {SOURCE}."
+
+
 def sized(task: dsl.PipelineTask, kind: str, secret_name: Any) -> dsl.PipelineTask:
-    """CPU/memory requests and limits of ``kind``, plus the credentials Secret as environment variables."""
+    """CPU/memory requests and limits of ``kind``, the credentials Secret as environment variables, and the
+    source commit (pod annotation ``cplvad.io/source-commit`` and ``$CPLVAD_SOURCE_COMMIT`` for MLflow)."""
     r = RESOURCES[kind]
     task.set_cpu_request(r.cpu_request).set_cpu_limit(r.cpu_limit)
     task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
     kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={k: k for k in SECRET_KEYS},
                                  optional=True)
+    kubernetes.add_pod_annotation(task, SOURCE_ANNOTATION, SOURCE)
+    # read back through the downward API: a pod-level setting, and no container-spec setter (KFP inspects the
+    # whole call stack in each of those, which makes tracing at import slow)
+    kubernetes.use_field_path_as_env(task, env_name=SOURCE_COMMIT_ENV,
+                                     field_path=f"metadata.annotations['{SOURCE_ANNOTATION}']")
+    return task
+
+
+def tracked(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Let the step find the pipeline's MLflow parent run: ``$CPLVAD_PIPELINE_RUN`` = the run's workflow name."""
+    kubernetes.use_field_path_as_env(task, env_name=PIPELINE_RUN_ENV, field_path=WORKFLOW_NAME)
+    return task
+
+
+def retried_training(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    task.set_retry(num_retries=TRAINING_RETRIES, backoff_duration="120s", backoff_factor=2.0)
     return task
 
 
@@ -66,6 +123,14 @@ def on_gpu(task: dsl.PipelineTask, accelerator_type: Any, accelerator_count: Any
     task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
     task.register_pipeline_channels([accelerator_type, accelerator_count])
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    return task
+
+
+def split(params: Any, secret_name: Any) -> dsl.PipelineTask:
+    """The step that validates ``params`` and hands each step its keys (``STEP_KEYS``): outputs by step name."""
+    task = sized(c.split_params(params=params, steps={k: list(v) for k, v in STEP_KEYS.items()}), "light",
+                 secret_name)
+    task.set_display_name("split parameters")
     return task
 
 
@@ -82,18 +147,22 @@ class Features:
 
 
 def add_features(
-    params: Any, source_uri: Any, features_uri: Any, num_shards: Any, accelerator_type: Any, accelerator_count: Any,
-    secret_name: Any,
+    step_params: dsl.PipelineTask, source_uri: Any, features_uri: Any, num_shards: Any, accelerator_type: Any,
+    accelerator_count: Any, secret_name: Any,
 ) -> Features:
-    """Source -> shard plan -> ParallelFor over shards (one GPU extraction each, retried) -> merge."""
-    data = sized(c.prepare_data(params=params, source_uri=source_uri), "light", secret_name)
-    data.set_display_name("prepare data")
-    plan = sized(c.plan_shards(data=data.outputs["data"], source_uri=source_uri, num_shards=num_shards), "light",
+    """Source -> shard plan -> ParallelFor over shards (one GPU extraction each, at most
+    ``MAX_PARALLEL_SHARDS`` at once, retried) -> merge. ``step_params``: the ``split`` task."""
+    data = sized(c.prepare_data(params=step_params.outputs["prepare_data"], source_uri=source_uri), "light",
                  secret_name)
+    data.set_display_name("prepare data")
+    # the shard jobs carry the extraction's params into the loop: KFP's local runner replaces every other task
+    # output that enters a ParallelFor with the loop item
+    plan = sized(c.plan_shards(data=data.outputs["data"], source_uri=source_uri, num_shards=num_shards,
+                               params=step_params.outputs["extract"]), "light", secret_name)
     plan.set_display_name("plan shards")
-    with dsl.ParallelFor(plan.output, name="extract-shards") as shard:
-        extract = c.extract_features(data=data.outputs["data"], params=params, source_uri=source_uri,
-                                     features_uri=features_uri, shard=shard)
+    with dsl.ParallelFor(plan.output, name="extract-shards", parallelism=MAX_PARALLEL_SHARDS) as job:
+        extract = c.extract_features(data=data.outputs["data"], params=job.params, source_uri=source_uri,
+                                     features_uri=features_uri, shard=job.shard)
         on_gpu(sized(extract, "gpu", secret_name), accelerator_type, accelerator_count)
         extract.set_retry(num_retries=EXTRACTION_RETRIES, backoff_duration="60s", backoff_factor=2.0)
         extract.set_display_name("extract features (shard)")

@@ -1,5 +1,8 @@
 """The training pipeline, end to end: videos -> sharded features -> stage 1 -> pseudo labels -> stage 2 ->
-evaluation -> MLflow run + registered ``candidate`` model (the DVC graph of dvc.yaml, on a cluster)."""
+evaluation -> MLflow run + registered ``candidate`` model (the DVC graph of dvc.yaml, on a cluster).
+
+The MLflow parent run is opened first (``open_run``); training, pseudo labels and evaluation log into it
+while they run, and ``register`` closes it."""
 
 from typing import Any, NamedTuple
 
@@ -12,8 +15,12 @@ from pipelines.common import (
     DEFAULT_SECRET,
     add_features,
     default_params,
+    described,
     on_gpu,
+    retried_training,
     sized,
+    split,
+    tracked,
 )
 
 NAME = "cplvad-training"
@@ -35,35 +42,47 @@ def training(
     accelerator_count: int = 1,
     tracking_uri: str = "",
     secret_name: str = DEFAULT_SECRET,
+    checkpoint_uri: str = "",
 ) -> Outputs:
     """Parameters:
 
     params: every hyperparameter (the params.yaml mapping; default: the repository's params.yaml at compile time).
     source_uri: folder or s3:// prefix with train_videos.csv, test_videos.csv, dataset.yaml (empty: demo videos).
     features_uri: optional s3:// prefix the shards extract into (resumable, shared); empty: KFP artifacts.
-    num_shards: extraction fan-out (at most one shard per video).
+    num_shards: extraction fan-out (at most one shard per video; at most max_parallel_shards at once).
     accelerator_type / accelerator_count: GPU request of extraction and training (e.g. nvidia.com/gpu, 1).
     tracking_uri: MLflow tracking URI (empty: MLFLOW_TRACKING_URI of the pod, else params.tracking).
     secret_name: Kubernetes Secret whose AWS_* / MLFLOW_* keys become environment variables (optional).
+    checkpoint_uri: s3:// prefix keeping training checkpoints across pod restarts (a retried training resumes).
     """
-    feats = add_features(params, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name)
+    opened = tracked(sized(c.open_run(params=params, tracking_uri=tracking_uri), "light", secret_name))
+    opened.set_display_name("open MLflow run")
+    opened.set_caching_options(False)  # one parent run per execution
+    step = split(params, secret_name)
+    step.after(opened)
+    feats = add_features(step, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name)
     dataset = feats.dataset
 
-    stage1 = on_gpu(sized(c.train_stage1(dataset=dataset, params=params), "gpu", secret_name),
-                    accelerator_type, accelerator_count)
+    stage1 = c.train_stage1(dataset=dataset, params=step.outputs["train_stage1"], checkpoint_uri=checkpoint_uri,
+                            tracking_uri=tracking_uri)
+    retried_training(tracked(on_gpu(sized(stage1, "gpu", secret_name), accelerator_type, accelerator_count)))
     stage1.set_display_name("train stage 1")
-    pseudo = sized(c.pseudo_labels(dataset=dataset, stage1=stage1.outputs["model"], params=params), "compute",
-                   secret_name)
+    pseudo = tracked(sized(c.pseudo_labels(dataset=dataset, stage1=stage1.outputs["model"],
+                                           params=step.outputs["pseudo_labels"], tracking_uri=tracking_uri),
+                           "compute", secret_name))
     pseudo.set_display_name("pseudo labels (CAR)")
-    stage2 = on_gpu(sized(c.train_stage2(dataset=dataset, pseudo=pseudo.outputs["pseudo"], params=params), "gpu",
-                          secret_name), accelerator_type, accelerator_count)
+    stage2 = c.train_stage2(dataset=dataset, pseudo=pseudo.outputs["pseudo"], params=step.outputs["train_stage2"],
+                            checkpoint_uri=checkpoint_uri, tracking_uri=tracking_uri)
+    retried_training(tracked(on_gpu(sized(stage2, "gpu", secret_name), accelerator_type, accelerator_count)))
     stage2.set_display_name("train stage 2")
-    evaluation = sized(c.evaluate(dataset=dataset, model=stage2.outputs["model"], params=params,
-                                  label="CPL-VAD (stage 2)"), "compute", secret_name)
+    evaluation = tracked(sized(c.evaluate(dataset=dataset, model=stage2.outputs["model"],
+                                          params=step.outputs["evaluate"], label="CPL-VAD (stage 2)",
+                                          tracking_uri=tracking_uri), "compute", secret_name))
     evaluation.set_display_name("evaluate")
-    registration = sized(c.register(dataset=dataset, stage1=stage1.outputs["model"], pseudo=pseudo.outputs["pseudo"],
-                                    stage2=stage2.outputs["model"], evaluation=evaluation.outputs["evaluation"],
-                                    params=params, tracking_uri=tracking_uri), "light", secret_name)
+    registration = tracked(sized(c.register(dataset=dataset, stage1=stage1.outputs["model"],
+                                            pseudo=pseudo.outputs["pseudo"], stage2=stage2.outputs["model"],
+                                            evaluation=evaluation.outputs["evaluation"], params=params,
+                                            tracking_uri=tracking_uri), "light", secret_name))
     registration.set_display_name("register (MLflow)")
     registration.set_caching_options(False)  # a side effect: every run is logged and registered
     return Outputs(stage2.outputs["model"], evaluation.outputs["metrics"], evaluation.outputs["report"])
@@ -75,7 +94,7 @@ DESCRIPTION = ("CPL-VAD: raw videos to a registered anomaly detector (features, 
 
 def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
-    return dsl.pipeline(name=NAME, description=DESCRIPTION)(training)
+    return dsl.pipeline(name=NAME, description=described(DESCRIPTION))(training)
 
 
 training_pipeline = build()

@@ -1,5 +1,6 @@
 """The image (Dockerfile, .dockerignore: hadolint-clean, exact pins, non-root, cplvad entrypoint) and the
-GitHub workflows (CI runs the README's test command; retraining on changes, on a schedule or by hand).
+GitHub workflows (CI runs the README's test command; retraining on changes, on a schedule or by hand, only
+with a tracking server, secrets scoped to steps, committing the new dvc.lock).
 
 No Docker engine and no GitHub runner here: the Dockerfile is linted and checked against the pin file,
 the workflows are parsed and checked for structure, and linted with actionlint where it is installed
@@ -7,6 +8,7 @@ the workflows are parsed and checked for structure, and linted with actionlint w
 dependency; the CI workflow runs actionlint itself)."""
 
 import fnmatch
+import os
 import re
 import shutil
 import subprocess
@@ -135,8 +137,123 @@ def test_retrain_triggers_and_steps():
         assert command in runs, command
     for secret in ("MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "KFP_HOST", "KFP_TOKEN"):
         assert f"secrets.{secret}" in text, secret
-    assert doc["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
     assert doc["concurrency"]["cancel-in-progress"] is False  # never two retrainings at once, none cut short
+    assert "sqlite" not in text  # no fallback to a store on the runner
+
+
+MLFLOW = {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"}
+AWS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+SECRETS_OF_STEP = {
+    "Refuse to run without a tracking server": {"MLFLOW_TRACKING_URI"},
+    "DVC remote": {"DVC_REMOTE_URL"},
+    "dvc pull": AWS,
+    "dvc repro": MLFLOW | AWS,
+    "Submit the Kubeflow training pipeline and wait": {"MLFLOW_TRACKING_URI", "KFP_HOST", "KFP_TOKEN", "KFP_COOKIES"},
+    "cplvad promote": MLFLOW,
+    "dvc push": AWS,
+}
+
+
+def _retrain_step(doc: dict, name: str) -> dict:
+    return next(s for s in _steps(doc) if s.get("name") == name)
+
+
+def test_retrain_secrets_are_scoped_to_the_steps_that_need_them():
+    doc = _workflow("retrain.yml")
+    job = doc["jobs"]["retrain"]
+    assert "secrets." not in yaml.safe_dump(doc.get("env", {})) + yaml.safe_dump(job.get("env", {}))
+    seen = set()
+    for step in job["steps"]:
+        used = set(re.findall(r"secrets\.(\w+)", yaml.safe_dump(step)))
+        allowed = SECRETS_OF_STEP.get(step.get("name"), set())
+        assert used <= allowed, (step.get("name"), used - allowed)
+        seen |= used
+    assert seen == set().union(*SECRETS_OF_STEP.values())
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["persist-credentials"] is False  # the job's token is not left for project code
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+
+
+def _bash(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("uri, ok", [("", False), ("sqlite:///mlflow.db", False), ("file:./mlruns", False),
+                                     ("./mlruns", False), ("https://mlflow.example.com", True),
+                                     ("http://mlflow.mlflow.svc:5000", True)])
+def test_retrain_refuses_to_run_without_a_tracking_server(tmp_path, uri, ok):
+    doc = _workflow("retrain.yml")
+    steps = doc["jobs"]["retrain"]["steps"]
+    assert steps[0]["name"] == "Refuse to run without a tracking server"  # before anything is set up or run
+    res = _bash(steps[0]["run"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert (res.returncode == 0) == ok, res.stdout + res.stderr
+    if not ok:
+        assert "::error::" in res.stdout and "tracking server" in res.stdout
+        assert not uri or uri not in res.stdout  # the secret is not echoed
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x", "HOME": str(cwd)}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture()
+def checkout(tmp_path) -> tuple[Path, Path]:
+    """A clone of a repository (a bare one standing in for GitHub) with dvc.lock on main, and a fake gh."""
+    remote, work = tmp_path / "remote.git", tmp_path / "work"
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    _git(tmp_path, "clone", "-q", str(remote), str(work))
+    (work / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    (work / "params.yaml").write_text("seed: 0\n")
+    _git(work, "add", "dvc.lock", "params.yaml")
+    _git(work, "commit", "-q", "-m", "init")
+    _git(work, "push", "-q", "origin", "HEAD:main")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "gh.args"}\n')
+    (bin_dir / "gh").chmod(0o755)
+    return work, bin_dir
+
+
+def _commit_step(work: Path, bin_dir: Path, direct: str) -> subprocess.CompletedProcess:
+    step = _retrain_step(_workflow("retrain.yml"), "Commit the new dvc.lock")
+    assert step["if"] == "env.MODE == 'dvc'" and step["env"]["GH_TOKEN"] == "${{ github.token }}"
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GH_TOKEN": "token", "DIRECT": direct,
+           "GITHUB_RUN_ID": "42", "GITHUB_REF_NAME": "main", "GITHUB_SERVER_URL": "https://github.com",
+           "GITHUB_REPOSITORY": "org/cplvad"}
+    return _bash(step["run"], work, env)
+
+
+def test_retrain_commits_the_new_lock_file_in_a_pull_request(checkout):
+    work, bin_dir = checkout
+    (work / "dvc.lock").write_text("schema: '2.0'\nstages: {train: {}}\n")
+    (work / "params.yaml").write_text("seed: 1\n")  # not the workflow's to commit
+    res = _commit_step(work, bin_dir, direct="")
+    assert res.returncode == 0, res.stdout + res.stderr
+    remote = work.parent / "remote.git"
+    assert _git(remote, "show", "retrain/42:dvc.lock") == "schema: '2.0'\nstages: {train: {}}"
+    assert _git(remote, "show", "--name-only", "--format=%s", "retrain/42") == (
+        "retrain: dvc.lock of workflow run 42 [retrain-lock]\n\ndvc.lock")
+    assert _git(remote, "show", "main:dvc.lock") == "schema: '2.0'\nstages: {}"  # main waits for the review
+    gh = (work.parent / "gh.args").read_text()
+    assert gh.startswith("pr create --base main --head retrain/42 --title retrain: dvc.lock of workflow run 42")
+    job_if = _workflow("retrain.yml")["jobs"]["retrain"]["if"]
+    assert "[retrain-lock]" in job_if and "head_commit.message" in job_if  # merging it does not retrain again
+
+
+def test_retrain_commits_the_new_lock_file_directly_when_allowed(checkout):
+    work, bin_dir = checkout
+    res = _commit_step(work, bin_dir, direct="true")  # nothing changed: nothing is pushed
+    assert res.returncode == 0 and "unchanged" in res.stdout
+    assert _git(work.parent / "remote.git", "log", "--format=%s", "main") == "init"
+    (work / "dvc.lock").write_text("schema: '2.0'\nstages: {evaluate: {}}\n")
+    res = _commit_step(work, bin_dir, direct="true")
+    assert res.returncode == 0, res.stdout + res.stderr
+    remote = work.parent / "remote.git"
+    assert _git(remote, "show", "main:dvc.lock") == "schema: '2.0'\nstages: {evaluate: {}}"
+    assert not (work.parent / "gh.args").exists()
 
 
 def test_actionlint():

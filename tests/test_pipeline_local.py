@@ -66,4 +66,11 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path):
     parent = client.get_run(version.run_id)
     assert parent.data.metrics["frame_auc_binary"] == pytest.approx(metrics["frame_auc_binary"])
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert {c.info.run_name for c in children} == {"extract", "train_stage1", "pseudo_labels", "train_stage2", "evaluate"}
+    assert sorted(c.info.run_name for c in children) == ["evaluate", "extract", "pseudo_labels", "train_stage1",
+                                                         "train_stage2"]
+    # opened by the first step (found by the others through the pipeline run's name), closed by register
+    assert parent.data.tags["cplvad.pipeline_run"].startswith("local-") and parent.info.status == "FINISHED"
+    assert parent.info.start_time < min(c.info.start_time for c in children)
+    stage1 = next(c for c in children if c.info.run_name == "train_stage1")
+    assert [m.step for m in client.get_metric_history(stage1.info.run_id, "train_loss")] == [1, 2]
+    assert version.tags["data_checksum"] == parent.data.tags["cplvad.data_checksum"]

@@ -1,6 +1,7 @@
 """Kubeflow pipelines: both compile (``python -m pipelines compile``) and the YAML holds what a cluster needs
-(components, image, GPU requests as parameters, CPU/memory limits, retries, ParallelFor, Collected,
-parameters, credentials); ``submit`` drives kfp.Client; the library stays free of kfp and dvc."""
+(components, a pinned image and the source commit, GPU requests as parameters, CPU/memory limits, retries,
+ParallelFor with a parallelism cap, Collected, each step's own params, parameters, credentials); ``submit``
+drives kfp.Client; the library stays free of kfp and dvc."""
 
 import json
 import os
@@ -16,12 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-IMAGE = "registry.example.com/team/cplvad:test"
+IMAGE = "registry.example.com/team/cplvad@sha256:" + "ab" * 32
 GPU_EXECUTORS = {"exec-extract-features", "exec-train-stage1", "exec-train-stage2"}
-TRAINING_COMPONENTS = {"prepare-data", "plan-shards", "extract-features", "merge-features", "train-stage1",
-                       "pseudo-labels", "train-stage2", "evaluate", "register"}
+TRAINING_COMPONENTS = {"open-run", "split-params", "prepare-data", "plan-shards", "extract-features", "merge-features",
+                       "train-stage1", "pseudo-labels", "train-stage2", "evaluate", "register"}
 PARAMETERS = {"params", "source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count",
-              "tracking_uri", "secret_name"}
+              "tracking_uri", "secret_name", "checkpoint_uri"}
+HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
 def _env() -> dict:
@@ -34,9 +36,10 @@ def _env() -> dict:
 def compiled(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("kfp-yaml")
     res = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(out), "--image", IMAGE,
-                          "--set", "train.epochs=3"], cwd=out, env=_env(), capture_output=True, text=True, timeout=300)
+                          "--set", "train.epochs=3", "--max-parallel-shards", "3"], cwd=out, env=_env(),
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"image: {IMAGE}" in res.stdout
+    assert f"image: {IMAGE}" in res.stdout and f"source commit: {HEAD}" in res.stdout
     specs = {}
     for name in ("training", "ablation"):
         spec, platform = yaml.safe_load_all((out / f"{name}.yaml").read_text())  # pipeline spec, then platform spec
@@ -117,7 +120,10 @@ def test_extraction_fans_out_over_shards_with_retries_and_is_collected(compiled,
     body = spec["components"][loop["componentRef"]["name"]]
     extract = body["dag"]["tasks"]["extract-features"]
     assert extract["retryPolicy"]["maxRetryCount"] == 3 and extract["retryPolicy"]["backoffDuration"] == "60s"
-    assert extract["inputs"]["parameters"]["shard"]["componentInputParameter"].endswith("loop-item")
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 3  # --max-parallel-shards: at most 3 GPU pods at once
+    for name in ("shard", "params"):  # fields of the shard's job
+        assert extract["inputs"]["parameters"][name]["componentInputParameter"].endswith("loop-item")
+        assert extract["inputs"]["parameters"][name]["parameterExpressionSelector"] == f'parseJson(string_value)["{name}"]'
     # the GPU parameters reach the loop body (KFP 2.17 leaves them out unless registered as task inputs)
     assert {"pipelinechannel--accelerator_type", "pipelinechannel--accelerator_count"} <= set(
         body["inputDefinitions"]["parameters"])
@@ -152,13 +158,73 @@ def test_ablation_shares_stage1_and_pseudo_labels_and_collects_the_grid(compiled
         "table": "system.Markdown", "results": "system.Dataset", "report": "system.HTML"}
 
 
-def test_image_comes_from_the_environment(tmp_path):
+def test_image_comes_from_the_environment_and_defaults_to_the_commit_tag(tmp_path):
     code = "import components; print(components.current_image())"
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**_env(), "CPLVAD_IMAGE": "reg/x:1"},
                          capture_output=True, text=True, timeout=120)
     assert res.stdout.strip() == "reg/x:1", res.stderr
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
-    assert re.fullmatch(r"ghcr\.io/cplvad/cplvad:\d+\.\d+\.\d+\S*", res.stdout.strip()), res.stderr
+    assert res.stdout.strip() == f"ghcr.io/cplvad/cplvad:sha-{HEAD}", res.stderr  # what CI pushes for this commit
+
+
+def test_compile_refuses_an_image_that_can_move(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(tmp_path), "--pipeline", "training",
+                          "--image", "ghcr.io/cplvad/cplvad:0.1.0"], cwd=tmp_path, env=_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode != 0 and "is not pinned" in res.stderr and "sha-<commit>" in res.stderr
+    assert not (tmp_path / "training.yaml").exists()
+
+
+def test_compiled_pipeline_pins_the_image_and_records_its_commit(compiled):
+    from components.image import PINNED
+
+    for name, spec in compiled.items():
+        assert f"Compiled from git commit {HEAD}" in spec["pipelineInfo"]["description"], name
+        for label, ex in spec["deploymentSpec"]["executors"].items():
+            assert PINNED.fullmatch(ex["container"]["image"]), label
+        for label, ex in spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
+            assert ex["podMetadata"]["annotations"]["cplvad.io/source-commit"].startswith(HEAD), label
+            assert {"fieldPath": "metadata.annotations['cplvad.io/source-commit']",  # for the MLflow run
+                    "name": "CPLVAD_SOURCE_COMMIT"} in ex["fieldPathAsEnv"], label
+
+
+def test_each_step_gets_only_the_params_it_reads(compiled):
+    """The evaluate step's params hold neither the model nor the train section, so changing eval.smoothing
+    leaves the cache keys of extraction and training alone."""
+    import components as c
+
+    spec = compiled["training"]
+    tasks = _tasks(spec)
+    steps = tasks["split-params"]["inputs"]["parameters"]["steps"]["runtimeValue"]["constant"]
+    for task, step in (("evaluate", "evaluate"), ("train-stage1", "train_stage1"), ("pseudo-labels", "pseudo_labels"),
+                       ("train-stage2", "train_stage2"), ("plan-shards", "extract"), ("prepare-data", "prepare_data")):
+        source = tasks[task]["inputs"]["parameters"]["params"]  # (plan-shards hands them to the extraction jobs)
+        assert source == {"taskOutputParameter": {"outputParameterKey": step, "producerTask": "split-params"}}, task
+    assert not {key.split(".")[0] for key in steps["evaluate"]} & {"model", "train", "clip", "extract"}
+
+    params = spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]
+    smoothed = {**params, "eval": {**params["eval"], "smoothing": 5}}
+    before = c.split_params.python_func(params=params, steps=steps)
+    after = c.split_params.python_func(params=smoothed, steps=steps)
+    assert set(before[5]) == {"eval", "tracking"} and before[5] != after[5]  # evaluate
+    assert before[:5] == after[:5]  # data, extraction, stage 1, pseudo labels, stage 2: unchanged inputs
+    assert before[2]["train"]["epochs"] == 3 and before[2]["predict"] == {"false_alarm_rate": 0.01}
+
+
+def test_training_is_retried_and_the_tracked_steps_find_the_pipeline_run(compiled):
+    spec = compiled["training"]
+    tasks = _tasks(spec)
+    for name in ("train-stage1", "train-stage2"):
+        retry = tasks[name]["retryPolicy"]
+        assert retry["maxRetryCount"] == 2 and retry["backoffDuration"] == "120s" and retry["backoffFactor"] == 2.0
+        assert tasks[name]["inputs"]["parameters"]["checkpoint_uri"]["componentInputParameter"] == "checkpoint_uri"
+    platform = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for label in ("exec-open-run", "exec-train-stage1", "exec-pseudo-labels", "exec-train-stage2", "exec-evaluate",
+                  "exec-register"):
+        assert {"fieldPath": "metadata.labels['workflows.argoproj.io/workflow']",
+                "name": "CPLVAD_PIPELINE_RUN"} in platform[label]["fieldPathAsEnv"], label
+    assert not any(env["name"] == "CPLVAD_PIPELINE_RUN" for env in platform["exec-extract-features"]["fieldPathAsEnv"])
+    assert tasks["open-run"]["cachingOptions"] == {} and tasks["split-params"]["dependentTasks"] == ["open-run"]
 
 
 class FakeClient:
@@ -190,7 +256,7 @@ def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
                "exp", "--token", "TOKEN", "--source-uri", "s3://videos/ucf", "--accelerator-type", "nvidia.com/gpu",
                "--accelerator-count", "2", "--shards", "16", "--tracking-uri", "http://mlflow:5000",
                "--params", str(REPO / "configs" / "paper.yaml"), "--set", "train.epochs=7",
-               "--pipeline-root", "s3://kfp/root", "--wait", "--timeout", "60"])
+               "--features-uri", "s3://feats/ucf/", "--pipeline-root", "s3://kfp/root", "--wait", "--timeout", "60"])
     assert rc == 0
     client = FakeClient.instances[-1]
     assert client.kwargs["host"] == "https://kubeflow.example.com/pipeline" and client.kwargs["existing_token"] == "TOKEN"
@@ -201,6 +267,7 @@ def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
     args = kwargs["arguments"]
     assert args["source_uri"] == "s3://videos/ucf" and args["accelerator_count"] == 2 and args["num_shards"] == 16
     assert args["tracking_uri"] == "http://mlflow:5000"
+    assert args["checkpoint_uri"] == "s3://feats/ucf/checkpoints"  # derived from --features-uri
     assert args["params"]["train"]["epochs"] == 7 and args["params"]["model"]["width"] == 512  # paper.yaml + --set
     assert client.waited == ("run-123", 60)
     assert "submitted run run-123" in capsys.readouterr().out

@@ -380,7 +380,7 @@ def test_registry_uri_reports_the_registered_version(model_dir, probes, tmp_path
     setup_mlflow(cfg)
     with mlflow.start_run() as run:
         pass
-    assert register_model(model_dir, run.info.run_id, "glitch", {"frame_auc_binary": 90.0}, cfg) == "1"
+    assert register_model(model_dir, run.info.run_id, cfg, dataset="glitch", metrics={"frame_auc_binary": 90.0}) == "1"
     promote(cfg)
     for uri in ("models:/cplvad@champion", "models:/cplvad/1"):
         result, = predict([probes["normal"]], uri, tmp_path / "out", cfg)

@@ -4,6 +4,7 @@ import json
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import tiny_cli_args
@@ -53,8 +54,12 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
     assert {"plots/roc_binary.csv", "plots/pr_category.csv", "plots/timelines.png"} <= artifacts
 
+    assert json.loads((in_tmp / "run/mlflow_parent.json").read_text())["run_id"] == record["run_id"]
+    assert parent.info.status == "FINISHED"
+
     version = client.get_model_version_by_alias("cplvad", "candidate")
     assert str(version.version) == "1" and version.tags["dataset"] == "cplvad-demo"
+    assert version.tags["data_checksum"] == parent.data.tags["cplvad.data_checksum"]
 
     config = load_config(None)
     first = promote(config)
@@ -67,11 +72,11 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     assert res.exit_code == 0, res.output
     cand = client.get_model_version_by_alias("cplvad", "candidate")
     assert str(cand.version) == "2"
-    better = float(cand.tags["metric.frame_auc_binary"]) > float(version.tags["metric.frame_auc_binary"])
+    gain = float(cand.tags["metric.frame_auc_binary"]) - float(version.tags["metric.frame_auc_binary"])
     res = runner.invoke(cli, ["promote"])
     assert res.exit_code == 0 and ("promoted" in res.output)
     champion = str(client.get_model_version_by_alias("cplvad", "champion").version)
-    assert champion == ("2" if better else "1")
+    assert champion == ("2" if gain >= 0.5 else "1")
 
     # the champion loads back by URI: as a model directory, and as an MLflow pyfunc
     model_dir = resolve_model("models:/cplvad@champion", config)
@@ -80,11 +85,13 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
                               "--out", "champion.json", "--quiet"])
     assert res.exit_code == 0, res.output
     assert json.loads((in_tmp / "champion.json").read_text()).keys() == json.loads((in_tmp / "run/metrics.json").read_text()).keys()
-    out = mlflow.pyfunc.load_model("models:/cplvad@champion").predict(np.zeros((40, 512), dtype=np.float32))
-    assert out["anomaly"].shape == (40,) and out["classes"].shape == (40, 5)
+    batch = pd.DataFrame({"name": ["long", "short"], "features": [np.zeros((40, 512)), np.ones((7, 512))]})
+    out = mlflow.pyfunc.load_model("models:/cplvad@champion").predict(batch)
+    assert [r["name"] for r in out] == ["long", "short"]
+    assert [np.shape(r["anomaly"]) for r in out] == [(40,), (7,)] and np.shape(out[1]["classes"]) == (7, 5)
 
 
-def test_promotion_refuses_another_dataset(demo_manifest, in_tmp):
+def test_promotion_refuses_other_data(demo_manifest, in_tmp):
     runner = CliRunner()
     assert runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "a", "--quiet", *sets()]).exit_code == 0
     config = load_config(None)
@@ -93,9 +100,9 @@ def test_promotion_refuses_another_dataset(demo_manifest, in_tmp):
     client = MlflowClient()
     res = runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "b", "--quiet", *sets("seed=3")])
     assert res.exit_code == 0
-    client.set_model_version_tag("cplvad", "2", "dataset", "another-dataset")
+    client.set_model_version_tag("cplvad", "2", "data_checksum", "0" * 64)
     result = promote(config)
-    assert not result.promoted and "not comparable" in result.reason
+    assert not result.promoted and "not comparable" in result.reason and "different data" in result.reason
     with pytest.raises(CplvadError, match="has no 'map_iou_0.9'"):
         promote(config, "map_iou_0.9")
     with pytest.raises(CplvadError, match="cannot fetch"):

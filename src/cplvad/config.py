@@ -7,6 +7,7 @@ which is what DVC tracks as the stage's ``params:`` dependency.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -169,6 +170,9 @@ class TrackingConfig(_Section):
     artifact_location: str | None = None
     """Where a new experiment stores artifacts, e.g. ``s3://bucket/mlflow`` (default: ./mlruns)."""
     registered_model: str = "cplvad"
+    promote_min_delta: float = Field(0.5, ge=0.0)
+    """Points (metrics are percent) by which a candidate must beat the champion to be promoted, so that
+    seed-to-seed noise does not replace a champion."""
 
 
 class Config(_Section):
@@ -275,6 +279,29 @@ def load_config(params: str | Path | None = None, overrides: Iterable[str] = ())
     if overrides:
         source += " with --set " + " ".join(overrides)
     return config_from_dict(data, source)
+
+
+def config_from_params(params: Mapping[str, Any], overrides: Iterable[str] = (), source: str = "params") -> Config:
+    """A params mapping (e.g. a pipeline parameter) plus ``section.key=value`` overrides, validated; the
+    mapping itself is left unchanged."""
+    overrides = list(overrides)
+    data = apply_overrides(copy.deepcopy(dict(params)), overrides)
+    return config_from_dict(data, source + (" with " + " ".join(overrides) if overrides else ""))
+
+
+def select_keys(params: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The part of a params mapping named by ``keys``: whole sections (``train``), single keys
+    (``predict.false_alarm_rate``) or top-level values (``seed``); absent ones are left out (defaults)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        section, _, name = key.partition(".")
+        if section not in params:
+            continue
+        if not name:
+            out[section] = copy.deepcopy(params[section])
+        elif isinstance(params[section], Mapping) and name in params[section]:
+            out.setdefault(section, {})[name] = copy.deepcopy(params[section][name])
+    return out
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:

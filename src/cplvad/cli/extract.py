@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from cplvad.cli.main import cli, config_options, console, with_flags
+from cplvad.cli.main import cli, config_options, console, parent_run_option, with_flags
 from cplvad.config import Config
 from cplvad.errors import ConfigError
 
@@ -92,6 +92,7 @@ def _report_failures(failures: dict[str, str], where: str) -> None:
     help="Encoder device (auto = cuda if available).",
 )
 @config_options
+@parent_run_option
 def extract_cmd(
     src: str,
     dst: str,
@@ -107,10 +108,12 @@ def extract_cmd(
     batch_size: int | None,
     workers: int | None,
     device: str | None,
+    parent_run: str | None,
     config: Config,
 ) -> None:
     """Extract CLIP snippet features (one row per 16 frames) from raw videos, resumably."""
     from cplvad.extract.runner import extract
+    from cplvad.tracking.runs import record_extraction, stage_run
 
     config = with_flags(
         config,
@@ -125,17 +128,19 @@ def extract_cmd(
             },
         },
     )
-    report = extract(
-        src,
-        dst,
-        config,
-        list_name=list_name,
-        default_label=default_label,
-        shard=_parse_shard(shard),
-        strict=strict,
-        progress=sys.stderr.isatty(),
-        log=lambda msg: console.print(msg, highlight=False),
-    )
+    with stage_run("extract", parent_run) as run:
+        report = extract(
+            src,
+            dst,
+            config,
+            list_name=list_name,
+            default_label=default_label,
+            shard=_parse_shard(shard),
+            strict=strict,
+            progress=sys.stderr.isatty(),
+            log=lambda msg: console.print(msg, highlight=False),
+        )
+        record_extraction(run, report, list_name)
     secs = max(report.seconds, 1e-9)
     console.print(
         f"extracted {report.extracted}, skipped {report.skipped}, failed {len(report.failed)} of {report.selected} "

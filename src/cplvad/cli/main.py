@@ -69,3 +69,26 @@ def with_flags(config: Config, flags: dict[str, dict[str, Any]]) -> Config:
                 data[section][key] = value
                 given.append(f"{section}.{key}={value}")
     return config_from_dict(data, "the command-line options " + " ".join(given)) if given else config
+
+
+def parent_run_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--mlflow-parent FILE``; pass ``parent_run``: the MLflow run this stage logs into as it runs
+    (None: not tracked). Place it below ``config_options``: it needs the loaded ``config``."""
+
+    @click.option(
+        "--mlflow-parent",
+        "mlflow_parent",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help="Log this stage while it runs, as a nested MLflow run of the pipeline run recorded in FILE (one "
+        "is opened and recorded when FILE is missing or names a closed run). $CPLVAD_MLFLOW_PARENT_RUN_ID or "
+        "$CPLVAD_PIPELINE_RUN, when set, name the pipeline run instead.",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, mlflow_parent: str | None, config: Config, **kwargs: Any) -> Any:
+        from cplvad.tracking.pipeline_run import find_parent
+
+        return func(*args, parent_run=find_parent(config, record=mlflow_parent), config=config, **kwargs)
+
+    return wrapper

@@ -25,29 +25,36 @@ _file = click.Path(dir_okay=False)
 @click.option("--extraction-manifest", "manifests", type=_file, multiple=True, help="Extraction manifest(s).")
 @click.option("--register/--no-register", default=True, show_default=True, help="Register the final model as 'candidate'.")
 @click.option("--out", type=_file, default=None, help="Write the run id and model version here (JSON).")
+@click.option("--mlflow-parent", "mlflow_parent", type=_file, default=None, metavar="FILE",
+              help="The pipeline run the stages logged into (their --mlflow-parent FILE); without it, or when "
+                   "it names a closed run, a new parent run is opened.")
 @config_options
 def track_cmd(
     dataset_path: str, stage1: str | None, pseudo: str | None, stage2: str | None, metrics: str | None,
-    plots: str | None, manifests: tuple[str, ...], register: bool, out: str | None, config: Config,
+    plots: str | None, manifests: tuple[str, ...], register: bool, out: str | None, mlflow_parent: str | None,
+    config: Config,
 ) -> None:
-    """Log a finished pipeline execution to MLflow: a parent run with a nested run per stage."""
+    """Close a pipeline execution's MLflow parent run: add a nested run for every stage that did not log
+    itself (from the files given), the final metrics and data checksum; register the final model."""
 
     def path(p: str | None) -> Path | None:
         return Path(p) if p else None
 
     outputs = PipelineOutputs(path(stage1), path(pseudo), path(stage2), path(metrics), path(plots),
                               tuple(Path(m) for m in manifests))
-    result = track_pipeline(dataset_path, outputs, config, record=out, register=register)
+    result = track_pipeline(dataset_path, outputs, config, record=out, register=register, parent_record=mlflow_parent)
     console.print(f"MLflow run {result['run_id']} at {result['tracking_uri']}"
                   + (f"; registered {result['registered_model']} version {result['model_version']} as 'candidate'"
                      if result["model_version"] else ""))
 
 
 @cli.command("promote")
-@click.option("--metric", default="frame_auc_binary", show_default=True, help="Metric that decides (higher is better).")
+@click.option("--metric", default="frame_auc_binary", show_default=True,
+              help="Metric that decides (higher is better) unless both models carry a validation video AUC.")
 @config_options
 def promote_cmd(metric: str, config: Config) -> None:
-    """Make the 'candidate' model the 'champion' if it beats the current champion on the same dataset."""
+    """Make the 'candidate' model the 'champion' if it was evaluated on the same data (data checksum) and
+    beats the champion by at least tracking.promote_min_delta points."""
     from cplvad.tracking.registry import promote
 
     result = promote(config, metric)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cplvad.cli.main import cli, config_options, console
+from cplvad.cli.main import cli, config_options, console, parent_run_option
 from cplvad.config import Config
 from cplvad.errors import CplvadError
 from cplvad.workflow import evaluate as evaluate_model
@@ -24,15 +24,16 @@ _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
               help="If --out holds a model of another config or data, retrain instead of stopping (pipelines).")
 @_quiet
 @config_options
+@parent_run_option
 def train_cmd(
     dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, replace_stale: bool, quiet: bool,
-    config: Config,
+    parent_run: str | None, config: Config,
 ) -> None:
     """Train stage 1 or stage 2; an interrupted run resumes from its last checkpoint."""
     if (stage == 2) != (pseudo is not None):
         raise CplvadError("--pseudo is required for --stage 2 and not accepted for --stage 1")
     result = train_stage(dataset_path, out, config, stage=stage, pseudo_path=pseudo, force=force, progress=not quiet,
-                         replace_stale=replace_stale)
+                         replace_stale=replace_stale, parent_run=parent_run)
     if result.skipped:
         console.print(f"{out} already holds this stage-{stage} model for the same config and data: nothing to do")
     else:
@@ -46,9 +47,12 @@ def train_cmd(
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="pseudo.npz to write.")
 @_quiet
 @config_options
-def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, config: Config) -> None:
+@parent_run_option
+def pseudo_labels_cmd(
+    dataset_path: str, model_dir: str, out: str, quiet: bool, parent_run: str | None, config: Config
+) -> None:
     """Score the training videos with a stage-1 model and refine both branches with CAR (car section)."""
-    pseudo = make_pseudo_labels(dataset_path, model_dir, config, out=out, progress=not quiet)
+    pseudo = make_pseudo_labels(dataset_path, model_dir, config, out=out, progress=not quiet, parent_run=parent_run)
     stats = ", ".join(f"{k} {v:.3f}" for k, v in pseudo.stats().items())
     console.print(f"wrote {out}: {len(pseudo.keys)} training samples; {stats}")
 
@@ -62,13 +66,14 @@ def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, 
               help="Also write ROC/PR curve data and score timelines (CSV + PNG) into this folder.")
 @_quiet
 @config_options
+@parent_run_option
 def evaluate_cmd(
     dataset_path: str, model_dir: str, out: str, predictions_out: str | None, plots_dir: str | None, quiet: bool,
-    config: Config,
+    parent_run: str | None, config: Config,
 ) -> None:
     """Score the test list and compute the published metrics."""
     evaluate_model(dataset_path, model_dir, config, metrics_out=out, predictions_out=predictions_out, progress=not quiet, console=console,
-                   plots_dir=plots_dir)
+                   plots_dir=plots_dir, parent_run=parent_run)
     written = [p for p in (out, predictions_out, plots_dir) if p]
     console.print("wrote " + ", ".join(written))
 
@@ -77,7 +82,9 @@ def evaluate_cmd(
 @_dataset
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
 @click.option("--track/--no-track", default=True, show_default=True,
-              help="Log the run to MLflow and register the final model as 'candidate'.")
+              help="Log the run to MLflow as it runs (a parent run, a nested run per stage; the open parent is "
+                   "kept in OUT/mlflow_parent.json so a resumed run continues it) and register the final model "
+                   "as 'candidate'.")
 @_quiet
 @config_options
 def run_cmd(dataset_path: str, out: str, track: bool, quiet: bool, config: Config) -> None:

@@ -204,6 +204,18 @@ class Sink:
         """Size in bytes of every object under the root, by relative path."""
         raise NotImplementedError
 
+    def put_file(self, rel: str, path: Path) -> None:
+        """Copy a local file to ``rel`` without holding it in memory (checkpoints are hundreds of MB)."""
+        raise NotImplementedError
+
+    def get_file(self, rel: str, path: Path) -> bool:
+        """Copy ``rel`` to the local ``path`` (atomically); False when it does not exist."""
+        raise NotImplementedError
+
+    def delete(self, rel: str) -> None:
+        """Remove ``rel``; nothing happens when it does not exist."""
+        raise NotImplementedError
+
 
 class LocalSink(Sink):
     def __init__(self, root: Path) -> None:
@@ -227,6 +239,20 @@ class LocalSink(Sink):
                 p = Path(dirpath, f)
                 out[p.relative_to(self.root).as_posix()] = p.stat().st_size
         return out
+
+    def put_file(self, rel: str, path: Path) -> None:
+        with atomic_path(self.root / rel) as tmp:
+            shutil.copyfile(path, tmp)
+
+    def get_file(self, rel: str, path: Path) -> bool:
+        if not (self.root / rel).is_file():
+            return False
+        with atomic_path(path) as tmp:
+            shutil.copyfile(self.root / rel, tmp)
+        return True
+
+    def delete(self, rel: str) -> None:
+        (self.root / rel).unlink(missing_ok=True)
 
 
 class S3Sink(Sink):
@@ -264,6 +290,33 @@ class S3Sink(Sink):
         except _s3_exceptions() as exc:
             raise DataError(_s3_error("list", self.uri(""), exc)) from None
         return out
+
+    def put_file(self, rel: str, path: Path) -> None:
+        try:
+            s3_client().upload_file(str(path), self.bucket, self.prefix + rel)
+        except _s3_exceptions() as exc:
+            raise DataError(_s3_error("write", self.uri(rel), exc)) from None
+
+    def get_file(self, rel: str, path: Path) -> bool:
+        client = s3_client()
+        try:
+            client.head_object(Bucket=self.bucket, Key=self.prefix + rel)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise DataError(_s3_error("read", self.uri(rel), exc)) from None
+        try:
+            with atomic_path(path) as tmp:
+                client.download_file(self.bucket, self.prefix + rel, str(tmp))
+        except _s3_exceptions() as exc:
+            raise DataError(_s3_error("read", self.uri(rel), exc)) from None
+        return True
+
+    def delete(self, rel: str) -> None:
+        try:
+            s3_client().delete_object(Bucket=self.bucket, Key=self.prefix + rel)
+        except _s3_exceptions() as exc:
+            raise DataError(_s3_error("delete", self.uri(rel), exc)) from None
 
 
 def open_sink(dst: str) -> Sink:

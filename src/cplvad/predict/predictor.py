@@ -116,14 +116,12 @@ def _registry_version(uri: str, config: Config) -> tuple[str | None, str | None]
     """(registered model name, version) of a ``models:/`` URI; (None, None) for anything else."""
     if not uri.startswith("models:/"):
         return None, None
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from cplvad.tracking.runs import mlflow_module, setup_mlflow
 
-    from cplvad.tracking.runs import setup_mlflow
-
+    mlflow = mlflow_module()
     setup_mlflow(config)
     ref = uri[len("models:/") :].strip("/")
-    client = MlflowClient()
+    client = mlflow.MlflowClient()
     try:
         if "@" in ref:
             name, alias = ref.split("@", 1)
@@ -135,7 +133,7 @@ def _registry_version(uri: str, config: Config) -> tuple[str | None, str | None]
             versions = client.search_model_versions(f"name = '{name}'")
             return name, str(max(int(v.version) for v in versions)) if versions else None
         return name, None  # a legacy stage name: the weights checksum identifies it
-    except MlflowException as exc:
+    except mlflow.exceptions.MlflowException as exc:
         raise CplvadError(f"cannot look up {uri} in the MLflow registry ({exc})") from None
 
 

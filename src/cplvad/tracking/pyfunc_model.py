@@ -1,13 +1,12 @@
 """MLflow pyfunc entry point of a registered cplvad model ("models from code": nothing is pickled).
 
-``mlflow.pyfunc.load_model("models:/cplvad@champion").predict(features)`` scores one video's (T, D)
-snippet features and returns ``{"anomaly": (T,), "classes": (T, M), "class_names": [...]}``.
+``mlflow.pyfunc.load_model("models:/cplvad@champion").predict(videos)`` scores a batch of videos of any
+lengths; the request and response formats are in :mod:`cplvad.tracking.serving`.
 """
 
 from __future__ import annotations
 
 import mlflow
-import numpy as np
 from mlflow.pyfunc import PythonModel
 
 
@@ -21,11 +20,13 @@ class CplvadPyfunc(PythonModel):
         self.model, _, self.meta = load_model(context.artifacts["model_dir"], self.device)
 
     def predict(self, context, model_input, params=None):  # noqa: ANN001
-        from cplvad.eval.scoring import score_videos
+        from cplvad.tracking.serving import read_batch, score_batch
 
-        feats = np.asarray(model_input, dtype=np.float32)
-        [(_, anomaly, classes)] = list(score_videos(self.model, [("input", feats)], self.device))
-        return {"anomaly": anomaly, "classes": classes, "class_names": self.meta.classes}
+        try:
+            videos = read_batch(model_input, self.meta.feature_dim)
+        except ValueError as exc:  # the scoring server shows this type's message (HTTP 400), not a generic one
+            raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from None
+        return score_batch(self.model, self.meta.classes, videos, self.device)
 
 
 mlflow.models.set_model(CplvadPyfunc())

@@ -57,6 +57,21 @@ class TrainResult:
     history: list[dict[str, float]]
     skipped: bool
     seconds: float
+    resumed_from: int = 0
+    """Epochs restored from a checkpoint (0: trained from the start)."""
+
+    def summary(self) -> dict[str, float | int | bool]:
+        """Flat facts of the run, e.g. for artifact metadata: epochs, seconds, resumption, final losses."""
+        last = self.history[-1] if self.history else {}
+        return {"epochs": len(self.history), "seconds": round(self.seconds, 1), "skipped": self.skipped,
+                "resumed_from_epoch": self.resumed_from,
+                **{f"final_{k}": v for k, v in last.items() if k != "epoch"}}
+
+
+EpochHook = Callable[[dict[str, float]], None]
+"""Called with each epoch's record (``history.json`` entry) as soon as the epoch ends, e.g. to log it."""
+CheckpointHook = Callable[[Path], None]
+"""Called with the model directory after each checkpoint is written, e.g. to copy it somewhere durable."""
 
 
 def fingerprint(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLabels | None) -> str:
@@ -140,11 +155,15 @@ def train(
     progress: bool = True,
     force: bool = False,
     replace_stale: bool = False,
+    on_epoch: EpochHook | None = None,
+    on_checkpoint: CheckpointHook | None = None,
 ) -> TrainResult:
     """Train one stage into ``out_dir`` (a model directory); resume or skip when it was started before.
 
     ``force``: retrain from scratch whatever ``out_dir`` holds. ``replace_stale``: if it holds a model or
     checkpoint of another config or data, start over instead of stopping (what a pipeline re-run wants).
+    ``on_epoch`` / ``on_checkpoint``: hooks for the caller (live tracking, durable checkpoints); the trainer
+    itself knows nothing of MLflow or object stores.
     """
     out_dir = Path(out_dir)
     targets = _check_inputs(config, data, stage, pseudo)
@@ -158,13 +177,18 @@ def train(
     for epoch in range(session.start_epoch, config.train.epochs):
         record = _run_epoch(session, run_step, config, data, epoch=epoch, stage=stage, progress=progress)
         session.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         if _checkpoint_due(config, epoch + 1, time.perf_counter() - last_checkpoint):
             _save_checkpoint(out_dir / CHECKPOINT_FILE, session, epoch + 1)
             last_checkpoint = time.perf_counter()
+            if on_checkpoint is not None:
+                on_checkpoint(out_dir)
     save_model(session.model, config, session.meta, out_dir)
     write_json(out_dir / HISTORY_FILE, session.history)
     (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    return TrainResult(out_dir, session.history, skipped=False, seconds=time.perf_counter() - t0)
+    return TrainResult(out_dir, session.history, skipped=False, seconds=time.perf_counter() - t0,
+                       resumed_from=session.start_epoch)
 
 
 def _check_inputs(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLabels | None) -> _Targets | None:
@@ -331,4 +355,4 @@ def _save_checkpoint(path: Path, session: _Session, epoch: int) -> None:
         torch.save(state, tmp)
 
 
-__all__ = ["ModelMeta", "TrainResult", "train"]
+__all__ = ["CheckpointHook", "EpochHook", "ModelMeta", "TrainResult", "train"]

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cplvad.config import Config
+from cplvad.errors import DataError
 from cplvad.eval.plots import save_png
 from cplvad.io import write_text
 from cplvad.workflow import evaluate, make_pseudo_labels, train_stage
@@ -64,11 +65,25 @@ def run_ablation(
             model_dir = out / row.slug
             train_stage(dataset_path, model_dir, cfg, stage=2, pseudo_path=pseudo[row.car], progress=progress)
         metrics = evaluate(dataset_path, model_dir, config, metrics_out=model_dir / "metrics.json", progress=progress).metrics
-        rows.append({"row": row.label, "supervision": row.supervision or "none", "car": row.car, **metrics})
+        rows.append(_record(row, metrics))
     write_reports(rows, out)
     if track:
         _track(rows, out, dataset_path, config)
     return rows
+
+
+def _record(row: Row, metrics: dict[str, float | None]) -> dict[str, object]:
+    """A line of the reports: the row's setting and its metrics."""
+    return {"row": row.label, "supervision": row.supervision or "none", "car": row.car, **metrics}
+
+
+def grid_rows(metrics_by_label: dict[str, dict[str, float | None]]) -> list[dict[str, object]]:
+    """The report lines of the grid from the rows' metrics (keyed by ``Row.label``), computed elsewhere,
+    e.g. by parallel Kubeflow tasks. Every row of the grid must be there."""
+    missing = [row.label for row in GRID if row.label not in metrics_by_label]
+    if missing:
+        raise DataError(f"no evaluation for the ablation rows {missing}; got {sorted(metrics_by_label)}")
+    return [_record(row, metrics_by_label[row.label]) for row in GRID]
 
 
 def write_reports(rows: list[dict[str, object]], out: Path) -> None:
@@ -101,15 +116,12 @@ def write_reports(rows: list[dict[str, object]], out: Path) -> None:
 
 
 def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, config: Config) -> None:
-    import mlflow
-
     from cplvad.data.dataset import load_dataset
-    from cplvad.tracking.runs import dataset_checksum, setup_mlflow
+    from cplvad.tracking.runs import dataset_tags, mlflow_module, setup_mlflow
 
-    dataset = load_dataset(dataset_path)
+    mlflow = mlflow_module()
     experiment_id = setup_mlflow(config)
-    tags = {"cplvad.dataset": dataset.name, "cplvad.data_checksum": dataset_checksum(dataset)}
-    with mlflow.start_run(experiment_id=experiment_id, run_name="ablation", tags=tags):
+    with mlflow.start_run(experiment_id=experiment_id, run_name="ablation", tags=dataset_tags(load_dataset(dataset_path))):
         mlflow.log_params(config.flat())
         for r in rows:
             with mlflow.start_run(run_name=str(r["row"]), nested=True):

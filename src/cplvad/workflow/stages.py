@@ -20,15 +20,26 @@ from cplvad.io import write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
 from cplvad.tracking.registry import resolve_model
-from cplvad.tracking.runs import PipelineOutputs
+from cplvad.tracking.runs import (
+    PipelineOutputs,
+    record_evaluation,
+    record_model,
+    record_pseudo_labels,
+    stage_run,
+)
 from cplvad.train.calibration import CALIBRATION_KEY, calibrate
+from cplvad.train.checkpoint_mirror import CheckpointMirror
 from cplvad.train.data import TrainingSet, load_training_set
-from cplvad.train.trainer import TrainResult, train
+from cplvad.train.trainer import TrainResult, fingerprint, train
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 PSEUDO_FILE = "pseudo.npz"
 TRACKING_FILE = "mlflow_run.json"
+PARENT_RUN_FILE = "mlflow_parent.json"
+"""Where ``run --track`` keeps its open MLflow parent run, so that an interrupted run continues it."""
+SUMMARY_FILE = "summary.json"
+PLOTS_DIR = "plots"
 
 
 def _training_set(dataset: Dataset, config: Config, progress: bool) -> TrainingSet:
@@ -45,31 +56,58 @@ def train_stage(
     force: bool = False,
     progress: bool = True,
     replace_stale: bool = False,
+    parent_run: str | None = None,
+    checkpoint_uri: str | None = None,
 ) -> TrainResult:
-    """Train one stage, then calibrate its decision threshold on the normal training videos."""
+    """Train one stage, then calibrate its decision threshold on the normal training videos.
+
+    ``parent_run``: log the stage as a nested run of that MLflow run while it trains (losses per epoch).
+    ``checkpoint_uri``: also keep the checkpoints under this ``s3://`` prefix or folder, and resume from
+    there when ``out_dir`` starts empty (a retried Kubeflow pod; see ``train.checkpoint_mirror``).
+    """
     dataset = load_dataset(dataset_path)
     pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
     data = _training_set(dataset, config, progress)
-    result = train(config, data, out_dir, stage=stage, classes=list(dataset.classes.names), dataset_name=dataset.name,
-                   pseudo=pseudo, progress=progress, force=force, replace_stale=replace_stale)
-    _, meta = read_model_config(out_dir)
-    calibration = meta.extra.get(CALIBRATION_KEY, {})
-    if calibration.get("false_alarm_rate") != config.predict.false_alarm_rate:
-        calibrate(out_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device, "train.device"), progress)
+    mirror = CheckpointMirror(checkpoint_uri, fingerprint(config, data, stage, pseudo)) if checkpoint_uri else None
+    if mirror is not None:
+        mirror.restore(out_dir)
+    with stage_run(f"train_stage{stage}", parent_run) as run:
+        result = train(config, data, out_dir, stage=stage, classes=list(dataset.classes.names), dataset_name=dataset.name,
+                       pseudo=pseudo, progress=progress, force=force, replace_stale=replace_stale,
+                       on_epoch=run.log_epoch, on_checkpoint=mirror.push if mirror is not None else None)
+        _calibrate(out_dir, dataset, config, progress)
+        if not result.skipped:
+            for record in result.history[:result.resumed_from]:  # epochs of an earlier attempt
+                run.log_epoch(record)
+            record_model(run, Path(out_dir), history=False)
+    if mirror is not None:
+        mirror.discard()
     return result
 
 
+def _calibrate(model_dir: str | Path, dataset: Dataset, config: Config, progress: bool) -> None:
+    """Calibrate the decision threshold unless the model already has one for the configured false-alarm rate."""
+    _, meta = read_model_config(model_dir)
+    if meta.extra.get(CALIBRATION_KEY, {}).get("false_alarm_rate") != config.predict.false_alarm_rate:
+        calibrate(model_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device, "train.device"),
+                  progress)
+
+
 def make_pseudo_labels(
-    dataset_path: str | Path, model_dir: str | Path, config: Config, *, out: str | Path, progress: bool = True
+    dataset_path: str | Path, model_dir: str | Path, config: Config, *, out: str | Path, progress: bool = True,
+    parent_run: str | None = None,
 ) -> PseudoLabels:
-    """Pseudo labels of every training sample from a (stage-1) model, refined with ``config.car``."""
+    """Pseudo labels of every training sample from a (stage-1) model, refined with ``config.car``;
+    ``parent_run``: logged as a nested run of that MLflow run."""
     dataset = load_dataset(dataset_path)
     device = resolve_device(config.train.device, "train.device")
     model, model_config, meta = load_model(model_dir, device)
     check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
     data = load_training_set(dataset, model_config.model.max_len, progress=progress)
-    pseudo = generate(model, data, config.car, device, progress=progress)
-    pseudo.save(out)
+    with stage_run("pseudo_labels", parent_run) as run:
+        pseudo = generate(model, data, config.car, device, progress=progress)
+        pseudo.save(out)
+        record_pseudo_labels(run, pseudo)
     return pseudo
 
 
@@ -89,25 +127,63 @@ def evaluate(
     progress: bool = True,
     console: Console | None = None,
     plots_dir: str | Path | None = None,
+    parent_run: str | None = None,
 ) -> Evaluation:
     """Score the test list with a model (a directory or an MLflow URI such as ``models:/cplvad@champion``),
-    compute the published metrics, write them (atomically), and optionally the curve data and timelines."""
+    compute the published metrics, write them (atomically), and optionally the curve data and timelines;
+    ``parent_run``: logged as a nested run of that MLflow run."""
     model_dir = resolve_model(model_dir, config)
     dataset = load_dataset(dataset_path)
     device = resolve_device(config.train.device, "train.device")
     model, _, meta = load_model(model_dir, device)
     check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
-    pred = validate(predict_test_set(model, dataset, device, progress=progress), dataset, source=str(model_dir))
-    metrics = compute_metrics(dataset, pred, smoothing=config.eval.smoothing)
-    if predictions_out is not None:
-        pred.save(predictions_out)
-    if plots_dir is not None:
-        write_plots(dataset, pred, dataset.frame_ground_truth(pred.lengths), plots_dir)
-    if metrics_out is not None:
-        write_json(metrics_out, metrics)
+    with stage_run("evaluate", parent_run) as run:
+        pred = validate(predict_test_set(model, dataset, device, progress=progress), dataset, source=str(model_dir))
+        metrics = compute_metrics(dataset, pred, smoothing=config.eval.smoothing)
+        if predictions_out is not None:
+            pred.save(predictions_out)
+        if plots_dir is not None:
+            write_plots(dataset, pred, dataset.frame_ground_truth(pred.lengths), plots_dir)
+        if metrics_out is not None:
+            write_json(metrics_out, metrics)
+        record_evaluation(run, metrics, Path(metrics_out) if metrics_out is not None else None,
+                          Path(plots_dir) if plots_dir is not None else None)
     if console is not None:
         print_metrics(metrics, title=f"{dataset.name}: {model_dir}", console=console)
     return Evaluation(metrics, pred)
+
+
+def evaluate_into(
+    dataset_path: str | Path, model_dir: str | Path, config: Config, out_dir: str | Path, *, label: str = "",
+    parent_run: str | None = None,
+) -> Evaluation:
+    """``evaluate`` with every output in one folder: metrics.json, predictions.npz, plots/ and summary.json
+    (``label``, the model, the metrics: what an ablation table collects, see ``read_summary``)."""
+    out = Path(out_dir)
+    result = evaluate(dataset_path, model_dir, config, metrics_out=out / METRICS_FILE,
+                      predictions_out=out / PREDICTIONS_FILE, progress=False, plots_dir=out / PLOTS_DIR,
+                      parent_run=parent_run)
+    write_json(out / SUMMARY_FILE, {"label": label, "model": str(model_dir), "metrics": result.metrics})
+    return result
+
+
+def read_summary(evaluation_dir: str | Path) -> tuple[str, dict[str, float | None]]:
+    """(label, metrics) of an ``evaluate_into`` folder."""
+    summary = json.loads((Path(evaluation_dir) / SUMMARY_FILE).read_text())
+    return summary["label"], summary["metrics"]
+
+
+def outputs_in_folders(
+    dataset_dir: str | Path, *, stage1: str | Path, pseudo_dir: str | Path, stage2: str | Path,
+    evaluation_dir: str | Path,
+) -> PipelineOutputs:
+    """The files of a pipeline execution whose steps each wrote one folder: a merged dataset folder (with
+    its extraction manifests), two model directories, a folder with pseudo.npz and an ``evaluate_into``
+    folder."""
+    evaluation = Path(evaluation_dir)
+    return PipelineOutputs(stage1=Path(stage1), pseudo=Path(pseudo_dir) / PSEUDO_FILE, stage2=Path(stage2),
+                           metrics=evaluation / METRICS_FILE, plots=evaluation / PLOTS_DIR,
+                           extraction_manifests=tuple(sorted((Path(dataset_dir) / "features").glob("*.extraction.json"))))
 
 
 def run_all(
@@ -120,43 +196,56 @@ def run_all(
     track: bool = False,
 ) -> dict[str, dict[str, float | None]]:
     """Stage 1, its evaluation (the baseline row), pseudo labels, stage 2 and the final evaluation
-    (with plots in ``stage2/plots``); optionally tracked in MLflow with the final model registered.
+    (with plots in ``stage2/plots``); with ``track``, an MLflow parent run opened first, each stage logged
+    into it as it runs, and the final model registered.
 
-    Each step is skipped when its output already exists for the same inputs, so an interrupted run resumes.
+    Each step is skipped when its output already exists for the same inputs, so an interrupted run resumes
+    (and, tracked, continues the same parent run).
     """
+    from cplvad.tracking.pipeline_run import find_parent
+
     out = Path(out_dir)
     stage1, stage2, pseudo = out / "stage1", out / "stage2", out / PSEUDO_FILE
-    train_stage(dataset_path, stage1, config, stage=1, progress=progress)
+    parent = find_parent(config, record=out / PARENT_RUN_FILE) if track else None
+    train_stage(dataset_path, stage1, config, stage=1, progress=progress, parent_run=parent)
     m1 = evaluate(dataset_path, stage1, config, metrics_out=stage1 / METRICS_FILE, predictions_out=stage1 / PREDICTIONS_FILE, progress=progress, console=console)
-    make_pseudo_labels(dataset_path, stage1, config, out=pseudo, progress=progress)
-    train_stage(dataset_path, stage2, config, stage=2, pseudo_path=pseudo, progress=progress)
+    make_pseudo_labels(dataset_path, stage1, config, out=pseudo, progress=progress, parent_run=parent)
+    train_stage(dataset_path, stage2, config, stage=2, pseudo_path=pseudo, progress=progress, parent_run=parent)
     m2 = evaluate(dataset_path, stage2, config, metrics_out=stage2 / METRICS_FILE, predictions_out=stage2 / PREDICTIONS_FILE, progress=progress, console=console,
-                  plots_dir=stage2 / "plots")
+                  plots_dir=stage2 / "plots", parent_run=parent)
     shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
     if track:
         outputs = PipelineOutputs(stage1, pseudo, stage2, stage2 / METRICS_FILE, stage2 / "plots")
-        track_pipeline(dataset_path, outputs, config, record=out / TRACKING_FILE)
+        track_pipeline(dataset_path, outputs, config, record=out / TRACKING_FILE, parent_record=out / PARENT_RUN_FILE)
     return {"stage1": m1.metrics, "stage2": m2.metrics}
 
 
 def track_pipeline(
     dataset_path: str | Path, outputs: PipelineOutputs, config: Config, *, record: str | Path | None = None,
-    register: bool = True,
+    register: bool = True, parent_record: str | Path | None = None,
 ) -> dict[str, str | None]:
-    """Log a finished pipeline execution to MLflow and register its final model as ``candidate``."""
+    """Close the MLflow parent run of a pipeline execution (the one this process belongs to, see
+    ``tracking.pipeline_run.find_parent``; a new one when none is named): add a run for every stage that
+    did not log itself (from its files), the final metrics and the data checksum, and register the final
+    model as ``candidate``."""
+    from cplvad.tracking.pipeline_run import close_parent, find_parent, log_outcome, open_parent
     from cplvad.tracking.registry import register_model
-    from cplvad.tracking.runs import log_pipeline
+    from cplvad.tracking.runs import add_missing_stages, dataset_tags, experiment_name, mlflow_module
 
     dataset = load_dataset(dataset_path)
-    run_id = log_pipeline(outputs, dataset, config)
+    parent = find_parent(config, record=parent_record) or open_parent(config)
+    add_missing_stages(parent, outputs)
+    tags = dataset_tags(dataset)
+    metrics = outputs.final_metrics()
+    log_outcome(parent, tags, metrics or {})
     final = outputs.stage2 or outputs.stage1
     version = None
-    if register and final is not None and outputs.metrics is not None:
-        metrics = json.loads(Path(outputs.metrics).read_text())
-        version = register_model(final, run_id, dataset.name, metrics, config)
-    import mlflow
-
-    result = {"run_id": run_id, "model_version": version, "tracking_uri": mlflow.get_tracking_uri(),
+    if register and final is not None and metrics:
+        version = register_model(final, parent, config, dataset=dataset.name, metrics=metrics,
+                                 data_checksum=tags["cplvad.data_checksum"])
+    close_parent(parent)
+    result = {"run_id": parent, "model_version": version, "tracking_uri": mlflow_module().get_tracking_uri(),
+              "experiment": experiment_name(config),
               "registered_model": config.tracking.registered_model if version else None}
     if record is not None:
         write_json(record, result)
