@@ -136,7 +136,9 @@ def test_the_registered_model_serves_a_batch_of_videos_of_different_lengths(mode
     port = _free_port()
     exe = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen([str(exe), "models", "serve", "-m", "models:/cplvad@candidate", "--env-manager", "local",
-                             "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": store},
+                             "-h", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, "MLFLOW_TRACKING_URI": store,  # the venv's uvicorn, as when activated
+                                 "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
