@@ -187,6 +187,14 @@ class Stage2Config(_Section):
 class EvalConfig(_Section):
     smoothing: int = Field(0, ge=0)
     """Moving-average window over snippet scores, per video; 0 = off (the published protocol)."""
+    report_author_protocol: bool = False
+    """Also report, under ``author_protocol.*`` keys, the frame AUC/AP the authors' test scripts would
+    print: their filters run over the scores of all test videos concatenated (the published keys are
+    unchanged). A labelled extra for comparing with the paper's table like for like."""
+    author_script: Literal["ucf", "xd"] = "ucf"
+    """Which of their scripts to mirror: ``ucf`` (test_ucf.py: binary score through a sigmoid, median
+    filter 5, Gaussian sigma 3; category score Gaussian sigma 3) or ``xd`` (test_xd.py: both scores median
+    filter 5, Gaussian sigma 3)."""
 
 
 class ExtractConfig(_Section):
