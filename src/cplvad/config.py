@@ -81,6 +81,11 @@ class TrainConfig(_Section):
     """Mixed precision (bf16) on CUDA (ignored on CPU)."""
     cuda_graphs: bool = True
     """Replay each training step as one CUDA graph (CUDA and balanced batches only; falls back to eager)."""
+    validation_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of the training videos held out for choices (stratified by class, all crops of a video
+    together, chosen from ``seed``; the same videos in both stages): their video-level AUC is reported
+    each epoch (history.json ``val_video_auc``) and for the final model (meta.json
+    ``extra.validation``). 0 = train on every video, no validation."""
     checkpoint_every: int = Field(1, ge=1)
     """Epochs between resumable checkpoints..."""
     checkpoint_seconds: float = Field(60.0, ge=0.0)
