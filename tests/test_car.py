@@ -212,12 +212,13 @@ def test_the_last_snippet_of_a_run_is_kept():
         # flat int(11.0) = 11, tail 4, sigma 4/3: exp(-0.5 (3 (d - 3) / 4)^2) = 0.079560, 0.324652, 0.754840, 1
         (20, 0.55, [0.079560, 0.324652, 0.754840] + [1.0] * 14 + [0.754840, 0.324652, 0.079560]),
         (20, 0.95, [1.0] * 20),  # flat 19, tail 0
+        (60, 0.95, [1.0] * 60),  # flat 57, tail 1 (a float32 0.95 would give flat 56, tail 2: 0.324652 at the ends)
     ],
 )
 def test_integer_flat_gaussian_hand_computed(length, ratio, expected):
     b = torch.zeros(1, length + 4, dtype=torch.bool)
     b[0, 2 : 2 + length] = True
-    out = flat_gaussian_integer(b, torch.full(b.shape, ratio))[0]
+    out = flat_gaussian_integer(b, torch.full(b.shape, ratio, dtype=torch.float64))[0]
     assert out[2 : 2 + length].tolist() == pytest.approx(expected, abs=1e-5)
     assert out[:2].sum() == 0 and out[2 + length :].sum() == 0
 
@@ -229,6 +230,11 @@ def test_a_run_reaching_the_end_uses_the_end_ratio():
     end = official_labels([0.0] * 10 + [0.9] * 7)
     assert inner[5:12].tolist() == pytest.approx([0.324652, 1, 1, 1, 1, 1, 0.324652], abs=1e-5)
     assert end[10:].tolist() == [1.0] * 7
+
+
+def test_integer_lengths_are_computed_in_double_precision_like_the_authors():
+    out = official_labels([0.0] * 5 + [0.95] * 60 + [0.0] * 5, XD)  # XD: flat ratio 0.95 -> int(57.0) = 57
+    assert out[5:65].tolist() == [1.0] * 60
 
 
 def test_official_levels_must_exist_in_the_model():

@@ -121,7 +121,7 @@ def flat_gaussian_integer(b: torch.Tensor, flat_ratio: torch.Tensor) -> torch.Te
     """The authors' discretisation: a run of ``len`` snippets has ``int(len * ratio)`` flat ones and
     ``tail = (len - flat) // 2`` snippets at each edge valued exp(-(d - (tail - 1))² / (2 (tail/3)²)) at
     distance d from the edge, so the tail reaches 1 next to the flat part (an odd remainder widens the
-    flat part). ``flat_ratio``: (N, n) ratio read at each run's positions."""
+    flat part). ``flat_ratio``: (N, n) float64 ratio read at each run's positions."""
     starts, ends = run_bounds(b)
     length = ends - starts + 1
     flat = torch.floor(length.double() * flat_ratio.double()).long()  # Python's int(len * ratio), in float64
@@ -182,7 +182,9 @@ def _flat_labels(b: torch.Tensor, valid: torch.Tensor, cfg: CarConfig) -> torch.
     off = cfg.official
     last = valid.sum(dim=1, keepdim=True) - 1
     _, ends = run_bounds(b)
-    ratio = torch.where(ends == last, off.flat_ratio_end, off.flat_ratio)
+    # float64 like Python's floats: int(60 * 0.95) is 57, but 56 from a float32 0.95
+    ratios = torch.tensor([off.flat_ratio, off.flat_ratio_end], dtype=torch.float64, device=b.device)
+    ratio = ratios[(ends == last).long()]
     if off.discretisation == "integer":
         return flat_gaussian_integer(b, ratio)
     return flat_gaussian(b, ratio)
