@@ -44,6 +44,15 @@ class TrainingSet:
         n = self.features.shape[1]
         return torch.arange(n)[None, :] < self.lengths[idx][:, None]
 
+    @property
+    def sample_videos(self) -> list[str]:
+        """The video of each sample (for a set built without video names, each sample is its own video)."""
+        return self.videos or self.keys
+
+    @property
+    def video_count(self) -> int:
+        return len(set(self.sample_videos))
+
     def subset(self, idx: torch.Tensor) -> TrainingSet:
         """The samples at ``idx``, in that order."""
         pick = idx.tolist()

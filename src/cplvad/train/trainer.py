@@ -206,7 +206,7 @@ def _validate(session: _Session, validation: TrainingSet | None, progress: bool)
         return {}
     auc = video_auc(session.model, validation, session.device)
     if progress:
-        tqdm.write(f"validation video AUC {auc:.2f} on {len(set(validation.videos or validation.keys))} videos")
+        tqdm.write(f"validation video AUC {auc:.2f} on {validation.video_count} videos")
     return {HISTORY_KEY: auc}
 
 
@@ -216,7 +216,7 @@ def _record_validation(session: _Session, validation: TrainingSet | None, fracti
         return
     session.meta.extra[VALIDATION_KEY] = {
         "video_auc": session.history[-1][HISTORY_KEY],
-        "videos": len(set(validation.videos or validation.keys)),
+        "videos": validation.video_count,
         "fraction": fraction,
     }
 

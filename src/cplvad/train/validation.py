@@ -59,7 +59,7 @@ def hold_out(data: TrainingSet, fraction: float, seed: int) -> Split:
     """Hold out ``round(fraction x videos)`` of each of the normal and abnormal groups (at least one)."""
     patterns: dict[str, tuple[int, ...]] = {}
     abnormal: dict[str, bool] = {}
-    owners = data.videos or data.keys  # a set built without video names: each sample its own video
+    owners = data.sample_videos
     for video, labels, ab in zip(owners, data.labels.numpy(), data.abnormal.tolist(), strict=True):
         patterns.setdefault(video, tuple(np.flatnonzero(labels).tolist()))
         abnormal.setdefault(video, bool(ab))
@@ -94,7 +94,7 @@ def video_auc(model: CPLVAD, data: TrainingSet, device: torch.device, batch_size
         scores.append(topk_mean(binary[:, None, :], mask, topk_count(mask))[:, 0].float().cpu())
     model.train(was_training)
     per_sample = torch.cat(scores).numpy()
-    owners = data.videos or data.keys
+    owners = data.sample_videos
     names = list(dict.fromkeys(owners))
     index = {v: i for i, v in enumerate(names)}
     owner = np.array([index[v] for v in owners])

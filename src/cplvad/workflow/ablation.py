@@ -130,7 +130,7 @@ def write_reports(rows: list[dict[str, object]], out: Path) -> None:
     write_text(out / "ablation.csv", _csv(rows, seeds))
 
     def cell(r: dict[str, object], c: str) -> str:
-        return format_mean_std(r[c], r.get(f"{c}_std")) if seeds else ("n/a" if r[c] is None else f"{r[c]:.2f}")
+        return format_mean_std(r[c], r.get(f"{c}_std")) if seeds else _fmt(r[c])
 
     lines = ["| setting | " + " | ".join(headers) + " |", "| --- |" + " ---: |" * len(columns)]
     lines += [f"| {r['row']} | " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
