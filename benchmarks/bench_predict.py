@@ -74,7 +74,7 @@ def main() -> None:
     overrides = [f"clip.model={clip_model}", "clip.pretrained=none", f"extract.sampling={args.sampling}",
                  f"extract.workers={args.workers}", f"extract.batch_size={args.batch_size or (256 if gpu else 64)}",
                  f"extract.device={device.type}", f"train.device={device.type}"]
-    base = REPO / "params.yaml" if size == "demo" else REPO / "configs" / "paper.yaml"
+    base = REPO / "params.yaml" if size == "demo" else REPO / "configs" / "paper-ucf.yaml"
     config = load_config(base, overrides)
     card = torch.cuda.get_device_name(device) if gpu else f"CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
     print(f"device: {card}; torch {torch.__version__}; python {sys.version.split()[0]}")

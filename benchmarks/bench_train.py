@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=64, help="training videos (ignored with --ucf-scale)")
     ap.add_argument("--epochs", type=int, default=1, help="epochs (ignored with --ucf-scale; --set train.epochs=E)")
     ap.add_argument("--params", default=None,
-                    help="params file (default: configs/paper.yaml with --ucf-scale, else ./params.yaml)")
+                    help="params file (default: configs/paper-ucf.yaml with --ucf-scale, else ./params.yaml)")
     ap.add_argument("--profile", action="store_true", help="first profile 10 eager training steps")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override section.key=value")
     args = ap.parse_args()
@@ -154,8 +154,8 @@ def main() -> None:
         videos, scale = 1610, ["train.epochs=20", "train.batch_size=32"]
     else:
         videos, scale = args.videos, [f"train.epochs={args.epochs}"]
-    overrides = [f"train.device={args.device}", *scale, *args.overrides]  # --set wins
-    params = args.params or (REPO / "configs" / "paper.yaml" if args.ucf_scale else None)
+    overrides = [f"train.device={args.device}", "clip.pretrained=none", *scale, *args.overrides]  # --set wins
+    params = args.params or (REPO / "configs" / "paper-ucf.yaml" if args.ucf_scale else None)
     config: Config = load_config(params, overrides)
     device = resolve_device(config.train.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"

@@ -1,7 +1,7 @@
-"""A straightforward CAR: Python loops per video, snippet, threshold and segment.
+"""A straightforward CAR: Python loops per video, snippet, threshold and segment, for both rules.
 
 It is the yardstick of ``bench_car.py`` and the independent reference that tests compare the vectorised
-``cplvad.pseudo.car.refine`` with (same definitions, written the obvious way).
+``cplvad.pseudo.car.refine`` with (same definitions, written the obvious way: segments as lists).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from cplvad.config import CarConfig
+from cplvad.config import CarConfig, OfficialCarConfig
 
 
 def _upsample(level: np.ndarray, scale: int, valid: int, n: int) -> np.ndarray:
@@ -42,45 +42,89 @@ def _runs(b: list[bool]) -> list[list[int]]:
     return runs
 
 
+def _merge(runs: list[list[int]], max_gap: int, min_length: int) -> list[list[int]]:
+    """Merge runs across at most ``max_gap`` snippets, then drop segments shorter than ``min_length``."""
+    segments: list[list[int]] = []
+    for seg in runs:
+        if segments and seg[0] - segments[-1][1] - 1 <= max_gap:
+            segments[-1][1] = seg[1]
+        else:
+            segments.append(list(seg))
+    return [seg for seg in segments if seg[1] - seg[0] + 1 >= min_length]
+
+
+def _official_segments(s: list[float], cfg: OfficialCarConfig) -> list[list[int]]:
+    """The authors' rule on one aggregated score: per threshold, merged and filtered segments add their
+    mean score (over their snippets that passed) to every snippet they cover; cut at vote_sum / levels."""
+    votes = [0.0] * len(s)
+    for th in cfg.thresholds:
+        passed = [val >= th for val in s]
+        for start, end in _merge(_runs(passed), cfg.max_gap, cfg.min_length):
+            members = [s[t] for t in range(start, end + 1) if passed[t]]
+            for t in range(start, end + 1):
+                votes[t] += sum(members) / len(members)
+    return _runs([v >= cfg.vote_sum / len(cfg.levels) for v in votes])
+
+
+def _flat_continuous(start: int, end: int, ratio: float) -> list[float]:
+    half = (end - start + 1) / 2
+    centre = (start + end) / 2
+    flat = ratio * half
+    sigma = (half - flat) / 3
+    out = []
+    for t in range(start, end + 1):
+        d = max(abs(t - centre) - flat, 0.0)
+        out.append(1.0 if d == 0 else math.exp(-(d**2) / (2 * max(sigma, 1e-6) ** 2)))
+    return out
+
+
+def _flat_integer(length: int, ratio: float) -> list[float]:
+    flat = int(length * ratio)
+    tail = (length - flat) // 2
+    out = [1.0] * length
+    for d in range(tail):
+        value = math.exp(-0.5 * ((d - (tail - 1)) / (tail / 3)) ** 2)
+        out[d] = out[length - 1 - d] = value
+    return out
+
+
 def refine_loop(level_scores: np.ndarray, lengths: np.ndarray, abnormal: np.ndarray, n: int, cfg: CarConfig) -> np.ndarray:
     """``level_scores``: (N, L, n), level i in its first n / 2^i positions; ``lengths``: valid snippets."""
     out = np.zeros((len(lengths), n), dtype=np.float32)
+    official = cfg.enabled and cfg.rule == "official"
+    levels = cfg.official.levels if official else range(level_scores.shape[1])
     for v, valid in enumerate(int(x) for x in lengths):
         if not abnormal[v]:
             continue
-        x = np.stack([
-            _upsample(level_scores[v, i], 2**i, -(-valid // 2**i), n) for i in range(level_scores.shape[1])
-        ])
+        x = np.stack([_upsample(level_scores[v, i], 2**i, -(-valid // 2**i), n) for i in levels])
         if cfg.enabled:
             s = [_aggregate(list(x[:, t]), cfg.sigma_min) for t in range(valid)]
         else:
             s = [float(np.mean(x[:, t])) for t in range(valid)]
-        votes = [0] * valid
-        for th in cfg.thresholds:
-            for start, end in _runs([val >= th for val in s]):
-                for t in range(start, end + 1):
-                    votes[t] += 1
-        b = [2 * c >= len(cfg.thresholds) for c in votes]
-        if not cfg.enabled:
-            out[v, :valid] = b
-            continue
-        segments: list[list[int]] = []
-        for seg in _runs(b):
-            if segments and seg[0] - segments[-1][1] - 1 <= cfg.max_gap:
-                segments[-1][1] = seg[1]
-            else:
-                segments.append(seg)
-        segments = [seg for seg in segments if seg[1] - seg[0] + 1 >= cfg.min_length]
+        if official:
+            segments = _official_segments(s, cfg.official)
+        else:
+            votes = [0] * valid
+            for th in cfg.thresholds:
+                for start, end in _runs([val >= th for val in s]):
+                    for t in range(start, end + 1):
+                        votes[t] += 1
+            b = [2 * c >= len(cfg.thresholds) for c in votes]
+            if not cfg.enabled:
+                out[v, :valid] = b
+                continue
+            segments = _merge(_runs(b), cfg.max_gap, cfg.min_length)
         if not segments and cfg.keep_topk:
             k = valid // 16 + 1
             top = sorted(range(valid), key=lambda t: -s[t])[:k]
             segments = _runs([t in top for t in range(valid)])
         for start, end in segments:
-            half = (end - start + 1) / 2
-            centre = (start + end) / 2
-            flat = cfg.flat_ratio * half
-            sigma = (half - flat) / 3
-            for t in range(start, end + 1):
-                d = max(abs(t - centre) - flat, 0.0)
-                out[v, t] = 1.0 if d == 0 else math.exp(-(d**2) / (2 * max(sigma, 1e-6) ** 2))
+            if not official:
+                out[v, start : end + 1] = _flat_continuous(start, end, cfg.flat_ratio)
+                continue
+            ratio = cfg.official.flat_ratio_end if end == valid - 1 else cfg.official.flat_ratio
+            if cfg.official.discretisation == "integer":
+                out[v, start : end + 1] = _flat_integer(end - start + 1, ratio)
+            else:
+                out[v, start : end + 1] = _flat_continuous(start, end, ratio)
     return out

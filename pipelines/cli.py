@@ -46,7 +46,8 @@ def _common(p: argparse.ArgumentParser, *, pipelines_multi: bool = False) -> Non
     else:
         p.add_argument("--pipeline", choices=["training", "ablation"], default="training")
     p.add_argument("--params", type=Path, default=None,
-                   help="params file (default: params.yaml of the repository; configs/paper.yaml for real data)")
+                   help="params file (default: params.yaml of the repository; configs/paper-ucf.yaml or "
+                   "configs/paper-xd.yaml for the benchmarks)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
     p.add_argument("--image", default=None,
                    help="component image, by digest (NAME@sha256:...) or commit tag (NAME:sha-<commit>); default: "

@@ -255,7 +255,7 @@ def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
     rc = main(["submit", "--host", "https://kubeflow.example.com/pipeline", "--namespace", "team-a", "--experiment",
                "exp", "--token", "TOKEN", "--source-uri", "s3://videos/ucf", "--accelerator-type", "nvidia.com/gpu",
                "--accelerator-count", "2", "--shards", "16", "--tracking-uri", "http://mlflow:5000",
-               "--params", str(REPO / "configs" / "paper.yaml"), "--set", "train.epochs=7",
+               "--params", str(REPO / "configs" / "paper-ucf.yaml"), "--set", "train.epochs=7",
                "--features-uri", "s3://feats/ucf/", "--pipeline-root", "s3://kfp/root", "--wait", "--timeout", "60"])
     assert rc == 0
     client = FakeClient.instances[-1]
@@ -268,7 +268,7 @@ def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
     assert args["source_uri"] == "s3://videos/ucf" and args["accelerator_count"] == 2 and args["num_shards"] == 16
     assert args["tracking_uri"] == "http://mlflow:5000"
     assert args["checkpoint_uri"] == "s3://feats/ucf/checkpoints"  # derived from --features-uri
-    assert args["params"]["train"]["epochs"] == 7 and args["params"]["model"]["width"] == 512  # paper.yaml + --set
+    assert args["params"]["train"]["epochs"] == 7 and args["params"]["model"]["width"] == 512  # paper-ucf.yaml + --set
     assert client.waited == ("run-123", 60)
     assert "submitted run run-123" in capsys.readouterr().out
 

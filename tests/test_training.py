@@ -50,6 +50,8 @@ def test_stage1_writes_a_self_describing_model_dir(stage1, demo_dataset):
     # threshold calibrated on the 6 normal training videos for the configured false-alarm rate
     cal = meta.extra["calibration"]
     assert cal["normal_videos"] == 6 and cal["false_alarm_rate"] == 0.01 and 0 < cal["threshold"] < 1
+    # no train.validation_fraction: every video is trained on and there is no validation record
+    assert "validation" not in meta.extra and "val_video_auc" not in result.history[0] and meta.train_samples == 24
 
 
 def test_training_is_deterministic_and_skips_when_done(stage1, demo_manifest, tmp_path):

@@ -82,6 +82,11 @@ class TrainConfig(_Section):
     """Mixed precision (bf16) on CUDA (ignored on CPU)."""
     cuda_graphs: bool = True
     """Replay each training step as one CUDA graph (CUDA and balanced batches only; falls back to eager)."""
+    validation_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of the training videos held out for choices (stratified by class, all crops of a video
+    together, chosen from ``seed``; the same videos in both stages): their video-level AUC is reported
+    each epoch (history.json ``val_video_auc``) and for the final model (meta.json
+    ``extra.validation``). 0 = train on every video, no validation."""
     checkpoint_every: int = Field(1, ge=1)
     """Epochs between resumable checkpoints..."""
     checkpoint_seconds: float = Field(60.0, ge=0.0)
@@ -90,26 +95,89 @@ class TrainConfig(_Section):
     not pay it every time. An interruption loses at most this long plus one epoch."""
 
 
-class CarConfig(_Section):
-    """Consistency-Aware Refinement of pseudo labels (docs/method.md#consistency-aware-refinement-car)."""
+AUTHOR_THRESHOLDS = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+"""The nine thresholds of the authors' pseudo-label rule (their public release, configs/ucf.py and xd.py)."""
 
-    enabled: bool = True
-    """``false`` = ablation: plain mean over levels, thresholded, no merging, filtering or tails."""
-    sigma_min: float = Field(0.05, gt=0.0)
-    thresholds: list[float] = Field(default_factory=lambda: [0.5], min_length=1)
-    """One threshold θ, or several whose majority vote decides."""
-    max_gap: int = Field(2, ge=0)
-    min_length: int = Field(3, ge=1)
-    flat_ratio: float = Field(0.6, ge=0.0, le=1.0)
-    keep_topk: bool = True
-    """An abnormal video left with no run keeps its top-k snippets so its label is respected."""
+
+class OfficialCarConfig(_Section):
+    """The authors' pseudo-label rule (``car.rule: official``), read from their public test-only release
+    (``Generate_gt`` in models/model.py), applied to our RBF-aggregated score. Defaults: their UCF-Crime
+    numbers; XD-Violence: ``max_gap: 21``, ``min_length: 7``, ``vote_sum: 33``, both flat ratios 0.95.
+
+    Their rule, per level 0-4 separately: threshold the level at each of nine thresholds, merge the runs,
+    keep the long ones, add each kept segment's mean score to the snippets it covers, and label a snippet
+    positive when the sum over levels and thresholds reaches the vote sum. We aggregate the chosen levels
+    first (the paper's Eq. 1, absent from their release) and run the same rule on the one aggregated
+    score. Where the levels agree, their sum over |levels| levels is |levels| times the sum on our score,
+    so our cut is ``vote_sum / len(levels)`` (22 / 5 = 4.4 on UCF-Crime: a constant score needs 0.8;
+    33 / 5 = 6.6 on XD-Violence: 0.9); where they disagree, the RBF has already down-weighted the outlier
+    level instead of letting it vote. Their bugs are not copied: the last snippet of each segment counts,
+    and both branches use these settings (theirs reuses the first branch's for the second)."""
+
+    levels: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
+    """Pyramid levels aggregated (0 = finest); the authors use levels 0-4 of 6, not the coarsest."""
+    thresholds: list[float] = Field(default_factory=lambda: list(AUTHOR_THRESHOLDS), min_length=1)
+    max_gap: int = Field(5, ge=0)
+    """Runs above one threshold separated by at most this many snippets below it are merged. The authors'
+    ``grouping`` g merges when the next run starts at most g snippets after the last one's final snippet,
+    i.e. across g - 1 snippets: UCF-Crime g = 6 -> 5, XD-Violence g = 22 -> 21."""
+    min_length: int = Field(6, ge=1)
+    """Merged segments shorter than this many snippets (gaps included) are dropped. The authors keep
+    ``end - start > filter``: UCF-Crime filter 4 -> 6 snippets, XD-Violence filter 5 -> 7."""
+    vote_sum: float = Field(22.0, gt=0.0)
+    """The authors' cut on the per-snippet sum over levels and thresholds of kept segments' mean scores
+    (UCF-Crime 22, XD-Violence 33); divided by ``len(levels)`` on the aggregated score."""
+    flat_ratio: float = Field(0.55, ge=0.0, le=1.0)
+    """Flat share of each positive run's pseudo label (the authors' ``flat_ratio1``)."""
+    flat_ratio_end: float = Field(0.6, ge=0.0, le=1.0)
+    """Flat share of a run that reaches the sample's last valid snippet (their ``flat_ratio2``)."""
+    discretisation: Literal["integer", "continuous"] = "integer"
+    """``integer``: the authors' flat Gaussian (flat = int(len * ratio) snippets, tails of
+    (len - flat) // 2 snippets with sigma = tail / 3, reaching 1 next to the flat part); ``continuous``:
+    the simple rule's shape (flat half-width ratio * len / 2 about the centre)."""
+
+    @field_validator("levels")
+    @classmethod
+    def _distinct_levels(cls, v: list[int]) -> list[int]:
+        if any(level < 0 for level in v) or len(set(v)) != len(v):
+            raise ValueError("levels must be distinct level indices >= 0 (0 = the finest level)")
+        return v
 
     @field_validator("thresholds")
     @classmethod
     def _in_unit_interval(cls, v: list[float]) -> list[float]:
-        if any(not 0.0 < t < 1.0 for t in v):
-            raise ValueError("every threshold must lie in (0, 1)")
-        return v
+        return _unit_thresholds(v)
+
+
+def _unit_thresholds(v: list[float]) -> list[float]:
+    if any(not 0.0 < t < 1.0 for t in v):
+        raise ValueError("every threshold must lie in (0, 1)")
+    return v
+
+
+class CarConfig(_Section):
+    """Consistency-Aware Refinement of pseudo labels (docs/method.md#consistency-aware-refinement-car)."""
+
+    enabled: bool = True
+    """``false`` = ablation: plain mean over levels, thresholded, no merging, filtering or tails (either rule)."""
+    rule: Literal["simple", "official"] = "simple"
+    """After the RBF scale aggregation: ``simple`` = the keys below (one threshold or a majority vote,
+    gap filling, minimum length, flat Gaussian); ``official`` = the authors' rule, ``car.official``."""
+    sigma_min: float = Field(0.05, gt=0.0)
+    thresholds: list[float] = Field(default_factory=lambda: [0.5], min_length=1)
+    """One threshold θ, or several whose majority vote decides (simple rule, and CAR off)."""
+    max_gap: int = Field(2, ge=0)
+    min_length: int = Field(3, ge=1)
+    flat_ratio: float = Field(0.6, ge=0.0, le=1.0)
+    keep_topk: bool = True
+    """An abnormal video left with no run keeps its top-k snippets so its label is respected (either
+    rule; the authors' release has no such fallback)."""
+    official: OfficialCarConfig = Field(default_factory=OfficialCarConfig)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit_interval(cls, v: list[float]) -> list[float]:
+        return _unit_thresholds(v)
 
 
 class Stage2Config(_Section):
@@ -125,6 +193,14 @@ class Stage2Config(_Section):
 class EvalConfig(_Section):
     smoothing: int = Field(0, ge=0)
     """Moving-average window over snippet scores, per video; 0 = off (the published protocol)."""
+    report_author_protocol: bool = False
+    """Also report, under ``author_protocol.*`` keys, the frame AUC/AP the authors' test scripts would
+    print: their filters run over the scores of all test videos concatenated (the published keys are
+    unchanged). A labelled extra for comparing with the paper's table like for like."""
+    author_script: Literal["ucf", "xd"] = "ucf"
+    """Which of their scripts to mirror: ``ucf`` (test_ucf.py: binary score through a sigmoid, median
+    filter 5, Gaussian sigma 3; category score Gaussian sigma 3) or ``xd`` (test_xd.py: both scores median
+    filter 5, Gaussian sigma 3)."""
 
 
 class ExtractConfig(_Section):

@@ -10,7 +10,7 @@ from cplvad.cli.main import cli, config_options, console
 from cplvad.config import Config
 from cplvad.data import load_dataset
 from cplvad.data.demo import write_demo_dataset
-from cplvad.eval import Predictions, compute_metrics, print_metrics, validate
+from cplvad.eval import Predictions, configured_metrics, print_metrics, validate
 from cplvad.eval.baselines import oracle_predictions, random_predictions
 from cplvad.io import write_json
 
@@ -39,7 +39,7 @@ def metrics(dataset_path: str, predictions: str, out: str | None, config: Config
     """Score a predictions file with the published protocol (no feature files needed)."""
     dataset = load_dataset(dataset_path)
     pred = validate(Predictions.load(predictions), dataset, source=f"predictions {predictions}")
-    result = compute_metrics(dataset, pred, smoothing=config.eval.smoothing)
+    result = configured_metrics(dataset, pred, config.eval)
     print_metrics(result, title=f"{dataset.name}: {Path(predictions).name}", console=console)
     if out:
         write_json(out, result)

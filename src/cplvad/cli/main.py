@@ -59,6 +59,23 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def seeds_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--seeds 0,1,2``: run once per seed and report every metric per seed and as mean ± std."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+        from cplvad.workflow.seeds import parse_seeds
+
+        try:
+            return parse_seeds(value) if value is not None else None
+        except CplvadError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(
+        "--seeds", default=None, metavar="S1,S2,...", callback=parse,
+        help="Run once per seed (in OUT/seed-<s>) and report each metric per seed and as mean ± std.",
+    )(func)
+
+
 def with_flags(config: Config, flags: dict[str, dict[str, Any]]) -> Config:
     """Command-line flags override the params file and ``--set`` (validated like them)."""
     data = config.to_dict()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cplvad.cli.main import cli, config_options, console
+from cplvad.cli.main import cli, config_options, console, seeds_option
 from cplvad.config import Config
 from cplvad.tracking.runs import PipelineOutputs
 from cplvad.workflow import track_pipeline
@@ -65,12 +65,14 @@ def promote_cmd(metric: str, config: Config) -> None:
 @click.option("--dataset", "dataset_path", type=_file, required=True, help="dataset.yaml")
 @click.option("--out", type=_dir, required=True, help="Folder for the models and the ablation report.")
 @click.option("--track/--no-track", default=True, show_default=True, help="Log a parent MLflow run with one child per row.")
+@seeds_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @config_options
-def ablate_cmd(dataset_path: str, out: str, track: bool, quiet: bool, config: Config) -> None:
-    """The paper's Table 3 grid (shared stage 1): ablation.md, ablation.csv and ablation.png in --out."""
+def ablate_cmd(dataset_path: str, out: str, track: bool, seeds: list[int] | None, quiet: bool, config: Config) -> None:
+    """The paper's Table 3 grid (shared stage 1): ablation.md, ablation.csv and ablation.png in --out
+    (with --seeds: mean ± std over the seeds, and each seed's grid in OUT/seed-<s>/)."""
     from cplvad.workflow.ablation import run_ablation
 
-    run_ablation(dataset_path, out, config, progress=not quiet, track=track)
+    run_ablation(dataset_path, out, config, progress=not quiet, track=track, seeds=seeds)
     console.print((Path(out) / "ablation.md").read_text())
     console.print(f"wrote {out}/ablation.md, ablation.csv, ablation.png")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cplvad.cli.main import cli, config_options, console, parent_run_option
+from cplvad.cli.main import cli, config_options, console, parent_run_option, seeds_option
 from cplvad.config import Config
 from cplvad.errors import CplvadError
 from cplvad.workflow import evaluate as evaluate_model
 from cplvad.workflow import make_pseudo_labels, run_all, train_stage
+from cplvad.workflow.seeds import run_seeds
 
 _dataset = click.option("--dataset", "dataset_path", type=click.Path(dir_okay=False), required=True, help="dataset.yaml")
 _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -85,10 +86,18 @@ def evaluate_cmd(
               help="Log the run to MLflow as it runs (a parent run, a nested run per stage; the open parent is "
                    "kept in OUT/mlflow_parent.json so a resumed run continues it) and register the final model "
                    "as 'candidate'.")
+@seeds_option
 @_quiet
 @config_options
-def run_cmd(dataset_path: str, out: str, track: bool, quiet: bool, config: Config) -> None:
-    """Everything: stage 1 (+ its metrics), pseudo labels, stage 2 (+ final metrics and plots); resumable."""
+def run_cmd(dataset_path: str, out: str, track: bool, seeds: list[int] | None, quiet: bool, config: Config) -> None:
+    """Everything: stage 1 (+ its metrics), pseudo labels, stage 2 (+ final metrics and plots); resumable.
+
+    With --seeds, once per seed; OUT/metrics.json then holds the final metrics per seed, mean and std
+    (tracked as one MLflow run with a child per seed; no model is registered)."""
+    if seeds is not None:
+        run_seeds(dataset_path, out, config, seeds=seeds, progress=not quiet, console=console, track=track)
+        console.print(f"done: {out}/metrics.json (seeds {', '.join(map(str, seeds))}; per seed in {out}/seed-<s>/)")
+        return
     results = run_all(dataset_path, out, config, progress=not quiet, console=console, track=track)
     s1, s2 = results["stage1"], results["stage2"]
     console.print(

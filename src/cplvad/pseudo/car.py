@@ -6,6 +6,11 @@ level; scale aggregation with an adaptive Gaussian RBF whose bandwidth is the MA
 thresholding (or a vote over thresholds), merging of runs separated by short gaps, removal of short
 runs, a top-k fallback for abnormal videos left without a run; flat-topped Gaussian pseudo labels on
 each kept run.
+
+Two rules turn the aggregated score into runs (``car.rule``): ``simple`` thresholds it once (or takes a
+majority vote over thresholds) and then merges and filters the runs; ``official`` is the authors' rule
+(``official_votes``: merge and filter at each of several thresholds, sum the kept segments' mean scores,
+cut the sum), see ``cplvad.config.OfficialCarConfig`` for how their per-level sum maps onto our score.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from collections.abc import Sequence
 
 import torch
 
-from cplvad.config import CarConfig
+from cplvad.config import CarConfig, OfficialCarConfig
+from cplvad.errors import ConfigError
 from cplvad.modeling.dual_branch import upsample_levels
 
 MAD_TO_SIGMA = 1.4826
@@ -95,8 +101,11 @@ def topk_fallback(b: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, ab
     return torch.where(empty[:, None], top, b)
 
 
-def flat_gaussian(b: torch.Tensor, flat_ratio: float) -> torch.Tensor:
-    """Each run -> 1 on its central ``flat_ratio`` part, Gaussian tails (σ = tail/3) toward its edges."""
+def flat_gaussian(b: torch.Tensor, flat_ratio: float | torch.Tensor) -> torch.Tensor:
+    """Each run -> 1 on its central ``flat_ratio`` part, Gaussian tails (σ = tail/3) toward its edges.
+
+    ``flat_ratio``: one ratio, or one per position (N, n) read at each run's positions.
+    """
     starts, ends = run_bounds(b)
     idx = torch.arange(b.shape[1], device=b.device, dtype=torch.float32).expand(b.shape)
     half = (ends - starts + 1).float() / 2
@@ -109,6 +118,79 @@ def flat_gaussian(b: torch.Tensor, flat_ratio: float) -> torch.Tensor:
     return torch.where(b, value, torch.zeros_like(value))
 
 
+def flat_gaussian_integer(b: torch.Tensor, flat_ratio: torch.Tensor) -> torch.Tensor:
+    """The authors' discretisation: a run of ``len`` snippets has ``int(len * ratio)`` flat ones and
+    ``tail = (len - flat) // 2`` snippets at each edge valued exp(-(d - (tail - 1))² / (2 (tail/3)²)) at
+    distance d from the edge, so the tail reaches 1 next to the flat part (an odd remainder widens the
+    flat part). ``flat_ratio``: (N, n) float64 ratio read at each run's positions."""
+    starts, ends = run_bounds(b)
+    length = ends - starts + 1
+    flat = torch.floor(length.double() * flat_ratio.double()).long()  # Python's int(len * ratio), in float64
+    tail = ((length - flat) // 2).double()
+    idx = torch.arange(b.shape[1], device=b.device).expand(b.shape)
+    edge = torch.minimum(idx - starts, ends - idx).double()  # distance from the nearer edge of the run
+    tails = torch.exp(-0.5 * (3 * (edge - (tail - 1)) / tail.clamp(min=1)) ** 2)
+    value = torch.where(edge < tail, tails, torch.ones_like(tails)).float()
+    return torch.where(b, value, torch.zeros_like(value))
+
+
+def segment_means(runs: torch.Tensor, above: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """At each position of a run of ``runs``: the mean of ``scores`` over the run's ``above`` positions
+    (0 outside runs). Prefix sums: no loop over runs."""
+    zero = torch.zeros_like(scores[:, :1])
+    total = torch.cat([zero, torch.where(above, scores, 0.0).cumsum(dim=1)], dim=1)
+    count = torch.cat([zero, above.to(scores.dtype).cumsum(dim=1)], dim=1)
+    starts, ends = run_bounds(runs)
+    starts, ends = starts.clamp(min=0), ends.clamp(max=runs.shape[1] - 1) + 1
+    run_total = total.gather(1, ends) - total.gather(1, starts)
+    run_count = count.gather(1, ends) - count.gather(1, starts)
+    return torch.where(runs, run_total / run_count.clamp(min=1), 0.0)
+
+
+def official_votes(scores: torch.Tensor, valid: torch.Tensor, cfg: OfficialCarConfig) -> torch.Tensor:
+    """(N, n) per-snippet sum, over ``cfg.thresholds``, of the mean score of the kept segment covering it.
+
+    At each threshold: snippets at or above it, runs merged across at most ``max_gap`` snippets, merged
+    segments shorter than ``min_length`` dropped; a segment's confidence is the mean score of its snippets
+    that passed the threshold (the authors weight merged parts by their length minus one). All thresholds
+    at once, as N·K rows.
+    """
+    th = torch.tensor(cfg.thresholds, dtype=scores.dtype, device=scores.device)
+    k, (n_videos, n) = len(cfg.thresholds), scores.shape
+    above = ((scores[:, None, :] >= th[None, :, None]) & valid[:, None, :]).reshape(n_videos * k, n)
+    runs = drop_short_runs(fill_gaps(above, cfg.max_gap), cfg.min_length)
+    rows = scores[:, None, :].expand(n_videos, k, n).reshape(n_videos * k, n)
+    return segment_means(runs, above, rows).view(n_videos, k, n).sum(dim=1)
+
+
+def _aggregated_levels(x: torch.Tensor, cfg: CarConfig) -> torch.Tensor:
+    """The levels the rule aggregates: all of them, or ``car.official.levels`` for the official rule."""
+    if cfg.rule == "simple":
+        return x
+    levels = cfg.official.levels
+    if max(levels) >= x.shape[1]:
+        raise ConfigError(
+            f"car.official.levels = {levels} names a level the model does not have (it has {x.shape[1]}: "
+            f"0..{x.shape[1] - 1}); set car.official.levels to levels below model.levels"
+        )
+    return x[:, levels]
+
+
+def _flat_labels(b: torch.Tensor, valid: torch.Tensor, cfg: CarConfig) -> torch.Tensor:
+    """Flat-Gaussian pseudo labels of the kept runs, in the rule's shape."""
+    if cfg.rule == "simple":
+        return flat_gaussian(b, cfg.flat_ratio)
+    off = cfg.official
+    last = valid.sum(dim=1, keepdim=True) - 1
+    _, ends = run_bounds(b)
+    # float64 like Python's floats: int(60 * 0.95) is 57, but 56 from a float32 0.95
+    ratios = torch.tensor([off.flat_ratio, off.flat_ratio_end], dtype=torch.float64, device=b.device)
+    ratio = ratios[(ends == last).long()]
+    if off.discretisation == "integer":
+        return flat_gaussian_integer(b, ratio)
+    return flat_gaussian(b, ratio)
+
+
 def refine(
     level_scores: torch.Tensor, level_mask: torch.Tensor, abnormal: torch.Tensor, length: int, cfg: CarConfig
 ) -> torch.Tensor:
@@ -116,16 +198,27 @@ def refine(
 
     ``level_scores``: (N, L, n) scores in [0, 1] in the LevelOutputs layout (level i uses its first
     n / 2^i positions); ``level_mask``: (N, L, n) valid positions; ``abnormal``: (N,) video labels (normal
-    videos get all zeros). ``cfg.enabled=False`` is the ablation: plain mean over levels, thresholded.
+    videos get all zeros). ``cfg.rule`` picks the rule after the scale aggregation; ``cfg.enabled=False``
+    is the ablation: plain mean over levels, thresholded.
     """
     x = upsample_levels(level_scores.float(), level_mask, length)  # (N, L, length)
     valid = torch.arange(length, device=x.device)[None, :] < level_mask[:, 0].sum(dim=1, keepdim=True)
     keep = valid & abnormal[:, None]
     if not cfg.enabled:
         return (threshold_vote(x.mean(dim=1), cfg.thresholds) & keep).float()
-    scores = aggregate_scales(x, cfg.sigma_min)
-    b = threshold_vote(scores, cfg.thresholds) & keep
-    b = drop_short_runs(fill_gaps(b, cfg.max_gap), cfg.min_length)
+    scores = aggregate_scales(_aggregated_levels(x, cfg), cfg.sigma_min)
+    return label_runs(scores, valid, abnormal, cfg)
+
+
+def label_runs(scores: torch.Tensor, valid: torch.Tensor, abnormal: torch.Tensor, cfg: CarConfig) -> torch.Tensor:
+    """The rule after the scale aggregation: (N, n) aggregated scores -> runs -> flat-Gaussian labels."""
+    keep = valid & abnormal[:, None]
+    if cfg.rule == "official":
+        b = official_votes(scores, valid, cfg.official) >= cfg.official.vote_sum / len(cfg.official.levels)
+        b = b & keep
+    else:
+        b = threshold_vote(scores, cfg.thresholds) & keep
+        b = drop_short_runs(fill_gaps(b, cfg.max_gap), cfg.min_length)
     if cfg.keep_topk:
         b = topk_fallback(b, scores, valid, abnormal)
-    return flat_gaussian(b, cfg.flat_ratio)
+    return _flat_labels(b, valid, cfg)

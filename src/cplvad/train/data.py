@@ -7,7 +7,7 @@ crops x 192 x 512 float32 is 6.3 GB; the demo data is a few MB).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ class TrainingSet:
     """(N,) bool."""
     keys: list[str]
     """``video__crop`` of each sample, to match pseudo labels to samples."""
+    videos: list[str] = field(default_factory=list)
+    """The video of each sample: its crops belong together (e.g. in a validation split)."""
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -41,6 +43,21 @@ class TrainingSet:
     def masks(self, idx: torch.Tensor) -> torch.Tensor:
         n = self.features.shape[1]
         return torch.arange(n)[None, :] < self.lengths[idx][:, None]
+
+    @property
+    def sample_videos(self) -> list[str]:
+        """The video of each sample (for a set built without video names, each sample is its own video)."""
+        return self.videos or self.keys
+
+    @property
+    def video_count(self) -> int:
+        return len(set(self.sample_videos))
+
+    def subset(self, idx: torch.Tensor) -> TrainingSet:
+        """The samples at ``idx``, in that order."""
+        pick = idx.tolist()
+        return TrainingSet(self.features[idx], self.lengths[idx], self.labels[idx], self.abnormal[idx],
+                           [self.keys[i] for i in pick], [self.videos[i] for i in pick] if self.videos else [])
 
     def check_trainable(self, source: str) -> None:
         n_abnormal = int(self.abnormal.sum())
@@ -60,7 +77,7 @@ def load_training_set(dataset: Dataset, n: int, progress: bool = True) -> Traini
     """Read and resample every training crop (memory-mapped reads, one file at a time)."""
     train = dataset.train
     samples = train.samples()  # locates every file first: a missing one fails before any reading
-    feats, lengths, labels, abnormal, keys = [], [], [], [], []
+    feats, lengths, labels, abnormal, keys, videos = [], [], [], [], [], []
     dim: int | None = None
     for video_idx, row, path in tqdm(samples, desc="loading training features", unit="crop", disable=not progress):
         video = train.videos[video_idx]
@@ -72,12 +89,14 @@ def load_training_set(dataset: Dataset, n: int, progress: bool = True) -> Traini
         labels.append(dataset.classes.multi_hot(video.classes))
         abnormal.append(video.abnormal)
         keys.append(sample_key(video.name, row.crop))
+        videos.append(video.name)
     ts = TrainingSet(
         features=torch.from_numpy(np.stack(feats)),
         lengths=torch.tensor(lengths, dtype=torch.long),
         labels=torch.from_numpy(np.stack(labels)),
         abnormal=torch.tensor(abnormal, dtype=torch.bool),
         keys=keys,
+        videos=videos,
     )
     ts.check_trainable(str(train.path))
     return ts

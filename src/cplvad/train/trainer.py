@@ -3,7 +3,8 @@
 Stage 1 learns from video labels only (top-k BCE + MIL-align). Stage 2 trains a fresh model with the same
 losses plus focal losses on the stage-1 pseudo labels, routed by ``stage2.supervision``:
 ``cross`` (B <- pseudo_c, C <- pseudo_b), ``b_to_c`` (C <- pseudo_b), ``c_to_b`` (B <- pseudo_c),
-``self`` (B <- pseudo_b, C <- pseudo_c).
+``self`` (B <- pseudo_b, C <- pseudo_c). With ``train.validation_fraction`` both stages leave the same
+held-out videos out (their pseudo labels exist but are not trained on) and score them every epoch.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from cplvad.modeling.losses import abnormality_logit, level_focal, mil_align, to
 from cplvad.pseudo.labels import PseudoLabels
 from cplvad.train.cuda_graph import GraphedStep
 from cplvad.train.data import TrainingSet, batches
+from cplvad.train.validation import HISTORY_KEY, VALIDATION_KEY, hold_out, video_auc
 
 CHECKPOINT_FILE = "checkpoint.pt"
 HISTORY_FILE = "history.json"
@@ -96,6 +98,11 @@ class _Targets:
         tensors = {"b": torch.from_numpy(pseudo.pseudo_b), "c": torch.from_numpy(pseudo.pseudo_c)}
         self.for_b = tensors[route[0]] if route[0] else None
         self.for_c = tensors[route[1]] if route[1] else None
+
+    def subset(self, idx: torch.Tensor) -> _Targets:
+        self.for_b = self.for_b[idx] if self.for_b is not None else None
+        self.for_c = self.for_c[idx] if self.for_c is not None else None
+        return self
 
     def to(self, device: torch.device) -> _Targets:
         self.for_b = self.for_b.to(device) if self.for_b is not None else None
@@ -170,12 +177,14 @@ def train(
     fp = fingerprint(config, data, stage, pseudo)
     if _finished_model(out_dir, fp, force=force, replace_stale=replace_stale):
         return TrainResult(out_dir, _read_history(out_dir), skipped=True, seconds=0.0)
+    data, validation, targets = _hold_out_validation(config, data, targets)
     session = _new_session(config, data, stage, classes, dataset_name)
     _resume_or_start(session, out_dir, fp)
     run_step = _step_runner(session, config, data, targets)
     t0 = last_checkpoint = time.perf_counter()
     for epoch in range(session.start_epoch, config.train.epochs):
         record = _run_epoch(session, run_step, config, data, epoch=epoch, stage=stage, progress=progress)
+        record.update(_validate(session, validation, progress))
         session.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
@@ -184,6 +193,7 @@ def train(
             last_checkpoint = time.perf_counter()
             if on_checkpoint is not None:
                 on_checkpoint(out_dir)
+    _record_validation(session, validation, config.train.validation_fraction)
     save_model(session.model, config, session.meta, out_dir)
     write_json(out_dir / HISTORY_FILE, session.history)
     (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -199,6 +209,40 @@ def _check_inputs(config: Config, data: TrainingSet, stage: int, pseudo: PseudoL
         raise DataError("stage 2 needs pseudo labels (--pseudo pseudo.npz from `cplvad pseudo-labels`)")
     data.check_trainable("training list")
     return _Targets(pseudo, data, ROUTES[config.stage2.supervision]) if stage == 2 and pseudo else None
+
+
+def _hold_out_validation(
+    config: Config, data: TrainingSet, targets: _Targets | None
+) -> tuple[TrainingSet, TrainingSet | None, _Targets | None]:
+    """The training part, the held-out videos (None without ``train.validation_fraction``) and the
+    pseudo-label targets of the training part."""
+    if config.train.validation_fraction == 0:
+        return data, None, targets
+    split = hold_out(data, config.train.validation_fraction, config.seed)
+    train_part = data.subset(split.train)
+    train_part.check_trainable("training list without the validation videos")
+    return train_part, data.subset(split.validation), targets.subset(split.train) if targets else None
+
+
+def _validate(session: _Session, validation: TrainingSet | None, progress: bool) -> dict[str, float]:
+    """The epoch's video-level AUC on the held-out videos (nothing without a validation split)."""
+    if validation is None:
+        return {}
+    auc = video_auc(session.model, validation, session.device)
+    if progress:
+        tqdm.write(f"validation video AUC {auc:.2f} on {validation.video_count} videos")
+    return {HISTORY_KEY: auc}
+
+
+def _record_validation(session: _Session, validation: TrainingSet | None, fraction: float) -> None:
+    """The final model's validation AUC in meta.json (``extra.validation``), what ``cplvad promote`` compares."""
+    if validation is None or not session.history:
+        return
+    session.meta.extra[VALIDATION_KEY] = {
+        "video_auc": session.history[-1][HISTORY_KEY],
+        "videos": validation.video_count,
+        "fraction": fraction,
+    }
 
 
 def _finished_model(out_dir: Path, fp: str, *, force: bool, replace_stale: bool) -> bool:

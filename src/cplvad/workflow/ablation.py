@@ -2,13 +2,19 @@
 
 All rows share one stage-1 model and its pseudo labels (with and without CAR); each row is a stage-2
 training and an evaluation. Written as ablation.csv, ablation.md and a bar chart (ablation.png); with
-tracking on, one parent MLflow run holds a child run per row.
+tracking on, one parent MLflow run holds a child run per row. Over several seeds (``seeds``), the grid runs
+once per seed in ``seed-<s>`` and every cell is the mean ± sample standard deviation over the seeds
+(per-seed values in ablation.csv and ablation.md, error bars on the chart, a grandchild run per seed).
+With a validation split (``train.validation_fraction``), each row also reports its model's validation
+video AUC, the number to choose settings by.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +25,9 @@ from cplvad.config import Config
 from cplvad.errors import DataError
 from cplvad.eval.plots import save_png
 from cplvad.io import write_text
+from cplvad.train.validation import VALIDATION_KEY
 from cplvad.workflow import evaluate, make_pseudo_labels, train_stage
+from cplvad.workflow.seeds import defined, format_mean_std, log_mean_std, mean_std, seed_dir, with_seed
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,34 @@ GRID = (
     Row("cross, CAR on (CPL-VAD)", "cross", True),
 )
 COLUMNS = ("frame_auc_binary", "frame_ap_binary", "frame_auc_category", "frame_ap_category", "map_avg")
+HEADERS = ("frame AUC (B)", "frame AP (B)", "frame AUC (C)", "frame AP (C)", "mAP avg")
+VALIDATION_COLUMN = "val_video_auc"
+"""The row model's validation video AUC (meta.json ``extra.validation``), when it has a validation split."""
 
 
 def run_ablation(
-    dataset_path: str | Path, out_dir: str | Path, config: Config, progress: bool = True, track: bool = True
+    dataset_path: str | Path, out_dir: str | Path, config: Config, progress: bool = True, track: bool = True,
+    seeds: Sequence[int] | None = None,
 ) -> list[dict[str, object]]:
+    """The grid with ``config.seed``, or once per seed of ``seeds`` (rows then hold means, ``<column>_std``
+    and ``per_seed``)."""
     out = Path(out_dir)
+    if seeds is None:
+        rows = run_grid(dataset_path, out, config, progress)
+    else:
+        per_seed = {}
+        for seed in seeds:
+            per_seed[seed] = run_grid(dataset_path, seed_dir(out, seed), with_seed(config, seed), progress)
+            write_reports(per_seed[seed], seed_dir(out, seed))
+        rows = summarise_rows(per_seed)
+    write_reports(rows, out)
+    if track:
+        _track(rows, out, dataset_path, config)
+    return rows
+
+
+def run_grid(dataset_path: str | Path, out: Path, config: Config, progress: bool) -> list[dict[str, object]]:
+    """Every row of the grid with one seed, its models in ``out`` (one stage-1 model shared by all rows)."""
     rows: list[dict[str, object]] = []
     stage1 = out / "stage1"
     train_stage(dataset_path, stage1, config, stage=1, progress=progress)
@@ -65,10 +95,27 @@ def run_ablation(
             model_dir = out / row.slug
             train_stage(dataset_path, model_dir, cfg, stage=2, pseudo_path=pseudo[row.car], progress=progress)
         metrics = evaluate(dataset_path, model_dir, config, metrics_out=model_dir / "metrics.json", progress=progress).metrics
-        rows.append(_record(row, metrics))
-    write_reports(rows, out)
-    if track:
-        _track(rows, out, dataset_path, config)
+        rows.append({**_record(row, metrics), **_validation_auc(model_dir)})
+    return rows
+
+
+def _validation_auc(model_dir: Path) -> dict[str, float]:
+    meta = json.loads((model_dir / "meta.json").read_text())
+    validation = meta.get("extra", {}).get(VALIDATION_KEY)
+    return {VALIDATION_COLUMN: validation["video_auc"]} if validation else {}
+
+
+def summarise_rows(per_seed: dict[int, list[dict[str, object]]]) -> list[dict[str, object]]:
+    """One row per grid row: the mean of every metric over the seeds, ``<metric>_std`` and ``per_seed``."""
+    first = next(iter(per_seed.values()))
+    rows = []
+    for i, base in enumerate(first):
+        row = {k: base[k] for k in ("row", "supervision", "car")}
+        metrics = [k for k in base if k not in row]
+        for key in metrics:
+            row[key], row[f"{key}_std"] = mean_std([per_seed[s][i][key] for s in per_seed])
+        row["per_seed"] = {str(s): {k: per_seed[s][i][k] for k in metrics} for s in per_seed}
+        rows.append(row)
     return rows
 
 
@@ -87,32 +134,71 @@ def grid_rows(metrics_by_label: dict[str, dict[str, float | None]]) -> list[dict
 
 
 def write_reports(rows: list[dict[str, object]], out: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out / "ablation.csv", buf.getvalue())
+    """ablation.csv (one line per row, or per row and seed plus its mean and std), ablation.md, ablation.png.
 
-    def fmt(v: object) -> str:
-        return "n/a" if v is None else f"{v:.2f}"
+    ``rows`` are single-seed rows, or ``summarise_rows`` rows (with ``<column>_std`` and ``per_seed``)."""
+    seeds = list(rows[0].get("per_seed", {}))
+    validation = VALIDATION_COLUMN in rows[0]
+    columns = (*COLUMNS, VALIDATION_COLUMN) if validation else COLUMNS
+    headers = (*HEADERS, "validation video AUC") if validation else HEADERS
+    write_text(out / "ablation.csv", _csv(rows, seeds))
 
-    lines = ["| setting | frame AUC (B) | frame AP (B) | frame AUC (C) | frame AP (C) | mAP avg |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['row']} | " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    def cell(r: dict[str, object], c: str) -> str:
+        return format_mean_std(r[c], r.get(f"{c}_std")) if seeds else _fmt(r[c])
+
+    lines = ["| setting | " + " | ".join(headers) + " |", "| --- |" + " ---: |" * len(columns)]
+    lines += [f"| {r['row']} | " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    if seeds:
+        lines[:0] = [f"Mean ± sample standard deviation over seeds {', '.join(seeds)}.", ""]
+        lines += ["", "Per seed:", "", "| setting | seed | " + " | ".join(headers) + " |",
+                  "| --- | ---: |" + " ---: |" * len(columns)]
+        lines += [f"| {r['row']} | {s} | " + " | ".join(_fmt(r["per_seed"][s][c]) for c in columns) + " |"
+                  for r in rows for s in seeds]
     write_text(out / "ablation.md", "\n".join(lines) + "\n")
+    save_png(_chart(rows), out / "ablation.png")
 
+
+def _fmt(v: object) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def _csv(rows: list[dict[str, object]], seeds: list[str]) -> str:
+    """Single seed: the rows as they are. Several: a line per row and seed, then its ``mean`` and ``std``."""
+    buf = io.StringIO()
+    if not seeds:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    base = ("row", "supervision", "car")
+    metrics = list(rows[0]["per_seed"][seeds[0]])
+    writer = csv.DictWriter(buf, fieldnames=[*base, "seed", *metrics], lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        head = {k: r[k] for k in base}
+        for s in seeds:
+            writer.writerow({**head, "seed": s, **r["per_seed"][s]})
+        writer.writerow({**head, "seed": "mean", **{m: r[m] for m in metrics}})
+        writer.writerow({**head, "seed": "std", **{m: r[f"{m}_std"] for m in metrics}})
+    return buf.getvalue()
+
+
+def _chart(rows: list[dict[str, object]]) -> Figure:
+    """Grouped bars per row (means over seeds, with ± one standard deviation as error bars)."""
     fig = Figure(figsize=(10, 3.8))
     ax = fig.subplots()
     width = 0.8 / len(COLUMNS)
     x = np.arange(len(rows))
     for j, col in enumerate(COLUMNS):
-        ax.bar(x + (j - (len(COLUMNS) - 1) / 2) * width, [r[col] or 0 for r in rows], width, label=col)
+        std = [r.get(f"{col}_std") or 0 for r in rows]
+        ax.bar(x + (j - (len(COLUMNS) - 1) / 2) * width, [r[col] or 0 for r in rows], width, label=col,
+               yerr=std if any(std) else None, capsize=2, error_kw={"elinewidth": 0.8})
     ax.set_xticks(x, [str(r["row"]) for r in rows], fontsize=8, rotation=12)
     ax.set_ylabel("%")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, ncols=len(COLUMNS), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
-    save_png(fig, out / "ablation.png")
+    return fig
 
 
 def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, config: Config) -> None:
@@ -126,7 +212,13 @@ def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, c
         for r in rows:
             with mlflow.start_run(run_name=str(r["row"]), nested=True):
                 mlflow.log_params({"stage2.supervision": r["supervision"], "car.enabled": r["car"]})
-                mlflow.log_metrics({c: float(r[c]) for c in COLUMNS if r[c] is not None})
+                metrics = {c: r[c] for c in (*COLUMNS, VALIDATION_COLUMN) if c in r}
+                log_mean_std(metrics, {c: r.get(f"{c}_std") for c in metrics})
+                for seed, values in r.get("per_seed", {}).items():
+                    with mlflow.start_run(run_name=f"{r['row']}, seed {seed}", nested=True,
+                                          tags={"cplvad.seed": seed}):
+                        mlflow.log_param("seed", seed)
+                        mlflow.log_metrics(defined({c: values.get(c) for c in metrics}))
         for name in ("ablation.csv", "ablation.md", "ablation.png"):
             mlflow.log_artifact(str(out / name))
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
 from cplvad.device import resolve_device
-from cplvad.eval.metrics import compute_metrics, print_metrics
+from cplvad.eval.metrics import configured_metrics, print_metrics
 from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
 from cplvad.eval.scoring import predict_test_set
@@ -139,7 +139,7 @@ def evaluate(
     check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
     with stage_run("evaluate", parent_run) as run:
         pred = validate(predict_test_set(model, dataset, device, progress=progress), dataset, source=str(model_dir))
-        metrics = compute_metrics(dataset, pred, smoothing=config.eval.smoothing)
+        metrics = configured_metrics(dataset, pred, config.eval)
         if predictions_out is not None:
             pred.save(predictions_out)
         if plots_dir is not None:
