@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import click
 
-from cplvad.cli.main import cli, config_options, console
+from cplvad.cli.main import cli, config_options, console, dataset_option
 from cplvad.config import Config
 from cplvad.errors import CplvadError
 from cplvad.workflow import evaluate as evaluate_model
 from cplvad.workflow import make_pseudo_labels, run_all, train_stage
 
-_dataset = click.option("--dataset", "dataset_path", type=click.Path(dir_okay=False), required=True, help="dataset.yaml")
 _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
 
 
 @cli.command("train")
-@_dataset
 @click.option("--stage", type=click.IntRange(1, 2), required=True, help="1: video labels only; 2: cross pseudo labels.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
 @click.option("--pseudo", type=click.Path(dir_okay=False), default=None, help="pseudo.npz (stage 2 only).")
@@ -24,6 +22,7 @@ _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
               help="If --out holds a model of another config or data, retrain instead of stopping (pipelines).")
 @_quiet
 @config_options
+@dataset_option
 def train_cmd(
     dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, replace_stale: bool, quiet: bool,
     config: Config,
@@ -41,11 +40,11 @@ def train_cmd(
 
 
 @cli.command("pseudo-labels")
-@_dataset
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True, help="Stage-1 model directory.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="pseudo.npz to write.")
 @_quiet
 @config_options
+@dataset_option
 def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, config: Config) -> None:
     """Score the training videos with a stage-1 model and refine both branches with CAR (car section)."""
     pseudo = make_pseudo_labels(dataset_path, model_dir, out, config, progress=not quiet)
@@ -54,7 +53,6 @@ def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, 
 
 
 @cli.command("evaluate")
-@_dataset
 @click.option("--model", "model_dir", required=True, help="Model directory, or an MLflow URI (models:/cplvad@champion).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="metrics.json to write.")
 @click.option("--predictions-out", type=click.Path(dir_okay=False), default=None, help="Also write predictions (P.npz).")
@@ -62,6 +60,7 @@ def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, 
               help="Also write ROC/PR curve data and score timelines (CSV + PNG) into this folder.")
 @_quiet
 @config_options
+@dataset_option
 def evaluate_cmd(
     dataset_path: str, model_dir: str, out: str, predictions_out: str | None, plots_dir: str | None, quiet: bool,
     config: Config,
@@ -74,12 +73,12 @@ def evaluate_cmd(
 
 
 @cli.command("run")
-@_dataset
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
 @click.option("--track/--no-track", default=True, show_default=True,
               help="Log the run to MLflow and register the final model as 'candidate'.")
 @_quiet
 @config_options
+@dataset_option
 def run_cmd(dataset_path: str, out: str, track: bool, quiet: bool, config: Config) -> None:
     """Everything: stage 1 (+ its metrics), pseudo labels, stage 2 (+ final metrics and plots); resumable."""
     results = run_all(dataset_path, out, config, progress=not quiet, console=console, track=track)
