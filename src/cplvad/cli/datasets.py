@@ -59,6 +59,7 @@ def check_cmd(dataset: str, features_root: str | None, config: Config) -> None:
 
 
 @datasets.command("prepare")
+@click.argument("dataset", required=False)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="The dataset folder to write.")
 @click.option("--demo-videos", type=click.Path(file_okay=False), default=None,
               help="The folder of `cplvad demo-videos` (for data.dataset=demo).")
@@ -66,10 +67,16 @@ def check_cmd(dataset: str, features_root: str | None, config: Config) -> None:
               help="Where an extraction keeps its partial work (default: .<out name>.work beside --out).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @config_options
-def prepare_cmd(out: str, demo_videos: str | None, work_dir: str | None, quiet: bool, config: Config) -> None:
-    """The pipeline's data step: resolve the data section into --out (dataset.yaml, lists, annotations, and
-    features/ when videos are extracted; a built-in benchmark is checked, not copied)."""
+def prepare_cmd(dataset: str | None, out: str, demo_videos: str | None, work_dir: str | None, quiet: bool,
+                config: Config) -> None:
+    """The pipeline's data step: resolve the data section (DATASET: data.dataset, its default) into --out
+    (dataset.yaml, lists, annotations, and features/ when videos are extracted; a built-in benchmark is
+    checked, not copied)."""
     from cplvad.workflow.data import prepare_data
+
+    if dataset is not None and dataset != config.data.dataset:
+        config = config_from_dict({**config.to_dict(), "data": {**config.data.model_dump(), "dataset": dataset}},
+                                  f"DATASET {dataset} with the data section")
 
     manifest = prepare_data(config, out, demo_dir=demo_videos, work_dir=work_dir, progress=not quiet,
                             log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))

@@ -20,18 +20,21 @@ _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--force", is_flag=True, help="Retrain even if --out holds a finished or different model.")
 @click.option("--replace-stale", is_flag=True,
               help="If --out holds a model of another config or data, retrain instead of stopping (pipelines).")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Train and keep checkpoints here; only the finished model moves to --out (same file system). "
+                   "For tools that delete --out before a run (DVC): a re-run still resumes.")
 @_quiet
 @config_options
 @dataset_option
 def train_cmd(
-    dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, replace_stale: bool, quiet: bool,
-    config: Config,
+    dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, replace_stale: bool,
+    work_dir: str | None, quiet: bool, config: Config,
 ) -> None:
     """Train stage 1 or stage 2; an interrupted run resumes from its last checkpoint."""
     if (stage == 2) != (pseudo is not None):
         raise CplvadError("--pseudo is required for --stage 2 and not accepted for --stage 1")
     result = train_stage(dataset_path, out, stage, config, pseudo_path=pseudo, force=force, progress=not quiet,
-                         replace_stale=replace_stale)
+                         replace_stale=replace_stale, work_dir=work_dir)
     if result.skipped:
         console.print(f"{out} already holds this stage-{stage} model for the same config and data: nothing to do")
     else:

@@ -1,4 +1,8 @@
-"""The stages of the method as functions on paths, shared by the CLI, DVC stages and Kubeflow components."""
+"""The stages of the method as functions on paths, shared by the CLI, DVC stages and Kubeflow components.
+
+Tracking code is imported only by the functions that use it, so training imports (and its DVC stages
+depend on) no MLflow code.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -15,14 +20,15 @@ from cplvad.eval.metrics import compute_metrics, print_metrics
 from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
 from cplvad.eval.scoring import predict_test_set
-from cplvad.io import write_json
+from cplvad.io import replace_dir, write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
-from cplvad.tracking.registry import resolve_model
-from cplvad.tracking.runs import PipelineOutputs
 from cplvad.train.calibration import CALIBRATION_KEY, calibrate
 from cplvad.train.data import TrainingSet, load_training_set
 from cplvad.train.trainer import TrainResult, resolve_device, train
+
+if TYPE_CHECKING:
+    from cplvad.tracking.runs import PipelineOutputs
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -43,17 +49,26 @@ def train_stage(
     force: bool = False,
     progress: bool = True,
     replace_stale: bool = False,
+    work_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train one stage, then calibrate its decision threshold on the normal training videos."""
+    """Train one stage, then calibrate its decision threshold on the normal training videos.
+
+    ``work_dir``: train (and resume) there and move only the finished model to ``out_dir``, for pipeline
+    tools that delete their outputs before a run (DVC) but should still resume an interrupted training.
+    """
     dataset = load_dataset(dataset_path)
     pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
     data = _training_set(dataset, config, progress)
-    result = train(config, data, out_dir, stage, list(dataset.classes.names), dataset.name, pseudo, progress, force,
+    target = Path(work_dir) if work_dir is not None else Path(out_dir)
+    result = train(config, data, target, stage, list(dataset.classes.names), dataset.name, pseudo, progress, force,
                    replace_stale)
-    _, meta = read_model_config(out_dir)
+    _, meta = read_model_config(target)
     calibration = meta.extra.get(CALIBRATION_KEY, {})
     if calibration.get("false_alarm_rate") != config.predict.false_alarm_rate:
-        calibrate(out_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device), progress)
+        calibrate(target, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device), progress)
+    if work_dir is not None:
+        replace_dir(target, out_dir)
+        result.model_dir = Path(out_dir)
     return result
 
 
@@ -89,6 +104,8 @@ def evaluate(
 ) -> Evaluation:
     """Score the test list with a model (a directory or an MLflow URI such as ``models:/cplvad@champion``),
     compute the published metrics, write them (atomically), and optionally the curve data and timelines."""
+    from cplvad.tracking.registry import resolve_model
+
     model_dir = resolve_model(model_dir, config)
     dataset = load_dataset(dataset_path)
     device = resolve_device(config.train.device)
@@ -130,6 +147,8 @@ def run_all(
                   plots_dir=stage2 / "plots")
     shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
     if track:
+        from cplvad.tracking.runs import PipelineOutputs
+
         outputs = PipelineOutputs(stage1, pseudo, stage2, stage2 / METRICS_FILE, stage2 / "plots")
         track_pipeline(dataset_path, outputs, config, out / TRACKING_FILE)
     return {"stage1": m1.metrics, "stage2": m2.metrics}
