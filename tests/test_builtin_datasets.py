@@ -186,3 +186,19 @@ def test_check_dataset_library_call(mini_releases, tmp_path):
     cfg = DataConfig(dataset="xd-violence", features_root=str(mini_releases["xd-violence"]))
     report = check_dataset(load_dataset(resolve_dataset(cfg, tmp_path / "xd")))
     assert report.ok and report.train.normal == 3 and report.train.abnormal == 3 and report.test.found == 800
+
+
+def test_metrics_of_a_builtin_benchmark_need_no_features(tmp_path):
+    from cplvad.eval import Predictions
+
+    bench = load_benchmark("xd-violence")
+    lengths = np.array([v.frames // 16 for v in bench.test])
+    rng = np.random.default_rng(0)
+    classes = rng.dirichlet(np.ones(len(bench.classes)), size=int(lengths.sum())).astype(np.float32)
+    Predictions(names=[v.name for v in bench.test], lengths=lengths, binary=rng.random(int(lengths.sum())),
+                classes=classes).save(tmp_path / "p.npz")
+    res = invoke("metrics", "--dataset", "xd-violence", "--predictions", str(tmp_path / "p.npz"),
+                 "--out", str(tmp_path / "m.json"))
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 40 < metrics["frame_auc_binary"] < 60  # random scores against the real ground truth

@@ -35,6 +35,8 @@ def test_the_plan_says_what_runs_before_anything_does(demo_videos, tmp_path, min
     assert plan.kind == "demo" and plan.needs_extraction and set(plan.videos) == {"train", "test"}
     bench = plan_data(load_config(None, ["data.dataset=ucf-crime", f"data.features_root={mini_releases['ucf-crime']}"]).data)
     assert bench.kind == "benchmark" and not bench.needs_extraction and bench.manifest is None
+    with pytest.raises(ConfigError, match="data.features_root is not set"):
+        plan_data(load_config(None, ["data.dataset=xd-violence"]).data)
     with pytest.raises(ConfigError, match="--demo-videos"):
         plan_data(load_config(None).data)
     manifest = demo_videos / "dataset.yaml"

@@ -46,7 +46,9 @@ def plan_data(data: DataConfig, demo_dir: str | Path | None = None) -> DataPlan:
     ``demo_dir``: the folder ``cplvad demo-videos`` wrote (needed for ``data.dataset: demo``).
     """
     kind = dataset_kind(data.dataset)
-    if kind == "benchmark":
+    if kind == "benchmark":  # a pipeline trains: the features must be there
+        release_folders(load_benchmark(data.dataset), data.features_root, data.train_features_root,
+                        data.test_features_root)
         return DataPlan(kind, data.dataset, None)
     if kind == "demo":
         if demo_dir is None:
