@@ -105,3 +105,18 @@ def test_training_in_a_work_folder_moves_only_the_finished_model(demo_manifest, 
     out.rename(work)
     again = train_stage(demo_manifest, out, 1, config, progress=False, work_dir=work)
     assert again.skipped and (out / "model.pt").is_file() and not work.exists()
+
+
+def test_a_manifest_is_rebased_by_data_features_root(demo_manifest, tmp_path, monkeypatch):
+    from cplvad.data.selection import resolve_dataset
+
+    raw = yaml.safe_load(demo_manifest.read_text())
+    features = demo_manifest.parent / raw.pop("features_root")
+    for key in ("train_list", "test_list", "annotations"):
+        raw[key] = str(demo_manifest.parent / raw[key])
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(features.parent)  # a relative data.features_root is relative to where the command runs
+    cfg = load_config(None, [f"data.dataset={own}", f"data.features_root={features.name}"]).data
+    dataset = load_dataset(resolve_dataset(cfg, tmp_path / "resolved"))
+    assert dataset.train.samples()[0][2].is_file() and len(dataset.test) == 8

@@ -89,7 +89,7 @@ def resolve_dataset(data: DataConfig, out_dir: str | Path) -> Path:
         raise ConfigError(f"data.train_videos: {data.dataset} needs its videos extracted first "
                           "(`cplvad datasets prepare` or `dvc repro`)")
     raw = read_manifest(plan.manifest)  # type: ignore[arg-type]
-    roots = {k: getattr(data, k) for k in _ROOT_KEYS if getattr(data, k) is not None}
+    roots = {k: str(Path(getattr(data, k)).resolve()) for k in _ROOT_KEYS if getattr(data, k) is not None}
     with atomic_dir(out_dir) as tmp:
         write_manifest(tmp / MANIFEST_FILE, {**absolute_paths(raw, plan.manifest.parent), **roots},  # type: ignore[union-attr]
                        f"from {plan.manifest}")
