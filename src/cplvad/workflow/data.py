@@ -65,7 +65,7 @@ def prepare_data(
     _claim(work, plan)
     staged = work / "dataset"
     _extract_splits(plan, config, staged / FEATURES_DIR, progress=progress, log=log)
-    _write_extracted_manifest(plan, staged)
+    write_extracted_manifest(plan, staged)
     replace_dir(staged, out_dir)
     shutil.rmtree(work, ignore_errors=True)
     return Path(out_dir) / MANIFEST_FILE
@@ -96,8 +96,10 @@ def _extract_splits(plan: DataPlan, config: Config, features: Path, *, progress:
                             "finished videos are not extracted again")
 
 
-def _write_extracted_manifest(plan: DataPlan, staged: Path) -> None:
-    """The source manifest with its lists replaced by the extraction's, its annotation files copied in."""
+def write_extracted_manifest(plan: DataPlan, staged: Path) -> None:
+    """Beside ``staged/features/`` (the extraction's ``train.csv`` and ``test.csv``): the plan's manifest with
+    its lists replaced by those, and its annotation files copied in. A sharded extraction (Kubeflow) calls
+    this after merging its shards into that folder."""
     source = plan.manifest
     assert source is not None
     raw = read_manifest(source)
