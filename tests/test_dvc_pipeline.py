@@ -60,7 +60,7 @@ def _copy_repo(dst: Path) -> Path:
     return dst
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # at most one per xdist worker, even with other modules' tests in between
 def reproduced(tmp_path_factory) -> tuple[Path, str]:
     repo = _copy_repo(tmp_path_factory.mktemp("repo"))
     log = sh([str(BIN / "dvc"), "repro"], repo)
