@@ -102,3 +102,50 @@ def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     return moto_endpoint
+
+
+def write_mini_release(root: Path, name: str, *, published_lengths: bool = False, crops: int = 2, dim: int = 16) -> Path:
+    """A miniature copy of a published feature release (real folder layout and test video names from the
+    package's metadata): every test video (its test crop), a few training videos; random features.
+
+    Test videos are 2 snippets long, or as long as published (``published_lengths``) for checks of the
+    frame counts; training videos have ``crops`` crops (the releases have 10).
+    """
+    import numpy as np
+
+    from cplvad.data.benchmarks import load_benchmark
+
+    bench = load_benchmark(name)
+    rng = np.random.default_rng(0)
+
+    def save(path: Path, length: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, rng.standard_normal((length, dim)).astype(np.float32))
+
+    for video in bench.test:
+        save(root / bench.test_dir / bench.test_file(video), video.frames // 16 if published_lengths else 2)
+    if bench.class_folders:  # UCF-Crime: class folders, normal training videos in their own folder
+        train = [f"{bench.normal_folders[0]}/Normal_Videos{i:03d}_x264" for i in range(900, 903)]
+        train += [f"{cls}/{cls}{900 + i:03d}_x264" for i, cls in enumerate(("Abuse", "Fighting", "Stealing"))]
+    else:  # XD-Violence: a flat training folder, labels in the names
+        train = [f"Mini.Movie.{i}__#00-00-0{i}_00-01-00_label_{code}"
+                 for i, code in enumerate(("A", "A", "A", "B1-0-0", "B2-G-0", "B4-0-0"))]
+    for stem in train:
+        length = int(rng.integers(20, 60))
+        for k in range(crops):
+            save(root / bench.train_dir / f"{stem}__{k}.npy", length)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mini_release_writer():
+    """``write_mini_release`` for tests that need a release of their own (e.g. with published lengths)."""
+    return write_mini_release
+
+
+@pytest.fixture(scope="session")
+def mini_releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Miniature UCF-Crime and XD-Violence feature releases (read-only: copy before changing files)."""
+    base = tmp_path_factory.mktemp("releases")
+    return {"ucf-crime": write_mini_release(base / "UCFClipFeatures", "ucf-crime"),
+            "xd-violence": write_mini_release(base / "xd", "xd-violence")}

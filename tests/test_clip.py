@@ -26,7 +26,7 @@ def test_state_dict_weights_round_trip(tmp_path):
 def test_clear_errors_for_unknown_model_and_missing_weights(tmp_path):
     with pytest.raises(ConfigError, match="not an open_clip model"):
         create_clip(ClipConfig(model="no-such-model"))
-    with pytest.raises(ConfigError, match="nothing is downloaded"):
+    with pytest.raises(ConfigError, match="neither a file nor an open_clip pretrained tag of cplvad-tiny"):
         create_clip(ClipConfig(model="cplvad-tiny", pretrained=str(tmp_path / "missing.pt")))
     with pytest.raises(ConfigError, match="config_dir"):
         create_clip(ClipConfig(model="cplvad-tiny", config_dir=str(tmp_path / "nope")))

@@ -9,7 +9,8 @@ from cplvad.errors import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 
 
-PAPER_RECIPE_CHANGES = {"clip.pretrained", "car.rule", "car.keep_topk", "eval.report_author_protocol", "extract.crops"}
+PAPER_RECIPE_CHANGES = {"data.dataset", "clip.pretrained", "car.rule", "car.keep_topk", "eval.report_author_protocol",
+                        "extract.crops"}
 XD_NUMBERS = {"car.official.max_gap": 21, "car.official.min_length": 7, "car.official.vote_sum": 33.0,
               "car.official.flat_ratio": 0.95, "car.official.flat_ratio_end": 0.95, "eval.author_script": "xd"}
 

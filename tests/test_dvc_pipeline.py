@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 import mlflow
+import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -23,6 +24,8 @@ SMALL = {
     "train": {"epochs": 2, "batch_size": 8},
     "extract": {"workers": 1},
 }
+
+STAGES = ("demo_videos", "prepare_data", "train_stage1", "pseudo_labels", "train_stage2", "evaluate", "track")
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc-repro")]  # one repro per worker, not per test
 
@@ -57,7 +60,7 @@ def _copy_repo(dst: Path) -> Path:
     return dst
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # at most one per xdist worker, even with other modules' tests in between
 def reproduced(tmp_path_factory) -> tuple[Path, str]:
     repo = _copy_repo(tmp_path_factory.mktemp("repo"))
     log = sh([str(BIN / "dvc"), "repro"], repo)
@@ -66,9 +69,9 @@ def reproduced(tmp_path_factory) -> tuple[Path, str]:
 
 def test_repro_runs_every_stage_and_tracks_the_run(reproduced):
     repo, log = reproduced
-    for stage in ("demo_videos", "extract", "train_stage1", "pseudo_labels", "train_stage2", "evaluate", "track"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in log
-    for rel in ("data/features/train.csv", "data/features/test.extraction.json", "outputs/stage1/model.pt",
+    for rel in ("data/dataset/features/train.csv", "data/dataset/features/test.extraction.json", "outputs/stage1/model.pt",
                 "outputs/pseudo.npz", "outputs/stage2/meta.json", "outputs/eval/predictions.npz",
                 "outputs/eval/plots/roc_binary.csv", "outputs/eval/plots/timelines.png"):
         assert (repo / rel).is_file(), rel
@@ -109,7 +112,7 @@ def test_second_repro_does_no_work(reproduced):
         status = sh([str(BIN / "dvc"), "status"], repo)
     finally:
         (repo / "params.yaml").write_text(original)
-    assert "evaluate" in status and "train_stage1" not in status and "extract" not in status
+    assert "evaluate" in status and "train_stage1" not in status and "prepare_data" not in status
 
 
 def test_cache_round_trip_through_an_s3_remote(reproduced, s3_env, tmp_path):
@@ -130,7 +133,90 @@ def test_cache_round_trip_through_an_s3_remote(reproduced, s3_env, tmp_path):
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(repo), str(clone)], repo)
     sh([dvc, "pull"], clone, env)
-    for rel in ("outputs/stage2/model.pt", "outputs/pseudo.npz", "data/features/train.csv"):
+    for rel in ("outputs/stage2/model.pt", "outputs/pseudo.npz", "data/dataset/features/train.csv"):
         assert (clone / rel).read_bytes() == (repo / rel).read_bytes(), rel
     status = sh([dvc, "status"], clone, env)
     assert "up to date" in status.lower()
+
+
+def test_editing_model_code_marks_the_stages_that_run_it_changed(reproduced):
+    repo, _ = reproduced
+    source = repo / "src/cplvad/modeling/dual_branch.py"
+    original = source.read_text()
+    source.write_text(original + "\n# an edit\n")
+    try:
+        status = sh([str(BIN / "dvc"), "status"], repo)
+    finally:
+        source.write_text(original)
+    changed = {line.strip().rstrip(":") for line in status.splitlines() if line and not line[0].isspace()}
+    assert changed == {"train_stage1", "pseudo_labels", "train_stage2", "evaluate", "track"}, status
+    assert "src/cplvad/modeling" in status
+    assert "up to date" in sh([str(BIN / "dvc"), "status"], repo).lower()
+
+
+def _set_params(repo: Path, **sections: dict) -> str:
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    for section, values in sections.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return original
+
+
+def test_a_builtin_benchmark_by_params_and_back_to_the_demo_from_the_run_cache(reproduced, mini_releases):
+    repo, _ = reproduced
+    dvc = str(BIN / "dvc")
+    demo = {rel: (repo / rel).read_bytes() for rel in ("outputs/eval/metrics.json", "outputs/stage2/model.pt",
+                                                        "data/dataset/dataset.yaml")}
+    original = _set_params(repo, data={"dataset": "ucf-crime", "features_root": str(mini_releases["ucf-crime"])})
+    try:
+        log = sh([dvc, "repro"], repo)
+        assert "Running stage 'demo_videos'" not in log
+        for stage in STAGES[1:]:  # the data step resolves the release (no extraction), then everything runs
+            assert f"Running stage '{stage}'" in log
+        assert "cplvad datasets prepare ucf-crime" in log  # the data choice, templated from params.yaml
+        assert yaml.safe_load((repo / "data/dataset/dataset.yaml").read_text())["name"] == "ucf-crime"
+        assert not (repo / "data/dataset/features").exists()
+        predictions = np.load(repo / "outputs/eval/predictions.npz", allow_pickle=False)
+        assert len(predictions["names"]) == 290
+        assert json.loads((repo / "outputs/eval/metrics.json").read_text())["frame_auc_binary"] is not None
+    finally:
+        (repo / "params.yaml").write_text(original)
+    log = sh([dvc, "repro"], repo)
+    assert "Running stage" not in log  # nothing is retrained or re-extracted...
+    for stage in STAGES[1:]:  # ...every output comes back from DVC's run cache
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in log
+    for rel, content in demo.items():
+        assert (repo / rel).read_bytes() == content, rel
+
+
+def _find(tree, name: str) -> list[dict]:
+    """Every mapping in a JSON tree whose ``name`` is ``name``."""
+    if isinstance(tree, dict):
+        return ([tree] if tree.get("name") == name else []) + [x for v in tree.values() for x in _find(v, name)]
+    if isinstance(tree, list):
+        return [x for v in tree for x in _find(v, name)]
+    return []
+
+
+def test_queued_experiments_track_to_the_project_store(reproduced):
+    repo, _ = reproduced
+    dvc = str(BIN / "dvc")
+    for cmd in (["git", "config", "user.name", "t"], ["git", "config", "user.email", "t@t"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "baseline", "--allow-empty"]):
+        sh(cmd, repo)
+    for value in (2, 3):
+        sh([dvc, "exp", "run", "--queue", "-S", f"eval.smoothing={value}", "-n", f"smooth-{value}"], repo)
+    log = sh([dvc, "exp", "run", "--run-all"], repo)  # each in a temporary copy of the project
+    assert log.count("Running stage 'evaluate'") == 2 and log.count("Running stage 'track'") == 2
+    assert "Running stage 'train_stage1'" not in log and "Running stage 'train_stage2'" not in log
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    for value in (2, 3):
+        runs = client.search_runs(experiments, f"tags.`dvc.exp_name` = 'smooth-{value}'")
+        assert len(runs) == 1 and runs[0].info.run_name == f"smooth-{value}"
+        assert runs[0].data.params["eval.smoothing"] == str(value)
+        assert runs[0].info.artifact_uri.startswith((repo / "mlruns").as_uri())  # the project's, not the copy's
+        shown = _find(json.loads(sh([dvc, "exp", "show", "--json"], repo)), f"smooth-{value}")
+        assert shown and f'"smoothing": {value}' in json.dumps(shown)

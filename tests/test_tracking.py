@@ -128,3 +128,22 @@ def test_ablation_grid(demo_manifest, in_tmp):
     assert len(parent) == 1
     children = client.search_runs([parent[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'")
     assert len(children) == 6
+
+
+def test_relative_stores_are_anchored_at_the_dvc_project_root(tmp_path, monkeypatch):
+    from cplvad.tracking.runs import absolute_sqlite, artifact_location, dvc_experiment_tags
+
+    project, copy = tmp_path / "project", tmp_path / "exps" / "tmp123"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)  # a queued experiment runs in a temporary copy...
+    monkeypatch.setenv("DVC_ROOT", str(project))  # ...and DVC names the original project
+    assert absolute_sqlite("sqlite:///mlflow.db") == f"sqlite:///{project / 'mlflow.db'}"
+    assert absolute_sqlite("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert artifact_location(load_config(None), "sqlite:///x") == (project / "mlruns").as_uri()
+    assert artifact_location(load_config(None, ["tracking.artifact_location=arts"]), "http://h") == (project / "arts").as_uri()
+    assert artifact_location(load_config(None, ["tracking.artifact_location=s3://b/m"]), "http://h") == "s3://b/m"
+    assert artifact_location(load_config(None), "http://server:5000") is None  # the server decides
+    monkeypatch.setenv("DVC_EXP_NAME", "smooth-2")
+    assert dvc_experiment_tags() == {"dvc.exp_name": "smooth-2"}
+    monkeypatch.delenv("DVC_ROOT")
+    assert absolute_sqlite("sqlite:///mlflow.db") == f"sqlite:///{copy / 'mlflow.db'}"  # outside DVC: the cwd

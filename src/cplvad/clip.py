@@ -1,7 +1,9 @@
-"""CLIP from open_clip, from local files only (no hub, no download).
+"""CLIP from open_clip: random weights, a local weights file, or weights by open_clip pretrained tag.
 
 ``clip.pretrained`` is ``none`` (random weights, e.g. for tests and benchmarks), an open_clip state dict
-(loaded with ``weights_only=True``), or OpenAI's TorchScript release (``open_clip.load_openai_model``).
+(loaded with ``weights_only=True``), OpenAI's TorchScript release (``open_clip.load_openai_model``), or an
+open_clip tag of the model (``openai``, ``laion2b_s34b_b88k``, ...; see ``cplvad.clip_weights``: cached
+by Hugging Face, downloaded once). The weights' identity is always their sha256, whatever named them.
 Our own small configs (``src/cplvad/clip_configs``, e.g. ``cplvad-tiny`` for tests and the CPU demo) are
 always available; ``clip.config_dir`` adds a user's folder of extra open_clip model configs.
 """
@@ -18,6 +20,14 @@ from typing import Any
 
 import torch
 
+from cplvad.clip_weights import (
+    TaggedWeights,
+    is_tag,
+    known_tags,
+    tagged_weights,
+    verify,
+    warn_on_activation_mismatch,
+)
 from cplvad.config import ClipConfig
 from cplvad.errors import ConfigError
 
@@ -82,18 +92,17 @@ def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBund
             f"clip.model {cfg.model!r} is not an open_clip model; see open_clip.list_models() "
             "or add its JSON config with clip.config_dir"
         )
-    weights: Path | None = None
-    if cfg.pretrained.lower() != "none":
-        weights = Path(cfg.pretrained)
-        if not weights.is_file():
-            raise ConfigError(
-                f"clip.pretrained {cfg.pretrained!r} is not a file; give a local weights file or 'none' "
-                "(nothing is downloaded)"
-            )
+    weights, tagged = _weights_file(cfg)
+    sha256 = file_sha256(weights) if weights is not None else None
+    if tagged is not None:
+        verify(tagged, sha256)  # type: ignore[arg-type]
+        warn_on_activation_mismatch(bool(open_clip.get_model_config(cfg.model).get("quick_gelu")), tagged,
+                                    cfg.model, cfg.pretrained)
     if weights is not None and _is_torchscript(weights):
         model = open_clip.load_openai_model(str(weights), precision="fp32", device="cpu")
     elif weights is not None:
-        model = open_clip.create_model(cfg.model, pretrained=str(weights), device="cpu")
+        model = open_clip.create_model(cfg.model, pretrained=str(weights), device="cpu",
+                                       force_preprocess_cfg=tagged.preprocess if tagged else None)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
@@ -118,5 +127,21 @@ def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBund
         image_size=int(size),
         mean=mean,
         std=std,
-        weights_sha256=file_sha256(weights) if weights else None,
+        weights_sha256=sha256,
     )
+
+
+def _weights_file(cfg: ClipConfig) -> tuple[Path | None, TaggedWeights | None]:
+    """The weights file ``clip.pretrained`` names (None for random weights) and, for a tag, what it says."""
+    value = cfg.pretrained
+    if value.lower() == "none":
+        return None, None
+    if Path(value).is_file():
+        return Path(value), None
+    if is_tag(cfg.model, value):
+        tagged = tagged_weights(cfg.model, value)
+        return tagged.path, tagged
+    tags = known_tags(cfg.model)
+    known = f"its tags: {', '.join(tags)}" if tags else "open_clip has no pretrained weights for it"
+    raise ConfigError(f"clip.pretrained {value!r} is neither a file nor an open_clip pretrained tag of "
+                      f"{cfg.model} ({known}); give a weights file, a tag, or 'none'")

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cplvad.errors import ConfigError
 
 DEFAULT_PARAMS_FILE = "params.yaml"
+DEMO_DATASET = "demo"
+BENCHMARK_DATASETS = ("ucf-crime", "xd-violence")
+"""Built-in benchmarks (metadata in ``cplvad/data/benchmark_metadata``; features from their published release)."""
 
 
 class _Section(BaseModel):
@@ -26,14 +29,83 @@ class _Section(BaseModel):
 
 
 class ClipConfig(_Section):
-    """Which CLIP to use. Nothing is ever downloaded: weights come from a local file."""
+    """Which CLIP to use: random weights, a local weights file, or open_clip's weights by tag."""
 
     model: str = "ViT-B-16-quickgelu"
     """An open_clip model name (``open_clip.list_models()``, or one defined in ``config_dir``)."""
     pretrained: str = "none"
-    """Path to a local weights file (open_clip state dict or OpenAI TorchScript), or ``none`` (random)."""
+    """``none`` (random weights), a local weights file (open_clip state dict or OpenAI TorchScript), or an
+    open_clip pretrained tag of ``model`` (``openai``, ``laion2b_s34b_b88k``, ...:
+    ``open_clip.list_pretrained_tags_by_model``), downloaded once into the Hugging Face cache."""
     config_dir: str | None = None
     """Optional folder of extra open_clip model-config JSON files (e.g. a tiny model for tests)."""
+
+
+def dataset_kind(dataset: str) -> Literal["demo", "benchmark", "manifest"]:
+    """What a ``data.dataset`` value names: the demo, a built-in benchmark, or a manifest file."""
+    if dataset == DEMO_DATASET:
+        return "demo"
+    return "benchmark" if dataset in BENCHMARK_DATASETS else "manifest"
+
+
+class DataConfig(_Section):
+    """What the pipeline (``dvc repro``, ``cplvad datasets prepare``) trains and evaluates on."""
+
+    dataset: str = DEMO_DATASET
+    """``demo`` (the built-in synthetic demo videos, extracted by the pipeline), a built-in benchmark
+    (``ucf-crime``, ``xd-violence``: their published features, no extraction), or the path of a dataset
+    manifest (``dataset.yaml``)."""
+    train_videos: str | None = None
+    """With a manifest: the training videos to extract (a folder, a list file, or ``s3://``); its lists
+    are then the extraction's."""
+    test_videos: str | None = None
+    """With a manifest: the test videos to extract (given together with ``train_videos``)."""
+    features_root: str | None = None
+    """Built-in benchmark: the folder of its published feature release (XD-Violence: the folder holding
+    ``XDTrainClipFeatures/`` and ``XDTestClipFeatures/``). Manifest: rebases its lists."""
+    train_features_root: str | None = None
+    """Instead of ``features_root``, for the training features alone (XD's separate folders)."""
+    test_features_root: str | None = None
+    """Instead of ``features_root``, for the test features alone."""
+    train_list: str | None = None
+    """Built-in benchmark: the published training list (e.g. ``ucf_CLIP_rgb.csv``), rebased onto the
+    training folder; default: the training folder is scanned."""
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        looks_like_path = "/" in v or "\\" in v or v.endswith((".yaml", ".yml"))
+        if dataset_kind(v) == "manifest" and not looks_like_path:
+            builtin = ", ".join((DEMO_DATASET, *BENCHMARK_DATASETS))
+            raise ValueError(f"not a built-in dataset ({builtin}) nor the path of a dataset manifest (.yaml)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        kind = dataset_kind(self.dataset)
+        given = [k for k in ("train_videos", "test_videos", "features_root", "train_features_root",
+                             "test_features_root", "train_list") if getattr(self, k) is not None]
+        allowed = {
+            "demo": (),
+            "benchmark": ("features_root", "train_features_root", "test_features_root", "train_list"),
+            "manifest": ("train_videos", "test_videos", "features_root", "train_features_root", "test_features_root"),
+        }[kind]
+        wrong = [k for k in given if k not in allowed]
+        if wrong:
+            what = {"demo": "the built-in demo videos, generated and extracted by the pipeline",
+                    "benchmark": "a built-in benchmark: its published features, nothing to extract",
+                    "manifest": "a dataset manifest, which names its own lists"}[kind]
+            raise ValueError(f"data.{wrong[0]} does not apply to data.dataset={self.dataset!r} ({what}); "
+                             f"unset data.{wrong[0]} or choose another data.dataset")
+        videos = [k for k in ("train_videos", "test_videos") if k in given]
+        if len(videos) == 1:
+            other = "test_videos" if videos[0] == "train_videos" else "train_videos"
+            raise ValueError(f"data.{videos[0]} is set but data.{other} is not; videos are extracted for both splits")
+        roots = [k for k in given if k.endswith("features_root")]
+        if videos and roots:
+            raise ValueError(f"data.{roots[0]} contradicts data.train_videos: extracted features are written by "
+                             "the pipeline; a features root rebases existing lists")
+        return self
 
 
 class ModelConfig(_Section):
@@ -253,6 +325,7 @@ class TrackingConfig(_Section):
 
 class Config(_Section):
     seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
     clip: ClipConfig = Field(default_factory=ClipConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cplvad.cli.main import cli, config_options, console
+from cplvad.cli.main import cli, config_options, console, dataset_option
 from cplvad.config import Config
 from cplvad.data import load_dataset
 from cplvad.data.demo import write_demo_dataset
@@ -31,10 +31,10 @@ def demo_data(out: str, seed: int | None, config: Config) -> None:
 
 
 @cli.command("metrics")
-@click.option("--dataset", "dataset_path", type=click.Path(dir_okay=False), required=True, help="dataset.yaml")
 @click.option("--predictions", type=click.Path(dir_okay=False), required=True, help="Predictions .npz (P.npz format).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write metrics.json here.")
 @config_options
+@dataset_option
 def metrics(dataset_path: str, predictions: str, out: str | None, config: Config) -> None:
     """Score a predictions file with the published protocol (no feature files needed)."""
     dataset = load_dataset(dataset_path)
@@ -47,11 +47,12 @@ def metrics(dataset_path: str, predictions: str, out: str | None, config: Config
 
 
 @cli.command("baseline")
-@click.option("--dataset", "dataset_path", type=click.Path(dir_okay=False), required=True, help="dataset.yaml")
 @click.option("--kind", type=click.Choice(["oracle", "random"]), required=True, help="Which reference predictor.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Predictions .npz to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random predictor.")
-def baseline(dataset_path: str, kind: str, out: str, seed: int) -> None:
+@config_options
+@dataset_option
+def baseline(dataset_path: str, kind: str, out: str, seed: int, config: Config) -> None:
     """Write reference predictions (oracle = ground truth, or random) to sanity-check `cplvad metrics`."""
     dataset = load_dataset(dataset_path)
     lengths = dataset.test_lengths_from_features()

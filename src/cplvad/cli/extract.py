@@ -67,7 +67,7 @@ def _report_failures(failures: dict[str, str], where: str) -> None:
 @click.option(
     "--pretrained",
     default=None,
-    help="Local CLIP weights file, or 'none' for random weights (clip.pretrained).",
+    help="CLIP weights: a local file, an open_clip tag (openai, ...), or 'none' for random weights (clip.pretrained).",
 )
 @click.option(
     "--clip-config-dir", default=None, help="Folder of extra open_clip model configs (clip.config_dir)."

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import functools
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
 from cplvad import __version__
-from cplvad.config import Config, config_from_dict, load_config
-from cplvad.errors import CplvadError
+from cplvad.config import BENCHMARK_DATASETS, DEMO_DATASET, Config, config_from_dict, load_config
+from cplvad.errors import ConfigError, CplvadError
 
 console = Console(stderr=True)
 
@@ -53,6 +55,8 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(func)
     def wrapper(*args: Any, params_file: str | None, overrides: tuple[str, ...], **kwargs: Any) -> Any:
+        if kwargs.get("dataset_path") in BENCHMARK_DATASETS:  # --dataset NAME selects data.dataset (see open_dataset)
+            overrides = (f"data.dataset={kwargs['dataset_path']}", *overrides)
         config: Config = load_config(params_file, overrides)
         return func(*args, config=config, **kwargs)
 
@@ -107,5 +111,46 @@ def parent_run_option(func: Callable[..., Any]) -> Callable[..., Any]:
         from cplvad.tracking.pipeline_run import find_parent
 
         return func(*args, parent_run=find_parent(config, record=mlflow_parent), config=config, **kwargs)
+
+    return wrapper
+
+
+def open_dataset(spec: str, config: Config) -> tuple[str, Config]:
+    """``--dataset``: a manifest path as it is, or a built-in benchmark resolved for this command.
+
+    A built-in name is the command's ``data.dataset`` (``config_options`` sets it before validating the
+    section); the rest of the ``data`` section locates its features. Its manifest is written to a folder
+    that lives as long as the command.
+    """
+    from cplvad.data.benchmarks import is_benchmark
+    from cplvad.data.selection import resolve_dataset
+
+    if spec == DEMO_DATASET:
+        raise ConfigError("--dataset demo: the demo is generated and extracted by the pipeline (`make demo`, "
+                          "`dvc repro`); then use --dataset data/dataset/dataset.yaml")
+    if not is_benchmark(spec):
+        config_from_dict({"data": {"dataset": spec}}, f"--dataset {spec}")  # a name that is no dataset: say so
+        return spec, config
+    if config.data.dataset != spec:
+        config = config_from_dict({**config.to_dict(), "data": {**config.data.model_dump(), "dataset": spec}},
+                                  f"--dataset {spec} with the data section")
+    return str(resolve_dataset(config.data, command_tempdir(f"cplvad-{spec}-") / spec)), config
+
+
+def command_tempdir(prefix: str) -> Path:
+    """A temporary folder removed when the running command ends."""
+    return Path(click.get_current_context().with_resource(tempfile.TemporaryDirectory(prefix=prefix)))
+
+
+def dataset_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--dataset`` (a manifest or a built-in name); place below ``config_options``: it needs the config."""
+
+    @click.option("--dataset", "dataset_path", required=True, metavar="D.yaml|NAME",
+                  help="Dataset manifest, or a built-in benchmark (ucf-crime, xd-violence) located by "
+                       "data.features_root (see `cplvad datasets`).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, dataset_path: str, config: Config, **kwargs: Any) -> Any:
+        dataset_path, config = open_dataset(dataset_path, config)
+        return func(*args, dataset_path=dataset_path, config=config, **kwargs)
 
     return wrapper

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cplvad.cli.main import cli, config_options, console, seeds_option
+from cplvad.cli.main import cli, config_options, console, dataset_option, seeds_option
 from cplvad.config import Config
 from cplvad.tracking.runs import PipelineOutputs
 from cplvad.workflow import track_pipeline
@@ -16,7 +16,6 @@ _file = click.Path(dir_okay=False)
 
 
 @cli.command("track")
-@click.option("--dataset", "dataset_path", type=_file, required=True, help="dataset.yaml")
 @click.option("--stage1", type=_dir, default=None, help="Stage-1 model directory.")
 @click.option("--pseudo", type=_file, default=None, help="pseudo.npz.")
 @click.option("--stage2", type=_dir, default=None, help="Final (stage-2) model directory.")
@@ -29,6 +28,7 @@ _file = click.Path(dir_okay=False)
               help="The pipeline run the stages logged into (their --mlflow-parent FILE); without it, or when "
                    "it names a closed run, a new parent run is opened.")
 @config_options
+@dataset_option
 def track_cmd(
     dataset_path: str, stage1: str | None, pseudo: str | None, stage2: str | None, metrics: str | None,
     plots: str | None, manifests: tuple[str, ...], register: bool, out: str | None, mlflow_parent: str | None,
@@ -62,12 +62,12 @@ def promote_cmd(metric: str, config: Config) -> None:
 
 
 @cli.command("ablate")
-@click.option("--dataset", "dataset_path", type=_file, required=True, help="dataset.yaml")
 @click.option("--out", type=_dir, required=True, help="Folder for the models and the ablation report.")
 @click.option("--track/--no-track", default=True, show_default=True, help="Log a parent MLflow run with one child per row.")
 @seeds_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @config_options
+@dataset_option
 def ablate_cmd(dataset_path: str, out: str, track: bool, seeds: list[int] | None, quiet: bool, config: Config) -> None:
     """The paper's Table 3 grid (shared stage 1): ablation.md, ablation.csv and ablation.png in --out
     (with --seeds: mean ± std over the seeds, and each seed's grid in OUT/seed-<s>/)."""

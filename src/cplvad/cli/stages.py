@@ -4,37 +4,39 @@ from __future__ import annotations
 
 import click
 
-from cplvad.cli.main import cli, config_options, console, parent_run_option, seeds_option
+from cplvad.cli.main import cli, config_options, console, dataset_option, parent_run_option, seeds_option
 from cplvad.config import Config
 from cplvad.errors import CplvadError
 from cplvad.workflow import evaluate as evaluate_model
 from cplvad.workflow import make_pseudo_labels, run_all, train_stage
 from cplvad.workflow.seeds import run_seeds
 
-_dataset = click.option("--dataset", "dataset_path", type=click.Path(dir_okay=False), required=True, help="dataset.yaml")
 _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
 
 
 @cli.command("train")
-@_dataset
 @click.option("--stage", type=click.IntRange(1, 2), required=True, help="1: video labels only; 2: cross pseudo labels.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
 @click.option("--pseudo", type=click.Path(dir_okay=False), default=None, help="pseudo.npz (stage 2 only).")
 @click.option("--force", is_flag=True, help="Retrain even if --out holds a finished or different model.")
 @click.option("--replace-stale", is_flag=True,
               help="If --out holds a model of another config or data, retrain instead of stopping (pipelines).")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Train and keep checkpoints here; only the finished model moves to --out (same file system). "
+                   "For tools that delete --out before a run (DVC): a re-run still resumes.")
 @_quiet
 @config_options
 @parent_run_option
+@dataset_option
 def train_cmd(
-    dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, replace_stale: bool, quiet: bool,
-    parent_run: str | None, config: Config,
+    dataset_path: str, stage: int, out: str, pseudo: str | None, force: bool, replace_stale: bool,
+    work_dir: str | None, quiet: bool, parent_run: str | None, config: Config,
 ) -> None:
     """Train stage 1 or stage 2; an interrupted run resumes from its last checkpoint."""
     if (stage == 2) != (pseudo is not None):
         raise CplvadError("--pseudo is required for --stage 2 and not accepted for --stage 1")
     result = train_stage(dataset_path, out, config, stage=stage, pseudo_path=pseudo, force=force, progress=not quiet,
-                         replace_stale=replace_stale, parent_run=parent_run)
+                         replace_stale=replace_stale, work_dir=work_dir, parent_run=parent_run)
     if result.skipped:
         console.print(f"{out} already holds this stage-{stage} model for the same config and data: nothing to do")
     else:
@@ -43,12 +45,12 @@ def train_cmd(
 
 
 @cli.command("pseudo-labels")
-@_dataset
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True, help="Stage-1 model directory.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="pseudo.npz to write.")
 @_quiet
 @config_options
 @parent_run_option
+@dataset_option
 def pseudo_labels_cmd(
     dataset_path: str, model_dir: str, out: str, quiet: bool, parent_run: str | None, config: Config
 ) -> None:
@@ -59,7 +61,6 @@ def pseudo_labels_cmd(
 
 
 @cli.command("evaluate")
-@_dataset
 @click.option("--model", "model_dir", required=True, help="Model directory, or an MLflow URI (models:/cplvad@champion).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="metrics.json to write.")
 @click.option("--predictions-out", type=click.Path(dir_okay=False), default=None, help="Also write predictions (P.npz).")
@@ -68,6 +69,7 @@ def pseudo_labels_cmd(
 @_quiet
 @config_options
 @parent_run_option
+@dataset_option
 def evaluate_cmd(
     dataset_path: str, model_dir: str, out: str, predictions_out: str | None, plots_dir: str | None, quiet: bool,
     parent_run: str | None, config: Config,
@@ -80,7 +82,6 @@ def evaluate_cmd(
 
 
 @cli.command("run")
-@_dataset
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
 @click.option("--track/--no-track", default=True, show_default=True,
               help="Log the run to MLflow as it runs (a parent run, a nested run per stage; the open parent is "
@@ -89,6 +90,7 @@ def evaluate_cmd(
 @seeds_option
 @_quiet
 @config_options
+@dataset_option
 def run_cmd(dataset_path: str, out: str, track: bool, seeds: list[int] | None, quiet: bool, config: Config) -> None:
     """Everything: stage 1 (+ its metrics), pseudo labels, stage 2 (+ final metrics and plots); resumable.
 

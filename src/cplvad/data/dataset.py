@@ -49,6 +49,11 @@ class DatasetManifest(BaseModel):
     """
     segment_annotations_format: AnnotationFormat = "auto"
     features_root: Path | None = None
+    train_features_root: Path | None = None
+    """Rebases the training list only (default: ``features_root``): XD-Violence publishes its training and
+    test features in two folders."""
+    test_features_root: Path | None = None
+    """Rebases the test list only (default: ``features_root``)."""
     frames_per_snippet: int = Field(16, ge=1)
     label_codes: dict[str, str] = Field(default_factory=dict)
 
@@ -185,17 +190,19 @@ class Dataset:
     def _resolve(self, p: Path) -> Path:
         return p if p.is_absolute() else self.root / p
 
-    @cached_property
-    def features_root(self) -> Path | None:
-        return self._resolve(self.manifest.features_root) if self.manifest.features_root else None
+    def features_root(self, split: str) -> Path | None:
+        """The folder that rebases ``split``'s list: ``<split>_features_root``, else ``features_root``."""
+        root = getattr(self.manifest, f"{split}_features_root") or self.manifest.features_root
+        return self._resolve(root) if root else None
 
     @cached_property
     def train(self) -> FeatureList:
-        return read_feature_list(self._resolve(self.manifest.train_list), self.classes, self.features_root, "train")
+        path = self._resolve(self.manifest.train_list)
+        return read_feature_list(path, self.classes, self.features_root("train"), "train")
 
     @cached_property
     def test(self) -> FeatureList:
-        lst = read_feature_list(self._resolve(self.manifest.test_list), self.classes, self.features_root, "test")
+        lst = read_feature_list(self._resolve(self.manifest.test_list), self.classes, self.features_root("test"), "test")
         for v in lst:
             if len(v.rows) > 1:
                 raise DataError(f"{lst.path}: test video {v.name!r} has {len(v.rows)} crops; the test list uses one crop")

@@ -33,7 +33,7 @@ from typing import Any
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
 from cplvad.extras import require
-from cplvad.io import atomic_path
+from cplvad.io import atomic_path, is_s3
 
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
 
@@ -45,10 +45,6 @@ class VideoSource:
     name: str
     """File name without extension: the stem of the output files and the video's name in lists."""
     label: str
-
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith("s3://")
 
 
 def split_s3(uri: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from cplvad.config import Config
 from cplvad.errors import ConfigError
 from cplvad.io import write_json
-from cplvad.tracking.runs import git_commit, mlflow_module, setup_mlflow
+from cplvad.tracking.runs import dvc_experiment_tags, git_commit, mlflow_module, setup_mlflow
 
 PARENT_RUN_ENV = "CPLVAD_MLFLOW_PARENT_RUN_ID"
 PIPELINE_RUN_ENV = "CPLVAD_PIPELINE_RUN"
@@ -39,8 +39,9 @@ def open_parent(config: Config, *, run_name: str = "pipeline", tags: dict[str, s
     experiment_id = setup_mlflow(config)
     commit = git_commit()
     client = mlflow.MlflowClient()
-    run = client.create_run(experiment_id, run_name=run_name,
-                            tags={**({"mlflow.source.git.commit": commit} if commit else {}), **(tags or {})})
+    dvc = dvc_experiment_tags()  # a DVC experiment's run is named after it, as `dvc exp show` lists it
+    tags = {**({"mlflow.source.git.commit": commit} if commit else {}), **dvc, **(tags or {})}
+    run = client.create_run(experiment_id, run_name=dvc.get("dvc.exp_name", run_name), tags=tags)
     params = [mlflow.entities.Param(k, str(v)) for k, v in config.flat().items()]
     for i in range(0, len(params), MAX_PARAMS_PER_CALL):
         client.log_batch(run.info.run_id, params=params[i:i + MAX_PARAMS_PER_CALL])

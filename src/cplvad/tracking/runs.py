@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset
-from cplvad.extract.storage import is_s3
 from cplvad.extras import require
+from cplvad.io import is_s3
 from cplvad.pseudo.labels import PseudoLabels
 
 if TYPE_CHECKING:
@@ -44,11 +44,21 @@ def mlflow_module() -> Any:
     return require("mlflow", "MLflow tracking (--track, --mlflow-parent, track, promote, models:/ URIs)")
 
 
+def project_root() -> Path:
+    """Where relative tracking paths are anchored: the DVC project, else the working directory.
+
+    DVC sets ``DVC_ROOT`` for every stage command; for a queued experiment (``dvc exp run --queue``), which
+    runs in a temporary copy of the project, it is the original project's root, so the runs land in the
+    project's store and not in the copy that is deleted afterwards.
+    """
+    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+
+
 def absolute_sqlite(uri: str) -> str:
-    """``sqlite:///mlflow.db`` -> ``sqlite:////abs/dir/mlflow.db``: the store does not move with the cwd."""
+    """``sqlite:///mlflow.db`` -> ``sqlite:////<project root>/mlflow.db``: the store does not move with the cwd."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
+        return prefix + str(project_root() / uri[len(prefix):])
     return uri
 
 
@@ -61,6 +71,13 @@ def use_tracking_uri(uri: str) -> None:
 
 def experiment_name(config: Config) -> str:
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or config.tracking.experiment
+def artifact_location(config: Config, tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: the configured location (a relative path anchored at the
+    project root), else ``<project root>/mlruns`` for a local SQLite store (MLflow's ``./mlruns``, anchored)."""
+    location = config.tracking.artifact_location
+    if location is None:
+        return (project_root() / "mlruns").as_uri() if tracking_uri.startswith("sqlite:") else None
+    return location if "://" in location or Path(location).is_absolute() else (project_root() / location).as_uri()
 
 
 def setup_mlflow(config: Config) -> str:
@@ -71,11 +88,17 @@ def setup_mlflow(config: Config) -> str:
     name = experiment_name(config)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        experiment_id = mlflow.create_experiment(name, artifact_location=config.tracking.artifact_location)
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location(config, uri))
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def dvc_experiment_tags() -> dict[str, str]:
+    """The DVC experiment a stage runs in (``dvc exp run``), to find the run from ``dvc exp show`` and back."""
+    names = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.exp_baseline_rev"}
+    return {tag: os.environ[var] for var, tag in names.items() if os.environ.get(var)}
 
 
 def git_commit(cwd: str | Path = ".") -> str | None:

@@ -1,4 +1,8 @@
-"""The stages of the method as functions on paths, shared by the CLI, DVC stages and Kubeflow components."""
+"""The stages of the method as functions on paths, shared by the CLI, DVC stages and Kubeflow components.
+
+Each stage logs itself into MLflow while it runs when given a parent run (``cplvad.tracking``; MLflow itself
+is imported only then).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from cplvad.eval.metrics import configured_metrics, print_metrics
 from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
 from cplvad.eval.scoring import predict_test_set
-from cplvad.io import write_json
+from cplvad.io import replace_dir, write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
 from cplvad.tracking.registry import resolve_model
@@ -58,30 +62,37 @@ def train_stage(
     replace_stale: bool = False,
     parent_run: str | None = None,
     checkpoint_uri: str | None = None,
+    work_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train one stage, then calibrate its decision threshold on the normal training videos.
 
     ``parent_run``: log the stage as a nested run of that MLflow run while it trains (losses per epoch).
     ``checkpoint_uri``: also keep the checkpoints under this ``s3://`` prefix or folder, and resume from
     there when ``out_dir`` starts empty (a retried Kubeflow pod; see ``train.checkpoint_mirror``).
+    ``work_dir``: train (and resume) there and move only the finished model to ``out_dir``, for pipeline
+    tools that delete their outputs before a run (DVC) but should still resume an interrupted training.
     """
     dataset = load_dataset(dataset_path)
     pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
     data = _training_set(dataset, config, progress)
+    target = Path(work_dir) if work_dir is not None else Path(out_dir)
     mirror = CheckpointMirror(checkpoint_uri, fingerprint(config, data, stage, pseudo)) if checkpoint_uri else None
     if mirror is not None:
-        mirror.restore(out_dir)
+        mirror.restore(target)
     with stage_run(f"train_stage{stage}", parent_run) as run:
-        result = train(config, data, out_dir, stage=stage, classes=list(dataset.classes.names), dataset_name=dataset.name,
+        result = train(config, data, target, stage=stage, classes=list(dataset.classes.names), dataset_name=dataset.name,
                        pseudo=pseudo, progress=progress, force=force, replace_stale=replace_stale,
                        on_epoch=run.log_epoch, on_checkpoint=mirror.push if mirror is not None else None)
-        _calibrate(out_dir, dataset, config, progress)
+        _calibrate(target, dataset, config, progress)
         if not result.skipped:
             for record in result.history[:result.resumed_from]:  # epochs of an earlier attempt
                 run.log_epoch(record)
-            record_model(run, Path(out_dir), history=False)
+            record_model(run, target, history=False)
     if mirror is not None:
         mirror.discard()
+    if work_dir is not None:
+        replace_dir(target, out_dir)
+        result.model_dir = Path(out_dir)
     return result
 
 
@@ -215,6 +226,8 @@ def run_all(
                   plots_dir=stage2 / "plots", parent_run=parent)
     shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
     if track:
+        from cplvad.tracking.runs import PipelineOutputs
+
         outputs = PipelineOutputs(stage1, pseudo, stage2, stage2 / METRICS_FILE, stage2 / "plots")
         track_pipeline(dataset_path, outputs, config, record=out / TRACKING_FILE, parent_record=out / PARENT_RUN_FILE)
     return {"stage1": m1.metrics, "stage2": m2.metrics}

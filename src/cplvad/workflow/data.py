@@ -1,0 +1,117 @@
+"""The data step of a pipeline: the ``data`` section turned into one dataset folder, extracting only when needed.
+
+The folder (``dataset.yaml``, its lists and annotation files, and ``features/`` when videos were
+extracted) is what every later stage reads. Extraction runs in a work folder beside it and resumes there
+after an interruption; only the finished folder replaces the output, so a pipeline tool may delete its
+outputs before a run (DVC does) without losing partial work.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from cplvad.config import Config
+from cplvad.data.check import check_dataset
+from cplvad.data.dataset import load_dataset
+from cplvad.data.selection import (
+    MANIFEST_FILE,
+    DataPlan,
+    plan_data,
+    read_manifest,
+    resolve_dataset,
+    write_manifest,
+)
+from cplvad.errors import DataError
+from cplvad.io import replace_dir
+
+FEATURES_DIR = "features"
+SELECTION_FILE = "selection.json"
+
+
+def default_work_dir(out_dir: str | Path) -> Path:
+    """``data/dataset`` -> ``data/.dataset.work``: beside the output, on the same file system."""
+    out = Path(out_dir)
+    return out.with_name(f".{out.name}.work")
+
+
+def prepare_data(
+    config: Config,
+    out_dir: str | Path,
+    *,
+    demo_dir: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Resolve ``config.data`` into the dataset folder ``out_dir``; return its ``dataset.yaml``.
+
+    Built-in benchmark: its manifest over the published features (checked: DataError when training
+    could not run). Demo or videos: both splits extracted (resumably, in ``work_dir``) into
+    ``features/``, with the manifest's classes and annotation files beside them.
+    """
+    plan = plan_data(config.data, demo_dir)
+    if not plan.needs_extraction:
+        manifest = resolve_dataset(config.data, out_dir)
+        report = check_dataset(load_dataset(manifest))
+        for line in report.lines():
+            log(line)
+        if not report.ok:
+            raise DataError(f"{plan.dataset}: training could not run on this data (see above)")
+        return manifest
+    work = Path(work_dir) if work_dir is not None else default_work_dir(out_dir)
+    _claim(work, plan)
+    staged = work / "dataset"
+    _extract_splits(plan, config, staged / FEATURES_DIR, progress=progress, log=log)
+    write_extracted_manifest(plan, staged)
+    replace_dir(staged, out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    return Path(out_dir) / MANIFEST_FILE
+
+
+def _claim(work: Path, plan: DataPlan) -> None:
+    """Keep the work folder's partial extraction only if it was started for these very videos."""
+    selection = json.dumps({"dataset": plan.dataset, "videos": plan.videos}, sort_keys=True)
+    marker = work / SELECTION_FILE
+    if marker.is_file() and marker.read_text() != selection:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    marker.write_text(selection)
+
+
+def _extract_splits(plan: DataPlan, config: Config, features: Path, *, progress: bool,
+                    log: Callable[[str], None]) -> None:
+    from cplvad.extract.runner import extract
+
+    for split, src in plan.videos.items():
+        report = extract(src, str(features), config, list_name=f"{split}.csv", progress=progress, log=log)
+        log(f"{split}: extracted {report.extracted}, skipped {report.skipped} (done before), "
+            f"failed {len(report.failed)} of {report.selected} videos from {src}")
+        if report.failed:
+            examples = "; ".join(f"{k}: {v}" for k, v in list(report.failed.items())[:3])
+            raise DataError(f"{len(report.failed)} {split} video(s) of {src} failed extraction ({examples}); every "
+                            f"reason is in {report.sink.uri(report.names.manifest)}. Fix or remove them and re-run: "
+                            "finished videos are not extracted again")
+
+
+def write_extracted_manifest(plan: DataPlan, staged: Path) -> None:
+    """Beside ``staged/features/`` (the extraction's ``train.csv`` and ``test.csv``): the plan's manifest with
+    its lists replaced by those, and its annotation files copied in. A sharded extraction (Kubeflow) calls
+    this after merging its shards into that folder."""
+    source = plan.manifest
+    assert source is not None
+    raw = read_manifest(source)
+    for key in ("annotations", "segment_annotations"):
+        if raw.get(key):
+            path = source.parent / str(raw[key])
+            if not path.is_file():
+                raise DataError(f"{source}: {key} file {path} does not exist")
+            copied = f"{key}{path.suffix}"
+            shutil.copyfile(path, staged / copied)
+            raw[key] = copied
+    for key in ("features_root", "train_features_root", "test_features_root"):
+        raw.pop(key, None)
+    raw.update(train_list=f"{FEATURES_DIR}/train.csv", test_list=f"{FEATURES_DIR}/test.csv")
+    write_manifest(staged / MANIFEST_FILE, raw, f"from {source} and the extracted features")

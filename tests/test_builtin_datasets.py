@@ -1,0 +1,204 @@
+"""Built-in benchmarks: ground truth from the package's metadata, miniature feature releases, `cplvad datasets`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cplvad.cli import cli
+from cplvad.config import BENCHMARK_DATASETS, DataConfig, load_config
+from cplvad.data import load_dataset
+from cplvad.data.benchmarks import load_benchmark, release_folders, scan_training_features
+from cplvad.data.check import check_dataset
+from cplvad.data.ground_truth import frame_gt_digest, segment_gt_digest
+from cplvad.data.selection import resolve_dataset
+from cplvad.errors import ConfigError, DataError
+
+DIGESTS = json.loads((Path(__file__).parent / "data" / "benchmark_digests.json").read_text())
+PUBLISHED = {
+    "ucf-crime": {"test": "ucf_CLIP_rgbtest.csv", "gt": ("gt_segment_ucf.npy", "gt_label_ucf.npy"),
+                  "frame_annotations": ("Temporal_Anomaly_Annotation.txt", "ucf"), "train": "ucf_CLIP_rgb.csv"},
+    "xd-violence": {"test": "xd_CLIP_rgbtest.csv", "gt": ("gt_segment.npy", "gt_label.npy"),
+                    "frame_annotations": ("annotations.txt", "xd"), "train": "xd_CLIP_rgb.csv"},
+}
+TINY = ["clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
+        "model.stem_blocks=1", "model.window=4", "train.epochs=2", "train.batch_size=8", "train.lr=0.001"]
+
+
+def metadata_only(name: str, tmp_path: Path):
+    """The built-in dataset without features, its test lengths from the package's frame counts."""
+    dataset = load_dataset(resolve_dataset(DataConfig(dataset=name), tmp_path / name))
+    lengths = np.array([v.frames // 16 for v in load_benchmark(name).test])
+    return dataset, lengths
+
+
+@pytest.mark.parametrize("name", BENCHMARK_DATASETS)
+def test_ground_truth_from_the_package_matches_the_published_digests(name, tmp_path):
+    dataset, lengths = metadata_only(name, tmp_path)
+    assert len(dataset.test) == DIGESTS[name]["videos"] == {"ucf-crime": 290, "xd-violence": 800}[name]
+    frame_gt = dataset.frame_ground_truth(lengths)
+    assert len(frame_gt) == DIGESTS[name]["frames"]
+    assert frame_gt_digest(frame_gt) == DIGESTS[name]["frame_gt_sha256"]
+    assert segment_gt_digest(dataset.segment_ground_truth(lengths)) == DIGESTS[name]["segment_gt_sha256"]
+
+
+@pytest.mark.parametrize("name", BENCHMARK_DATASETS)
+def test_ground_truth_from_the_package_equals_the_published_files(name, benchmarks, tmp_path):
+    folder, files = benchmarks / name, PUBLISHED[name]
+    dataset, lengths = metadata_only(name, tmp_path)
+    with (folder / files["test"]).open() as fh:
+        published = [(Path(r["path"]).stem.rsplit("__", 1)[0], r["label"]) for r in csv.DictReader(fh)]
+    assert [(v.name, v.label) for v in dataset.test] == published  # evaluation order and labels
+    with (folder / "test_video_frames.csv").open() as fh:
+        assert [int(r["frames"]) // 16 for r in csv.DictReader(fh)] == list(lengths)
+    # segment GT: the published arrays themselves (object arrays: trusted shared files)
+    segs = np.load(folder / files["gt"][0], allow_pickle=True)
+    labels = np.load(folder / files["gt"][1], allow_pickle=True)
+    ours = dataset.segment_ground_truth(lengths)
+    for video, mine, s, lab in zip(dataset.test, ours, segs, labels):
+        assert [(g.start, g.end, g.label) for g in mine] == [(int(a), int(b), str(c)) for (a, b), c in zip(s, lab)], video.name
+    # frame GT: as built from the published annotation file by the manifest loader
+    ann, fmt = files["frame_annotations"]
+    manifest = tmp_path / "published.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "name": name, "classes": list(dataset.classes.names), "label_codes": dict(dataset.classes.codes),
+        "train_list": str(folder / files["train"]), "test_list": str(folder / files["test"]),
+        "annotations": str(folder / ann), "annotations_format": fmt}))
+    reference = load_dataset(manifest).frame_ground_truth(lengths)
+    np.testing.assert_array_equal(dataset.frame_ground_truth(lengths), reference)
+
+
+def test_scanning_a_release_finds_training_videos_and_leaves_test_videos_out(mini_releases):
+    ucf = load_benchmark("ucf-crime")
+    folders = release_folders(ucf, str(mini_releases["ucf-crime"]))
+    rows = scan_training_features(ucf, folders.train)
+    assert len(rows) == 12 and {label for _, label in rows} == {"Normal", "Abuse", "Fighting", "Stealing"}
+    assert ("Training_Normal_Videos_Anomaly/Normal_Videos900_x264__1.npy", "Normal") in rows
+    assert not {Path(p).stem.rsplit("__", 1)[0] for p, _ in rows} & {v.name for v in ucf.test}
+    xd = load_benchmark("xd-violence")
+    rows = scan_training_features(xd, release_folders(xd, str(mini_releases["xd-violence"])).train)
+    assert len(rows) == 12 and {label for _, label in rows} == {"A", "B1-0-0", "B2-G-0", "B4-0-0"}
+
+
+def test_a_published_training_list_is_rebased_onto_the_release(mini_releases, tmp_path):
+    root = mini_releases["ucf-crime"]
+    listed = tmp_path / "ucf_CLIP_rgb.csv"
+    listed.write_text("path,label\n" + "".join(
+        f"/home/xbgydx/Desktop/UCFClipFeatures/{sub}__{k},{label}\n"
+        for sub, label in (("Abuse/Abuse900_x264", "Abuse"), ("Training_Normal_Videos_Anomaly/Normal_Videos901_x264",
+                                                            "Normal")) for k in (0, 1)).replace(",", ".npy,"))
+    cfg = DataConfig(dataset="ucf-crime", features_root=str(root), train_list=str(listed))
+    dataset = load_dataset(resolve_dataset(cfg, tmp_path / "resolved"))
+    assert [v.name for v in dataset.train] == ["Abuse900_x264", "Normal_Videos901_x264"]
+    assert dataset.train.samples()[0][2] == root / "Abuse" / "Abuse900_x264__0.npy"
+
+
+def test_xd_separate_folders_can_be_given_one_by_one(mini_releases, tmp_path):
+    root = mini_releases["xd-violence"]
+    cfg = DataConfig(dataset="xd-violence", train_features_root=str(root / "XDTrainClipFeatures"),
+                     test_features_root=str(root / "XDTestClipFeatures"))
+    dataset = load_dataset(resolve_dataset(cfg, tmp_path / "xd"))
+    assert len(dataset.train) == 6 and len(dataset.test) == 800
+    assert dataset.test.locate(dataset.test.videos[0].rows[0]).parent == root / "XDTestClipFeatures"
+    with pytest.raises(DataError, match="data.train_features_root and data.test_features_root"):
+        resolve_dataset(DataConfig(dataset="xd-violence", features_root=str(root / "XDTrainClipFeatures")), tmp_path / "x")
+
+
+def invoke(*args: str) -> object:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_datasets_lists_the_builtins():
+    res = invoke("datasets")
+    assert res.exit_code == 0
+    for fragment in ("demo", "ucf-crime", "UCF-Crime: 14 classes, 1610 training and 290 test", "xd-violence",
+                     "XD-Violence: 7 classes, 3954 training and 800 test", "data.features_root"):
+        assert fragment in res.output
+
+
+def test_check_reports_what_is_there_and_fails_when_training_could_not_run(mini_release_writer, tmp_path):
+    root = mini_release_writer(tmp_path / "UCFClipFeatures", "ucf-crime", published_lengths=True, crops=10)
+    res = invoke("datasets", "check", "ucf-crime", "--features-root", str(root))
+    assert res.exit_code == 0, res.output
+    assert "train: 6 of 6 videos found, 10 crops per video, 16-d" in res.output
+    assert "test: 290 of 290 videos found, 1 crop per video" in res.output
+    assert "match the annotated frame counts for 290 of 290 videos" in res.output and "OK" in res.output
+    # a test video 16 frames shorter than annotated (as in the published UCF release): a note, not a failure
+    first = root / "Abuse" / "Abuse028_x264__5.npy"
+    np.save(first, np.load(first)[:-1])
+    res = invoke("datasets", "check", "ucf-crime", "--features-root", str(root))
+    assert res.exit_code == 0 and "1 differ by up to 16 frames (e.g. Abuse028_x264 1392 vs 1408)" in res.output
+    # a missing test video and features of another width: training or evaluation would fail
+    (root / "Arrest" / "Arrest001_x264__5.npy").unlink()
+    np.save(root / "Abuse" / "Abuse900_x264__0.npy", np.zeros((5, 32), np.float32))
+    res = invoke("datasets", "check", "ucf-crime", "--features-root", str(root))
+    assert res.exit_code == 1
+    assert "test: 289 of 290 videos found" in res.output and "Arrest001_x264__5" in res.output
+    assert "feature widths differ" in res.output and "NOT OK" in res.output
+
+
+def test_check_of_a_manifest_and_bad_names(demo_manifest):
+    res = invoke("datasets", "check", str(demo_manifest))
+    assert res.exit_code == 0 and "OK: training and evaluation can run" in res.output
+    res = CliRunner().invoke(cli, ["datasets", "check", "ucf_crime"])
+    assert res.exit_code == 2 and "not a built-in dataset (demo, ucf-crime, xd-violence)" in res.output
+    res = CliRunner().invoke(cli, ["datasets", "check", "ucf-crime"])
+    assert res.exit_code == 2 and "--features-root" in res.output
+
+
+@pytest.mark.parametrize(("sets", "fragment"), [
+    (["data.features_root=/x"], "data.features_root does not apply to data.dataset='demo'"),
+    (["data.dataset=ucf-crime", "data.train_videos=/v"], "data.train_videos does not apply to data.dataset='ucf-crime'"),
+    (["data.dataset=d/dataset.yaml", "data.train_videos=/v"], "data.test_videos is not"),
+    (["data.dataset=d/dataset.yaml", "data.train_videos=/v", "data.test_videos=/w", "data.features_root=/f"],
+     "data.features_root contradicts data.train_videos"),
+    (["data.dataset=d/dataset.yaml", "data.train_list=/l.csv"], "data.train_list does not apply"),
+    (["data.dataset=ucfcrime"], "not a built-in dataset"),
+])
+def test_contradictory_data_settings_are_refused_by_name(sets, fragment):
+    with pytest.raises(ConfigError, match="data") as err:
+        load_config(None, sets)
+    assert fragment in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BENCHMARK_DATASETS)
+def test_run_trains_and_evaluates_on_a_miniature_release(name, mini_releases, tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--dataset", name, "--set", f"data.features_root={mini_releases[name]}",
+                                   *[a for s in TINY for a in ("--set", s)], "--out", str(out), "--no-track", "--quiet"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["frame_auc_binary"] <= 100.0 and metrics["map_avg"] is not None
+    meta = json.loads((out / "stage2" / "meta.json").read_text())
+    assert meta["dataset"] == name and len(meta["classes"]) == len(load_benchmark(name).classes)
+    predictions = np.load(out / "stage2" / "predictions.npz", allow_pickle=False)
+    assert len(predictions["names"]) == len(load_benchmark(name).test)
+
+
+def test_check_dataset_library_call(mini_releases, tmp_path):
+    cfg = DataConfig(dataset="xd-violence", features_root=str(mini_releases["xd-violence"]))
+    report = check_dataset(load_dataset(resolve_dataset(cfg, tmp_path / "xd")))
+    assert report.ok and report.train.normal == 3 and report.train.abnormal == 3 and report.test.found == 800
+
+
+def test_metrics_of_a_builtin_benchmark_need_no_features(tmp_path):
+    from cplvad.eval import Predictions
+
+    bench = load_benchmark("xd-violence")
+    lengths = np.array([v.frames // 16 for v in bench.test])
+    rng = np.random.default_rng(0)
+    classes = rng.dirichlet(np.ones(len(bench.classes)), size=int(lengths.sum())).astype(np.float32)
+    Predictions(names=[v.name for v in bench.test], lengths=lengths, binary=rng.random(int(lengths.sum())),
+                classes=classes).save(tmp_path / "p.npz")
+    res = invoke("metrics", "--dataset", "xd-violence", "--predictions", str(tmp_path / "p.npz"),
+                 "--out", str(tmp_path / "m.json"))
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 40 < metrics["frame_auc_binary"] < 60  # random scores against the real ground truth
