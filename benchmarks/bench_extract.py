@@ -131,17 +131,52 @@ def bench_encode(encoder: BatchEncoder, seconds: float) -> tuple[float, int]:
             torch.cuda.synchronize(encoder.device)
 
     for _ in range(3):  # warm-up (cuDNN/cuBLAS autotuning, allocator)
-        encoder.add(batch)
+        encoder.add(0, batch)
     sync()
     start, n, batches = time.perf_counter(), 0, 0
     while time.perf_counter() - start < seconds:
-        for out in encoder.add(batch):
+        for out in encoder.add(0, batch):
             n += len(out) * encoder.plan.crops
         batches += 1
         if batches % 20 == 0:  # bound the queue of launched work
             sync()
     sync()
     return time.perf_counter() - start, n
+
+
+def bench_batching(encoder: BatchEncoder, per_video: list[int], repeats: int = 3) -> tuple[float, float]:
+    """Images/s of encoding videos of ``per_video`` sampled frames in batches of each video's own frames (what
+    extraction does, so a resumed run equals an uninterrupted one) and in full batches shared by consecutive
+    videos (what it did before). Alternated ``repeats`` times; the best of each."""
+    h, w = encoder.plan.frame_size
+    frames = torch.randint(0, 256, (max(per_video), 3, h, w), dtype=torch.uint8)
+    batch = encoder.frames_per_batch
+
+    def sync() -> None:
+        if encoder.device.type == "cuda":
+            torch.cuda.synchronize(encoder.device)
+
+    def own_batches() -> None:
+        for key, n in enumerate(per_video):
+            for start in range(0, n, batch):
+                encoder.add(key, frames[start : min(n, start + batch)])
+            encoder.finish(key)
+
+    def shared_batches() -> None:
+        total = sum(per_video)
+        for start in range(0, total, batch):
+            encoder.encode(frames[: min(batch, total - start)])
+
+    images = sum(per_video) * encoder.plan.views
+    best = {own_batches: 0.0, shared_batches: 0.0}
+    for _ in range(repeats):
+        for fn in best:
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            best[fn] = max(best[fn], images / (time.perf_counter() - start))
+    return best[own_batches], best[shared_batches]
 
 
 def main() -> None:
@@ -235,6 +270,13 @@ def main() -> None:
         print(
             f"encode alone : {enc_ips / per_frame:12,.0f} frames/s  ({enc_ips:10,.0f} images/s)  "
             f"[{images:,} images in {secs:.1f} s]"
+        )
+
+        snippets = frames // cfg.extract.frames_per_snippet
+        own, shared = bench_batching(encoder, [snippets * len(offsets)] * min(n_videos, 64))
+        print(
+            f"encode, {snippets * len(offsets)} sampled frames per video: batches of one video {own:10,.0f} images/s, "
+            f"full batches shared by videos {shared:10,.0f} images/s ({own / shared:.3f}x)"
         )
 
         report = extract(str(folder), str(root / "features"), cfg, progress=False, log=lambda _: None)

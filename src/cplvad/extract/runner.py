@@ -193,10 +193,6 @@ class _ExtractionRun:
                             bar.set_postfix_str(f"{report.frames / (time.perf_counter() - start):,.0f} frames/s")
                     if report.stopped_early:
                         break
-            if not report.stopped_early:
-                for item in assembler.flush():
-                    self.finish(item)
-                    bar.update(1)
         except BaseException:
             with contextlib.suppress(Exception):  # keep what is done for the resume; the error is what matters
                 report.sink.write_bytes(report.names.manifest, report.manifest.to_json())
