@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cplvad.errors import ConfigError
+from cplvad.redact import redact
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -188,8 +189,9 @@ class Config(_Section):
         return self.model_dump(mode="json")
 
     def flat(self) -> dict[str, Any]:
-        """``section.key -> value``, e.g. for MLflow params."""
-        return dict(_flatten(self.to_dict()))
+        """``section.key -> value``, e.g. for MLflow params: credentials in values (a tracking URI's
+        password) are masked."""
+        return {k: redact(v) if isinstance(v, str) else v for k, v in _flatten(self.to_dict())}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from cplvad import preflight
 from cplvad.cli.main import cli, config_options, console
 from cplvad.config import Config
+from cplvad.data.dataset import load_dataset
 from cplvad.errors import CplvadError
 from cplvad.workflow import evaluate as evaluate_model
 from cplvad.workflow import make_pseudo_labels, run_all, train_stage
 
 _dataset = click.option("--dataset", "dataset_path", type=click.Path(dir_okay=False), required=True, help="dataset.yaml")
 _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, soft_wrap=True)
 
 
 @cli.command("train")
@@ -31,6 +39,7 @@ def train_cmd(
     """Train stage 1 or stage 2; an interrupted run resumes from its last checkpoint."""
     if (stage == 2) != (pseudo is not None):
         raise CplvadError("--pseudo is required for --stage 2 and not accepted for --stage 1")
+    _say(preflight.for_training(load_dataset(dataset_path), out, config))
     result = train_stage(dataset_path, out, config, stage=stage, pseudo_path=pseudo, force=force, progress=not quiet,
                          replace_stale=replace_stale)
     if result.skipped:
@@ -48,6 +57,8 @@ def train_cmd(
 @config_options
 def pseudo_labels_cmd(dataset_path: str, model_dir: str, out: str, quiet: bool, config: Config) -> None:
     """Score the training videos with a stage-1 model and refine both branches with CAR (car section)."""
+    _say(preflight.for_scoring(load_dataset(dataset_path), model_dir, config, split="train",
+                               folders=[Path(out).parent]))
     pseudo = make_pseudo_labels(dataset_path, model_dir, config, out=out, progress=not quiet)
     stats = ", ".join(f"{k} {v:.3f}" for k, v in pseudo.stats().items())
     console.print(f"wrote {out}: {len(pseudo.keys)} training samples; {stats}")
@@ -67,6 +78,8 @@ def evaluate_cmd(
     config: Config,
 ) -> None:
     """Score the test list and compute the published metrics."""
+    folders = [Path(p).parent for p in (out, predictions_out) if p] + ([Path(plots_dir)] if plots_dir else [])
+    _say(preflight.for_scoring(load_dataset(dataset_path), model_dir, config, split="test", folders=folders))
     evaluate_model(dataset_path, model_dir, config, metrics_out=out, predictions_out=predictions_out, progress=not quiet, console=console,
                    plots_dir=plots_dir)
     written = [p for p in (out, predictions_out, plots_dir) if p]

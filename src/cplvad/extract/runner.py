@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cplvad import preflight
 from cplvad.clip import ClipBundle, create_clip
 from cplvad.config import Config
 from cplvad.device import resolve_device
@@ -94,6 +95,7 @@ def extract(
 ) -> ExtractionReport:
     """Extract CLIP snippet features of every video of ``src`` (this shard) into ``dst``."""
     cfg = config.extract
+    log(preflight.for_extraction(src, dst, config))
     selected = select_videos(src, default_label, shard)
     sink, names = open_sink(dst), output_names(list_name, shard)
     device = resolve_device(cfg.device, "extract.device")

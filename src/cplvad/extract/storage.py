@@ -65,11 +65,11 @@ def s3_client() -> Any:
     return require("boto3", "reading or writing s3:// paths").client("s3")
 
 
-def _s3_error(action: str, uri: str, exc: Exception) -> str:
+def s3_error(action: str, uri: str, exc: Exception) -> str:
     return f"cannot {action} {uri} ({type(exc).__name__}: {exc})"
 
 
-def _s3_exceptions() -> tuple[type[Exception], ...]:
+def s3_exceptions() -> tuple[type[Exception], ...]:
     exceptions = require("botocore.exceptions", "reading or writing s3:// paths")
     return (exceptions.BotoCoreError, exceptions.ClientError)
 
@@ -144,9 +144,9 @@ def _list_s3_prefix(src: str, default_label: str) -> list[VideoSource]:
     try:
         for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys += [o["Key"] for o in page.get("Contents", [])]
-    except _s3_exceptions() as exc:
+    except s3_exceptions() as exc:
         raise DataError(
-            _s3_error("list", src, exc) + "; check the bucket, the prefix and the AWS_* variables"
+            s3_error("list", src, exc) + "; check the bucket, the prefix and the AWS_* variables"
         ) from None
     videos = sorted(k for k in keys if PurePosixPath(k).suffix.lower() in VIDEO_EXTENSIONS)
     return [_source(f"s3://{bucket}/{k}", k[len(prefix) :], default_label) for k in videos]
@@ -156,8 +156,8 @@ def _read_s3_text(uri: str) -> str:
     bucket, key = split_s3(uri)
     try:
         return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    except _s3_exceptions() as exc:
-        raise DataError(_s3_error("read", uri, exc)) from None
+    except s3_exceptions() as exc:
+        raise DataError(s3_error("read", uri, exc)) from None
 
 
 @contextlib.contextmanager
@@ -177,8 +177,8 @@ def local_copy(uri: str) -> Iterator[Path]:
         target = tmp / PurePosixPath(key).name
         try:
             s3_client().download_file(bucket, key, str(target))
-        except _s3_exceptions() as exc:
-            raise OSError(_s3_error("read", uri, exc)) from None
+        except s3_exceptions() as exc:
+            raise OSError(s3_error("read", uri, exc)) from None
         yield target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -242,8 +242,8 @@ class S3Sink(Sink):
     def write_bytes(self, rel: str, data: bytes) -> None:
         try:
             s3_client().put_object(Bucket=self.bucket, Key=self.prefix + rel, Body=data)
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("write", self.uri(rel), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("write", self.uri(rel), exc)) from None
 
     def read_bytes(self, rel: str) -> bytes | None:
         client = s3_client()
@@ -251,8 +251,8 @@ class S3Sink(Sink):
             return client.get_object(Bucket=self.bucket, Key=self.prefix + rel)["Body"].read()
         except client.exceptions.NoSuchKey:
             return None
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("read", self.uri(rel), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("read", self.uri(rel), exc)) from None
 
     def sizes(self) -> dict[str, int]:
         out = {}
@@ -261,8 +261,8 @@ class S3Sink(Sink):
                 s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
             ):
                 out.update({o["Key"][len(self.prefix) :]: int(o["Size"]) for o in page.get("Contents", [])})
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("list", self.uri(""), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("list", self.uri(""), exc)) from None
         return out
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from cplvad import preflight
 from cplvad.config import Config
+from cplvad.data.dataset import load_dataset
 from cplvad.eval.plots import save_png
 from cplvad.io import write_text
 from cplvad.workflow import evaluate, make_pseudo_labels, train_stage
@@ -47,6 +49,7 @@ COLUMNS = ("frame_auc_binary", "frame_ap_binary", "frame_auc_category", "frame_a
 def run_ablation(
     dataset_path: str | Path, out_dir: str | Path, config: Config, progress: bool = True, track: bool = True
 ) -> list[dict[str, object]]:
+    preflight.for_training_run(load_dataset(dataset_path), out_dir, config, track=track)
     out = Path(out_dir)
     rows: list[dict[str, object]] = []
     stage1 = out / "stage1"
@@ -103,7 +106,6 @@ def write_reports(rows: list[dict[str, object]], out: Path) -> None:
 def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, config: Config) -> None:
     import mlflow
 
-    from cplvad.data.dataset import load_dataset
     from cplvad.tracking.runs import dataset_checksum, setup_mlflow
 
     dataset = load_dataset(dataset_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cplvad import preflight
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
 from cplvad.device import resolve_device
@@ -19,6 +20,7 @@ from cplvad.eval.scoring import predict_test_set
 from cplvad.io import write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
+from cplvad.redact import redact
 from cplvad.tracking.registry import resolve_model
 from cplvad.tracking.runs import PipelineOutputs
 from cplvad.train.calibration import CALIBRATION_KEY, calibrate
@@ -123,7 +125,12 @@ def run_all(
     (with plots in ``stage2/plots``); optionally tracked in MLflow with the final model registered.
 
     Each step is skipped when its output already exists for the same inputs, so an interrupted run resumes.
+    Every feature file, the CLIP weights, ``out_dir`` and the tracking store are checked first (preflight):
+    a bad input stops the run in seconds, before ``out_dir`` is created.
     """
+    summary = preflight.for_training_run(load_dataset(dataset_path), out_dir, config, track=track)
+    if console is not None:
+        console.print(summary, highlight=False, soft_wrap=True)
     out = Path(out_dir)
     stage1, stage2, pseudo = out / "stage1", out / "stage2", out / PSEUDO_FILE
     train_stage(dataset_path, stage1, config, stage=1, progress=progress)
@@ -156,7 +163,7 @@ def track_pipeline(
         version = register_model(final, run_id, dataset.name, metrics, config)
     import mlflow
 
-    result = {"run_id": run_id, "model_version": version, "tracking_uri": mlflow.get_tracking_uri(),
+    result = {"run_id": run_id, "model_version": version, "tracking_uri": redact(mlflow.get_tracking_uri()),
               "registered_model": config.tracking.registered_model if version else None}
     if record is not None:
         write_json(record, result)
