@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cplvad.containment import Escapes, inside
 from cplvad.data.annotations import AnnotationFormat, Segment, read_annotations
 from cplvad.data.features import feature_length
 from cplvad.data.ground_truth import GTSegment, frame_labels, segment_ground_truth
@@ -104,17 +105,10 @@ class FeatureList:
 
     def locate(self, row: FeatureRow) -> Path:
         """The local file of a list row; DataError (with the paths tried) when it is not there."""
-        listed = _pure(row.listed_path)
-        if self.features_root is None:
-            candidates = [listed if listed.is_absolute() else self.path.parent / listed]
-        else:
-            tail = [listed.name]
-            if len(listed.parts) > 1:
-                tail.insert(0, str(PurePosixPath(listed.parent.name, listed.name)))
-            candidates = [self.features_root / t for t in tail]
+        candidates = row_candidates(row.listed_path, self.path.parent, self.features_root)
         for cand in candidates:
-            if Path(cand).is_file():
-                return Path(cand)
+            if cand.is_file():
+                return cand
         tried = ", ".join(str(c) for c in candidates)
         raise DataError(
             f"{self.path}:{row.line}: feature file {row.listed_path!r} not found (tried {tried}); "
@@ -127,6 +121,22 @@ class FeatureList:
     def samples(self) -> list[tuple[int, FeatureRow, Path]]:
         """Every (video index, list row, crop file) of this list, located on disk: one training sample each."""
         return [(i, row, self.locate(row)) for i, v in enumerate(self.videos) for row in v.rows]
+
+
+def row_candidates(listed_path: str, list_dir: Path, features_root: Path | None) -> list[Path]:
+    """Where the file of a list row may be. With ``features_root``, rows are rebased onto it by their
+    trailing ``Class/file.npy`` (then their bare file name), and ``Escapes`` when that would leave it
+    (``/x/../F.npy``). Without, a row is used as written, relative to the list's folder (which confines
+    nothing: the row could as well be absolute)."""
+    listed = _pure(listed_path)
+    if features_root is None:
+        inside([listed.name], "the path")
+        return [Path(listed) if listed.is_absolute() else list_dir.joinpath(*listed.parts)]
+    name = inside([listed.name], "the path's file name")
+    tails = [name]
+    if listed.parent.name:
+        tails.insert(0, inside([listed.parent.name, listed.name], "the path's trailing Class/file.npy"))
+    return [features_root.joinpath(*tail) for tail in tails]
 
 
 def read_feature_list(path: Path, classes: ClassList, features_root: Path | None, split: str) -> FeatureList:
@@ -145,6 +155,11 @@ def read_feature_list(path: Path, classes: ClassList, features_root: Path | None
             if len(rec) < 2:
                 raise DataError(f"{path}:{lineno}: expected 'path,label', got {rec}")
             listed, label = rec[0].strip(), rec[1].strip()
+            try:
+                row_candidates(listed, path.parent, features_root)
+            except Escapes as exc:
+                raise DataError(f"{path}:{lineno}: row {listed!r} is refused: {exc}"
+                                + (f", outside features_root {features_root}" if features_root else "")) from None
             name, crop = split_crop(_pure(listed).stem)
             if name in labels and labels[name] != label:
                 raise DataError(f"{path}:{lineno}: video {name!r} is labelled {label!r} here but {labels[name]!r} before")

@@ -30,12 +30,16 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cplvad.containment import Escapes, inside
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
 from cplvad.extras import require
 from cplvad.io import atomic_path
 
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
+FS_ERRORS = "surrogateescape"
+"""How list files encode names that are not valid UTF-8: each undecodable byte is kept as such (Python's
+``surrogateescape``), so a Linux file name of any bytes round-trips through a list."""
 
 
 @dataclass(frozen=True)
@@ -93,48 +97,74 @@ def list_videos(src: str, default_label: str) -> list[VideoSource]:
         return [_source(str(p.resolve()), p.relative_to(path).as_posix(), default_label) for p in files]
     if path.is_file():
         base = path.resolve().parent
-        text = path.read_text(encoding="utf-8")
-        return _parse_list(text, src, lambda p: p if is_s3(p) else str((base / p).resolve()), default_label)
+        # names that are not valid UTF-8 (Linux allows any bytes) come back as the same file names
+        text = path.read_bytes().decode("utf-8", errors=FS_ERRORS)
+        return _parse_list(text, src, lambda p: p if is_s3(p) else _join_local(base, p), default_label)
     raise DataError(
         f"--videos {src!r} does not exist; give a folder of videos, a list file or s3://bucket/prefix"
     )
 
 
-def _source(uri: str, listed: str, default_label: str, label: str | None = None) -> VideoSource:
-    """``listed`` is the path as written (relative to the source root or list): it decides the label."""
-    rel = PurePosixPath(listed.replace("\\", "/"))
+def _source(
+    uri: str, listed: str, default_label: str, label: str | None = None, *, listed_in_file: bool = False
+) -> VideoSource:
+    """``listed`` is the path as written (relative to the source root or list): it decides the label. In a
+    list file (``listed_in_file``) a backslash separates folders (a list written on Windows); in a folder
+    or an S3 listing it is part of a name."""
+    rel = PurePosixPath(listed.replace("\\", "/") if listed_in_file else listed)
     name = strip_video_extension(rel.name)
     if label is None:
         label = rel.parent.name if rel.parent.name not in ("", ".", "..") else default_label
     return VideoSource(uri=uri, name=name, label=label)
 
 
-def _parse_list(text: str, where: str, resolve: Any, default_label: str) -> list[VideoSource]:
-    if where.lower().endswith(".csv"):
-        rows = list(csv.reader(io.StringIO(text)))
-        header = [h.strip().lower() for h in rows[0]] if rows else []
+def _list_entries(text: str, where: str) -> list[tuple[int, str, str | None]]:
+    """(line, path, label or None) of every video a list names."""
+    if not where.lower().endswith(".csv"):
+        lines = ((n, line.strip()) for n, line in enumerate(text.splitlines(), start=1))
+        return [(n, line, None) for n, line in lines if line and not line.startswith("#")]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
         if not header or header[0] != "path" or header[1:2] not in ([], ["label"]):
-            raise DataError(
-                f"{where}: a CSV video list needs the header 'path,label' (or 'path'), got {header}"
-            )
-        entries = [
-            (r[0].strip(), r[1].strip() if len(r) > 1 and r[1].strip() else None)
-            for r in rows[1:]
+            raise DataError(f"{where}: a CSV video list needs the header 'path,label' (or 'path'), got {header}")
+        return [
+            (reader.line_num, r[0].strip(), r[1].strip() if len(r) > 1 and r[1].strip() else None)
+            for r in reader
             if r and r[0].strip()
         ]
-    else:
-        lines = (line.strip() for line in text.splitlines())
-        entries = [(line, None) for line in lines if line and not line.startswith("#")]
+    except csv.Error as exc:
+        raise DataError(f"{where}:{reader.line_num}: not a valid CSV line ({exc})") from None
+
+
+def _parse_list(text: str, where: str, resolve: Any, default_label: str) -> list[VideoSource]:
+    entries = _list_entries(text, where)
     if not entries:
         raise DataError(f"video list {where} names no videos")
-    return [_source(resolve(p), p, default_label, label) for p, label in entries]
+    sources = []
+    for line, path, label in entries:
+        try:
+            sources.append(_source(resolve(path), path, default_label, label, listed_in_file=True))
+        except Escapes as exc:
+            raise DataError(f"{where}:{line}: row {path!r} is refused: {exc}, outside the bucket; fix the "
+                            "row") from None
+    return sources
+
+
+def _join_local(base: Path, path: str) -> str:
+    """A list row's local file: absolute as written, else relative to the list's folder ``base`` (which
+    confines nothing: the row could as well be absolute)."""
+    return str((base / path.replace("\\", "/")).resolve())
 
 
 def _join_s3(bucket: str, prefix: str, path: str) -> str:
+    """A list row's object: an ``s3://`` URI as written, ``/key`` from the bucket's root, else relative to
+    the list's prefix; ``..`` may not climb above the bucket (``Escapes``)."""
     if is_s3(path):
         return path
-    key = posixpath.normpath(posixpath.join(prefix, path)) if not path.startswith("/") else path.lstrip("/")
-    return f"s3://{bucket}/{key}"
+    path = path.replace("\\", "/")
+    parts = path.split("/") if path.startswith("/") else [*prefix.split("/"), *path.split("/")]
+    return f"s3://{bucket}/" + "/".join(inside(parts, "the path"))
 
 
 def _list_s3_prefix(src: str, default_label: str) -> list[VideoSource]:
@@ -149,6 +179,10 @@ def _list_s3_prefix(src: str, default_label: str) -> list[VideoSource]:
             s3_error("list", src, exc) + "; check the bucket, the prefix and the AWS_* variables"
         ) from None
     videos = sorted(k for k in keys if PurePosixPath(k).suffix.lower() in VIDEO_EXTENSIONS)
+    for k in videos:
+        if {".", ".."} & set(k[len(prefix) :].split("/")):
+            raise DataError(f"{src}: object key {k!r} has a '.' or '..' segment, which could name another object "
+                            "once normalised; rename the object (or leave it out of the prefix)")
     return [_source(f"s3://{bucket}/{k}", k[len(prefix) :], default_label) for k in videos]
 
 
@@ -158,6 +192,8 @@ def _read_s3_text(uri: str) -> str:
         return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except s3_exceptions() as exc:
         raise DataError(s3_error("read", uri, exc)) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"video list {uri} is not UTF-8 text ({exc}); S3 keys are UTF-8, so must the list be") from None
 
 
 @contextlib.contextmanager
