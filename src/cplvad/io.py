@@ -15,6 +15,10 @@ import numpy as np
 
 from cplvad.errors import DataError
 
+NAME_ERRORS = "surrogateescape"
+"""Lists and annotation files are UTF-8 text; bytes that are not valid UTF-8 (a Linux file name may be any
+bytes) are read and written back as they are (Python's ``surrogateescape``), so any name round-trips."""
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:

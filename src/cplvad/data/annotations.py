@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from cplvad.errors import DataError
+from cplvad.io import NAME_ERRORS
 
 AnnotationFormat = Literal["auto", "ucf", "xd", "xd-multiclass", "json"]
 
@@ -75,7 +76,7 @@ def _parse_text_line(tokens: list[str], fmt: AnnotationFormat, where: str) -> li
 
 def _read_text(path: Path, fmt: AnnotationFormat) -> dict[str, list[Segment]]:
     result: dict[str, list[Segment]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors=NAME_ERRORS).splitlines(), start=1):
         tokens = line.split()
         if not tokens or tokens[0].startswith("#"):
             continue
@@ -89,7 +90,7 @@ def _read_text(path: Path, fmt: AnnotationFormat) -> dict[str, list[Segment]]:
 
 def _read_json(path: Path) -> dict[str, list[Segment]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8", errors=NAME_ERRORS))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):

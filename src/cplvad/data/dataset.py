@@ -26,8 +26,9 @@ from cplvad.data.features import feature_length
 from cplvad.data.ground_truth import GTSegment, frame_labels, segment_ground_truth
 from cplvad.data.labels import ClassList
 from cplvad.errors import DataError
+from cplvad.io import NAME_ERRORS
 
-_CROP = re.compile(r"^(?P<name>.+)__(?P<crop>\d+)$")
+_CROP = re.compile(r"(?P<name>.+)__(?P<crop>[0-9]{1,9})", re.DOTALL)  # fullmatch: names may hold newlines
 
 
 class DatasetManifest(BaseModel):
@@ -56,7 +57,7 @@ class DatasetManifest(BaseModel):
 
 def split_crop(stem: str) -> tuple[str, int | None]:
     """``"Abuse001_x264__3"`` -> ("Abuse001_x264", 3); no crop suffix -> (stem, None)."""
-    m = _CROP.match(stem)
+    m = _CROP.fullmatch(stem)
     return (m["name"], int(m["crop"])) if m else (stem, None)
 
 
@@ -144,7 +145,7 @@ def read_feature_list(path: Path, classes: ClassList, features_root: Path | None
         raise DataError(f"{split} list {path} does not exist; fix '{split}_list' in the dataset manifest")
     rows_by_video: dict[str, list[FeatureRow]] = {}
     labels: dict[str, str] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8", errors=NAME_ERRORS) as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:2]] != ["path", "label"]:

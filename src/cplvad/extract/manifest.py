@@ -24,6 +24,7 @@ import numpy as np
 from cplvad import __version__
 from cplvad.errors import DataError
 from cplvad.extract.storage import Sink
+from cplvad.io import NAME_ERRORS
 
 FORMAT = "cplvad-extraction/1"
 
@@ -127,7 +128,22 @@ class Manifest:
     def save(self, sink: Sink, names: OutputNames) -> None:
         """Write the manifest, then the list derived from it (each atomically)."""
         sink.write_bytes(names.manifest, self.to_json())
-        sink.write_bytes(names.list, self.list_csv().encode())
+        sink.write_bytes(names.list, self.list_csv().encode("utf-8", NAME_ERRORS))
+
+
+def list_problem(files: list[str], label: str, sink: Sink) -> str | None:
+    """Why a video's files could not be listed and read back from the list, or None. Checked before its
+    files are written, so the manifest never says ``ok`` for a video the list cannot hold."""
+    if any("\\" in f for f in files):
+        return ("its name holds a backslash, which lists read as a folder separator (Windows paths); "
+                "rename the file")
+    if label != label.strip():
+        return f"its label {label!r} starts or ends with spaces, which lists strip; rename its folder"
+    try:
+        "".join(files + [label]).encode("utf-8", NAME_ERRORS)
+    except UnicodeEncodeError as exc:
+        return f"its name cannot be written to the list ({exc.reason}); rename the file"
+    return sink.name_problem(files[0])
 
 
 def merge_shards(sink: Sink, list_name: str, shards: int) -> Manifest:

@@ -26,7 +26,7 @@ from cplvad.device import resolve_device
 from cplvad.errors import DataError
 from cplvad.extract.assemble import Encoded, SnippetAssembler
 from cplvad.extract.clip_encoder import BatchEncoder
-from cplvad.extract.manifest import Manifest, OutputNames, npy_bytes, output_names
+from cplvad.extract.manifest import Manifest, OutputNames, list_problem, npy_bytes, output_names
 from cplvad.extract.pool import DecodeJob, Failed, Started, decode_events, decode_job
 from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink
 from cplvad.extract.transforms import CropPlan
@@ -187,12 +187,9 @@ class _ExtractionRun:
                         bar.update(1)
                         if isinstance(item, Failed):
                             self.fail(item.index, item.reason)
-                            report.stopped_early = strict
-                            if strict:
-                                break
-                        else:
-                            self.finish(item)
+                        elif self.finish(item):
                             bar.set_postfix_str(f"{report.frames / (time.perf_counter() - start):,.0f} frames/s")
+                        report.stopped_early = strict and bool(report.failed)
                     if report.stopped_early:
                         break
         except BaseException:
@@ -203,15 +200,18 @@ class _ExtractionRun:
             bar.close()
             report.seconds = time.perf_counter() - start
 
-    def finish(self, video: Encoded) -> None:
-        """Write one video's crops, then its manifest entry (the manifest at most once a second)."""
+    def finish(self, video: Encoded) -> bool:
+        """Write one video's crops, then its manifest entry (the manifest at most once a second); a video
+        whose files the list could not name fails instead (False)."""
         report, source = self.report, self.sources[video.index]
         t, feats = video.info.snippets, video.features
-        files = []
-        for k in range(self.crops):
-            rel = f"{source.label}/{source.name}__{k}.npy"
+        files = [f"{source.label}/{source.name}__{k}.npy" for k in range(self.crops)]
+        problem = list_problem(files, source.label, report.sink)
+        if problem is not None:
+            self.fail(video.index, problem)
+            return False
+        for k, rel in enumerate(files):
             report.sink.write_bytes(rel, npy_bytes(np.ascontiguousarray(feats[:, k], dtype=np.float32)))
-            files.append(rel)
         report.manifest.videos[source.name] = {
             **self._entry(video.index, "ok"),
             "frames": video.info.frames,
@@ -226,6 +226,7 @@ class _ExtractionRun:
         if time.perf_counter() - self.last_save >= CHECKPOINT_SECONDS:
             report.sink.write_bytes(report.names.manifest, report.manifest.to_json())
             self.last_save = time.perf_counter()
+        return True
 
     def fail(self, index: int, reason: str) -> None:
         source = self.sources[index]

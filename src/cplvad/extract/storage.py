@@ -34,12 +34,9 @@ from cplvad.containment import Escapes, inside
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
 from cplvad.extras import require
-from cplvad.io import atomic_path
+from cplvad.io import NAME_ERRORS, atomic_path
 
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
-FS_ERRORS = "surrogateescape"
-"""How list files encode names that are not valid UTF-8: each undecodable byte is kept as such (Python's
-``surrogateescape``), so a Linux file name of any bytes round-trips through a list."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +94,7 @@ def list_videos(src: str, default_label: str) -> list[VideoSource]:
         return [_source(str(p.resolve()), p.relative_to(path).as_posix(), default_label) for p in files]
     if path.is_file():
         base = path.resolve().parent
-        # names that are not valid UTF-8 (Linux allows any bytes) come back as the same file names
-        text = path.read_bytes().decode("utf-8", errors=FS_ERRORS)
+        text = path.read_bytes().decode("utf-8", errors=NAME_ERRORS)
         return _parse_list(text, src, lambda p: p if is_s3(p) else _join_local(base, p), default_label)
     raise DataError(
         f"--videos {src!r} does not exist; give a folder of videos, a list file or s3://bucket/prefix"
@@ -240,6 +236,10 @@ class Sink:
         """Size in bytes of every object under the root, by relative path."""
         raise NotImplementedError
 
+    def name_problem(self, rel: str) -> str | None:
+        """Why ``rel`` cannot name an object here, or None."""
+        return None
+
 
 class LocalSink(Sink):
     def __init__(self, root: Path) -> None:
@@ -274,6 +274,14 @@ class S3Sink(Sink):
 
     def uri(self, rel: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{rel}"
+
+    def name_problem(self, rel: str) -> str | None:
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            return ("its name is not valid UTF-8, which S3 keys must be; rename the file, or extract to a local "
+                    "folder (lists keep such names byte for byte)")
+        return None
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         try:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from cplvad.config import Config
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
-from cplvad.io import atomic_path, write_json
+from cplvad.io import NAME_ERRORS, atomic_path, write_json
 from cplvad.modeling.factory import (
     CPLVAD,
     MODEL_FILES,
@@ -66,7 +66,7 @@ def fingerprint(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLab
     if stage == 2:
         sections["stage2"] = config.stage2.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps({"stage": stage, "config": sections}, sort_keys=True).encode())
-    digest.update("\n".join(data.keys).encode())
+    digest.update("\n".join(data.keys).encode("utf-8", NAME_ERRORS))
     digest.update(data.lengths.numpy().tobytes())
     if pseudo is not None:
         digest.update(pseudo.digest().encode())
