@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from cplvad import __version__
+from cplvad.containment import Escapes, inside
 from cplvad.errors import DataError
 from cplvad.extract.storage import Sink
 from cplvad.io import NAME_ERRORS
@@ -83,11 +84,32 @@ class Manifest:
             obj = json.loads(data)
             if obj.get("format") != FORMAT:
                 raise ValueError(f"format {obj.get('format')!r} is not {FORMAT!r}")
-            return cls(settings=obj["settings"], info=obj.get("info", {}), videos=obj["videos"])
+            manifest = cls(settings=obj["settings"], info=obj.get("info", {}), videos=obj["videos"])
+            manifest.check_entries()
+            return manifest
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(
-                f"extraction manifest {sink.uri(rel)} is not readable ({exc}); delete it to extract from scratch"
+                f"extraction manifest {sink.uri(rel)} is not readable ({exc}); run the extraction again: it sets "
+                "a damaged manifest aside and extracts every video again"
             ) from None
+
+    def check_entries(self) -> None:
+        """Every video entry has a status, an index and, when ``ok``, files inside the output folder
+        (ValueError otherwise: the manifest was damaged or edited)."""
+        for name, entry in self.videos.items():
+            ok = entry["status"] == "ok"
+            valid = (
+                isinstance(entry["index"], int) and isinstance(entry["label"], str)
+                and (isinstance(entry["snippets"], int) and isinstance(entry["files"], list) if ok
+                     else entry["status"] == "failed" and isinstance(entry["reason"], str))
+            )
+            if not valid:
+                raise ValueError(f"video {name!r} has an incomplete entry")
+            for f in entry["files"] if ok else []:
+                try:
+                    inside(str(f).split("/"), f"file {f!r}")
+                except Escapes as exc:
+                    raise ValueError(f"video {name!r}: {exc}, outside the output folder") from None
 
     def to_json(self) -> bytes:
         counts = {s: sum(v["status"] == s for v in self.videos.values()) for s in ("ok", "failed")}

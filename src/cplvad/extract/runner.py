@@ -103,7 +103,7 @@ def extract(
     plan = CropPlan(cfg.crops, bundle.image_size)
     encoder = BatchEncoder(bundle, plan, device, cfg.batch_size)
     manifest = _new_manifest(config, bundle, weights, encoder, src=src, names=names, shard=shard)
-    todo = _not_yet_extracted(manifest, sink, names, selected)
+    todo = _not_yet_extracted(manifest, _previous_manifest(sink, names, log), sink, selected)
     report = ExtractionReport(manifest, names, sink, selected=len(selected), skipped=len(selected) - len(todo))
     if report.skipped:
         log(f"{report.skipped} of {len(selected)} videos are already extracted with these settings; skipping them")
@@ -144,11 +144,20 @@ def _new_manifest(
     return Manifest(settings, info=info)
 
 
+def _previous_manifest(sink: Sink, names: OutputNames, log: Callable[[str], None]) -> Manifest | None:
+    """The manifest of an earlier run, if any; a damaged one is set aside (kept) and the run starts afresh."""
+    try:
+        return Manifest.load(sink, names.manifest)
+    except DataError as exc:
+        aside = sink.set_aside(names.manifest)
+        log(f"warning: {str(exc).split('; ')[0]}; kept as {aside}, and every video is extracted again")
+        return None
+
+
 def _not_yet_extracted(
-    manifest: Manifest, sink: Sink, names: OutputNames, selected: list[tuple[int, VideoSource]]
+    manifest: Manifest, previous: Manifest | None, sink: Sink, selected: list[tuple[int, VideoSource]]
 ) -> list[tuple[int, VideoSource]]:
     """Carry over the previous run's finished videos (same settings, files intact); return the others."""
-    previous = Manifest.load(sink, names.manifest)
     if previous is not None:
         wanted = {v.name for _, v in selected}
         manifest.videos = {n: e for n, e in previous.videos.items() if n in wanted}

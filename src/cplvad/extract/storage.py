@@ -34,7 +34,7 @@ from cplvad.containment import Escapes, inside
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
 from cplvad.extras import require
-from cplvad.io import NAME_ERRORS, atomic_path
+from cplvad.io import NAME_ERRORS, atomic_path, damaged_name
 
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
 
@@ -239,6 +239,12 @@ class Sink:
     def name_problem(self, rel: str) -> str | None:
         """Why ``rel`` cannot name an object here, or None."""
         return None
+
+    def set_aside(self, rel: str) -> str:
+        """Copy a damaged object to ``<rel>.damaged-<time>`` (kept for inspection); its URI."""
+        aside = damaged_name(rel)
+        self.write_bytes(aside, self.read_bytes(rel) or b"")
+        return self.uri(aside)
 
 
 class LocalSink(Sink):
