@@ -257,7 +257,7 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"params file {path} does not exist; pass --params with an existing file") from exc
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
     if data is None:
         return {}

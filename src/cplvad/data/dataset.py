@@ -289,7 +289,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise DataError(f"dataset manifest {path} does not exist; create it (see README, 'Dataset manifest')")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DataError(f"dataset manifest {path} is not valid YAML: {exc}") from None
     try:
         manifest = DatasetManifest.model_validate(raw or {})

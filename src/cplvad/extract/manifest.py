@@ -64,6 +64,10 @@ def npy_size(rows: int, dim: int) -> int:
     return buf.tell() + rows * dim * 4
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 @dataclass
 class Manifest:
     settings: dict[str, Any]
@@ -81,7 +85,7 @@ class Manifest:
         if data is None:
             return None
         try:
-            obj = json.loads(data)
+            obj = json.loads(data, parse_constant=_no_constant)
             if obj.get("format") != FORMAT:
                 raise ValueError(f"format {obj.get('format')!r} is not {FORMAT!r}")
             manifest = cls(settings=obj["settings"], info=obj.get("info", {}), videos=obj["videos"])

@@ -139,6 +139,8 @@ def _parse_list(text: str, where: str, resolve: Any, default_label: str) -> list
         raise DataError(f"video list {where} names no videos")
     sources = []
     for line, path, label in entries:
+        if "\x00" in path + (label or ""):
+            raise DataError(f"{where}:{line}: the row holds a NUL character, which no file name can hold")
         try:
             sources.append(_source(resolve(path), path, default_label, label, listed_in_file=True))
         except Escapes as exc:
