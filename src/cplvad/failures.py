@@ -154,6 +154,7 @@ _OS_ADVICE = {
     errno.EDQUOT: "the disk quota is exceeded: free some space or choose another location",
     errno.EISDIR: "a folder is given where a file is expected",
     errno.ENOTDIR: "a file is given where a folder is expected",
+    errno.EEXIST: "something already exists there: choose another path",
 }
 
 
