@@ -366,3 +366,13 @@ def test_a_resumed_extraction_equals_an_uninterrupted_one(tmp_path, monkeypatch)
     assert (resumed.skipped, resumed.extracted) == (2, 4)
     for f in sorted((tmp_path / "whole").rglob("*.npy")):
         assert f.read_bytes() == (tmp_path / "resumed" / f.relative_to(tmp_path / "whole")).read_bytes(), f.name
+
+
+def test_kfp_submit_to_an_unreachable_host_is_one_line_without_the_password(capsys):
+    from pipelines.cli import main
+
+    host = f"http://user:{PASSWORD}@127.0.0.1:{closed_port()}"
+    assert main(["submit", "--host", host, "--params", str(conftest.TINY_PARAMS)]) == 2
+    captured = capsys.readouterr()
+    line = one_line_error(captured.err)
+    assert "cannot connect to http://127.0.0.1:" in line and PASSWORD not in captured.out + captured.err

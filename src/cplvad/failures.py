@@ -107,8 +107,10 @@ def _mlflow(exc: BaseException) -> str | None:
 def _connection(exc: BaseException) -> str | None:
     if not (_from(exc, "requests") or _from(exc, "urllib3")) or not _is_connection_error(exc):
         return None
-    request = getattr(exc, "request", None)
+    request, pool = getattr(exc, "request", None), getattr(exc, "pool", None)
     target = getattr(request, "url", None) or getattr(exc, "url", None) or "a remote service"
+    if pool is not None and str(target).startswith("/"):  # urllib3 names the path; the pool the server
+        target = f"{getattr(pool, 'scheme', 'http')}://{pool.host}:{pool.port}{target}"
     return f"cannot connect to {target} ({_connection_reason(exc)}); check the address and that the service is up"
 
 
