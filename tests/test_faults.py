@@ -162,29 +162,25 @@ def test_credentials_are_masked_in_output_logs_warnings_and_mlflow(demo_dataset,
 # -------------------------------------------------------------------------------------------- preflight
 
 
-def _replace_last_test_feature(manifest: Path, array: np.ndarray | bytes) -> Path:
-    dataset = load_dataset(manifest)
-    path = dataset.test.locate(dataset.test.videos[-1].rows[0])
-    if isinstance(array, bytes):
-        path.write_bytes(array)
-    else:
-        np.save(path, array)
-    return path
-
-
-@pytest.mark.parametrize("fault", ["truncated", "wrong width", "NaN"])
-def test_a_bad_test_feature_file_stops_run_before_stage_1_and_leaves_no_output(demo_manifest, tmp_path, fault):
+@pytest.mark.parametrize("split,fault", [("test", "truncated"), ("test", "wrong width"), ("test", "NaN"),
+                                         ("train", "data cut short")])
+def test_a_bad_feature_file_stops_run_before_stage_1_and_leaves_no_output(demo_manifest, tmp_path, split, fault):
     manifest = copy_demo(demo_manifest, tmp_path / "data")
-    test = load_dataset(manifest).test
-    good = np.load(test.locate(test.videos[-1].rows[0]))
-    bad = {"truncated": good.tobytes()[:100], "wrong width": good[:, :100],
-           "NaN": np.where(np.arange(len(good))[:, None] == 3, np.nan, good).astype(np.float32)}[fault]
-    path = _replace_last_test_feature(manifest, bad)
+    features = getattr(load_dataset(manifest), split)
+    path = features.locate(features.videos[-1].rows[0])
+    good = np.load(path)
+    if fault == "wrong width":
+        np.save(path, good[:, :100])
+    elif fault == "NaN":
+        np.save(path, np.where(np.arange(len(good))[:, None] == 3, np.nan, good).astype(np.float32))
+    else:
+        path.write_bytes(path.read_bytes()[: 100 if fault == "truncated" else -4])
     res = invoke("run", "--dataset", str(manifest), "--out", str(tmp_path / "run"), "--no-track", *TINY)
     assert res.exit_code == 2
     line = one_line_error(res.output)
-    assert str(path) in line and "demo_test.csv:" in line
-    assert {"truncated": "not a readable .npy", "wrong width": "100-d features", "NaN": "NaN/inf"}[fault] in line
+    assert str(path) in line and f"demo_{split}.csv:" in line
+    assert {"truncated": "not a readable .npy", "wrong width": "100-d features", "NaN": "NaN/inf",
+            "data cut short": "is truncated: its header announces"}[fault] in line
     assert not (tmp_path / "run").exists() and "epoch" not in res.output
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cplvad.data.dataset import Dataset, FeatureList
-from cplvad.data.features import open_features
+from cplvad.data.features import feature_header, open_features
 from cplvad.errors import DataError
 
 SCAN_ROWS = 8192
@@ -58,25 +58,22 @@ def check_feature_lists(
         for row in (row for video in features for row in video.rows):
             path = features.locate(row)
             where = f"{features.path}:{row.line}"
-            arr = _open(path, where)
-            if check.width and arr.shape[1] != check.width:
+            try:
+                arr = open_features(path) if split in scan else None
+                width = arr.shape[1] if arr is not None else feature_header(path)[1]
+            except DataError as exc:
+                raise DataError(f"{where}: {exc}") from None
+            if check.width and width != check.width:
                 against = f"the model's {expected_dim}" if expected_dim else f"{check.width} in {first}"
                 raise DataError(
-                    f"{where}: feature file {path} has {arr.shape[1]}-d features, but {against}; every feature "
+                    f"{where}: feature file {path} has {width}-d features, but {against}; every feature "
                     "file (and the model) must come from the same CLIP model: re-extract it"
                 )
-            check.width, first = arr.shape[1], first or str(path)
-            if split in scan:
+            check.width, first = width, first or str(path)
+            if arr is not None:
                 check.scanned_bytes += _check_values(arr, path, where)
             check.files[split] = check.files.get(split, 0) + 1
     return check
-
-
-def _open(path: Path, where: str) -> np.ndarray:
-    try:
-        return open_features(path)
-    except DataError as exc:
-        raise DataError(f"{where}: {exc}") from None
 
 
 def _check_values(arr: np.ndarray, path: Path, where: str) -> int:
