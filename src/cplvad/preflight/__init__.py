@@ -68,6 +68,15 @@ def for_scoring(
     return _summary(start, parts)
 
 
+def for_prediction(model: str | Path, out: str | Path, config: Config) -> str:
+    """``predict``: the model's registry when it is a ``models:/`` URI, the output folder. (The CLIP weights
+    are checked when the first video needs them; inputs fail one by one, with their reasons.)"""
+    start = time.perf_counter()
+    parts = [f"MLflow at {check_tracking(config)}"] if str(model).startswith(REGISTRY_PREFIXES) else []
+    check_writable_dir(out, "--out")
+    return _summary(start, [*parts, f"{out} writable"])
+
+
 def for_extraction(src: str, dst: str, config: Config) -> str:
     """``extract``: the source readable, the destination writable (S3 with short timeouts), the weights."""
     start = time.perf_counter()
@@ -87,4 +96,4 @@ def for_tracking(config: Config) -> str:
     return _summary(start, [f"MLflow at {check_tracking(config)} writable"])
 
 
-__all__ = ["for_extraction", "for_scoring", "for_tracking", "for_training", "for_training_run"]
+__all__ = ["for_extraction", "for_prediction", "for_scoring", "for_tracking", "for_training", "for_training_run"]
