@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cplvad.config import Config
@@ -144,10 +145,10 @@ def bench_encode(encoder: BatchEncoder, seconds: float) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def bench_batching(encoder: BatchEncoder, per_video: list[int], repeats: int = 3) -> tuple[float, float]:
+def bench_batching(encoder: BatchEncoder, per_video: list[int], repeats: int = 5) -> tuple[float, float]:
     """Images/s of encoding videos of ``per_video`` sampled frames in batches of each video's own frames (what
     extraction does, so a resumed run equals an uninterrupted one) and in full batches shared by consecutive
-    videos (what it did before). Alternated ``repeats`` times; the best of each."""
+    videos (what it did before). Alternated ``repeats`` times; the median of each."""
     h, w = encoder.plan.frame_size
     frames = torch.randint(0, 256, (max(per_video), 3, h, w), dtype=torch.uint8)
     batch = encoder.frames_per_batch
@@ -168,15 +169,15 @@ def bench_batching(encoder: BatchEncoder, per_video: list[int], repeats: int = 3
             encoder.encode(frames[: min(batch, total - start)])
 
     images = sum(per_video) * encoder.plan.views
-    best = {own_batches: 0.0, shared_batches: 0.0}
+    rates: dict = {own_batches: [], shared_batches: []}
     for _ in range(repeats):
-        for fn in best:
+        for fn, measured in rates.items():
             sync()
             start = time.perf_counter()
             fn()
             sync()
-            best[fn] = max(best[fn], images / (time.perf_counter() - start))
-    return best[own_batches], best[shared_batches]
+            measured.append(images / (time.perf_counter() - start))
+    return float(np.median(rates[own_batches])), float(np.median(rates[shared_batches]))
 
 
 def main() -> None:

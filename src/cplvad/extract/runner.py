@@ -31,6 +31,7 @@ from cplvad.extract.pool import DecodeJob, Failed, Started, decode_events, decod
 from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink
 from cplvad.extract.transforms import CropPlan
 from cplvad.extract.video import sample_offsets
+from cplvad.redact import redact
 
 CHECKPOINT_SECONDS = 1.0
 
@@ -238,7 +239,8 @@ class _ExtractionRun:
         return True
 
     def fail(self, index: int, reason: str) -> None:
-        source = self.sources[index]
+        """Record why a video failed (credentials in the reason masked: the manifest is printed and logged)."""
+        source, reason = self.sources[index], redact(reason)
         self.report.manifest.videos[source.name] = {**self._entry(index, "failed"), "reason": reason}
         self.report.failed[source.name] = reason
 
