@@ -127,7 +127,9 @@ def test_credentials_are_masked_in_output_logs_warnings_and_mlflow(demo_dataset,
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "another-secret-value")
     log_file = tmp_path / "cplvad.log"
     handler = logging.FileHandler(log_file)
-    logging.getLogger().addHandler(handler)
+    loggers = [logging.getLogger(), logging.getLogger("mlflow")]  # MLflow's logger does not propagate once set up
+    for logger in loggers:
+        logger.addHandler(handler)
     try:
         with redacted_output():
             print(f"View run at: {url}/#/experiments/1")  # what MLflow writes to stdout
@@ -138,7 +140,8 @@ def test_credentials_are_masked_in_output_logs_warnings_and_mlflow(demo_dataset,
                 logging.getLogger("urllib3").exception("failed")
             warnings.warn(f"slow server {url}", stacklevel=1)
     finally:
-        logging.getLogger().removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
         handler.close()
     captured = capsys.readouterr()
     logged = log_file.read_text()
