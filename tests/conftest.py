@@ -4,6 +4,7 @@ local S3 server (moto) for storage tests."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+from glitch import train_glitch_model
 
 from cplvad.config import DemoConfig
 from cplvad.data import load_dataset
@@ -45,6 +48,20 @@ def demo_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_dataset(demo_manifest: Path):
     return load_dataset(demo_manifest)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The glitch model (tests/glitch.py), trained once per session (under pytest-xdist, once for all workers)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return train_glitch_model(tmp_path_factory.mktemp("glitch"))
+    root = tmp_path_factory.getbasetemp().parent / "predict-glitch"
+    with FileLock(f"{root}.lock"):
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            train_glitch_model(root)
+            (root / "done").touch()
+    return root / "model"
 
 
 def _free_port() -> int:
