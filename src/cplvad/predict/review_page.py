@@ -78,6 +78,8 @@ def _item(name: str, doc: dict[str, Any], sink: Sink) -> dict[str, Any]:
         "scores": _downsample(scores),
         "events": sorted(events, key=lambda e: e["start_snippet"]),
         "video": _video_url(doc, sink),
+        "first_frame": int(live.get("first_frame", 0)),
+        "frames": len(scores) * int(doc.get("frames_per_snippet") or 16),
         "model": (doc.get("model") or {}).get("version"),
         "live": live,
     }
@@ -120,7 +122,14 @@ def _timeline(it: dict[str, Any], colours: dict[str, str]) -> str:
         f'<line x1="0" x2="{WIDTH}" y1="{model_y:.1f}" y2="{model_y:.1f}" class="model-threshold"/>'
         f'<line x1="0" x2="{WIDTH}" y1="{HEIGHT}" y2="{HEIGHT}" class="filter-threshold"/>'
         f'<polyline points="{pts}" class="score"/></svg>'
+        f'<div class="axis"><span>{_axis(it, 0.0)}</span><span>{_axis(it, 1.0)}</span></div>'
     )
+
+
+def _axis(it: dict[str, Any], at: float) -> str:
+    """The time at the left (0) or right (1) end of a timeline: seconds (frames without a frame rate)."""
+    frame = it["first_frame"] + at * it["frames"]
+    return f"{frame / it['fps']:.1f} s" if it["fps"] else f"frame {int(frame)}"
 
 
 def _card(rank: int, it: dict[str, Any], colours: dict[str, str]) -> str:
@@ -163,7 +172,7 @@ box-shadow:0 1px 3px rgba(0,0,0,.15)}.video h2{font-size:15px;margin:0}.rank{col
 border:1px solid #ddd;cursor:pointer}.score{fill:none;stroke:#1f77b4;stroke-width:1.5;vector-effect:non-scaling-stroke}
 .model-threshold{stroke:#d62728;stroke-dasharray:6 4;vector-effect:non-scaling-stroke}
 .filter-threshold{stroke:#333;stroke-width:1;vector-effect:non-scaling-stroke}
-.body{display:flex;gap:16px;align-items:flex-start;margin-top:6px}.events{border-collapse:collapse;font-size:13px}
+.axis{display:flex;justify-content:space-between;color:#888;font-size:11px}.body{display:flex;gap:16px;align-items:flex-start;margin-top:6px}.events{border-collapse:collapse;font-size:13px}
 .events td,.events th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}.event.hidden{display:none}
 .dot{display:inline-block;width:9px;height:9px;border-radius:50%;margin-right:5px}
 .player{width:320px;max-height:200px;background:#000}.none{color:#888;font-size:12px}.hidden{display:none}
