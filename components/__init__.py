@@ -18,6 +18,9 @@ train_stage2       ``workflow.train_stage(stage=2)``                      Model
 evaluate           ``workflow.evaluate``                                  Metrics, Artifact, HTML
 register           ``workflow.track_pipeline``                            Markdown (+ run id, version)
 ablation_table     ``ablation.write_reports`` / ``track_ablation``        Markdown, Dataset, HTML
+plan_scoring       ``predict.scoring_job.plan``                           shard indices
+score_shard        ``predict.scoring_job.score_shard``                    Dataset (shard summary)
+collect_scores     ``predict.scoring_job.collect``                        Dataset, HTML, Markdown
 =================  =====================================================  ==========================
 """
 
@@ -25,9 +28,11 @@ from components.data import extract_features, merge_features, plan_shards, prepa
 from components.evaluate import ablation_table, evaluate
 from components.image import DEFAULT_IMAGE, IMAGE, current_image, set_image
 from components.register import register
+from components.scoring import collect_scores, plan_scoring, score_shard
 from components.train import pseudo_labels, train_stage1, train_stage2
 
 __all__ = [
-    "DEFAULT_IMAGE", "IMAGE", "ablation_table", "current_image", "evaluate", "extract_features", "merge_features",
-    "plan_shards", "prepare_data", "pseudo_labels", "register", "set_image", "train_stage1", "train_stage2",
+    "DEFAULT_IMAGE", "IMAGE", "ablation_table", "collect_scores", "current_image", "evaluate", "extract_features",
+    "merge_features", "plan_scoring", "plan_shards", "prepare_data", "pseudo_labels", "register", "score_shard",
+    "set_image", "train_stage1", "train_stage2",
 ]

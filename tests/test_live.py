@@ -286,6 +286,25 @@ def test_feature_files_plots_and_latencies_beyond_the_window_are_refused(model_d
     assert res.exit_code == 2 and "--latency 32" in res.output and "between 0 and 31" in res.output
 
 
+def test_a_model_whose_clip_does_not_match_its_features_stops_before_any_source_is_read(model_dir, tmp_path):
+    clip_dir = tmp_path / "clips"
+    clip_dir.mkdir()
+    tiny = json.loads((REPO / "src/cplvad/clip_configs/cplvad-tiny.json").read_text())
+    (clip_dir / "cplvad-tiny32.json").write_text(json.dumps({**tiny, "embed_dim": 32}))
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("model.pt", "meta.json"):
+        (other / name).write_bytes((model_dir / name).read_bytes())
+    cfg = json.loads((model_dir / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "clip": {**cfg["clip"], "model": "cplvad-tiny32",
+                                                                     "config_dir": str(clip_dir)}}))
+    port = free_port()
+    res = live(f"tcp://127.0.0.1:{port}", "--model", str(other), "--out", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "scores 64-d features but its CLIP (cplvad-tiny32) gives 32-d" in " ".join(
+        res.output.split())
+    assert not (tmp_path / "o").exists()  # nothing was scored or written
+
+
 # ------------------------------------------------------------------------------------------------- webhooks
 
 
