@@ -262,6 +262,26 @@ def test_stalled_and_dead_sources_fail_clearly_and_the_others_are_scored(model_d
     assert by_input[str(stream_file)]["snippets"] == 70 and by_input[str(stream_file)]["events"] == 2
 
 
+def test_a_long_session_is_written_in_parts_that_add_up(model_dir, stream_file, tmp_path):
+    out = tmp_path / "o"
+    res = live(str(stream_file), "--model", str(model_dir), "--out", str(out), "--stall-timeout", "1", "--report",
+               "--set", "predict.live_part_snippets=25", "--set", "predict.live_flush_seconds=0.05")
+    assert res.exit_code == 0, res.output
+    parts = sorted(out.glob("scenes.*.json"), key=lambda p: json.loads(p.read_text())["live"]["part"])
+    docs = [json.loads(p.read_text()) for p in parts]
+    assert [d["live"]["part"] for d in docs] == [0, 1, 2] and parts[1].name.endswith(".part0001.json")
+    assert [(d["live"]["first_snippet"], d["snippets"]) for d in docs] == [(0, 25), (25, 25), (50, 20)]
+    assert all(d["live"]["final"] for d in docs)
+    ends = [x for x in lines_of(res.stdout) if x["type"] == "event_end"]
+    assert [event_key(e) for d in docs for e in d["events"]] == [event_key(e) for e in ends]  # each in the part it ended
+    assert live(str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "whole"), "--stall-timeout",
+                "1").exit_code == 0
+    [whole] = [json.loads(p.read_text()) for p in (tmp_path / "whole").glob("scenes.*.json")]
+    assert sum((d["snippet_scores"] for d in docs), []) == whole["snippet_scores"]
+    page = (out / "index.html").read_text()
+    assert page.count('class="video"') == 3 and "part 2 from snippet 50" in page
+
+
 def test_a_resolution_change_is_rescaled_and_said(model_dir, tmp_path):
     path = write_stream(tmp_path / "cam.ts", [(160, 999, W, ()), (320, 999, 2 * W, (PLANTED,))])
     res = live(str(path), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--stall-timeout", "1")

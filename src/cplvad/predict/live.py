@@ -62,7 +62,7 @@ from cplvad.predict.webhook import Webhook
 
 QUEUE_SNIPPETS = 256
 """Snippets waiting between the source threads and the scoring loop, per source (bounds their memory)."""
-STOP_GRACE_S = 1.0
+STOP_GRACE_S = 1.5
 """After a stop request, how long to wait for the sources to hand over what they have read."""
 
 
@@ -75,6 +75,20 @@ class LiveOptions:
     webhook_retries: int = 3
     part_snippets: int = 5625
     flush_seconds: float = 60.0
+
+
+def _drain(out: queue.Queue[SourceItem]) -> list[SourceItem]:
+    """What the sources have put (waiting at most 0.2 s for the first item)."""
+    try:
+        items = [out.get(timeout=0.2)]
+    except queue.Empty:
+        return []
+    while len(items) < QUEUE_SNIPPETS:
+        try:
+            items.append(out.get_nowait())
+        except queue.Empty:
+            break
+    return items
 
 
 def _utc(t: float) -> str:
@@ -101,6 +115,7 @@ class _Session:
         self.started_at = time.time()
         self.part = 0
         self.part_first = 0
+        self.part_length = 0
         self.part_binary: list[np.ndarray] = []
         self.part_classes: list[np.ndarray] = []
         self.part_events: list[Event] = []
@@ -122,6 +137,8 @@ class LiveRunner:
         self.log = log
         check_latency(options.latency, runner.predictor.model.cfg.max_len)
         self._stop = threading.Event()
+        self._on_line: Callable[[dict[str, Any]], None] | None = None
+        self._webhook: Webhook | None = None
 
     def stop(self) -> None:
         """Ask the session to stop (what SIGINT / SIGTERM do)."""
@@ -144,16 +161,9 @@ class LiveRunner:
                 session.ended = "not a live source"
                 session.result.error = (f"{session.result.input.display}: feature files are not live sources; "
                                         "score them without --live")
-        webhook = (Webhook(self.options.webhook, self.log, timeout=self.options.webhook_timeout,
-                           retries=self.options.webhook_retries) if self.options.webhook else None)
-
-        def emit(line: dict[str, Any]) -> None:
-            if on_line:
-                on_line(line)
-            if webhook:
-                webhook.post(line)
-
-        self._emit = emit
+        self._on_line = on_line
+        self._webhook = webhook = (Webhook(self.options.webhook, self.log, timeout=self.options.webhook_timeout,
+                                           retries=self.options.webhook_retries) if self.options.webhook else None)
         for source in sources.values():
             source.start()
         with self._signals():
@@ -181,32 +191,29 @@ class LiveRunner:
                 self.log("stopping: scoring what has arrived, then writing the reports")
                 for source in sources.values():
                     source.stop()
-                deadline = time.monotonic() + STOP_GRACE_S + 0.5
-            try:
-                items = [out.get(timeout=0.2)]
-            except queue.Empty:
-                items = []
-            while len(items) < QUEUE_SNIPPETS:
-                try:
-                    items.append(out.get_nowait())
-                except queue.Empty:
-                    break
-            pending: dict[int, list[Snippet]] = {}
-            for item in items:
-                if isinstance(item, Snippet):
-                    pending.setdefault(item.source, []).append(item)
-                    continue
-                self._score(sessions, pending)
-                pending = {}
-                self._control(sessions[item.source], item)
-                if isinstance(item, Finished):
-                    active.discard(item.source)
-            self._score(sessions, pending)
+                deadline = time.monotonic() + STOP_GRACE_S
+            active -= self._handle(sessions, _drain(out))
             if time.monotonic() - last_flush >= self.options.flush_seconds:
                 for session in sessions:
                     if session.ended is None:
                         self._write_part(session, final=False)
                 last_flush = time.monotonic()
+
+    def _handle(self, sessions: list[_Session], items: list[SourceItem]) -> set[int]:
+        """Score the snippets (batched per source), handle the rest in order; returns the sources that ended."""
+        pending: dict[int, list[Snippet]] = {}
+        finished = set()
+        for item in items:
+            if isinstance(item, Snippet):
+                pending.setdefault(item.source, []).append(item)
+                continue
+            self._score(sessions, pending)
+            pending = {}
+            self._control(sessions[item.source], item)
+            if isinstance(item, Finished):
+                finished.add(item.source)
+        self._score(sessions, pending)
+        return finished
 
     def _control(self, session: _Session, item: SourceItem) -> None:
         name = session.result.input.display
@@ -244,16 +251,25 @@ class LiveRunner:
     # ---------------------------------------------------------------------------------------- events
 
     def _track(self, session: _Session, binary: np.ndarray, classes: np.ndarray) -> None:
-        if not len(binary):
-            return
-        session.part_binary.append(binary)
-        session.part_classes.append(classes)
-        for event in session.tracker.update(binary, classes):
-            self._ended(session, event)
-        self._maybe_started(session)
-        if sum(len(b) for b in session.part_binary) >= self.options.part_snippets:
-            self._write_part(session, final=True)
-            self._new_part(session)
+        """Scored snippets: follow the events, fill the report part (cut at exactly ``part_snippets``)."""
+        while len(binary):
+            take = min(len(binary), self.options.part_snippets - session.part_length)
+            session.part_binary.append(binary[:take])
+            session.part_classes.append(classes[:take])
+            session.part_length += take
+            for event in session.tracker.update(binary[:take], classes[:take]):
+                self._ended(session, event)
+            self._maybe_started(session)
+            if session.part_length == self.options.part_snippets:
+                self._write_part(session, final=True)
+                self._new_part(session)
+            binary, classes = binary[take:], classes[take:]
+
+    def _emit(self, line: dict[str, Any]) -> None:
+        if self._on_line:
+            self._on_line(line)
+        if self._webhook:
+            self._webhook.post(line)
 
     def _maybe_started(self, session: _Session) -> None:
         current = session.tracker.current()
@@ -320,7 +336,8 @@ class LiveRunner:
 
     def _new_part(self, session: _Session) -> None:
         session.part += 1
-        session.part_first += sum(len(b) for b in session.part_binary)
+        session.part_first += session.part_length
+        session.part_length = 0
         session.part_binary, session.part_classes, session.part_events = [], [], []
 
     @contextlib.contextmanager
