@@ -159,10 +159,10 @@ class PredictConfig(_Section):
     false_alarm_rate: float = Field(0.01, gt=0.0, lt=1.0)
     """Target snippet false-alarm rate on normal training videos for the calibrated threshold."""
     min_event_snippets: int = Field(1, ge=1)
-    latency: int = Field(8, ge=0)
+    latency: int = Field(2, ge=0)
     """``--live``: snippets of future context a snippet waits for before it is scored (less than the model's
-    max_len). 8 is the smallest that kept frame AUC within 1 point of batch scoring on the demo test set
-    (README, "Live sources")."""
+    max_len). 2 is the smallest that kept frame AUC within 1 point of batch scoring on both demo test sets
+    (README, "Live sources"); 8 also gives batch scoring's events on the demo videos."""
     stall_timeout: float = Field(10.0, gt=0.0)
     """``--live``: seconds without data from a source before it counts as dropped (a growing file: ended)."""
     reconnect_attempts: int = Field(5, ge=0)
