@@ -2,7 +2,7 @@
 ``.npy`` feature files), ``.npy`` feature files ((T, D) float arrays, as ``cplvad extract`` writes them),
 ``s3://bucket/prefix`` (its videos, or a list file ``s3://bucket/list.csv``, as ``cplvad extract --videos``
 reads them) and network streams (any other ``scheme://`` URL that FFmpeg opens: rtsp, rtmp, http(s), tcp,
-udp, srt, ...; scored with ``--live``).
+udp, ...; scored with ``--live``).
 
 Any file that is not ``.npy`` is treated as a video (an unreadable one fails with its reason). Outputs are
 named after the input's file name without extension (a stream: after its host, port and path), so two
