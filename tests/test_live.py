@@ -262,6 +262,28 @@ def test_stalled_and_dead_sources_fail_clearly_and_the_others_are_scored(model_d
     assert by_input[str(stream_file)]["snippets"] == 70 and by_input[str(stream_file)]["events"] == 2
 
 
+def test_a_growing_file_is_followed_until_it_stops_growing(model_dir, stream_file, tmp_path):
+    data, growing = stream_file.read_bytes(), tmp_path / "recording.ts"
+    growing.write_bytes(data[: len(data) // 4])
+
+    def record() -> None:  # a recorder appending the rest in three pieces, 0.6 s apart
+        for k in (2, 3, 4):
+            time.sleep(0.6)
+            with growing.open("ab") as f:
+                f.write(data[len(data) * (k - 1) // 4 : len(data) * k // 4])
+
+    recorder = threading.Thread(target=record)
+    recorder.start()
+    res = live(str(growing), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--stall-timeout", "2")
+    recorder.join()
+    assert res.exit_code == 0, res.output
+    lines = lines_of(res.stdout)
+    assert lines[-1]["snippets"] == 70 and lines[-1]["ended"] == "no data for 2 s"
+    replay = live(str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "r"), "--stall-timeout", "1")
+    assert [event_key(x) for x in lines if x["type"] == "event_end"] == [
+        event_key(x) for x in lines_of(replay.stdout) if x["type"] == "event_end"]
+
+
 def test_a_long_session_is_written_in_parts_that_add_up(model_dir, stream_file, tmp_path):
     out = tmp_path / "o"
     res = live(str(stream_file), "--model", str(model_dir), "--out", str(out), "--stall-timeout", "1", "--report",

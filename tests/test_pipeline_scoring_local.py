@@ -49,7 +49,7 @@ def test_scoring_pipeline_runs_locally_and_a_second_run_skips_every_video(model_
     assert [json.loads(p.read_text())["videos"] for p in shards] == [1, 1]
     assert '"scored": 2, "skipped": 0' in first
     page = (out / "index.html").read_text()
-    assert page.count('class="video"') == 4 and 'src="../demo/videos/test/' in page
+    assert page.count('class="video"') == 2 and 'src="../demo/videos/test/' in page
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json") if p.name != "index.json"}
     second = run_local([*args, "--out", str(tmp_path / "root2")], tmp_path, tracking)

@@ -86,13 +86,6 @@ def predict_cmd(
         "extract": {"workers": workers, "batch_size": batch_size, "device": device},
         "predict": {"latency": latency, "stall_timeout": stall_timeout, "reconnect_attempts": reconnect_attempts},
     })
-    options = []
-    for item in source_options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp", param_hint="--source-option")
-        options.append((key, value))
-
     def on_line(line: dict) -> None:
         click.echo(json.dumps(line))
         sys.stdout.flush()
@@ -119,10 +112,25 @@ def predict_cmd(
     results = predict(
         inputs, model, out, config, plot=plot, threshold=threshold, stream=stream, fps=fps, device=device,
         pretrained=pretrained, clip_config_dir=clip_config_dir, resume=not rescore, review=review, live=live,
-        webhook=webhook, source_options=options, on_event=on_event, on_result=on_result, on_line=on_line,
+        webhook=webhook, source_options=_key_values(source_options), on_event=on_event, on_result=on_result, on_line=on_line,
         log=lambda text: console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True),
     )
-    seconds = time.perf_counter() - start
+    _print_totals(results, time.perf_counter() - start, out)
+    if any(not r.ok for r in results):
+        sys.exit(1)
+
+
+def _key_values(items: tuple[str, ...]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp", param_hint="--source-option")
+        pairs.append((key, value))
+    return pairs
+
+
+def _print_totals(results: list, seconds: float, out: str) -> None:
     ok = [r for r in results if r.ok and not r.skipped]
     skipped = sum(r.skipped for r in results)
     video = sum(r.video_seconds or 0.0 for r in ok)
@@ -135,7 +143,6 @@ def predict_cmd(
         console.print(f"[bold red]{len(failures)} input(s) failed[/]:", highlight=False)
         for reason in failures:  # every reason names its file
             console.print(f"  {reason}", highlight=False, soft_wrap=True)
-        sys.exit(1)
 
 
 @cli.command("report")
