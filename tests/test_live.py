@@ -110,7 +110,10 @@ def live(*args: str):
 
 
 def event_key(e: dict) -> tuple:
-    return e["start_snippet"], e["end_snippet"], e["class"], e["score"], e["class_probability"]
+    """An event, its scores to 4 decimals: windows are batched as snippets happen to arrive, which moves the
+    6th decimal."""
+    return e["start_snippet"], e["end_snippet"], e["class"], pytest.approx(e["score"], abs=1e-4), pytest.approx(
+        e["class_probability"], abs=1e-4)
 
 
 # ----------------------------------------------------------------------------------------- sliding windows
@@ -299,7 +302,7 @@ def test_a_long_session_is_written_in_parts_that_add_up(model_dir, stream_file, 
     assert live(str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "whole"), "--stall-timeout",
                 "1").exit_code == 0
     [whole] = [json.loads(p.read_text()) for p in (tmp_path / "whole").glob("scenes.*.json")]
-    assert sum((d["snippet_scores"] for d in docs), []) == whole["snippet_scores"]
+    np.testing.assert_allclose(sum((d["snippet_scores"] for d in docs), []), whole["snippet_scores"], atol=1e-5)
     page = (out / "index.html").read_text()
     assert page.count('class="video"') == 3 and "part 2 from snippet 50" in page
 
