@@ -21,6 +21,9 @@ train_stage2       ``workflow.train_stage(stage=2)``                    Model
 evaluate           ``workflow.evaluate_into`` + ``evaluation_page``     Metrics, Artifact, HTML
 register           ``workflow.track_pipeline``                          Markdown (+ run id, version)
 ablation_table     ``ablation.grid_rows`` / ``write_reports``           Markdown, Dataset, HTML
+plan_scoring       ``predict.scoring_job.plan``                         shard indices
+score_shard        ``predict.scoring_job.score_shard``                  Dataset (shard summary)
+collect_scores     ``predict.scoring_job.collect``                      Dataset, HTML, Markdown
 =================  ===================================================  ==============================
 """
 
@@ -29,10 +32,11 @@ from components.evaluate import ablation_table, evaluate
 from components.image import DEFAULT_IMAGE, IMAGE, check_pinned, current_image, set_image
 from components.params import split_params
 from components.register import open_run, register
+from components.scoring import collect_scores, plan_scoring, score_shard
 from components.train import pseudo_labels, train_stage1, train_stage2
 
 __all__ = [
-    "DEFAULT_IMAGE", "IMAGE", "ablation_table", "check_pinned", "current_image", "evaluate", "extract_features",
-    "merge_features", "open_run", "plan_shards", "prepare_data", "pseudo_labels", "register", "set_image",
-    "split_params", "train_stage1", "train_stage2",
+    "DEFAULT_IMAGE", "IMAGE", "ablation_table", "check_pinned", "collect_scores", "current_image", "evaluate",
+    "extract_features", "merge_features", "open_run", "plan_scoring", "plan_shards", "prepare_data",
+    "pseudo_labels", "register", "score_shard", "set_image", "split_params", "train_stage1", "train_stage2",
 ]

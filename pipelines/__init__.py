@@ -1,15 +1,17 @@
-"""Kubeflow pipelines of CPL-VAD: ``training`` (end to end) and ``ablation`` (paper Table 3).
+"""Kubeflow pipelines of CPL-VAD: ``training`` (end to end), ``ablation`` (paper Table 3) and ``scoring``
+(a bucket of footage scored with a registered model).
 
 ``python -m pipelines compile | run-local | submit`` (see ``python -m pipelines --help`` and the README's
 "Kubeflow" section). The components are in ``components/``; the library in ``src/cplvad``.
 """
 
-from pipelines import ablation, training
+from pipelines import ablation, scoring, training
 from pipelines.ablation import ablation_pipeline
+from pipelines.scoring import scoring_pipeline
 from pipelines.training import training_pipeline
 
-PIPELINES = {"training": training_pipeline, "ablation": ablation_pipeline}
-BUILDERS = {"training": training.build, "ablation": ablation.build}
+PIPELINES = {"training": training_pipeline, "ablation": ablation_pipeline, "scoring": scoring_pipeline}
+BUILDERS = {"training": training.build, "ablation": ablation.build, "scoring": scoring.build}
 
 
 def build(name: str):
@@ -17,4 +19,4 @@ def build(name: str):
     return BUILDERS[name]()
 
 
-__all__ = ["BUILDERS", "PIPELINES", "ablation_pipeline", "build", "training_pipeline"]
+__all__ = ["BUILDERS", "PIPELINES", "ablation_pipeline", "build", "scoring_pipeline", "training_pipeline"]

@@ -29,7 +29,7 @@ def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
     """Pipeline arguments from the command line (only those given, besides ``params``)."""
     values: dict[str, Any] = {"params": _params(args)}
     for key in ("source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count", "tracking_uri",
-                "secret_name", "checkpoint_uri"):
+                "secret_name", "checkpoint_uri", "model_uri", "out_uri"):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
@@ -42,9 +42,9 @@ def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
 
 def _common(p: argparse.ArgumentParser, *, pipelines_multi: bool = False) -> None:
     if pipelines_multi:
-        p.add_argument("--pipeline", choices=["training", "ablation", "all"], default="all")
+        p.add_argument("--pipeline", choices=["training", "ablation", "scoring", "all"], default="all")
     else:
-        p.add_argument("--pipeline", choices=["training", "ablation"], default="training")
+        p.add_argument("--pipeline", choices=["training", "ablation", "scoring"], default="training")
     p.add_argument("--params", type=Path, default=None,
                    help="params file (default: params.yaml of the repository; configs/paper-ucf.yaml or "
                    "configs/paper-xd.yaml for the benchmarks)")
@@ -66,6 +66,10 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="s3:// prefix keeping training checkpoints across pod restarts (default: "
                         "<features-uri>/checkpoints when --features-uri is given)")
     p.add_argument("--no-track", action="store_true", help="ablation: do not log to MLflow")
+    p.add_argument("--model-uri", dest="model_uri", default=None,
+                   help="scoring: the model (default models:/cplvad@champion; or a model directory)")
+    p.add_argument("--out-uri", dest="out_uri", default=None,
+                   help="scoring: s3:// prefix or folder for the results (resumable; default: the pipeline's artifacts)")
 
 
 def build_parser() -> argparse.ArgumentParser:

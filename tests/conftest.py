@@ -4,6 +4,7 @@ local S3 server (moto) for storage tests."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from hypothesis import HealthCheck, settings
 
 from cplvad.config import Config, DemoConfig, load_config
@@ -65,6 +67,22 @@ def demo_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_dataset(demo_manifest: Path):
     return load_dataset(demo_manifest)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The glitch model (tests/glitch.py), trained once per session (under pytest-xdist, once for all workers)."""
+    from glitch import train_glitch_model  # here: glitch.py builds on this module's tiny settings
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return train_glitch_model(tmp_path_factory.mktemp("glitch"))
+    root = tmp_path_factory.getbasetemp().parent / "predict-glitch"
+    with FileLock(f"{root}.lock"):
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            train_glitch_model(root)
+            (root / "done").touch()
+    return root / "model"
 
 
 def _free_port() -> int:

@@ -302,3 +302,29 @@ def test_library_is_free_of_orchestration_imports():
             if re.match(r"\s*(import|from)\s+(kfp|dvc)(\.|\s|$)", line):
                 offenders.append(f"{path.relative_to(REPO)}: {line.strip()}")
     assert not offenders
+
+
+def test_scoring_pipeline_fans_out_over_gpu_shards_and_collects_the_index(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--pipeline", "scoring", "--out", str(tmp_path),
+                          "--image", IMAGE], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    spec, platform = yaml.safe_load_all((tmp_path / "scoring.yaml").read_text())
+    spec = {**spec, "platforms": platform["platforms"]}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == {"source_uri", "out_uri", "model_uri", "params", "num_shards", "accelerator_type",
+                           "accelerator_count", "tracking_uri", "secret_name"}
+    assert params["model_uri"]["defaultValue"] == "models:/cplvad@champion" and "defaultValue" not in params["source_uri"]
+    loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--plan-scoring-Output"
+    score = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]["score-shard"]
+    assert score["retryPolicy"]["maxRetryCount"] == 3 and score["cachingOptions"] == {}
+    executors = spec["deploymentSpec"]["executors"]
+    acc = executors["exec-score-shard"]["container"]["resources"]["accelerator"]
+    assert acc["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}"
+    assert "accelerator" not in executors["exec-collect-scores"]["container"]["resources"]
+    assert all(ex["container"]["image"] == IMAGE for ex in executors.values())
+    collect = spec["root"]["dag"]["tasks"]["collect-scores"]
+    assert collect["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == next(
+        k for k, t in spec["root"]["dag"]["tasks"].items() if "parameterIterator" in t)
+    assert collect["cachingOptions"] == {}
+    assert "tolerations" in spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-score-shard"]

@@ -1,11 +1,10 @@
-"""`cplvad predict` on generated videos and feature files, with a tiny model trained once on videos with a
-planted anomaly (a frame-wide checkerboard "Glitch", far from every normal frame in the tiny CLIP's space)."""
+"""`cplvad predict` on generated videos and feature files, with the glitch model (tests/glitch.py: a tiny model
+trained once on videos with a planted anomaly)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tracemalloc
 from pathlib import Path
@@ -14,12 +13,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import tiny_cli_args, tiny_config
-from filelock import FileLock
+from glitch import CLI, FPS, PLANTED, SETS, config, make_video
 
 from cplvad.cli import cli
-from cplvad.config import Config
-from cplvad.extract.demo_videos import write_video
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.runner import extract
 from cplvad.extract.video import VideoInfo
@@ -27,79 +23,6 @@ from cplvad.predict import Input, PredictOptions, PredictRunner, make_encoder, o
 from cplvad.predict.events import EventTracker, find_events
 from cplvad.predict.report import SCHEMA
 from cplvad.predict.stream import StreamScorer
-
-W, H, FPS = 48, 32, 25
-PLANTED = (130, 190)
-"""Frames of the anomaly in the probe video: snippets 8..11 (sampled frames 136, 152, 168, 184)."""
-SETTINGS = ["train.epochs=80", "train.device=cpu", "extract.device=cpu", "extract.batch_size=16"]
-"""The tiny settings, trained long enough to find the planted anomaly, on the CPU."""
-CLI = ["--workers", "0", "--device", "cpu"]
-SETS = tiny_cli_args(*SETTINGS)
-
-
-def config(*extra: str) -> Config:
-    return tiny_config(*SETTINGS, *extra)
-
-
-def scene(frames: int, seed: int, anomalies: tuple[tuple[int, int], ...] = ()):
-    """A camera (background) and a moving square; anomalous frames are a checkerboard."""
-    rng = np.random.default_rng(seed)
-    camera = np.random.default_rng(seed // 2 % 2)  # two cameras, each filming normal and abnormal videos
-    yy, xx = np.mgrid[0:H, 0:W]
-    background = camera.uniform(30, 200, 3) + camera.normal(0, 15, (H, W, 3))
-    glitch = (((xx // 4 + yy // 4) % 2)[..., None] * 255).repeat(3, 2).astype(np.uint8)
-    colour, speed, start = rng.uniform(0, 255, 3), rng.uniform(0.5, 1.5, 2), rng.uniform(0, [W, H])
-    for f in range(frames):
-        if any(s <= f < e for s, e in anomalies):
-            yield glitch
-            continue
-        x, y = (start + speed * f) % [W, H]
-        img = background.copy()
-        img[(np.abs(xx - x) < 5) & (np.abs(yy - y) < 5)] = colour
-        yield np.clip(img, 0, 255).astype(np.uint8)
-
-
-def make_video(path: Path, frames: int, seed: int, anomalies: tuple[tuple[int, int], ...] = ()) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(path, scene(frames, seed, anomalies), fps=FPS)
-    return path
-
-
-
-
-def _train(root: Path) -> Path:
-    from cplvad.workflow import train_stage
-
-    rng = np.random.default_rng(0)
-    for i in range(16):
-        frames = int(rng.integers(12, 20)) * 16
-        anomalies: tuple[tuple[int, int], ...] = ()
-        if i % 2 == 0:  # anomalies spread over the videos, 40-72 frames long
-            s = 16 + int((frames - 120) * ((i // 2 * 0.37) % 1))
-            anomalies = ((s, s + int(rng.integers(40, 72))),)
-        label = "Glitch" if anomalies else "Normal"
-        make_video(root / "videos" / label / f"{label}{i:02d}.mp4", frames, 100 + i, anomalies)
-    extract(str(root / "videos"), str(root / "features"), config(), list_name="train.csv", progress=False,
-            log=lambda _: None)
-    (root / "dataset.yaml").write_text(
-        "name: glitch\nclasses: [Normal, Glitch]\ntrain_list: features/train.csv\ntest_list: features/train.csv\n"
-    )
-    train_stage(root / "dataset.yaml", root / "model", config(), stage=1, progress=False)
-    return root / "model"
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Trained once per session (under pytest-xdist, once for all workers)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return _train(tmp_path_factory.mktemp("glitch"))
-    root = tmp_path_factory.getbasetemp().parent / "predict-glitch"
-    with FileLock(f"{root}.lock"):
-        if not (root / "done").exists():
-            shutil.rmtree(root, ignore_errors=True)
-            _train(root)
-            (root / "done").touch()
-    return root / "model"
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +85,7 @@ def test_video_prediction_report_events_and_plot(model_dir, probes, tmp_path):
     results = predict([probes["glitch"], probes["normal"]], model_dir, out, config(), plot=True, threshold=0.5)
     assert [r.error for r in results] == [None, None]
     glitch, normal = (read(r.report) for r in results)
-    assert {p.name for p in out.iterdir()} == {"glitch.json", "glitch.png", "normal.json", "normal.png"}
+    assert {p.name for p in out.iterdir()} == {"glitch.json", "glitch.png", "normal.json", "normal.png", "index.json"}
 
     sha = hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
     assert glitch["schema"] == SCHEMA and glitch["input"] == str(probes["glitch"]) and glitch["input_kind"] == "video"
@@ -310,7 +233,7 @@ def test_bad_inputs_fail_clearly_and_the_others_are_scored(model_dir, probes, tm
     args = ["predict", str(src), "--model", str(model_dir), "--out", str(tmp_path / "out"), *CLI]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1, res.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json", "index.json"]
     assert read(tmp_path / "out" / "good.json")["snippets"] == 4
     err = " ".join(res.stderr.split())
     assert "5 input(s) failed" in err
@@ -387,3 +310,83 @@ def test_registry_uri_reports_the_registered_version(model_dir, probes, tmp_path
         model = read(result.report)["model"]
         assert (model["source"], model["version"], model["registered_model"]) == (uri, "1", "cplvad")
         assert model["weights_sha256"] == hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------- resume, index, S3 and URLs
+
+
+def test_a_rerun_skips_what_is_done_and_the_index_lists_every_input(model_dir, probes, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("glitch", "normal"):
+        shutil.copy(probes[name], src / f"{name}.mp4")
+    (src / "broken.mp4").write_text("not a video\n")
+    out = tmp_path / "out"
+    args = ["predict", str(src), "--model", str(model_dir), "--out", str(out), "--threshold", "0.5", *CLI]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 1, first.output
+    index = read(out / "index.json")
+    assert (index["count"], index["scored"], index["failed"]) == (3, 2, 1)
+    entries = {e["name"]: e for e in index["videos"]}
+    glitch = read(out / "glitch.json")
+    assert entries["glitch"]["report"] == "glitch.json" and entries["glitch"]["events"] == len(glitch["events"]) >= 1
+    assert entries["glitch"]["peak_score"] == max(glitch["snippet_scores"]) and entries["glitch"]["top_class"] == "Glitch"
+    assert entries["glitch"]["event_classes"] == {"Glitch": len(glitch["events"])}
+    assert entries["normal"]["events"] == 0 and entries["normal"]["top_class"] is None
+    assert entries["broken"]["status"] == "failed" and "not a readable video file" in entries["broken"]["error"]
+    assert glitch["input_bytes"] == (src / "glitch.mp4").stat().st_size
+
+    before = (out / "glitch.json").stat().st_mtime_ns
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and "scored 0 of 3 inputs (2 already done, skipped)" in " ".join(again.stderr.split())
+    assert (out / "glitch.json").stat().st_mtime_ns == before and read(out / "index.json")["count"] == 3
+
+    # another threshold, a changed input or --rescore: scored again
+    other = CliRunner().invoke(cli, [*args[:-len(CLI) - 2], "--threshold", "0.6", *CLI])
+    assert "scored 2 of 3 inputs" in " ".join(other.stderr.split()) and read(out / "glitch.json")["threshold"] == 0.6
+    shutil.copy(probes["glitch"], src / "normal.mp4")
+    changed = CliRunner().invoke(cli, [*args[:-len(CLI) - 2], "--threshold", "0.6", *CLI])
+    assert "scored 1 of 3 inputs (1 already done, skipped)" in " ".join(changed.stderr.split())
+    assert CliRunner().invoke(cli, [*args, "--rescore"]).stderr.count("already done") == 0
+
+
+def test_s3_prefix_scored_into_s3_with_plots_index_and_review_page(model_dir, probes, s3_env, tmp_path):
+    import boto3
+
+    from cplvad.extract import storage
+
+    storage.s3_client.cache_clear()
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="cams")
+    for name in ("glitch", "normal"):
+        client.upload_file(str(probes[name]), "cams", f"night/cam1/{name}.mp4")
+    args = ["predict", "s3://cams/night", "--model", str(model_dir), "--out", "s3://cams/scores", "--plot", "--report",
+            "--threshold", "0.5", *CLI]
+    try:
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        keys = {o["Key"] for o in client.list_objects_v2(Bucket="cams", Prefix="scores/")["Contents"]}
+        assert keys == {f"scores/{k}" for k in ("glitch.json", "glitch.png", "normal.json", "normal.png", "index.json",
+                                                "index.html")}
+        doc = json.loads(client.get_object(Bucket="cams", Key="scores/glitch.json")["Body"].read())
+        local = read(predict([probes["glitch"]], model_dir, tmp_path / "local", config(), threshold=0.5)[0].report)
+        assert doc["input"] == "s3://cams/night/cam1/glitch.mp4" and doc["events"] == local["events"]
+        assert doc["input_bytes"] == probes["glitch"].stat().st_size
+        page = client.get_object(Bucket="cams", Key="scores/index.html")["Body"].read().decode()
+        assert page.count('class="video"') == 2 and "video not reachable from this page" in page
+        again = CliRunner().invoke(cli, args)
+        assert again.exit_code == 0 and "(2 already done, skipped)" in " ".join(again.stderr.split())
+    finally:
+        storage.s3_client.cache_clear()
+
+
+def test_stream_urls_need_live_and_passwords_are_never_shown(model_dir, tmp_path):
+    from cplvad.predict.inputs import list_inputs
+
+    [cam] = list_inputs(["rtsp://admin:s3cret@10.0.0.7:554/live/ch1"])
+    assert (cam.kind, cam.name, cam.display) == ("stream", "10.0.0.7-554-live-ch1", "rtsp://admin:***@10.0.0.7:554/live/ch1")
+    res = CliRunner().invoke(cli, ["predict", "rtsp://admin:s3cret@10.0.0.7:554/live/ch1", "--model", str(model_dir),
+                                   "--out", str(tmp_path / "o"), *CLI])
+    assert res.exit_code == 1 and "s3cret" not in res.output
+    assert "rtsp://admin:***@10.0.0.7:554/live/ch1 is a network stream: score it with --live" in " ".join(res.output.split())
+    assert "s3cret" not in (tmp_path / "o" / "index.json").read_text()

@@ -309,6 +309,26 @@ class PredictConfig(_Section):
     false_alarm_rate: float = Field(0.01, gt=0.0, lt=1.0)
     """Target snippet false-alarm rate on normal training videos for the calibrated threshold."""
     min_event_snippets: int = Field(1, ge=1)
+    latency: int = Field(2, ge=0)
+    """``--live``: snippets of future context a snippet waits for before it is scored (less than the model's
+    max_len). 2 is the smallest that kept frame AUC within 1 point of batch scoring on both demo test sets
+    (README, "Live sources"); 8 also gives batch scoring's events on the demo videos."""
+    stall_timeout: float = Field(10.0, gt=0.0)
+    """``--live``: seconds without data from a source before it counts as dropped (a growing file: ended)."""
+    reconnect_attempts: int = Field(5, ge=0)
+    """``--live``: consecutive attempts without a frame before a network source is given up (0 = never)."""
+    reconnect_backoff: float = Field(1.0, gt=0.0)
+    """``--live``: seconds before the first reconnection attempt, doubling after each failed one..."""
+    reconnect_backoff_max: float = Field(30.0, gt=0.0)
+    """...up to this many."""
+    live_part_snippets: int = Field(5625, ge=1)
+    """``--live``: snippets per report part (5625 = one hour at 25 fps); bounds the memory of a long session."""
+    live_flush_seconds: float = Field(60.0, gt=0.0)
+    """``--live``: seconds between rewrites of the current report part."""
+    webhook_timeout: float = Field(5.0, gt=0.0)
+    """``--webhook``: seconds to wait for each POST..."""
+    webhook_retries: int = Field(3, ge=0)
+    """...and retries of a failed one (with doubling back-off from 0.5 s)."""
 
 
 class TrackingConfig(_Section):

@@ -1,7 +1,9 @@
-"""``cplvad predict``: score videos or feature files with a trained model.
+"""``cplvad predict``: score videos, feature files or live sources with a trained model; ``cplvad report``: the
+review page of a folder of predictions.
 
 Exit status: 0 when every input was scored, 1 when any input failed (the others are still scored and
-written; the reasons are printed), 2 for a usage, configuration or model error (nothing is scored).
+written; the reasons are printed; a live source fails when it never delivered a frame), 2 for a usage,
+configuration or model error (nothing is scored).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -27,13 +30,33 @@ def _event_text(e) -> str:  # noqa: ANN001
 @click.option("--model", "model", required=True,
               help="Model directory (the --out of `cplvad train`) or a registry URI such as models:/cplvad@champion.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for OUT/<input name>.json (and .png with --plot).")
+              help="Folder or s3://bucket/prefix for OUT/<input name>.json (and .png with --plot) and OUT/index.json.")
 @click.option("--plot", is_flag=True, help="Also write a timeline PNG per input.")
+@click.option("--report", "review", is_flag=True,
+              help="Also write the review page OUT/index.html (every prediction in OUT, ranked; see `cplvad report`).")
+@click.option("--rescore", is_flag=True,
+              help="Score every input again (default: skip inputs already in OUT for the same input, model and settings).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold on the anomaly score (default: the model's calibrated one).")
 @click.option("--stream", is_flag=True,
               help="Read each input chunk by chunk (bounded memory); print every event as a JSON line on stdout "
                    "as soon as it ends, then a summary line.")
+@click.option("--live", is_flag=True,
+              help="Score network streams (rtsp://, rtmp://, http(s)://, tcp://, udp://, ...) and growing files as "
+                   "they arrive: event_start / event_end JSON lines on stdout, reconnection, SIGINT/SIGTERM stop "
+                   "cleanly.")
+@click.option("--latency", type=click.IntRange(0), default=None,
+              help="--live: snippets of future context before a snippet is scored (predict.latency; AUC vs latency "
+                   "in the README).")
+@click.option("--stall-timeout", type=click.FloatRange(0, min_open=True), default=None,
+              help="--live: seconds without data before a source counts as dropped (predict.stall_timeout).")
+@click.option("--reconnect-attempts", type=click.IntRange(0), default=None,
+              help="--live: attempts without a frame before a source is given up, 0 = never "
+                   "(predict.reconnect_attempts).")
+@click.option("--webhook", default=None, metavar="URL",
+              help="--live: POST every event line as JSON to URL (retried, in the background).")
+@click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
+              help="--live: FFmpeg option for opening network sources, e.g. rtsp_transport=tcp (repeatable).")
 @click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
               help="Frame rate of .npy feature inputs, for event times in seconds (videos use their own).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
@@ -46,50 +69,99 @@ def _event_text(e) -> str:  # noqa: ANN001
 @click.option("--clip-config-dir", default=None, help="Folder of extra open_clip model configs, if the model needs one.")
 @config_options
 def predict_cmd(
-    inputs: tuple[str, ...], model: str, out: str, plot: bool, threshold: float | None, stream: bool,
+    inputs: tuple[str, ...], model: str, out: str, plot: bool, review: bool, rescore: bool, threshold: float | None,
+    stream: bool, live: bool, latency: int | None, stall_timeout: float | None, reconnect_attempts: int | None,
+    webhook: str | None, source_options: tuple[str, ...],
     fps: float | None, device: str | None, workers: int | None, batch_size: int | None, pretrained: str | None,
     clip_config_dir: str | None, config: Config,
 ) -> None:
-    """Score INPUT... (video files, folders, .npy feature files): per-frame anomaly scores, class
-    probabilities and detected events, one JSON per input."""
+    """Score INPUT... (video files, folders, .npy feature files, s3://bucket/prefix): per-frame anomaly scores,
+    class probabilities and detected events, one JSON per input."""
     from cplvad.predict import predict
 
-    config = with_flags(config, {"extract": {"workers": workers, "batch_size": batch_size, "device": device}})
+    if live and (stream or plot):
+        raise click.UsageError("--live reports events as they happen and writes its reports in parts: it cannot be "
+                               "combined with --stream or --plot (use --report for the review page)")
+    config = with_flags(config, {
+        "extract": {"workers": workers, "batch_size": batch_size, "device": device},
+        "predict": {"latency": latency, "stall_timeout": stall_timeout, "reconnect_attempts": reconnect_attempts},
+    })
     preflight.for_prediction(model, out, config)
 
+    def on_line(line: dict) -> None:
+        click.echo(json.dumps(line))
+        sys.stdout.flush()
+
     def on_event(result, event) -> None:  # noqa: ANN001
-        click.echo(json.dumps({"type": "event", "input": str(result.input.path), **event.to_json()}))
+        click.echo(json.dumps({"type": "event", "input": result.input.display, **event.to_json()}))
         sys.stdout.flush()
 
     def on_result(r) -> None:  # noqa: ANN001
-        if stream:
-            if r.ok:
-                line = {"type": "summary", "input": str(r.input.path), "events": len(r.events),
-                        "snippets": r.snippets, "frames": r.frames, "fps": r.fps, "report": str(r.report),
-                        "plot": str(r.plot) if r.plot else None}
-            else:
-                line = {"type": "error", "input": str(r.input.path), "error": r.error}
-            click.echo(json.dumps(line))
-            sys.stdout.flush()
-        if r.ok:
+        if stream or live:
+            line = {"type": "summary", "input": r.input.display, "events": len(r.events), "snippets": r.snippets,
+                    "frames": r.frames, "fps": r.fps, "report": str(r.report) if r.report else None,
+                    "plot": str(r.plot) if r.plot else None}
+            if r.live:
+                line.update(r.live)
+            on_line(line if r.ok else {"type": "error", "input": r.input.display, "error": r.error})
+        if r.ok and not live:
             found = "; ".join(_event_text(e) for e in r.events[:5]) + (" ..." if len(r.events) > 5 else "")
-            console.print(f"{r.input.path.name}: {len(r.events)} event(s){': ' + found if found else ''} -> {r.report}",
+            done = " (already scored, skipped)" if r.skipped else ""
+            console.print(f"{r.input.name}: {len(r.events)} event(s){': ' + found if found else ''} -> {r.report}{done}",
                           highlight=False, soft_wrap=True)
 
     start = time.perf_counter()
     results = predict(
         inputs, model, out, config, plot=plot, threshold=threshold, stream=stream, fps=fps, device=device,
-        pretrained=pretrained, clip_config_dir=clip_config_dir, on_event=on_event, on_result=on_result,
+        pretrained=pretrained, clip_config_dir=clip_config_dir, resume=not rescore, review=review, live=live,
+        webhook=webhook, source_options=_key_values(source_options), on_event=on_event, on_result=on_result, on_line=on_line,
+        log=lambda text: console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True),
     )
-    seconds = time.perf_counter() - start
-    ok = [r for r in results if r.ok]
+    _print_totals(results, time.perf_counter() - start, out)
+    if any(not r.ok for r in results):
+        sys.exit(1)
+
+
+def _key_values(items: tuple[str, ...]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp", param_hint="--source-option")
+        pairs.append((key, value))
+    return pairs
+
+
+def _print_totals(results: list, seconds: float, out: str) -> None:
+    ok = [r for r in results if r.ok and not r.skipped]
+    skipped = sum(r.skipped for r in results)
     video = sum(r.video_seconds or 0.0 for r in ok)
     rate = f", {video / seconds:,.1f} video-s/s" if video else ""
-    console.print(f"scored {len(ok)} of {len(results)} inputs ({video:,.1f} s of video) in {seconds:.1f} s{rate}; "
-                  f"outputs in {out}", highlight=False)
+    skip_note = f" ({skipped} already done, skipped)" if skipped else ""
+    console.print(f"scored {len(ok)} of {len(results)} inputs{skip_note} ({video:,.1f} s of video) in {seconds:.1f} s"
+                  f"{rate}; outputs in {out}", highlight=False)
     failures = [r.error for r in results if not r.ok]
     if failures:
         console.print(f"[bold red]{len(failures)} input(s) failed[/]:", highlight=False)
         for reason in failures:  # every reason names its file
             console.print(f"  {reason}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+
+
+@cli.command("report")
+@click.argument("out")
+@click.option("--title", default=None, help="Page title (default: the folder).")
+def report_cmd(out: str, title: str | None) -> None:
+    """Write the review page OUT/index.html for a folder (or s3:// prefix) of `cplvad predict` outputs:
+    videos ranked by peak anomaly score, with timelines, events, class and score filters and a player."""
+    from cplvad.errors import DataError
+    from cplvad.extract.storage import is_s3, open_sink
+    from cplvad.predict.review_page import collect, write_review_page
+
+    if not is_s3(out) and not Path(out).is_dir():
+        raise DataError(f"{out} is not a folder; give the --out folder of `cplvad predict`")
+    sink = open_sink(out)
+    items, _ = collect(sink)
+    if not items:
+        raise DataError(f"{out} holds no prediction document (OUT/<name>.json of `cplvad predict`)")
+    where = write_review_page(sink, title)
+    console.print(f"review page of {len(items)} prediction(s): {where}", highlight=False)

@@ -63,18 +63,21 @@ class FeatureEncoder:
                 for item in assembler.handle(event):
                     yield item.index, _one_view(item)
 
+    def encode_snippets(self, frames: torch.Tensor) -> np.ndarray:
+        """uint8 frames (k * len(offsets), 3, H, W) of k whole snippets, snippet-major -> features (k, D)."""
+        emb = self.encoder.encode(frames)[:, 0].cpu().numpy()  # (k * s, D), one view
+        return emb.reshape(-1, len(self.offsets), emb.shape[-1]).mean(axis=1, dtype=np.float32)
+
     def stream(self, path: str) -> Iterator[np.ndarray | VideoInfo]:
         """Features (k, D) of each decoded chunk of snippets of one video, in order, then its ``VideoInfo``.
 
         Decoded in this process (``workers`` 0) or by one worker process (any other value), which then
         decodes the next chunk while this one is encoded. Raises ``VideoError`` when the video fails.
         """
-        s = len(self.offsets)
         with contextlib.closing(decode_events([(0, path)], self.job, min(self.workers, 1))) as events:
             for event in events:
                 if isinstance(event, Chunk):
-                    emb = self.encoder.encode(event.frames)[:, 0].cpu().numpy()  # (k * s, D), one view
-                    yield emb.reshape(-1, s, emb.shape[-1]).mean(axis=1, dtype=np.float32)
+                    yield self.encode_snippets(event.frames)
                 elif isinstance(event, Done):
                     yield event.info
                 elif isinstance(event, Failed):

@@ -109,6 +109,12 @@ class _Frames:
     frames: list[np.ndarray]
 
 
+def sized_frames(frames: list[np.ndarray], job: DecodeJob) -> list[np.ndarray]:
+    """Decoded frames as a worker sends them: resized to the plan's frame size, unless left to the encoder."""
+    h, w, _ = frames[0].shape
+    return [resize_rgb(f, job.plan) for f in frames] if h * w > job.device_resize_pixels else frames
+
+
 def decode_video(
     index: int, uri: str, job: DecodeJob, decoder_threads: int = 0
 ) -> Iterator[Started | _Frames | Done | Failed]:
@@ -123,10 +129,7 @@ def decode_video(
                 if isinstance(item, VideoInfo):
                     yield Done(index, item)
                 else:
-                    h, w, _ = item[0].shape
-                    if h * w > job.device_resize_pixels:
-                        item = [resize_rgb(frame, job.plan) for frame in item]
-                    yield _Frames(index, item)
+                    yield _Frames(index, sized_frames(item, job))
     except VideoError as exc:
         yield Failed(index, str(exc))
     except OSError as exc:

@@ -190,6 +190,17 @@ def _read_s3_text(uri: str) -> str:
         raise DataError(f"video list {uri} is not UTF-8 text ({exc}); S3 keys are UTF-8, so must the list be") from None
 
 
+def object_size(uri: str) -> int | None:
+    """Size in bytes of a local file or an S3 object; None when it cannot be read."""
+    if not is_s3(uri):
+        return Path(uri).stat().st_size if Path(uri).is_file() else None
+    bucket, key = split_s3(uri)
+    try:
+        return int(s3_client().head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except s3_exceptions():
+        return None
+
+
 @contextlib.contextmanager
 def local_copy(uri: str) -> Iterator[Path]:
     """A local file for ``uri``: the file itself, or a temporary download of an S3 object.

@@ -63,6 +63,7 @@ def decode_snippets(
     snippets_per_chunk: int,
     decoder_threads: int = 0,
     skip_unused: bool = True,
+    source: VideoSourceOptions | None = None,
 ) -> Iterator[list[np.ndarray] | VideoInfo]:
     """Yield the sampled frames of complete snippets in chunks, then one final ``VideoInfo``.
 
@@ -75,8 +76,14 @@ def decode_snippets(
     thread per CPU made it ~20x slower on a 16-core machine (small frames, one conversion in 16 frames).
     ``skip_unused``: skip unsampled non-reference frames where the stream allows it (module docstring);
     if its frames turn out not to match the packets' timestamps, the video is decoded again in full.
+    ``source``: how to open a live source (options, timeouts, notices); it is read once, so ``skip_unused`` is
+    ignored.
     """
-    decode = functools.partial(_decode, path, frames_per_snippet, offsets, snippets_per_chunk, decoder_threads)
+    decode = functools.partial(_decode, path, frames_per_snippet, offsets, snippets_per_chunk, decoder_threads,
+                               source=source or VideoSourceOptions())
+    if source is not None:
+        yield from decode(None)
+        return
     started = False
     try:
         for item in decode(_presentation_order(path) if skip_unused else None):
@@ -99,13 +106,15 @@ def _decode(
     snippets_per_chunk: int,
     decoder_threads: int,
     order: dict[int, int] | None,
+    source: VideoSourceOptions,
 ) -> Iterator[list[np.ndarray] | VideoInfo]:
     """``decode_snippets`` with every frame decoded (``order`` None) or unsampled ones skipped."""
     keep = set(offsets)
     last = frames_per_snippet - 1
-    with open_video(path) as (container, stream):
+    with open_video(path, source.options, source.timeout) as (container, stream):
         stream.thread_count = decoder_threads
         fps = stream_fps(stream)
+        source.opened(fps)
         if order is None:
             decoded: Iterator[av.VideoFrame | None] = container.decode(stream)
         else:
@@ -114,6 +123,7 @@ def _decode(
                 container, stream, order, lambda i: i < usable and i % frames_per_snippet in keep
             )
         size: dict[str, int] = {}
+        seen: dict[str, int] = {}
         snippet: list[np.ndarray] = []
         chunk: list[np.ndarray] = []
         frames = 0
@@ -124,7 +134,12 @@ def _decode(
                 if offset in keep:
                     if frame is None:
                         raise _OrderMismatch(f"sampled frame {frames - 1} was not decoded")
-                    size = size or {"width": frame.width, "height": frame.height}
+                    if size and (frame.width, frame.height) != (seen["width"], seen["height"]):
+                        source.notice(f"the frame size changed from {seen['width']}x{seen['height']} to "
+                                      f"{frame.width}x{frame.height} at frame {frames - 1}; frames are rescaled to "
+                                      f"the first size, {size['width']}x{size['height']}")
+                    seen = {"width": frame.width, "height": frame.height}
+                    size = size or seen
                     # a size change mid-stream is rescaled to the first frame's size so chunks stack
                     snippet.append(frame.to_ndarray(format="rgb24", threads=1, **size))
                 if offset == last:
@@ -190,8 +205,10 @@ def _sampled_frames(
 
 
 def stream_fps(stream: av.video.stream.VideoStream) -> float | None:
-    """Frames per second of a video stream as every output reports it (its average rate)."""
-    return float(stream.average_rate) if stream.average_rate else None
+    """Frames per second of a video stream as every output reports it: its average rate (a network stream
+    often has none: then FFmpeg's guess from the stream's timing)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
 
 
 def probe_fps(path: str | Path) -> float | None:
@@ -200,11 +217,29 @@ def probe_fps(path: str | Path) -> float | None:
         return stream_fps(stream)
 
 
+@dataclass(frozen=True)
+class VideoSourceOptions:
+    """How to open a live source: FFmpeg options (``follow`` for a growing file, ``rtsp_transport``, ...),
+    seconds to wait for the source to open and for each read (None: forever), where notices go (a frame
+    size change) and who wants the frame rate when the source is open."""
+
+    options: dict[str, str] | None = None
+    timeout: float | None = None
+    notice: Callable[[str], None] = lambda _: None
+    opened: Callable[[float | None], None] = lambda _: None
+    """Called with the stream's frame rate once it is open."""
+
+
 @contextmanager
-def open_video(path: str | Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
-    """The container and its first video stream; ``VideoError`` when the file is not a video."""
+def open_video(
+    path: str | Path, options: dict[str, str] | None = None, timeout: float | None = None
+) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The container and its first video stream; ``VideoError`` when the file is not a video.
+
+    ``options``: FFmpeg format/protocol options; ``timeout``: seconds to wait for the source to open and for
+    each read (an ``av.ExitError`` when it passes)."""
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options=options or {}, timeout=timeout)
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"not a readable video file ({_reason(exc)})") from None
     with container:

@@ -8,7 +8,7 @@ highest anomaly score inside it.
 
 ``EventTracker`` takes the scores of a video in consecutive pieces and returns each event as soon as the
 first snippet below the threshold (or the end of the video) closes it, keeping O(classes) state: what
-streaming needs. ``find_events`` runs it over a whole video, so batch and streaming give the same events.
+streaming needs; ``current`` is the open run so far (live mode reports an event when it starts). ``find_events`` runs it over a whole video, so batch and streaming give the same events.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ class Event:
             "start_snippet": self.start_snippet,
             "end_snippet": self.end_snippet,
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Event:
+        return cls(d["start_snippet"], d["end_snippet"], d["start_frame"], d["end_frame"], d["start_s"], d["end_s"],
+                   d["class"], d["class_probability"], d["score"])
 
 
 class EventTracker:
@@ -95,28 +100,36 @@ class EventTracker:
             self._sum += classes.sum(axis=0, dtype=np.float64)
             self._max = max(self._max, float(binary.max()))
 
+    def current(self) -> Event | None:
+        """The open run so far (ending at the last snippet seen), once it is ``min_snippets`` long: an event
+        that has started (live mode reports it before it ends)."""
+        if self._start is None or self.offset - self._start < self.min_snippets:
+            return None
+        return self._event(self._start, self.offset, self._sum, self._max)
+
     def _close(self, end: int) -> list[Event]:
         start, total, peak = self._start, self._sum, self._max
         assert start is not None
         self._start, self._sum, self._max = None, np.zeros_like(self._sum), 0.0
         if end - start < self.min_snippets:
             return []
+        return [self._event(start, end, total, peak)]
+
+    def _event(self, start: int, end: int, total: np.ndarray, peak: float) -> Event:
         mean = total / (end - start)
         best = 1 + int(np.argmax(mean[1:])) if len(mean) > 1 else 0
         f0, f1 = start * self.frames_per_snippet, end * self.frames_per_snippet
-        return [
-            Event(
-                start_snippet=start,
-                end_snippet=end,
-                start_frame=f0,
-                end_frame=f1,
-                start_s=round(f0 / self.fps, 3) if self.fps else None,
-                end_s=round(f1 / self.fps, 3) if self.fps else None,
-                label=self.classes[best],
-                class_probability=round(float(mean[best]), 6),
-                score=round(peak, 6),
-            )
-        ]
+        return Event(
+            start_snippet=start,
+            end_snippet=end,
+            start_frame=f0,
+            end_frame=f1,
+            start_s=round(f0 / self.fps, 3) if self.fps else None,
+            end_s=round(f1 / self.fps, 3) if self.fps else None,
+            label=self.classes[best],
+            class_probability=round(float(mean[best]), 6),
+            score=round(peak, 6),
+        )
 
 
 def find_events(

@@ -2,7 +2,9 @@
 
 Fields:
 
-- ``schema``, ``cplvad_version``; ``input`` (the path given), ``input_kind`` (``video`` or ``features``);
+- ``schema``, ``cplvad_version``; ``input`` (the path or URI given, a URL without its password),
+  ``input_kind`` (``video``, ``features`` or ``stream``), ``input_bytes`` (size of the input file, null for a
+  stream);
 - ``model``: ``source`` (directory or URI given), ``path`` (local directory), ``version``, ``registered_model``,
   ``weights_sha256``, ``stage``, ``dataset``, ``feature_dim``, ``clip_model``;
 - ``classes`` (index 0 is the normal class), ``threshold``, ``threshold_source`` (``calibrated`` / ``user``),
@@ -16,6 +18,14 @@ Fields:
 - ``events``: ``{start_frame, end_frame (exclusive), start_s, end_s, class, score, class_probability,
   start_snippet, end_snippet}`` (see ``cplvad.predict.events``).
 
+Live mode adds ``live``: ``part`` (a long session is written in parts of ``predict.live_part_snippets``
+snippets), ``first_snippet`` / ``first_frame`` (where the part starts in the session: the part's arrays
+start there, while event indices count from the start of the session), ``started_at`` / ``updated_at``
+(UTC), ``reconnects`` and ``final`` (false while the part is still growing).
+
+A re-run skips an input whose document has the same ``identity`` (input and its size, model source, version
+and weights, threshold, ``min_event_snippets``, and ``fps`` for features).
+
 Scores are rounded to 6 decimals. The file is indented JSON with every score array on one line (class
 probabilities and events: one row per line), so it stays small and readable.
 """
@@ -24,13 +34,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cplvad import __version__
-from cplvad.io import write_text
 from cplvad.predict.events import Event
 from cplvad.predict.predictor import Predictor, Threshold
 
@@ -46,6 +54,7 @@ def build_report(
     *,
     input_path: str,
     input_kind: str,
+    input_bytes: int | None,
     predictor: Predictor,
     threshold: Threshold,
     min_event_snippets: int,
@@ -55,13 +64,15 @@ def build_report(
     binary: np.ndarray,
     classes: np.ndarray,
     events: Sequence[Event],
+    live: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     t = len(binary)
-    return {
+    doc = {
         "schema": SCHEMA,
         "cplvad_version": __version__,
         "input": input_path,
         "input_kind": input_kind,
+        "input_bytes": input_bytes,
         "model": predictor.describe(),
         "classes": list(predictor.classes),
         "threshold": round(threshold.value, DECIMALS),
@@ -79,6 +90,22 @@ def build_report(
         "snippet_class_probabilities": _rounded(classes),
         "events": [e.to_json() for e in events],
     }
+    if live is not None:
+        doc["live"] = live
+    return doc
+
+
+IDENTITY_FIELDS = ("schema", "input", "input_kind", "input_bytes", "threshold", "threshold_source", "min_event_snippets")
+MODEL_IDENTITY = ("source", "version", "weights_sha256")
+
+
+def identity(report: dict[str, Any]) -> dict[str, Any]:
+    """What makes a document the result of the same input, model and settings (see the module docstring)."""
+    model = report.get("model") or {}
+    key = {k: report.get(k) for k in IDENTITY_FIELDS} | {f"model.{k}": model.get(k) for k in MODEL_IDENTITY}
+    if report.get("input_kind") == "features":
+        key["fps"] = report.get("fps")
+    return key
 
 
 def _dump(value: Any) -> str:
@@ -99,6 +126,12 @@ def report_json(report: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(fields) + "\n}\n"
 
 
-def write_report(path: str | Path, report: dict[str, Any]) -> Path:
-    write_text(path, report_json(report))
-    return Path(path)
+def read_report(raw: bytes | None) -> dict[str, Any] | None:
+    """A prediction document, or None when ``raw`` is missing, not JSON or of another schema."""
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None

@@ -1,11 +1,13 @@
 """Score many inputs with one loaded model: ``OUT/<name>.json`` per input (and ``OUT/<name>.png`` with
-``plot``), each written atomically.
+``plot``), each written whole (atomic rename in a folder, one PUT on ``s3://``).
 
-Batch mode: feature files are read whole; videos go through one worker pool and one batched CLIP
-encoder (``FeatureEncoder.videos``), and the snippet chunks of all inputs are scored in shared batches
-(``score_videos``). Streaming mode: one input after the other, chunk by chunk with bounded memory
-(``FeatureEncoder.stream`` / memory-mapped feature files + ``StreamScorer``), events reported through a
-callback as soon as they end. Both give the same scores and events.
+Batch mode: feature files are read whole; videos (local or on S3) go through one worker pool and one batched
+CLIP encoder (``FeatureEncoder.videos``), and the snippet chunks of all inputs are scored in shared batches
+(``score_videos``). An input whose document is already in OUT for the same input, model and settings is
+skipped (``resume``), so an interrupted or repeated run does only what is missing. Streaming mode: one input
+after the other, chunk by chunk with bounded memory (``FeatureEncoder.stream`` / memory-mapped feature files +
+``StreamScorer``), events reported through a callback as soon as they end. Both give the same scores and
+events. Live sources are ``cplvad.predict.live``.
 
 An input that fails (unreadable or corrupt video, too short, bad ``.npy``, features of another width than
 the model's) is reported with its reason and the others go on; the caller decides the exit status.
@@ -13,30 +15,35 @@ the model's) is reported with its reason and the others go on; the caller decide
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cplvad.config import Config
 from cplvad.data.features import load_features, open_features
-from cplvad.errors import CplvadError
+from cplvad.errors import CplvadError, DataError
 from cplvad.eval.scoring import score_videos
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.pool import Failed
+from cplvad.extract.storage import LocalSink, object_size, open_sink
 from cplvad.extract.video import VideoError, VideoInfo, probe_fps
 from cplvad.predict.events import Event, EventTracker, find_events
+from cplvad.predict.index import entry_from_report, failed_entry
 from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import Predictor, Threshold
-from cplvad.predict.report import build_report, write_report
+from cplvad.predict.report import build_report, identity, read_report, report_json
 from cplvad.predict.stream import StreamScorer
 from cplvad.preflight.files import check_clip_weights
 
 
 @dataclass
 class PredictOptions:
-    out: Path
+    out: str | Path
+    """Output folder or ``s3://bucket/prefix``."""
     plot: bool = False
     threshold: float | None = None
     """A user threshold; None = the model's calibrated one."""
@@ -45,18 +52,27 @@ class PredictOptions:
     min_event_snippets: int = 1
     batch_size: int = 64
     """Chunks of n snippets per forward pass of the temporal model."""
+    resume: bool = True
+    """Skip inputs whose document in OUT is for the same input, model and settings (batch mode)."""
 
 
 @dataclass
 class InputResult:
     input: Input
-    report: Path | None = None
-    plot: Path | None = None
+    report: str | Path | None = None
+    """Where the document went (a local Path, or an ``s3://`` URI)."""
+    plot: str | Path | None = None
     events: list[Event] = field(default_factory=list)
     snippets: int = 0
     frames: int = 0
     fps: float | None = None
     error: str | None = None
+    skipped: bool = False
+    """Already in OUT for the same input, model and settings (not scored again)."""
+    entry: dict[str, Any] | None = None
+    """This input's line of ``OUT/index.json``."""
+    live: dict[str, Any] | None = None
+    """Live mode: the session's ``events``, ``reconnects``, ``parts``, ``ended`` (why) and ``started_at``."""
 
     @property
     def ok(self) -> bool:
@@ -84,6 +100,7 @@ class PredictRunner:
     ) -> None:
         self.predictor = predictor
         self.options = options
+        self.sink = open_sink(str(options.out))
         self.threshold: Threshold = predictor.threshold(options.threshold)
         self.frames_per_snippet = predictor.config.extract.frames_per_snippet
         self._make_encoder = encoder
@@ -105,12 +122,23 @@ class PredictRunner:
         results = [InputResult(inp) for inp in inputs]
 
         def fail(i: int, reason: str) -> None:
-            results[i].error = reason
+            self._fail(results[i], reason)
             if on_result:
                 on_result(results[i])
 
+        todo = []
+        for i, r in enumerate(results):
+            if r.input.kind == "stream":
+                fail(i, f"{r.input.display} is a network stream: score it with --live")
+            elif self.options.resume and self._skip_if_done(r):
+                if on_result:
+                    on_result(r)
+            else:
+                todo.append(i)
+
         def features() -> Iterator[tuple[int, np.ndarray]]:
-            for i, inp in enumerate(inputs):
+            for i in todo:
+                inp = inputs[i]
                 if inp.kind == "features":
                     try:
                         feats = load_features(inp.path, expected_dim=self.predictor.feature_dim)
@@ -119,12 +147,12 @@ class PredictRunner:
                         continue
                     results[i].fps, results[i].frames = self.options.fps, len(feats) * self.frames_per_snippet
                     yield i, feats
-            videos = [i for i, inp in enumerate(inputs) if inp.kind == "video"]
+            videos = [i for i in todo if inputs[i].kind == "video"]
             if videos:
-                for k, item in self.encoder.videos([str(inputs[i].path) for i in videos]):
+                for k, item in self.encoder.videos([inputs[i].uri for i in videos]):
                     i = videos[k]
                     if isinstance(item, Failed):
-                        fail(i, f"{inputs[i].path}: {item.reason}")
+                        fail(i, f"{inputs[i].display}: {item.reason}")
                     else:
                         results[i].fps, results[i].frames = item.info.fps, item.info.frames
                         yield i, item.features
@@ -134,10 +162,27 @@ class PredictRunner:
             r = results[i]
             events = find_events(binary, classes, self.threshold.value, self.options.min_event_snippets,
                                  p.classes, self.frames_per_snippet, r.fps)
-            self._write(r, binary, classes, events)
+            self.write_document(r, binary, classes, events)
             if on_result:
                 on_result(r)
         return results
+
+    def _skip_if_done(self, r: InputResult) -> bool:
+        """Fill ``r`` from OUT and return True when OUT already holds this input's result."""
+        name = r.input.name
+        r.fps = self.options.fps if r.input.kind == "features" else None
+        doc = read_report(self.sink.read_bytes(f"{name}.json"))
+        if doc is None or identity(doc) != identity(self._document(r, np.zeros(0), np.zeros((0, 1)), [])):
+            return False
+        if self.options.plot and self.sink.read_bytes(f"{name}.png") is None:
+            return False
+        r.skipped = True
+        r.events = [Event.from_json(e) for e in doc["events"]]
+        r.snippets, r.frames, r.fps = doc["snippets"], doc["frames"], doc["fps"]
+        r.report = self._location(f"{name}.json")
+        r.plot = self._location(f"{name}.png") if self.options.plot else None
+        r.entry = entry_from_report(name, doc, f"{name}.json", f"{name}.png" if self.options.plot else None)
+        return True
 
     # --------------------------------------------------------------------------------------- streaming
 
@@ -152,9 +197,11 @@ class PredictRunner:
         for inp in inputs:
             r = InputResult(inp)
             try:
+                if inp.kind == "stream":
+                    raise DataError(f"{inp.display} is a network stream: score it with --live")
                 self._stream_one(r, on_event)
             except (CplvadError, VideoError, OSError) as exc:
-                r.error = str(exc) if isinstance(exc, CplvadError) else f"{inp.path}: {exc}"
+                self._fail(r, str(exc) if isinstance(exc, CplvadError) else f"{inp.display}: {exc}")
             results.append(r)
             if on_result:
                 on_result(r)
@@ -162,10 +209,10 @@ class PredictRunner:
 
     def _stream_one(self, r: InputResult, on_event: Callable[[InputResult, Event], None] | None) -> None:
         p, inp = self.predictor, r.input
-        r.fps = self.options.fps if inp.kind == "features" else probe_fps(inp.path)
+        r.fps = self.options.fps if inp.kind == "features" else probe_fps(inp.uri)
         tracker = EventTracker(self.threshold.value, self.options.min_event_snippets, p.classes,
                                self.frames_per_snippet, r.fps)
-        scorer = StreamScorer(p.model, p.device, tracker, source=str(inp.path))
+        scorer = StreamScorer(p.model, p.device, tracker, source=inp.display)
         self.last_scorer = scorer
         events: list[Event] = []
 
@@ -185,30 +232,60 @@ class PredictRunner:
                 emit(scorer.add(block))
             r.frames = len(arr) * self.frames_per_snippet
         else:
-            for item in self.encoder.stream(str(inp.path)):
+            for item in self.encoder.stream(inp.uri):
                 if isinstance(item, VideoInfo):
                     r.frames = item.frames
                 else:
                     emit(scorer.add(item))
         emit(scorer.finish())
         binary, classes = scorer.scores()
-        self._write(r, binary, classes, events)
+        self.write_document(r, binary, classes, events)
 
     # ------------------------------------------------------------------------------------------ output
 
-    def _write(self, r: InputResult, binary: np.ndarray, classes: np.ndarray, events: list[Event]) -> None:
-        p, opts = self.predictor, self.options
-        r.events, r.snippets = events, len(binary)
-        report = build_report(
-            input_path=str(r.input.path), input_kind=r.input.kind, predictor=p, threshold=self.threshold,
-            min_event_snippets=opts.min_event_snippets, fps=r.fps, frames=r.frames,
-            frames_per_snippet=self.frames_per_snippet, binary=binary, classes=classes, events=events,
+    def _document(self, r: InputResult, binary: np.ndarray, classes: np.ndarray, events: list[Event],
+                  **extra: Any) -> dict[str, Any]:
+        inp = r.input
+        return build_report(
+            input_path=inp.display, input_kind=inp.kind,
+            input_bytes=object_size(inp.uri) if inp.kind != "stream" else None,
+            predictor=self.predictor, threshold=self.threshold, min_event_snippets=self.options.min_event_snippets,
+            fps=r.fps, frames=r.frames, frames_per_snippet=self.frames_per_snippet, binary=binary, classes=classes,
+            events=events, **extra,
         )
-        r.report = write_report(opts.out / f"{r.input.name}.json", report)
-        if opts.plot:
-            from cplvad.predict.plot import write_timeline  # matplotlib only when plotting
 
-            title = (f"{r.input.path.name}  |  model {p.version}  |  threshold {self.threshold.value:.3f} "
-                     f"({self.threshold.source})  |  {len(events)} event(s)")
-            r.plot = write_timeline(opts.out / f"{r.input.name}.png", binary, classes, p.classes, events,
-                                    self.threshold.value, self.frames_per_snippet, r.fps, title)
+    def _location(self, rel: str) -> str | Path:
+        return self.sink.root / rel if isinstance(self.sink, LocalSink) else self.sink.uri(rel)
+
+    def _fail(self, r: InputResult, reason: str) -> None:
+        r.error = reason
+        r.entry = failed_entry(r.input.name, r.input.display, r.input.kind, reason)
+
+    def write_document(self, r: InputResult, binary: np.ndarray, classes: np.ndarray, events: list[Event],
+               name: str | None = None, **extra: Any) -> dict[str, Any]:
+        """Write the document (and the plot) of ``r`` as ``OUT/<name>.json``; returns the document."""
+        p, opts = self.predictor, self.options
+        name = name or r.input.name
+        r.events, r.snippets = events, len(binary)
+        doc = self._document(r, binary, classes, events, **extra)
+        self.sink.write_bytes(f"{name}.json", report_json(doc).encode())
+        r.report = self._location(f"{name}.json")
+        plot = None
+        if opts.plot:
+            plot = f"{name}.png"
+            title = (f"{r.input.display.rsplit('/', 1)[-1]}  |  model {p.version}  |  threshold "
+                     f"{self.threshold.value:.3f} ({self.threshold.source})  |  {len(events)} event(s)")
+            self._write_plot(plot, binary, classes, p.classes, events, self.threshold.value,
+                             self.frames_per_snippet, r.fps, title)
+            r.plot = self._location(plot)
+        r.entry = entry_from_report(name, doc, f"{name}.json", plot)
+        return doc
+
+    def _write_plot(self, rel: str, *args: Any) -> None:
+        from cplvad.predict.plot import write_timeline  # matplotlib only when plotting
+
+        if isinstance(self.sink, LocalSink):
+            write_timeline(self.sink.root / rel, *args)
+            return
+        with tempfile.TemporaryDirectory(prefix="cplvad-plot-") as tmp:
+            self.sink.write_bytes(rel, write_timeline(Path(tmp) / rel, *args).read_bytes())

@@ -74,7 +74,10 @@ def for_prediction(model: str | Path, out: str | Path, config: Config) -> str:
     are checked when the first video needs them; inputs fail one by one, with their reasons.)"""
     start = time.perf_counter()
     parts = [f"MLflow at {check_tracking(config)}"] if str(model).startswith(REGISTRY_PREFIXES) else []
-    check_writable_dir(out, "--out")
+    if is_s3(str(out)):
+        check_s3_writable(str(out))
+    else:
+        check_writable_dir(out, "--out")
     return _summary(start, [*parts, f"{out} writable"])
 
 

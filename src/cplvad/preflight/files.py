@@ -40,13 +40,18 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
 
 
 def check_clip_weights(clip: ClipConfig) -> None:
-    """``clip.pretrained`` (unless ``none``) is a complete, readable weights file."""
+    """``clip.pretrained`` (unless ``none`` or an open_clip tag) is a complete, readable weights file."""
     if clip.pretrained.lower() == "none":
         return
     path = Path(clip.pretrained)
     if not path.is_file():
-        raise ConfigError(f"clip.pretrained {clip.pretrained!r} is not a file; give a local weights file or 'none' "
-                          "(nothing is downloaded)")
+        from cplvad.clip_weights import is_tag, known_tags
+
+        if is_tag(clip.model, clip.pretrained):  # found in (or downloaded into) the cache when first loaded
+            return
+        tags = ", ".join(known_tags(clip.model)) or "none for this model"
+        raise ConfigError(f"clip.pretrained {clip.pretrained!r} is neither a file nor an open_clip pretrained tag of "
+                          f"{clip.model} ({tags}); give a weights file, a tag or 'none'")
     check_weights_file(path, "clip.pretrained")
 
 
