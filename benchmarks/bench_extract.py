@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cplvad.config import Config
@@ -131,17 +132,62 @@ def bench_encode(encoder: BatchEncoder, seconds: float) -> tuple[float, int]:
             torch.cuda.synchronize(encoder.device)
 
     for _ in range(3):  # warm-up (cuDNN/cuBLAS autotuning, allocator)
-        encoder.add(batch)
+        encoder.add(0, batch)
     sync()
     start, n, batches = time.perf_counter(), 0, 0
     while time.perf_counter() - start < seconds:
-        for out in encoder.add(batch):
+        for out in encoder.add(0, batch):
             n += len(out) * encoder.plan.crops
         batches += 1
         if batches % 20 == 0:  # bound the queue of launched work
             sync()
     sync()
     return time.perf_counter() - start, n
+
+
+BATCHING_VIDEOS = 12
+
+
+def ucf_like_snippets(n: int, mean: int = 450) -> list[int]:
+    """Snippets per video, lognormal around UCF-Crime's ~4 minutes of 30 fps video (``mean`` snippets)."""
+    rng = np.random.default_rng(0)
+    return np.clip(rng.lognormal(np.log(mean) - 0.5, 1.0, n), 4, 20 * mean).astype(int).tolist()
+
+
+def bench_batching(encoder: BatchEncoder, per_video: list[int], repeats: int = 15) -> tuple[float, float]:
+    """Images/s of encoding videos of ``per_video`` sampled frames in batches of each video's own frames (what
+    extraction does, so a resumed run equals an uninterrupted one) and in full batches shared by consecutive
+    videos (what it did before). Alternated ``repeats`` times, the median of each: short passes, so that a
+    shared machine's changing load hits both alike."""
+    h, w = encoder.plan.frame_size
+    frames = torch.randint(0, 256, (max(per_video), 3, h, w), dtype=torch.uint8)
+    batch = encoder.frames_per_batch
+
+    def sync() -> None:
+        if encoder.device.type == "cuda":
+            torch.cuda.synchronize(encoder.device)
+
+    def own_batches() -> None:
+        for key, n in enumerate(per_video):
+            for start in range(0, n, batch):
+                encoder.add(key, frames[start : min(n, start + batch)])
+            encoder.finish(key)
+
+    def shared_batches() -> None:
+        total = sum(per_video)
+        for start in range(0, total, batch):
+            encoder.encode(frames[: min(batch, total - start)])
+
+    images = sum(per_video) * encoder.plan.views
+    rates: dict = {own_batches: [], shared_batches: []}
+    for _ in range(repeats):
+        for fn, measured in rates.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            measured.append(images / (time.perf_counter() - start))
+    return float(np.median(rates[own_batches])), float(np.median(rates[shared_batches]))
 
 
 def main() -> None:
@@ -235,6 +281,14 @@ def main() -> None:
         print(
             f"encode alone : {enc_ips / per_frame:12,.0f} frames/s  ({enc_ips:10,.0f} images/s)  "
             f"[{images:,} images in {secs:.1f} s]"
+        )
+
+        snippets = ucf_like_snippets(BATCHING_VIDEOS)
+        own, shared = bench_batching(encoder, [t * len(offsets) for t in snippets])
+        print(
+            f"encode, {BATCHING_VIDEOS} videos of UCF-Crime-like lengths ({int(np.mean(snippets))} snippets on "
+            f"average): batches of one video {own:,.0f} images/s, full batches shared by videos {shared:,.0f} "
+            f"images/s ({own / shared:.3f}x)"
         )
 
         report = extract(str(folder), str(root / "features"), cfg, progress=False, log=lambda _: None)

@@ -95,6 +95,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure (also CPLVAD_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="write the pipeline YAML (IR) for a cluster")
@@ -181,6 +182,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     from kfp import local
     from kfp.dsl import Metrics
 
+    from cplvad.redact import redact
     from cplvad.tracking.pipeline_run import PIPELINE_RUN_ENV
     from pipelines.local_runner import allow_artifact_oneof
 
@@ -201,7 +203,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
             for key, value in artifact.metadata.items():
                 print(f"    {key} = {value:.2f}")
     tracking = arguments.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or arguments["params"]["tracking"]["tracking_uri"]
-    print(f"MLflow: {tracking} (experiment {arguments['params']['tracking']['experiment']})")
+    print(f"MLflow: {redact(tracking)} (experiment {arguments['params']['tracking']['experiment']})")
     return 0
 
 
@@ -238,7 +240,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command inside cplvad's error boundary: a failure is one line (the traceback with ``--debug`` or
+    ``CPLVAD_DEBUG=1``), exit status 2 (3 for a bug), credentials masked in everything printed."""
+    from cplvad.cli.boundary import debug_requested, report
+    from cplvad.redact import redacted_output
+
     args = build_parser().parse_args(argv)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    return {"compile": cmd_compile, "run-local": cmd_run_local, "submit": cmd_submit}[args.command](args)
+    with redacted_output():
+        try:
+            return {"compile": cmd_compile, "run-local": cmd_run_local, "submit": cmd_submit}[args.command](args)
+        except (Exception, KeyboardInterrupt) as exc:
+            return report(exc, debug=debug_requested(args.debug), write=lambda text: print(text, file=sys.stderr))

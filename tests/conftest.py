@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cplvad.config import Config, DemoConfig, load_config
 from cplvad.data import load_dataset
@@ -23,6 +24,13 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"  # and for the commands the tests run in subprocesses
+
+# Property-based tests: a fixed, bounded search in the suite (the same examples every run, no example
+# database); HYPOTHESIS_PROFILE=fuzz searches far longer, e.g. after changing a parser.
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = Path(os.environ.get("CPLVAD_BENCHMARKS", REPO.parent / "shared" / "benchmarks"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_config
 
 import cplvad.extract.runner as runner_mod
 from cplvad.config import DemoConfig, load_config
@@ -15,10 +16,6 @@ from cplvad.data.selection import plan_data
 from cplvad.errors import ConfigError, DataError
 from cplvad.workflow import train_stage
 from cplvad.workflow.data import default_work_dir, prepare_data
-
-TINY_EXTRACT = ["clip.model=cplvad-tiny", "extract.device=cpu", "extract.workers=0", "extract.batch_size=16"]
-TINY_TRAIN = ["clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
-              "model.stem_blocks=1", "model.window=4", "train.epochs=2", "train.batch_size=8"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +46,7 @@ def test_the_plan_says_what_runs_before_anything_does(demo_videos, tmp_path, min
 
 @pytest.mark.slow
 def test_an_interrupted_extraction_resumes_from_the_work_folder(demo_videos, tmp_path, monkeypatch):
-    config = load_config(None, TINY_EXTRACT)
+    config = tiny_config("extract.device=cpu", "extract.batch_size=16")
     out = tmp_path / "data" / "dataset"
     real_extract = runner_mod.extract
     calls = []
@@ -89,21 +86,21 @@ def test_a_work_folder_of_another_selection_is_not_reused(demo_videos, tmp_path,
 
     monkeypatch.setattr(runner_mod, "extract", interrupted)  # only the claim of the work folder matters here
     with pytest.raises(KeyboardInterrupt):
-        prepare_data(load_config(None, TINY_EXTRACT), out, demo_dir=demo_videos, progress=False)
+        prepare_data(tiny_config("extract.device=cpu", "extract.batch_size=16"), out, demo_dir=demo_videos, progress=False)
     assert not (work / "dataset/features/stale.npy").exists()
     assert json.loads((work / "selection.json").read_text())["dataset"] == "demo"
 
 
 @pytest.mark.slow
 def test_training_in_a_work_folder_moves_only_the_finished_model(demo_manifest, tmp_path):
-    config = load_config(None, TINY_TRAIN)
+    config = tiny_config()
     out, work = tmp_path / "stage1", tmp_path / ".stage1.work"
-    first = train_stage(demo_manifest, out, 1, config, progress=False, work_dir=work)
+    first = train_stage(demo_manifest, out, config, stage=1, progress=False, work_dir=work)
     assert not first.skipped and (out / "model.pt").is_file() and not work.exists()
     assert "calibration" in json.loads((out / "meta.json").read_text())["extra"]
     # a finished model left in the work folder (killed before the move) is moved, not retrained
     out.rename(work)
-    again = train_stage(demo_manifest, out, 1, config, progress=False, work_dir=work)
+    again = train_stage(demo_manifest, out, config, stage=1, progress=False, work_dir=work)
     assert again.skipped and (out / "model.pt").is_file() and not work.exists()
 
 

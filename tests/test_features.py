@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from cplvad.data import chunk, load_features, open_features, resample
+from cplvad.data.features import feature_header, feature_length
 from cplvad.errors import DataError
 
 
@@ -49,3 +50,23 @@ def test_feature_file_checks(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DataError):
         open_features(tmp_path / "obj.npy")
+
+
+def test_feature_header_checks_like_open_features_without_mapping_the_file(tmp_path):
+    good = tmp_path / "v__0.npy"
+    np.save(good, np.ones((4, 8), dtype=np.float32))
+    assert feature_header(good) == (4, 8) and feature_length(good) == 4
+    with pytest.raises(DataError, match="8-d features but 16"):
+        feature_header(good, expected_dim=16)
+    short = tmp_path / "short.npy"
+    short.write_bytes(good.read_bytes()[:-4])  # a whole header, one value missing
+    with pytest.raises(DataError, match=r"truncated: its header announces \(4, 8\) float32 but it holds 124 bytes"):
+        feature_header(short)
+    (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY\x01\x00")
+    with pytest.raises(DataError, match="not a readable"):
+        feature_header(tmp_path / "junk.npy")
+    np.save(tmp_path / "obj.npy", np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="expected a non-empty float"):
+        feature_header(tmp_path / "obj.npy")
+    with pytest.raises(DataError, match="does not exist"):
+        feature_header(tmp_path / "missing.npy")

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cplvad.errors import ConfigError
+from cplvad.redact import redact
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 DEMO_DATASET = "demo"
@@ -349,8 +350,9 @@ class Config(_Section):
         return self.model_dump(mode="json")
 
     def flat(self) -> dict[str, Any]:
-        """``section.key -> value``, e.g. for MLflow params."""
-        return dict(_flatten(self.to_dict()))
+        """``section.key -> value``, e.g. for MLflow params: credentials in values (a tracking URI's
+        password) are masked."""
+        return {k: redact(v) if isinstance(v, str) else v for k, v in _flatten(self.to_dict())}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -416,7 +418,7 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"params file {path} does not exist; pass --params with an existing file") from exc
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
     if data is None:
         return {}

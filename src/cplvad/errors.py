@@ -1,4 +1,4 @@
-"""User-facing errors: the CLI prints their message (no traceback) and exits with status 2."""
+"""User-facing errors: the CLI prints their message (no traceback) and exits with status 2 (cli/boundary.py)."""
 
 from __future__ import annotations
 
@@ -13,3 +13,7 @@ class ConfigError(CplvadError):
 
 class DataError(CplvadError):
     """A dataset manifest, list, annotation, feature or prediction file that cannot be used."""
+
+
+class ServiceError(CplvadError):
+    """A service a command needs (MLflow tracking server, S3) cannot be reached or refuses the request."""

@@ -5,15 +5,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cplvad.errors import DataError
+
+NAME_ERRORS = "surrogateescape"
+"""Lists and annotation files are UTF-8 text; bytes that are not valid UTF-8 (a Linux file name may be any
+bytes) are read and written back as they are (Python's ``surrogateescape``), so any name round-trips."""
 
 
 @contextlib.contextmanager
@@ -101,3 +107,35 @@ def load_npz(path: str | os.PathLike[str], keys: Sequence[str], what: str, remed
         raise DataError(f"{what} {path} cannot be read without pickle ({exc}); {remedy}") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{what} {path} is not a readable .npz file ({exc}); {remedy}") from None
+
+
+def damaged_name(name: str) -> str:
+    """``checkpoint.pt`` -> ``checkpoint.pt.damaged-20260101T120000Z``: where damaged state is kept."""
+    return f"{name}.damaged-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def set_aside(path: str | os.PathLike[str]) -> Path:
+    """Rename a damaged file beside itself (kept for inspection, out of the way of a fresh start)."""
+    path = Path(path)
+    aside = path.with_name(damaged_name(path.name))
+    os.replace(path, aside)
+    return aside
+
+
+def load_torch(path: str | os.PathLike[str], what: str, remedy: str) -> Any:
+    """A PyTorch file, read with ``weights_only=True`` (tensors and plain containers; no code runs). A file
+    that is missing, truncated, damaged or holds other Python objects is a DataError naming ``what`` it
+    should be and ending with the ``remedy``."""
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; {remedy}") from None
+    except pickle.UnpicklingError:
+        raise DataError(f"{path} is not {what}: it holds Python objects besides weights, which cplvad never "
+                        f"loads (nothing in it was run); {remedy}") from None
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, IndexError, KeyError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} is not {what}: it is truncated or damaged ({detail[:200]}); {remedy}") from None

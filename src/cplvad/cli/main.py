@@ -13,27 +13,41 @@ import click
 from rich.console import Console
 
 from cplvad import __version__
+from cplvad.cli.boundary import DEBUG_VARIABLE, debug_requested, library_warnings, report
 from cplvad.config import BENCHMARK_DATASETS, DEMO_DATASET, Config, config_from_dict, load_config
 from cplvad.errors import ConfigError, CplvadError
+from cplvad.redact import redacted_output
 
 console = Console(stderr=True)
 
 
 class _Group(click.Group):
-    """Turns CplvadError into a one-paragraph message and exit status 2 (no traceback)."""
+    """Runs every command inside the error boundary (``cli/boundary.py``) with credentials masked in all
+    its output; ``--debug`` / ``CPLVAD_DEBUG=1`` adds the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CplvadError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            sys.exit(2)
+        debug = debug_requested(bool(ctx.params.get("debug")))
+        with redacted_output(), library_warnings():
+            try:
+                return super().invoke(ctx)
+            except (Exception, KeyboardInterrupt) as exc:
+                if isinstance(exc, click.exceptions.Exit | click.ClickException | click.Abort):
+                    raise
+                status = report(exc, debug=debug, write=lambda text: console.print(
+                    text, style="bold red" if text.startswith("error:") else None, markup=False, highlight=False,
+                    soft_wrap=True))
+        sys.exit(status)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="cplvad")
-def cli() -> None:
-    """CPL-VAD: weakly supervised video anomaly detection with cross pseudo labels."""
+@click.option("--debug", is_flag=True, help=f"Show the traceback of a failure (also {DEBUG_VARIABLE}=1).")
+def cli(debug: bool) -> None:
+    """CPL-VAD: weakly supervised video anomaly detection with cross pseudo labels.
+
+    Exit status: 0 done; 1 some inputs failed, the others were done (extract, extract-merge, predict);
+    2 a usage, configuration, data, storage or service error; 3 an unexpected error (a bug); 130 interrupted.
+    """
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:

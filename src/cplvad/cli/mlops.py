@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cplvad import preflight
 from cplvad.cli.main import cli, config_options, console, dataset_option, seeds_option
 from cplvad.config import Config
 from cplvad.tracking.runs import PipelineOutputs
@@ -40,6 +41,7 @@ def track_cmd(
     def path(p: str | None) -> Path | None:
         return Path(p) if p else None
 
+    console.print(preflight.for_tracking(config), highlight=False, soft_wrap=True)
     outputs = PipelineOutputs(path(stage1), path(pseudo), path(stage2), path(metrics), path(plots),
                               tuple(Path(m) for m in manifests))
     result = track_pipeline(dataset_path, outputs, config, record=out, register=register, parent_record=mlflow_parent)
@@ -57,6 +59,7 @@ def promote_cmd(metric: str, config: Config) -> None:
     beats the champion by at least tracking.promote_min_delta points."""
     from cplvad.tracking.registry import promote
 
+    preflight.for_tracking(config)
     result = promote(config, metric)
     console.print(("[green]promoted[/]: " if result.promoted else "[yellow]not promoted[/]: ") + result.reason)
 

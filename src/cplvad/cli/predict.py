@@ -12,6 +12,7 @@ import time
 
 import click
 
+from cplvad import preflight
 from cplvad.cli.main import cli, config_options, console, with_flags
 from cplvad.config import Config
 
@@ -54,6 +55,7 @@ def predict_cmd(
     from cplvad.predict import predict
 
     config = with_flags(config, {"extract": {"workers": workers, "batch_size": batch_size, "device": device}})
+    preflight.for_prediction(model, out, config)
 
     def on_event(result, event) -> None:  # noqa: ANN001
         click.echo(json.dumps({"type": "event", "input": str(result.input.path), **event.to_json()}))

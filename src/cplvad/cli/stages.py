@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from cplvad import preflight
 from cplvad.cli.main import cli, config_options, console, dataset_option, parent_run_option, seeds_option
 from cplvad.config import Config
+from cplvad.data.dataset import load_dataset
 from cplvad.errors import CplvadError
 from cplvad.workflow import evaluate as evaluate_model
 from cplvad.workflow import make_pseudo_labels, run_all, train_stage
 from cplvad.workflow.seeds import run_seeds
 
 _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, soft_wrap=True)
 
 
 @cli.command("train")
@@ -35,6 +43,7 @@ def train_cmd(
     """Train stage 1 or stage 2; an interrupted run resumes from its last checkpoint."""
     if (stage == 2) != (pseudo is not None):
         raise CplvadError("--pseudo is required for --stage 2 and not accepted for --stage 1")
+    _say(preflight.for_training(load_dataset(dataset_path), out, config))
     result = train_stage(dataset_path, out, config, stage=stage, pseudo_path=pseudo, force=force, progress=not quiet,
                          replace_stale=replace_stale, work_dir=work_dir, parent_run=parent_run)
     if result.skipped:
@@ -55,6 +64,8 @@ def pseudo_labels_cmd(
     dataset_path: str, model_dir: str, out: str, quiet: bool, parent_run: str | None, config: Config
 ) -> None:
     """Score the training videos with a stage-1 model and refine both branches with CAR (car section)."""
+    _say(preflight.for_scoring(load_dataset(dataset_path), model_dir, config, split="train",
+                               folders=[Path(out).parent]))
     pseudo = make_pseudo_labels(dataset_path, model_dir, config, out=out, progress=not quiet, parent_run=parent_run)
     stats = ", ".join(f"{k} {v:.3f}" for k, v in pseudo.stats().items())
     console.print(f"wrote {out}: {len(pseudo.keys)} training samples; {stats}")
@@ -75,6 +86,8 @@ def evaluate_cmd(
     parent_run: str | None, config: Config,
 ) -> None:
     """Score the test list and compute the published metrics."""
+    folders = [Path(p).parent for p in (out, predictions_out) if p] + ([Path(plots_dir)] if plots_dir else [])
+    _say(preflight.for_scoring(load_dataset(dataset_path), model_dir, config, split="test", folders=folders))
     evaluate_model(dataset_path, model_dir, config, metrics_out=out, predictions_out=predictions_out, progress=not quiet, console=console,
                    plots_dir=plots_dir, parent_run=parent_run)
     written = [p for p in (out, predictions_out, plots_dir) if p]

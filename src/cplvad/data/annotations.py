@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from cplvad.errors import DataError
+from cplvad.io import NAME_ERRORS
 
 AnnotationFormat = Literal["auto", "ucf", "xd", "xd-multiclass", "json"]
 
@@ -75,12 +76,14 @@ def _parse_text_line(tokens: list[str], fmt: AnnotationFormat, where: str) -> li
 
 def _read_text(path: Path, fmt: AnnotationFormat) -> dict[str, list[Segment]]:
     result: dict[str, list[Segment]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors=NAME_ERRORS).splitlines(), start=1):
         tokens = line.split()
         if not tokens or tokens[0].startswith("#"):
             continue
         name = strip_video_extension(tokens[0])
         where = f"{path}:{lineno}"
+        if not name:
+            raise DataError(f"{where}: {tokens[0]!r} is only an extension; lines start with the video's name")
         if name in result:
             raise DataError(f"{where}: video {name!r} is annotated twice; keep one line per video")
         result[name] = _parse_text_line(tokens[1:], fmt, where)
@@ -89,7 +92,7 @@ def _read_text(path: Path, fmt: AnnotationFormat) -> dict[str, list[Segment]]:
 
 def _read_json(path: Path) -> dict[str, list[Segment]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8", errors=NAME_ERRORS))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
@@ -97,22 +100,31 @@ def _read_json(path: Path) -> dict[str, list[Segment]]:
     result: dict[str, list[Segment]] = {}
     for raw_name, items in data.items():
         name = strip_video_extension(raw_name)
-        segments: list[Segment] = []
-        for item in items or []:
-            try:
-                if isinstance(item, dict):
-                    seg = Segment(int(item["start"]), int(item["end"]), item.get("label"))
-                else:
-                    seg = Segment(int(item[0]), int(item[1]), item[2] if len(item) > 2 else None)
-            except (KeyError, IndexError, TypeError, ValueError) as exc:
-                raise DataError(
-                    f"{path}: video {raw_name!r} has a malformed segment {item!r}; "
-                    "use {{'start': s, 'end': e, 'label': 'Class'}}"
-                ) from exc
-            if seg.start != -1 and seg.end != -1:
-                segments.append(seg)
-        result[name] = segments
+        if not name:
+            raise DataError(f"{path}: {raw_name!r} is not a video name")
+        if not isinstance(items, list | None):
+            raise DataError(f"{path}: video {raw_name!r} maps to {items!r}; expected a list of segments")
+        segments = [_json_segment(item, path, raw_name) for item in items or []]
+        result[name] = [seg for seg in segments if seg.start != -1 and seg.end != -1]
     return result
+
+
+def _json_segment(item: object, path: Path, video: str) -> Segment:
+    try:
+        if isinstance(item, dict):
+            start, end, label = item["start"], item["end"], item.get("label")
+        elif isinstance(item, list):
+            start, end, label = item[0], item[1], item[2] if len(item) > 2 else None
+        else:
+            raise TypeError("not an object or a list")
+        if isinstance(start, bool) or isinstance(end, bool) or not (label is None or isinstance(label, str)):
+            raise TypeError("start and end must be frame numbers, label a class name")
+        return Segment(int(start), int(end), label)
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+        raise DataError(
+            f"{path}: video {video!r} has a malformed segment {item!r} ({exc}); "
+            "use {'start': s, 'end': e, 'label': 'Class'}"
+        ) from None
 
 
 def read_annotations(path: str | Path, fmt: AnnotationFormat = "auto") -> dict[str, list[Segment]]:

@@ -20,13 +20,15 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cplvad.containment import Escapes, inside
 from cplvad.data.annotations import AnnotationFormat, Segment, read_annotations
 from cplvad.data.features import feature_length
 from cplvad.data.ground_truth import GTSegment, frame_labels, segment_ground_truth
 from cplvad.data.labels import ClassList
 from cplvad.errors import DataError
+from cplvad.io import NAME_ERRORS
 
-_CROP = re.compile(r"^(?P<name>.+)__(?P<crop>\d+)$")
+_CROP = re.compile(r"(?P<name>.+)__(?P<crop>[0-9]{1,9})", re.DOTALL)  # fullmatch: names may hold newlines
 
 
 class DatasetManifest(BaseModel):
@@ -60,7 +62,7 @@ class DatasetManifest(BaseModel):
 
 def split_crop(stem: str) -> tuple[str, int | None]:
     """``"Abuse001_x264__3"`` -> ("Abuse001_x264", 3); no crop suffix -> (stem, None)."""
-    m = _CROP.match(stem)
+    m = _CROP.fullmatch(stem)
     return (m["name"], int(m["crop"])) if m else (stem, None)
 
 
@@ -109,17 +111,10 @@ class FeatureList:
 
     def locate(self, row: FeatureRow) -> Path:
         """The local file of a list row; DataError (with the paths tried) when it is not there."""
-        listed = _pure(row.listed_path)
-        if self.features_root is None:
-            candidates = [listed if listed.is_absolute() else self.path.parent / listed]
-        else:
-            tail = [listed.name]
-            if len(listed.parts) > 1:
-                tail.insert(0, str(PurePosixPath(listed.parent.name, listed.name)))
-            candidates = [self.features_root / t for t in tail]
+        candidates = row_candidates(row.listed_path, self.path.parent, self.features_root)
         for cand in candidates:
-            if Path(cand).is_file():
-                return Path(cand)
+            if cand.is_file():
+                return cand
         tried = ", ".join(str(c) for c in candidates)
         raise DataError(
             f"{self.path}:{row.line}: feature file {row.listed_path!r} not found (tried {tried}); "
@@ -134,12 +129,28 @@ class FeatureList:
         return [(i, row, self.locate(row)) for i, v in enumerate(self.videos) for row in v.rows]
 
 
+def row_candidates(listed_path: str, list_dir: Path, features_root: Path | None) -> list[Path]:
+    """Where the file of a list row may be. With ``features_root``, rows are rebased onto it by their
+    trailing ``Class/file.npy`` (then their bare file name), and ``Escapes`` when that would leave it
+    (``/x/../F.npy``). Without, a row is used as written, relative to the list's folder (which confines
+    nothing: the row could as well be absolute)."""
+    listed = _pure(listed_path)
+    if features_root is None:
+        inside([listed.name], "the path")
+        return [Path(listed) if listed.is_absolute() else list_dir.joinpath(*listed.parts)]
+    name = inside([listed.name], "the path's file name")
+    tails = [name]
+    if listed.parent.name:
+        tails.insert(0, inside([listed.parent.name, listed.name], "the path's trailing Class/file.npy"))
+    return [features_root.joinpath(*tail) for tail in tails]
+
+
 def read_feature_list(path: Path, classes: ClassList, features_root: Path | None, split: str) -> FeatureList:
     if not path.is_file():
         raise DataError(f"{split} list {path} does not exist; fix '{split}_list' in the dataset manifest")
     rows_by_video: dict[str, list[FeatureRow]] = {}
     labels: dict[str, str] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8", errors=NAME_ERRORS) as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:2]] != ["path", "label"]:
@@ -150,6 +161,11 @@ def read_feature_list(path: Path, classes: ClassList, features_root: Path | None
             if len(rec) < 2:
                 raise DataError(f"{path}:{lineno}: expected 'path,label', got {rec}")
             listed, label = rec[0].strip(), rec[1].strip()
+            try:
+                row_candidates(listed, path.parent, features_root)
+            except Escapes as exc:
+                raise DataError(f"{path}:{lineno}: row {listed!r} is refused: {exc}"
+                                + (f", outside features_root {features_root}" if features_root else "")) from None
             name, crop = split_crop(_pure(listed).stem)
             if name in labels and labels[name] != label:
                 raise DataError(f"{path}:{lineno}: video {name!r} is labelled {label!r} here but {labels[name]!r} before")
@@ -280,7 +296,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise DataError(f"dataset manifest {path} does not exist; create it (see README, 'Dataset manifest')")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DataError(f"dataset manifest {path} is not valid YAML: {exc}") from None
     try:
         manifest = DatasetManifest.model_validate(raw or {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +20,49 @@ def open_features(path: str | Path, expected_dim: int | None = None) -> np.ndarr
         raise DataError(f"feature file {path} does not exist; check features_root in the dataset manifest") from None
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"feature file {path} is not a readable .npy array ({exc}); re-extract this video") from None
-    if arr.ndim != 2 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.floating):
+    _check_array(path, arr.shape, arr.dtype, expected_dim)
+    return arr
+
+
+def feature_header(path: str | Path, expected_dim: int | None = None) -> tuple[int, ...]:
+    """The shape (T, D) of a feature file from its ``.npy`` header alone, checked like ``open_features``, and
+    that the file holds all the data the header announces. No memory map: about 5x cheaper per file, which
+    matters for checking the ~16,000 files of a 10-crop release."""
+    path = Path(path)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with path.open("rb") as fh:
+            read = readers.get(np.lib.format.read_magic(fh))
+            if read is None:  # a newer header version: let numpy read it
+                return open_features(path, expected_dim).shape
+            shape, _, dtype = read(fh)
+            available = os.fstat(fh.fileno()).st_size - fh.tell()
+    except FileNotFoundError:
+        raise DataError(f"feature file {path} does not exist; check features_root in the dataset manifest") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"feature file {path} is not a readable .npy array ({exc}); re-extract this video") from None
+    _check_array(path, shape, dtype, expected_dim)
+    if available < math.prod(shape) * dtype.itemsize:
+        raise DataError(f"feature file {path} is truncated: its header announces {shape} {dtype} but it holds "
+                        f"{available} bytes of data; re-extract this video")
+    return shape
+
+
+def _check_array(path: Path, shape: tuple[int, ...], dtype: np.dtype, expected_dim: int | None) -> None:
+    if len(shape) != 2 or shape[0] == 0 or not np.issubdtype(dtype, np.floating):
         raise DataError(
-            f"feature file {path} has shape {arr.shape} and dtype {arr.dtype}; expected a non-empty float (T, D) array"
+            f"feature file {path} has shape {shape} and dtype {dtype}; expected a non-empty float (T, D) array"
         )
-    if expected_dim is not None and arr.shape[1] != expected_dim:
+    if expected_dim is not None and shape[1] != expected_dim:
         raise DataError(
-            f"feature file {path} has {arr.shape[1]}-d features but {expected_dim} are expected; "
+            f"feature file {path} has {shape[1]}-d features but {expected_dim} are expected; "
             "features and model must come from the same CLIP model"
         )
-    return arr
 
 
 def feature_length(path: str | Path) -> int:
     """Number of snippets T of a feature file, from its header alone."""
-    return int(open_features(path).shape[0])
+    return int(feature_header(path)[0])
 
 
 def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from cplvad.data.dataset import Dataset
 from cplvad.errors import DataError
-from cplvad.io import load_npz, save_npz
+from cplvad.io import NAME_ERRORS, load_npz, save_npz
 
 ROW_SUM_TOLERANCE = 1e-3
 REQUIRED_KEYS = ("names", "lengths", "binary", "classes")
@@ -63,6 +63,11 @@ class Predictions:
         data = load_npz(path, REQUIRED_KEYS, "predictions", "write it with `cplvad evaluate --predictions-out` "
                         "(names as a string array, see the README's predictions format)")
         names, lengths, binary, classes = (data[k] for k in REQUIRED_KEYS)
+        if names.dtype.kind not in "US":
+            raise DataError(f"predictions {path}: 'names' must be a string array, got dtype {names.dtype}")
+        for key, array in (("binary", binary), ("classes", classes)):
+            if array.dtype.kind not in "biuf":
+                raise DataError(f"predictions {path}: {key!r} must hold real numbers, got dtype {array.dtype}")
         if names.ndim != 1 or lengths.shape != names.shape:
             raise DataError(f"predictions {path}: 'names' and 'lengths' must be 1-D arrays of the same length")
         if not np.issubdtype(lengths.dtype, np.integer) or (lengths < 1).any():
@@ -72,7 +77,8 @@ class Predictions:
             raise DataError(f"predictions {path}: 'binary' has shape {binary.shape}, expected ({total},) = sum(lengths)")
         if classes.ndim != 2 or classes.shape[0] != total:
             raise DataError(f"predictions {path}: 'classes' has shape {classes.shape}, expected ({total}, M)")
-        return cls([str(n) for n in names], lengths.astype(np.int64), binary.astype(np.float32), classes.astype(np.float32))
+        texts = [n.decode("utf-8", NAME_ERRORS) if isinstance(n, bytes) else str(n) for n in names.tolist()]
+        return cls(texts, lengths.astype(np.int64), binary.astype(np.float32), classes.astype(np.float32))
 
 
 def validate(pred: Predictions, dataset: Dataset, source: str = "predictions") -> Predictions:

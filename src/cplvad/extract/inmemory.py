@@ -3,7 +3,7 @@
 ``FeatureEncoder`` builds the CLIP, the crop plan and the decode job once, from a config's ``clip`` and
 ``extract`` sections (what a trained model stores), and then:
 
-- ``videos(paths)``: many videos, decoded by the worker processes and encoded in shared batches
+- ``videos(paths)``: many videos, decoded by the worker processes and encoded in batches of each video's frames
   (``pool.decode_events`` + ``BatchEncoder`` + ``SnippetAssembler``, exactly as extraction does); yields
   ``Encoded`` (features (T, D)) or ``Failed`` per video as each completes.
 - ``stream(path)``: one video chunk by chunk: every chunk of decoded snippets is encoded as soon as it is
@@ -62,8 +62,6 @@ class FeatureEncoder:
             for event in events:
                 for item in assembler.handle(event):
                     yield item.index, _one_view(item)
-        for item in assembler.flush():
-            yield item.index, _one_view(item)
 
     def stream(self, path: str) -> Iterator[np.ndarray | VideoInfo]:
         """Features (k, D) of each decoded chunk of snippets of one video, in order, then its ``VideoInfo``.

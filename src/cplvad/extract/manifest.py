@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from cplvad import __version__
+from cplvad.containment import Escapes, inside
 from cplvad.errors import DataError
 from cplvad.extract.storage import Sink
+from cplvad.io import NAME_ERRORS
 
 FORMAT = "cplvad-extraction/1"
 
@@ -62,6 +64,10 @@ def npy_size(rows: int, dim: int) -> int:
     return buf.tell() + rows * dim * 4
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 @dataclass
 class Manifest:
     settings: dict[str, Any]
@@ -79,14 +85,35 @@ class Manifest:
         if data is None:
             return None
         try:
-            obj = json.loads(data)
+            obj = json.loads(data, parse_constant=_no_constant)
             if obj.get("format") != FORMAT:
                 raise ValueError(f"format {obj.get('format')!r} is not {FORMAT!r}")
-            return cls(settings=obj["settings"], info=obj.get("info", {}), videos=obj["videos"])
+            manifest = cls(settings=obj["settings"], info=obj.get("info", {}), videos=obj["videos"])
+            manifest.check_entries()
+            return manifest
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(
-                f"extraction manifest {sink.uri(rel)} is not readable ({exc}); delete it to extract from scratch"
+                f"extraction manifest {sink.uri(rel)} is not readable ({exc}); run the extraction again: it sets "
+                "a damaged manifest aside and extracts every video again"
             ) from None
+
+    def check_entries(self) -> None:
+        """Every video entry has a status, an index and, when ``ok``, files inside the output folder
+        (ValueError otherwise: the manifest was damaged or edited)."""
+        for name, entry in self.videos.items():
+            ok = entry["status"] == "ok"
+            valid = (
+                isinstance(entry["index"], int) and isinstance(entry["label"], str)
+                and (isinstance(entry["snippets"], int) and isinstance(entry["files"], list) if ok
+                     else entry["status"] == "failed" and isinstance(entry["reason"], str))
+            )
+            if not valid:
+                raise ValueError(f"video {name!r} has an incomplete entry")
+            for f in entry["files"] if ok else []:
+                try:
+                    inside(str(f).split("/"), f"file {f!r}")
+                except Escapes as exc:
+                    raise ValueError(f"video {name!r}: {exc}, outside the output folder") from None
 
     def to_json(self) -> bytes:
         counts = {s: sum(v["status"] == s for v in self.videos.values()) for s in ("ok", "failed")}
@@ -127,7 +154,22 @@ class Manifest:
     def save(self, sink: Sink, names: OutputNames) -> None:
         """Write the manifest, then the list derived from it (each atomically)."""
         sink.write_bytes(names.manifest, self.to_json())
-        sink.write_bytes(names.list, self.list_csv().encode())
+        sink.write_bytes(names.list, self.list_csv().encode("utf-8", NAME_ERRORS))
+
+
+def list_problem(files: list[str], label: str, sink: Sink) -> str | None:
+    """Why a video's files could not be listed and read back from the list, or None. Checked before its
+    files are written, so the manifest never says ``ok`` for a video the list cannot hold."""
+    if any("\\" in f for f in files):
+        return ("its name holds a backslash, which lists read as a folder separator (Windows paths); "
+                "rename the file")
+    if label != label.strip():
+        return f"its label {label!r} starts or ends with spaces, which lists strip; rename its folder"
+    try:
+        "".join(files + [label]).encode("utf-8", NAME_ERRORS)
+    except UnicodeEncodeError as exc:
+        return f"its name cannot be written to the list ({exc.reason}); rename the file"
+    return sink.name_problem(files[0])
 
 
 def merge_shards(sink: Sink, list_name: str, shards: int) -> Manifest:

@@ -19,17 +19,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cplvad import preflight
 from cplvad.clip import ClipBundle, create_clip
 from cplvad.config import Config
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
 from cplvad.extract.assemble import Encoded, SnippetAssembler
 from cplvad.extract.clip_encoder import BatchEncoder
-from cplvad.extract.manifest import Manifest, OutputNames, npy_bytes, output_names
+from cplvad.extract.manifest import Manifest, OutputNames, list_problem, npy_bytes, output_names
 from cplvad.extract.pool import DecodeJob, Failed, Started, decode_events, decode_job
 from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink
 from cplvad.extract.transforms import CropPlan
 from cplvad.extract.video import sample_offsets
+from cplvad.redact import redact
 
 CHECKPOINT_SECONDS = 1.0
 
@@ -94,6 +96,7 @@ def extract(
 ) -> ExtractionReport:
     """Extract CLIP snippet features of every video of ``src`` (this shard) into ``dst``."""
     cfg = config.extract
+    log(preflight.for_extraction(src, dst, config))
     selected = select_videos(src, default_label, shard)
     sink, names = open_sink(dst), output_names(list_name, shard)
     device = resolve_device(cfg.device, "extract.device")
@@ -101,7 +104,7 @@ def extract(
     plan = CropPlan(cfg.crops, bundle.image_size)
     encoder = BatchEncoder(bundle, plan, device, cfg.batch_size)
     manifest = _new_manifest(config, bundle, weights, encoder, src=src, names=names, shard=shard)
-    todo = _not_yet_extracted(manifest, sink, names, selected)
+    todo = _not_yet_extracted(manifest, _previous_manifest(sink, names, log), sink, selected)
     report = ExtractionReport(manifest, names, sink, selected=len(selected), skipped=len(selected) - len(todo))
     if report.skipped:
         log(f"{report.skipped} of {len(selected)} videos are already extracted with these settings; skipping them")
@@ -142,11 +145,20 @@ def _new_manifest(
     return Manifest(settings, info=info)
 
 
+def _previous_manifest(sink: Sink, names: OutputNames, log: Callable[[str], None]) -> Manifest | None:
+    """The manifest of an earlier run, if any; a damaged one is set aside (kept) and the run starts afresh."""
+    try:
+        return Manifest.load(sink, names.manifest)
+    except DataError as exc:
+        aside = sink.set_aside(names.manifest)
+        log(f"warning: {str(exc).split('; ')[0]}; kept as {aside}, and every video is extracted again")
+        return None
+
+
 def _not_yet_extracted(
-    manifest: Manifest, sink: Sink, names: OutputNames, selected: list[tuple[int, VideoSource]]
+    manifest: Manifest, previous: Manifest | None, sink: Sink, selected: list[tuple[int, VideoSource]]
 ) -> list[tuple[int, VideoSource]]:
     """Carry over the previous run's finished videos (same settings, files intact); return the others."""
-    previous = Manifest.load(sink, names.manifest)
     if previous is not None:
         wanted = {v.name for _, v in selected}
         manifest.videos = {n: e for n, e in previous.videos.items() if n in wanted}
@@ -185,18 +197,11 @@ class _ExtractionRun:
                         bar.update(1)
                         if isinstance(item, Failed):
                             self.fail(item.index, item.reason)
-                            report.stopped_early = strict
-                            if strict:
-                                break
-                        else:
-                            self.finish(item)
+                        elif self.finish(item):
                             bar.set_postfix_str(f"{report.frames / (time.perf_counter() - start):,.0f} frames/s")
+                        report.stopped_early = strict and bool(report.failed)
                     if report.stopped_early:
                         break
-            if not report.stopped_early:
-                for item in assembler.flush():
-                    self.finish(item)
-                    bar.update(1)
         except BaseException:
             with contextlib.suppress(Exception):  # keep what is done for the resume; the error is what matters
                 report.sink.write_bytes(report.names.manifest, report.manifest.to_json())
@@ -205,15 +210,18 @@ class _ExtractionRun:
             bar.close()
             report.seconds = time.perf_counter() - start
 
-    def finish(self, video: Encoded) -> None:
-        """Write one video's crops, then its manifest entry (the manifest at most once a second)."""
+    def finish(self, video: Encoded) -> bool:
+        """Write one video's crops, then its manifest entry (the manifest at most once a second); a video
+        whose files the list could not name fails instead (False)."""
         report, source = self.report, self.sources[video.index]
         t, feats = video.info.snippets, video.features
-        files = []
-        for k in range(self.crops):
-            rel = f"{source.label}/{source.name}__{k}.npy"
+        files = [f"{source.label}/{source.name}__{k}.npy" for k in range(self.crops)]
+        problem = list_problem(files, source.label, report.sink)
+        if problem is not None:
+            self.fail(video.index, problem)
+            return False
+        for k, rel in enumerate(files):
             report.sink.write_bytes(rel, npy_bytes(np.ascontiguousarray(feats[:, k], dtype=np.float32)))
-            files.append(rel)
         report.manifest.videos[source.name] = {
             **self._entry(video.index, "ok"),
             "frames": video.info.frames,
@@ -228,9 +236,11 @@ class _ExtractionRun:
         if time.perf_counter() - self.last_save >= CHECKPOINT_SECONDS:
             report.sink.write_bytes(report.names.manifest, report.manifest.to_json())
             self.last_save = time.perf_counter()
+        return True
 
     def fail(self, index: int, reason: str) -> None:
-        source = self.sources[index]
+        """Record why a video failed (credentials in the reason masked: the manifest is printed and logged)."""
+        source, reason = self.sources[index], redact(reason)
         self.report.manifest.videos[source.name] = {**self._entry(index, "failed"), "reason": reason}
         self.report.failed[source.name] = reason
 

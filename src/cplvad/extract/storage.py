@@ -30,10 +30,11 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cplvad.containment import Escapes, inside
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
 from cplvad.extras import require
-from cplvad.io import atomic_path, is_s3
+from cplvad.io import NAME_ERRORS, atomic_path, damaged_name, is_s3
 
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
 
@@ -61,11 +62,11 @@ def s3_client() -> Any:
     return require("boto3", "reading or writing s3:// paths").client("s3")
 
 
-def _s3_error(action: str, uri: str, exc: Exception) -> str:
+def s3_error(action: str, uri: str, exc: Exception) -> str:
     return f"cannot {action} {uri} ({type(exc).__name__}: {exc})"
 
 
-def _s3_exceptions() -> tuple[type[Exception], ...]:
+def s3_exceptions() -> tuple[type[Exception], ...]:
     exceptions = require("botocore.exceptions", "reading or writing s3:// paths")
     return (exceptions.BotoCoreError, exceptions.ClientError)
 
@@ -89,48 +90,75 @@ def list_videos(src: str, default_label: str) -> list[VideoSource]:
         return [_source(str(p.resolve()), p.relative_to(path).as_posix(), default_label) for p in files]
     if path.is_file():
         base = path.resolve().parent
-        text = path.read_text(encoding="utf-8")
-        return _parse_list(text, src, lambda p: p if is_s3(p) else str((base / p).resolve()), default_label)
+        text = path.read_bytes().decode("utf-8", errors=NAME_ERRORS)
+        return _parse_list(text, src, lambda p: p if is_s3(p) else _join_local(base, p), default_label)
     raise DataError(
         f"--videos {src!r} does not exist; give a folder of videos, a list file or s3://bucket/prefix"
     )
 
 
-def _source(uri: str, listed: str, default_label: str, label: str | None = None) -> VideoSource:
-    """``listed`` is the path as written (relative to the source root or list): it decides the label."""
-    rel = PurePosixPath(listed.replace("\\", "/"))
+def _source(
+    uri: str, listed: str, default_label: str, label: str | None = None, *, listed_in_file: bool = False
+) -> VideoSource:
+    """``listed`` is the path as written (relative to the source root or list): it decides the label. In a
+    list file (``listed_in_file``) a backslash separates folders (a list written on Windows); in a folder
+    or an S3 listing it is part of a name."""
+    rel = PurePosixPath(listed.replace("\\", "/") if listed_in_file else listed)
     name = strip_video_extension(rel.name)
     if label is None:
         label = rel.parent.name if rel.parent.name not in ("", ".", "..") else default_label
     return VideoSource(uri=uri, name=name, label=label)
 
 
-def _parse_list(text: str, where: str, resolve: Any, default_label: str) -> list[VideoSource]:
-    if where.lower().endswith(".csv"):
-        rows = list(csv.reader(io.StringIO(text)))
-        header = [h.strip().lower() for h in rows[0]] if rows else []
+def _list_entries(text: str, where: str) -> list[tuple[int, str, str | None]]:
+    """(line, path, label or None) of every video a list names."""
+    if not where.lower().endswith(".csv"):
+        lines = ((n, line.strip()) for n, line in enumerate(text.splitlines(), start=1))
+        return [(n, line, None) for n, line in lines if line and not line.startswith("#")]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
         if not header or header[0] != "path" or header[1:2] not in ([], ["label"]):
-            raise DataError(
-                f"{where}: a CSV video list needs the header 'path,label' (or 'path'), got {header}"
-            )
-        entries = [
-            (r[0].strip(), r[1].strip() if len(r) > 1 and r[1].strip() else None)
-            for r in rows[1:]
+            raise DataError(f"{where}: a CSV video list needs the header 'path,label' (or 'path'), got {header}")
+        return [
+            (reader.line_num, r[0].strip(), r[1].strip() if len(r) > 1 and r[1].strip() else None)
+            for r in reader
             if r and r[0].strip()
         ]
-    else:
-        lines = (line.strip() for line in text.splitlines())
-        entries = [(line, None) for line in lines if line and not line.startswith("#")]
+    except csv.Error as exc:
+        raise DataError(f"{where}:{reader.line_num}: not a valid CSV line ({exc})") from None
+
+
+def _parse_list(text: str, where: str, resolve: Any, default_label: str) -> list[VideoSource]:
+    entries = _list_entries(text, where)
     if not entries:
         raise DataError(f"video list {where} names no videos")
-    return [_source(resolve(p), p, default_label, label) for p, label in entries]
+    sources = []
+    for line, path, label in entries:
+        if "\x00" in path + (label or ""):
+            raise DataError(f"{where}:{line}: the row holds a NUL character, which no file name can hold")
+        try:
+            sources.append(_source(resolve(path), path, default_label, label, listed_in_file=True))
+        except Escapes as exc:
+            raise DataError(f"{where}:{line}: row {path!r} is refused: {exc}, outside the bucket; fix the "
+                            "row") from None
+    return sources
+
+
+def _join_local(base: Path, path: str) -> str:
+    """A list row's local file: absolute as written, else relative to the list's folder ``base`` (which
+    confines nothing: the row could as well be absolute)."""
+    return str((base / path.replace("\\", "/")).resolve())
 
 
 def _join_s3(bucket: str, prefix: str, path: str) -> str:
+    """A list row's object: an ``s3://`` URI as written, ``/key`` from the bucket's root, else relative to
+    the list's prefix; ``..`` may not climb above the bucket (``Escapes``)."""
     if is_s3(path):
         return path
-    key = posixpath.normpath(posixpath.join(prefix, path)) if not path.startswith("/") else path.lstrip("/")
-    return f"s3://{bucket}/{key}"
+    path = path.replace("\\", "/")
+    parts = path.split("/") if path.startswith("/") else [*prefix.split("/"), *path.split("/")]
+    return f"s3://{bucket}/" + "/".join(inside(parts, "the path"))
 
 
 def _list_s3_prefix(src: str, default_label: str) -> list[VideoSource]:
@@ -140,11 +168,15 @@ def _list_s3_prefix(src: str, default_label: str) -> list[VideoSource]:
     try:
         for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys += [o["Key"] for o in page.get("Contents", [])]
-    except _s3_exceptions() as exc:
+    except s3_exceptions() as exc:
         raise DataError(
-            _s3_error("list", src, exc) + "; check the bucket, the prefix and the AWS_* variables"
+            s3_error("list", src, exc) + "; check the bucket, the prefix and the AWS_* variables"
         ) from None
     videos = sorted(k for k in keys if PurePosixPath(k).suffix.lower() in VIDEO_EXTENSIONS)
+    for k in videos:
+        if {".", ".."} & set(k[len(prefix) :].split("/")):
+            raise DataError(f"{src}: object key {k!r} has a '.' or '..' segment, which could name another object "
+                            "once normalised; rename the object (or leave it out of the prefix)")
     return [_source(f"s3://{bucket}/{k}", k[len(prefix) :], default_label) for k in videos]
 
 
@@ -152,8 +184,10 @@ def _read_s3_text(uri: str) -> str:
     bucket, key = split_s3(uri)
     try:
         return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    except _s3_exceptions() as exc:
-        raise DataError(_s3_error("read", uri, exc)) from None
+    except s3_exceptions() as exc:
+        raise DataError(s3_error("read", uri, exc)) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"video list {uri} is not UTF-8 text ({exc}); S3 keys are UTF-8, so must the list be") from None
 
 
 @contextlib.contextmanager
@@ -173,8 +207,8 @@ def local_copy(uri: str) -> Iterator[Path]:
         target = tmp / PurePosixPath(key).name
         try:
             s3_client().download_file(bucket, key, str(target))
-        except _s3_exceptions() as exc:
-            raise OSError(_s3_error("read", uri, exc)) from None
+        except s3_exceptions() as exc:
+            raise OSError(s3_error("read", uri, exc)) from None
         yield target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,6 +245,15 @@ class Sink:
     def delete(self, rel: str) -> None:
         """Remove ``rel``; nothing happens when it does not exist."""
         raise NotImplementedError
+    def name_problem(self, rel: str) -> str | None:
+        """Why ``rel`` cannot name an object here, or None."""
+        return None
+
+    def set_aside(self, rel: str) -> str:
+        """Copy a damaged object to ``<rel>.damaged-<time>`` (kept for inspection); its URI."""
+        aside = damaged_name(rel)
+        self.write_bytes(aside, self.read_bytes(rel) or b"")
+        return self.uri(aside)
 
 
 class LocalSink(Sink):
@@ -261,11 +304,19 @@ class S3Sink(Sink):
     def uri(self, rel: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{rel}"
 
+    def name_problem(self, rel: str) -> str | None:
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            return ("its name is not valid UTF-8, which S3 keys must be; rename the file, or extract to a local "
+                    "folder (lists keep such names byte for byte)")
+        return None
+
     def write_bytes(self, rel: str, data: bytes) -> None:
         try:
             s3_client().put_object(Bucket=self.bucket, Key=self.prefix + rel, Body=data)
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("write", self.uri(rel), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("write", self.uri(rel), exc)) from None
 
     def read_bytes(self, rel: str) -> bytes | None:
         client = s3_client()
@@ -273,8 +324,8 @@ class S3Sink(Sink):
             return client.get_object(Bucket=self.bucket, Key=self.prefix + rel)["Body"].read()
         except client.exceptions.NoSuchKey:
             return None
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("read", self.uri(rel), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("read", self.uri(rel), exc)) from None
 
     def sizes(self) -> dict[str, int]:
         out = {}
@@ -283,15 +334,15 @@ class S3Sink(Sink):
                 s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
             ):
                 out.update({o["Key"][len(self.prefix) :]: int(o["Size"]) for o in page.get("Contents", [])})
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("list", self.uri(""), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("list", self.uri(""), exc)) from None
         return out
 
     def put_file(self, rel: str, path: Path) -> None:
         try:
             s3_client().upload_file(str(path), self.bucket, self.prefix + rel)
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("write", self.uri(rel), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("write", self.uri(rel), exc)) from None
 
     def get_file(self, rel: str, path: Path) -> bool:
         client = s3_client()
@@ -300,19 +351,19 @@ class S3Sink(Sink):
         except client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
-            raise DataError(_s3_error("read", self.uri(rel), exc)) from None
+            raise DataError(s3_error("read", self.uri(rel), exc)) from None
         try:
             with atomic_path(path) as tmp:
                 client.download_file(self.bucket, self.prefix + rel, str(tmp))
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("read", self.uri(rel), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("read", self.uri(rel), exc)) from None
         return True
 
     def delete(self, rel: str) -> None:
         try:
             s3_client().delete_object(Bucket=self.bucket, Key=self.prefix + rel)
-        except _s3_exceptions() as exc:
-            raise DataError(_s3_error("delete", self.uri(rel), exc)) from None
+        except s3_exceptions() as exc:
+            raise DataError(s3_error("delete", self.uri(rel), exc)) from None
 
 
 def open_sink(dst: str) -> Sink:

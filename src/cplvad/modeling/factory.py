@@ -20,7 +20,7 @@ from cplvad import __version__
 from cplvad.clip import create_clip
 from cplvad.config import Config, config_from_dict
 from cplvad.errors import DataError
-from cplvad.io import atomic_path, write_json
+from cplvad.io import atomic_path, load_torch, write_json
 from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.modeling.prompts import FrozenTextEncoder, PromptLearner
 
@@ -29,6 +29,7 @@ CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, META_FILE)
 FORMAT_VERSION = 1
+MODEL_REMEDY = "retrain it (cplvad train) or restore the model directory"
 _FROZEN_PREFIX = "prompts.encoder."
 
 
@@ -91,7 +92,12 @@ def trainable_state(model: CPLVAD) -> dict[str, torch.Tensor]:
 
 
 def load_trainable_state(model: CPLVAD, state: dict[str, torch.Tensor], source: str) -> None:
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as exc:  # shapes, or values that are not tensors
+        detail = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{source}: weights do not fit the model described by its config.json ({detail}); "
+                        "retrain or restore it") from None
     missing = [k for k in result.missing_keys if not k.startswith(_FROZEN_PREFIX)]
     if missing or result.unexpected_keys:
         raise DataError(
@@ -128,7 +134,7 @@ def read_model_config(model_dir: str | Path) -> tuple[Config, ModelMeta]:
     try:
         config = config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text()), str(model_dir / CONFIG_FILE))
         meta = ModelMeta(**json.loads((model_dir / META_FILE).read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # JSON, UTF-8 or shape errors of config.json / meta.json
         raise DataError(f"{model_dir}: unreadable model description ({exc}); retrain or restore it") from None
     if meta.format != FORMAT_VERSION:
         raise DataError(f"{model_dir}: model format {meta.format}, this cplvad reads format {FORMAT_VERSION}")
@@ -147,7 +153,9 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     """Rebuild a saved model for scoring (eval mode, no CLIP needed)."""
     config, meta = read_model_config(model_dir)
     model = build_model(config, meta)
-    state = torch.load(Path(model_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    state = load_torch(Path(model_dir) / WEIGHTS_FILE, "a cplvad model file", MODEL_REMEDY)
+    if not isinstance(state, dict):
+        raise DataError(f"{Path(model_dir) / WEIGHTS_FILE} is not a cplvad model file (no state dict); {MODEL_REMEDY}")
     load_trainable_state(model, state, str(model_dir))
     if not bool(model.prompts.cache_valid):
         raise DataError(f"{model_dir}: the saved model has no encoded prompts; save it with cplvad again")

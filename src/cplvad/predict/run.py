@@ -31,6 +31,7 @@ from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import Predictor, Threshold
 from cplvad.predict.report import build_report, write_report
 from cplvad.predict.stream import StreamScorer
+from cplvad.preflight.files import check_clip_weights
 
 
 @dataclass
@@ -70,7 +71,9 @@ def make_encoder(
     predictor: Predictor, runtime: Config, pretrained: str | None = None, config_dir: str | None = None
 ) -> FeatureEncoder:
     """The CLIP encoder of the model's training config (checked against the model), this run's workers."""
-    encoder = FeatureEncoder(predictor.encoding_config(runtime, pretrained, config_dir), predictor.device)
+    config = predictor.encoding_config(runtime, pretrained, config_dir)
+    check_clip_weights(config.clip)  # a truncated weights file fails here, before the encoder is built
+    encoder = FeatureEncoder(config, predictor.device)
     predictor.check_clip(encoder.bundle.weights_sha256, encoder.feature_dim)
     return encoder
 

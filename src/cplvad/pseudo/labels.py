@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from cplvad.config import CarConfig
 from cplvad.errors import DataError
-from cplvad.io import load_npz, save_npz
+from cplvad.io import NAME_ERRORS, load_npz, save_npz
 from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.pseudo.car import refine
 from cplvad.train.data import TrainingSet
@@ -53,7 +53,7 @@ class PseudoLabels:
                    json.loads(str(d["car"])))
 
     def digest(self) -> str:
-        h = hashlib.sha256("\n".join(self.keys).encode())
+        h = hashlib.sha256("\n".join(self.keys).encode("utf-8", NAME_ERRORS))
         for arr in (self.lengths, self.pseudo_b, self.pseudo_c):
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -26,10 +27,13 @@ from tqdm.auto import tqdm
 from cplvad.config import Config
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
-from cplvad.io import atomic_path, write_json
+from cplvad.io import NAME_ERRORS, atomic_path, load_torch, set_aside, write_json
 from cplvad.modeling.factory import (
+    CONFIG_FILE,
     CPLVAD,
+    META_FILE,
     MODEL_FILES,
+    WEIGHTS_FILE,
     ModelMeta,
     create_model,
     is_model_dir,
@@ -42,6 +46,8 @@ from cplvad.pseudo.labels import PseudoLabels
 from cplvad.train.cuda_graph import GraphedStep
 from cplvad.train.data import TrainingSet, batches
 from cplvad.train.validation import HISTORY_KEY, VALIDATION_KEY, hold_out, video_auc
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 HISTORY_FILE = "history.json"
@@ -83,7 +89,7 @@ def fingerprint(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLab
     if stage == 2:
         sections["stage2"] = config.stage2.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps({"stage": stage, "config": sections}, sort_keys=True).encode())
-    digest.update("\n".join(data.keys).encode())
+    digest.update("\n".join(data.keys).encode("utf-8", NAME_ERRORS))
     digest.update(data.lengths.numpy().tobytes())
     if pseudo is not None:
         digest.update(pseudo.digest().encode())
@@ -178,8 +184,7 @@ def train(
     if _finished_model(out_dir, fp, force=force, replace_stale=replace_stale):
         return TrainResult(out_dir, _read_history(out_dir), skipped=True, seconds=0.0)
     data, validation, targets = _hold_out_validation(config, data, targets)
-    session = _new_session(config, data, stage, classes, dataset_name)
-    _resume_or_start(session, out_dir, fp)
+    session = _resume_or_start(lambda: _new_session(config, data, stage, classes, dataset_name), out_dir, fp)
     run_step = _step_runner(session, config, data, targets)
     t0 = last_checkpoint = time.perf_counter()
     for epoch in range(session.start_epoch, config.train.epochs):
@@ -246,9 +251,10 @@ def _record_validation(session: _Session, validation: TrainingSet | None, fracti
 
 
 def _finished_model(out_dir: Path, fp: str, *, force: bool, replace_stale: bool) -> bool:
-    """Whether ``out_dir`` already holds this very model; clears it (or refuses) when it holds another."""
+    """Whether ``out_dir`` already holds this very model, readable; clears it (or refuses) when it holds
+    another. Files of a finished model that cannot be read are set aside: the model is trained again."""
     fp_file = out_dir / FINGERPRINT_FILE
-    stale = fp_file.is_file() and fp_file.read_text().strip() != fp
+    stale = fp_file.is_file() and fp_file.read_text(errors="replace").strip() != fp
     if force or (stale and replace_stale):
         for name in (CHECKPOINT_FILE, FINGERPRINT_FILE, HISTORY_FILE, *MODEL_FILES):
             (out_dir / name).unlink(missing_ok=True)
@@ -257,7 +263,29 @@ def _finished_model(out_dir: Path, fp: str, *, force: bool, replace_stale: bool)
             f"{out_dir} holds a model or checkpoint of a different config or data; choose another --out, "
             "or pass --force (or --replace-stale) to overwrite it"
         )
-    return fp_file.is_file() and is_model_dir(out_dir)
+    if not (fp_file.is_file() and is_model_dir(out_dir)):
+        return False
+    damaged = _unreadable_outputs(out_dir)
+    for path in damaged:
+        log.warning("%s cannot be read; kept as %s, and the model is trained again", path, set_aside(path))
+    return not damaged
+
+
+def _unreadable_outputs(out_dir: Path) -> list[Path]:
+    """The files of a finished model directory that do not load (each is checked on its own)."""
+    damaged = []
+    for name in (CONFIG_FILE, META_FILE, HISTORY_FILE):
+        try:
+            json.loads((out_dir / name).read_text())
+        except FileNotFoundError:
+            pass
+        except ValueError:  # JSON or UTF-8
+            damaged.append(out_dir / name)
+    try:
+        load_torch(out_dir / WEIGHTS_FILE, "a cplvad model file", "")
+    except DataError:
+        damaged.append(out_dir / WEIGHTS_FILE)
+    return damaged
 
 
 def _read_history(out_dir: Path) -> list[dict[str, float]]:
@@ -283,19 +311,37 @@ def _new_session(config: Config, data: TrainingSet, stage: int, classes: list[st
     return _Session(model, meta, optimizer, rng, device, use_graph, history=[])
 
 
-def _resume_or_start(session: _Session, out_dir: Path, fp: str) -> None:
-    """Continue from the last checkpoint in ``out_dir``, or mark the folder as this run's."""
+def _resume_or_start(new_session: Callable[[], _Session], out_dir: Path, fp: str) -> _Session:
+    """Continue from the last checkpoint in ``out_dir``, or start afresh and mark the folder as this run's.
+
+    A checkpoint that cannot be restored (truncated, damaged, of another shape) is set aside, kept under
+    ``checkpoint.pt.damaged-<time>`` and named in a warning, and training starts again from the first epoch
+    (checkpoints are replaced atomically, so there is no older one); the fresh session is seeded as any
+    fresh start, so the result equals an uninterrupted run.
+    """
+    session = new_session()
     ckpt_path = out_dir / CHECKPOINT_FILE
-    if not ckpt_path.is_file():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / FINGERPRINT_FILE).write_text(fp + "\n")
-        return
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    load_trainable_state(session.model, ckpt["model"], str(ckpt_path))
+    if ckpt_path.is_file():
+        try:
+            _restore(session, load_torch(ckpt_path, "a cplvad training checkpoint", ""), str(ckpt_path))
+            return session
+        except (DataError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = str(exc).split("; ")[0] if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+            log.warning("cannot resume from %s (%s); kept as %s, training starts again from epoch 1",
+                        ckpt_path, reason, set_aside(ckpt_path).name)
+            session = new_session()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / FINGERPRINT_FILE).write_text(fp + "\n")
+    return session
+
+
+def _restore(session: _Session, ckpt: Any, source: str) -> None:
+    """Load a checkpoint's state into ``session``; any error means it is not a checkpoint of this run."""
+    load_trainable_state(session.model, ckpt["model"], source)
     session.optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["torch_rng"])
     session.rng.bit_generator.state = ckpt["numpy_rng"]
-    session.history, session.start_epoch = ckpt["history"], int(ckpt["epoch"])
+    session.history, session.start_epoch = list(ckpt["history"]), int(ckpt["epoch"])
 
 
 Step = Callable[[torch.Tensor], dict[str, torch.Tensor]]

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from cplvad import preflight
 from cplvad.config import Config
+from cplvad.data.dataset import load_dataset
 from cplvad.errors import DataError
 from cplvad.eval.plots import save_png
 from cplvad.io import write_text
@@ -62,6 +64,7 @@ def run_ablation(
 ) -> list[dict[str, object]]:
     """The grid with ``config.seed``, or once per seed of ``seeds`` (rows then hold means, ``<column>_std``
     and ``per_seed``)."""
+    preflight.for_training_run(load_dataset(dataset_path), out_dir, config, track=track)
     out = Path(out_dir)
     if seeds is None:
         rows = run_grid(dataset_path, out, config, progress)
@@ -202,7 +205,6 @@ def _chart(rows: list[dict[str, object]]) -> Figure:
 
 
 def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, config: Config) -> None:
-    from cplvad.data.dataset import load_dataset
     from cplvad.tracking.runs import dataset_tags, mlflow_module, setup_mlflow
 
     mlflow = mlflow_module()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cplvad import preflight
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
 from cplvad.device import resolve_device
@@ -23,6 +24,7 @@ from cplvad.eval.scoring import predict_test_set
 from cplvad.io import replace_dir, write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
+from cplvad.redact import redact
 from cplvad.tracking.registry import resolve_model
 from cplvad.tracking.runs import (
     PipelineOutputs,
@@ -211,10 +213,15 @@ def run_all(
     into it as it runs, and the final model registered.
 
     Each step is skipped when its output already exists for the same inputs, so an interrupted run resumes
-    (and, tracked, continues the same parent run).
+    (and, tracked, continues the same parent run). Every feature file, the CLIP weights, ``out_dir`` and the
+    tracking store are checked first (preflight): a bad input stops the run in seconds, before ``out_dir``
+    is created.
     """
     from cplvad.tracking.pipeline_run import find_parent
 
+    summary = preflight.for_training_run(load_dataset(dataset_path), out_dir, config, track=track)
+    if console is not None:
+        console.print(summary, highlight=False, soft_wrap=True)
     out = Path(out_dir)
     stage1, stage2, pseudo = out / "stage1", out / "stage2", out / PSEUDO_FILE
     parent = find_parent(config, record=out / PARENT_RUN_FILE) if track else None
@@ -226,8 +233,6 @@ def run_all(
                   plots_dir=stage2 / "plots", parent_run=parent)
     shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
     if track:
-        from cplvad.tracking.runs import PipelineOutputs
-
         outputs = PipelineOutputs(stage1, pseudo, stage2, stage2 / METRICS_FILE, stage2 / "plots")
         track_pipeline(dataset_path, outputs, config, record=out / TRACKING_FILE, parent_record=out / PARENT_RUN_FILE)
     return {"stage1": m1.metrics, "stage2": m2.metrics}
@@ -257,7 +262,7 @@ def track_pipeline(
         version = register_model(final, parent, config, dataset=dataset.name, metrics=metrics,
                                  data_checksum=tags["cplvad.data_checksum"])
     close_parent(parent)
-    result = {"run_id": parent, "model_version": version, "tracking_uri": mlflow_module().get_tracking_uri(),
+    result = {"run_id": parent, "model_version": version, "tracking_uri": redact(mlflow_module().get_tracking_uri()),
               "experiment": experiment_name(config),
               "registered_model": config.tracking.registered_model if version else None}
     if record is not None:
