@@ -30,7 +30,7 @@ def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
     (on a volume mounted in every pod, ``--data-volume``), not where this command runs."""
     from cplvad.config import dataset_kind
     from cplvad.errors import ConfigError
-    from cplvad.extract.storage import is_s3
+    from cplvad.io import is_s3
 
     for key, value in params.get("data", {}).items():
         if key == "dataset" and dataset_kind(value) != "manifest":

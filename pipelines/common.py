@@ -14,6 +14,7 @@ import components as c
 from components.data import EXTRACT
 from components.image import SOURCE_COMMIT, SOURCE_DIRTY
 from cplvad.config import load_config
+from cplvad.errors import ConfigError
 from cplvad.tracking.pipeline_run import PIPELINE_RUN_ENV
 from cplvad.tracking.runs import SOURCE_COMMIT_ENV
 
@@ -98,7 +99,7 @@ def set_data_volume(spec: str | None) -> None:
         return
     claim, _, path = spec.partition(":")
     if not claim or not path.startswith("/"):
-        raise ValueError(f"--data-volume {spec!r}: give CLAIM:PATH, a PersistentVolumeClaim and an absolute mount "
+        raise ConfigError(f"--data-volume {spec!r}: give CLAIM:PATH, a PersistentVolumeClaim and an absolute mount "
                          "path (e.g. ucf-features:/data)")
     DATA_VOLUME = (claim, path)
 

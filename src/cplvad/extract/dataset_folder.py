@@ -25,7 +25,8 @@ from cplvad.data.dataset import load_dataset
 from cplvad.data.selection import plan_data
 from cplvad.errors import ConfigError, DataError
 from cplvad.extract.manifest import merge_shards
-from cplvad.extract.storage import is_s3, open_sink
+from cplvad.extract.storage import open_sink
+from cplvad.io import is_s3
 
 VIDEO_LISTS = {"train": "train_videos.csv", "test": "test_videos.csv"}
 """The source's video list of each split."""
