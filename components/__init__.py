@@ -11,8 +11,10 @@ component          library call                                         artifact
 =================  ===================================================  ==============================
 open_run           ``tracking.pipeline_run.find_parent``                the MLflow parent run id
 split_params       ``config.select_keys`` per step                      each step's params
-prepare_data       ``write_demo_videos`` / ``copy_source_metadata``     Dataset (metadata, demo videos)
-plan_shards        ``extract.dataset_folder.plan_shards``               shard indices
+plan_data          ``extract.dataset_folder.needs_extraction``          ``extract`` or ``features``
+resolve_data       ``workflow.data.prepare_data`` (no extraction)       Dataset (manifest + lists)
+prepare_data       ``extract.dataset_folder.prepare_videos``            Dataset (metadata, demo videos)
+plan_shards        ``extract.dataset_folder.plan_shards``               shard jobs
 extract_features   ``extract.dataset_folder.extract_shard``             Dataset (one shard)
 merge_features     ``extract.dataset_folder.merge_dataset``             Dataset (manifest + features)
 train_stage1       ``workflow.train_stage(stage=1)``                    Model
@@ -27,7 +29,14 @@ collect_scores     ``predict.scoring_job.collect``                      Dataset,
 =================  ===================================================  ==============================
 """
 
-from components.data import extract_features, merge_features, plan_shards, prepare_data
+from components.data import (
+    extract_features,
+    merge_features,
+    plan_data,
+    plan_shards,
+    prepare_data,
+    resolve_data,
+)
 from components.evaluate import ablation_table, evaluate
 from components.image import DEFAULT_IMAGE, IMAGE, check_pinned, current_image, set_image
 from components.params import split_params
@@ -37,6 +46,7 @@ from components.train import pseudo_labels, train_stage1, train_stage2
 
 __all__ = [
     "DEFAULT_IMAGE", "IMAGE", "ablation_table", "check_pinned", "collect_scores", "current_image", "evaluate",
-    "extract_features", "merge_features", "open_run", "plan_scoring", "plan_shards", "prepare_data",
-    "pseudo_labels", "register", "score_shard", "set_image", "split_params", "train_stage1", "train_stage2",
+    "extract_features", "merge_features", "open_run", "plan_data", "plan_scoring", "plan_shards", "prepare_data",
+    "pseudo_labels", "register", "resolve_data", "score_shard", "set_image", "split_params", "train_stage1",
+    "train_stage2",
 ]

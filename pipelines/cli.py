@@ -25,14 +25,36 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return default_params(args.params, args.set)
 
 
+def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
+    """``params``, refused when a ``data`` path is relative: a cluster's pods read each path as it is given
+    (on a volume mounted in every pod, ``--data-volume``), not where this command runs."""
+    from cplvad.config import dataset_kind
+    from cplvad.errors import ConfigError
+    from cplvad.io import is_s3
+
+    for key, value in params.get("data", {}).items():
+        if key == "dataset" and dataset_kind(value) != "manifest":
+            continue
+        if not is_s3(value) and not Path(value).is_absolute():
+            raise ConfigError(f"data.{key}={value}: the pods read this path as it is given; give it absolute, as "
+                              "the pods see it (a volume mounted in every pod: --data-volume CLAIM:PATH)")
+    return params
+
+
 def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
-    """Pipeline arguments from the command line (only those given, besides ``params``)."""
+    """Pipeline arguments from the command line (only those given, besides ``params``); a training
+    ``source_uri`` that contradicts the ``data`` section stops here, before anything runs or is submitted."""
+    from cplvad.config import DataConfig
+    from cplvad.extract.dataset_folder import check_source
+
     values: dict[str, Any] = {"params": _params(args)}
     for key in ("source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count", "tracking_uri",
                 "secret_name", "checkpoint_uri", "model_uri", "out_uri"):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
+    if pipeline != "scoring":  # scoring's source is the footage to score, not training data
+        check_source(DataConfig(**values["params"]["data"]), values.get("source_uri", ""))
     if values.get("features_uri") and "checkpoint_uri" not in values:  # a durable place is at hand: resume there
         values["checkpoint_uri"] = values["features_uri"].rstrip("/") + "/checkpoints"
     if pipeline == "ablation" and getattr(args, "no_track", False):
@@ -54,11 +76,15 @@ def _common(p: argparse.ArgumentParser, *, pipelines_multi: bool = False) -> Non
                         "$CPLVAD_IMAGE or ghcr.io/cplvad/cplvad:sha-<this checkout's commit>")
     p.add_argument("--max-parallel-shards", dest="max_parallel_shards", type=int, default=None,
                    help="extraction shards (GPU pods) running at once (default 4)")
+    p.add_argument("--data-volume", dest="data_volume", default=None, metavar="CLAIM:PATH",
+                   help="PersistentVolumeClaim mounted at PATH in every pod, for data given by path (e.g. "
+                        "--set data.features_root=PATH/UCFClipFeatures)")
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-uri", dest="source_uri", default=None,
-                   help="folder or s3:// prefix with train_videos.csv, test_videos.csv, dataset.yaml (default: demo videos)")
+                   help="folder or s3:// prefix with train_videos.csv, test_videos.csv, dataset.yaml, instead of the "
+                        "demo videos (with data.dataset=demo; other data: the data section, --set data.dataset=...)")
     p.add_argument("--features-uri", dest="features_uri", default=None, help="s3:// prefix the shards extract into")
     p.add_argument("--shards", dest="num_shards", type=int, default=None, help="extraction shards (default 4)")
     p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI")
@@ -116,11 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pipeline(args: argparse.Namespace, name: str, *, pinned: bool = True) -> Any:
-    """Pipeline ``name``, traced again with ``--image`` / ``--max-parallel-shards`` when given (tasks copy
-    them when traced). ``pinned``: refuse an image reference that can move (a cluster will pull it)."""
+    """Pipeline ``name``, traced again with ``--image`` / ``--max-parallel-shards`` / ``--data-volume`` when
+    given (tasks copy them when traced). ``pinned``: refuse an image reference that can move (a cluster will
+    pull it)."""
     import components
     from pipelines import PIPELINES, build
-    from pipelines.common import set_max_parallel_shards
+    from pipelines.common import set_data_volume, set_max_parallel_shards
 
     if args.image:
         components.set_image(args.image)
@@ -128,7 +155,9 @@ def _pipeline(args: argparse.Namespace, name: str, *, pinned: bool = True) -> An
         components.check_pinned(components.current_image())
     if args.max_parallel_shards is not None:
         set_max_parallel_shards(args.max_parallel_shards)
-    return build(name) if args.image or args.max_parallel_shards is not None else PIPELINES[name]
+    set_data_volume(args.data_volume)
+    retrace = args.image or args.max_parallel_shards is not None or args.data_volume
+    return build(name) if retrace else PIPELINES[name]
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -140,8 +169,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.common import SOURCE
 
     names = list(PIPELINES) if args.pipeline == "all" else [args.pipeline]
+    params = _pod_paths(_params(args))
     args.out.mkdir(parents=True, exist_ok=True)
-    params = _params(args)
     for name in names:
         path = args.out / f"{name}.yaml"
         compiler.Compiler().compile(_pipeline(args, name), str(path), pipeline_parameters={"params": params})
@@ -160,6 +189,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
 
     from cplvad.redact import redact
     from cplvad.tracking.pipeline_run import PIPELINE_RUN_ENV
+    from pipelines.local_runner import allow_artifact_oneof
 
     arguments = _arguments(args, args.pipeline)
     arguments.setdefault("num_shards", 2)
@@ -167,6 +197,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    allow_artifact_oneof()  # the data step's two branches meet in a dsl.OneOf
     if args.pipeline == "training":  # what a cluster gives its tracked pods (the workflow name); inherited here
         os.environ.setdefault(PIPELINE_RUN_ENV, f"local-{uuid.uuid4().hex[:12]}")
     task = _pipeline(args, args.pipeline, pinned=False)(**arguments)
@@ -193,6 +224,7 @@ def make_client(args: argparse.Namespace) -> Any:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     arguments = _arguments(args, args.pipeline)
+    _pod_paths(arguments["params"])
     if not arguments.get("tracking_uri") and arguments["params"]["tracking"]["tracking_uri"].startswith("sqlite:"):
         print("warning: no --tracking-uri and params tracking.tracking_uri is a local SQLite file: unless the pods set "
               "MLFLOW_TRACKING_URI, the MLflow run is written inside a pod and lost", file=sys.stderr)

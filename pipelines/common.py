@@ -1,6 +1,6 @@
 """What the training and ablation pipelines share: default parameters and their split per step, resources,
-GPU requests, credentials, retries, the source commit on every pod, and the sharded feature extraction
-(source -> shard plan -> ParallelFor extract -> merge)."""
+GPU requests, credentials, the data volume, retries, the source commit on every pod, and the data step
+(plan -> either the published features' dataset, or videos -> shard plan -> ParallelFor extract -> merge)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 import components as c
+from components.data import EXTRACT
 from components.image import SOURCE_COMMIT, SOURCE_DIRTY
 from cplvad.config import load_config
+from cplvad.errors import ConfigError
 from cplvad.tracking.pipeline_run import PIPELINE_RUN_ENV
 from cplvad.tracking.runs import SOURCE_COMMIT_ENV
 
@@ -37,15 +39,20 @@ WORKFLOW_NAME = "metadata.labels['workflows.argoproj.io/workflow']"
 as ``$CPLVAD_PIPELINE_RUN`` and so find the same MLflow parent run."""
 TRACKING_KEYS = ("tracking.tracking_uri", "tracking.experiment", "tracking.artifact_location")
 STEP_KEYS: dict[str, tuple[str, ...]] = {
-    "prepare_data": ("demo",),
+    "prepare_data": ("demo", "data"),
     "extract": ("clip", "extract"),
     "train_stage1": ("seed", "clip", "model", "train", "predict.false_alarm_rate", *TRACKING_KEYS),
     "pseudo_labels": ("car", *TRACKING_KEYS),
     "train_stage2": ("seed", "clip", "model", "train", "stage2", "predict.false_alarm_rate", *TRACKING_KEYS),
     "evaluate": ("eval", *TRACKING_KEYS),
+    "data": ("data",),
 }
-"""The params keys each step reads (``split_params``), so its cache key changes only with them. Pseudo
-labels and evaluation run on CPU pods, so they do not take ``train.device``: "auto" is right there."""
+"""The params keys each step reads (``split_params``), so its cache key changes only with them (``data``:
+the data plan and the published features' dataset). Pseudo labels and evaluation run on CPU pods, so they
+do not take ``train.device``: "auto" is right there."""
+DATA_VOLUME: tuple[str, str] | None = None
+"""``(claim, mount path)``: a PersistentVolumeClaim mounted on every task (``--data-volume CLAIM:PATH``), so
+that data given by path (a published feature release, a manifest, video lists) is there in every pod."""
 SOURCE = f"{SOURCE_COMMIT or 'unknown'}{'-dirty' if SOURCE_DIRTY else ''}"
 """The commit the pipeline is compiled from, as written on every pod (``-dirty``: with local changes)."""
 SOURCE_ANNOTATION = "cplvad.io/source-commit"
@@ -84,14 +91,28 @@ def set_max_parallel_shards(count: int) -> None:
     MAX_PARALLEL_SHARDS = count
 
 
+def set_data_volume(spec: str | None) -> None:
+    """Mount ``CLAIM:PATH`` on every task of pipelines traced from now on (None: no volume)."""
+    global DATA_VOLUME
+    if spec is None:
+        DATA_VOLUME = None
+        return
+    claim, _, path = spec.partition(":")
+    if not claim or not path.startswith("/"):
+        raise ConfigError(f"--data-volume {spec!r}: give CLAIM:PATH, a PersistentVolumeClaim and an absolute mount "
+                         "path (e.g. ucf-features:/data)")
+    DATA_VOLUME = (claim, path)
+
+
 def described(text: str) -> str:
     """A pipeline description that says which commit it was compiled from."""
     return f"{text} Compiled from git commit {SOURCE}."
 
 
 def sized(task: dsl.PipelineTask, kind: str, secret_name: Any) -> dsl.PipelineTask:
-    """CPU/memory requests and limits of ``kind``, the credentials Secret as environment variables, and the
-    source commit (pod annotation ``cplvad.io/source-commit`` and ``$CPLVAD_SOURCE_COMMIT`` for MLflow)."""
+    """CPU/memory requests and limits of ``kind``, the credentials Secret as environment variables, the data
+    volume (``DATA_VOLUME``), and the source commit (pod annotation ``cplvad.io/source-commit`` and
+    ``$CPLVAD_SOURCE_COMMIT`` for MLflow)."""
     r = RESOURCES[kind]
     task.set_cpu_request(r.cpu_request).set_cpu_limit(r.cpu_limit)
     task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
@@ -102,6 +123,8 @@ def sized(task: dsl.PipelineTask, kind: str, secret_name: Any) -> dsl.PipelineTa
     # whole call stack in each of those, which makes tracing at import slow)
     kubernetes.use_field_path_as_env(task, env_name=SOURCE_COMMIT_ENV,
                                      field_path=f"metadata.annotations['{SOURCE_ANNOTATION}']")
+    if DATA_VOLUME is not None:
+        kubernetes.mount_pvc(task, pvc_name=DATA_VOLUME[0], mount_path=DATA_VOLUME[1])
     return task
 
 
@@ -136,37 +159,45 @@ def split(params: Any, secret_name: Any) -> dsl.PipelineTask:
 
 @dataclass
 class Features:
-    data: dsl.PipelineTask
     plan: dsl.PipelineTask
+    data: dsl.PipelineTask
+    shards: dsl.PipelineTask
     extract: dsl.PipelineTask
     merge: dsl.PipelineTask
-
-    @property
-    def dataset(self) -> Any:
-        return self.merge.outputs["dataset"]
+    resolved: dsl.PipelineTask
+    dataset: Any
+    """The merged extraction or the published features' dataset, whichever branch ran."""
 
 
 def add_features(
     step_params: dsl.PipelineTask, source_uri: Any, features_uri: Any, num_shards: Any, accelerator_type: Any,
     accelerator_count: Any, secret_name: Any,
 ) -> Features:
-    """Source -> shard plan -> ParallelFor over shards (one GPU extraction each, at most
-    ``MAX_PARALLEL_SHARDS`` at once, retried) -> merge. ``step_params``: the ``split`` task."""
-    data = sized(c.prepare_data(params=step_params.outputs["prepare_data"], source_uri=source_uri), "light",
-                 secret_name)
-    data.set_display_name("prepare data")
-    # the shard jobs carry the extraction's params into the loop: KFP's local runner replaces every other task
-    # output that enters a ParallelFor with the loop item
-    plan = sized(c.plan_shards(data=data.outputs["data"], source_uri=source_uri, num_shards=num_shards,
-                               params=step_params.outputs["extract"]), "light", secret_name)
-    plan.set_display_name("plan shards")
-    with dsl.ParallelFor(plan.output, name="extract-shards", parallelism=MAX_PARALLEL_SHARDS) as job:
-        extract = c.extract_features(data=data.outputs["data"], params=job.params, source_uri=source_uri,
-                                     features_uri=features_uri, shard=job.shard)
-        on_gpu(sized(extract, "gpu", secret_name), accelerator_type, accelerator_count)
-        extract.set_retry(num_retries=EXTRACTION_RETRIES, backoff_duration="60s", backoff_factor=2.0)
-        extract.set_display_name("extract features (shard)")
-    merge = sized(c.merge_features(data=data.outputs["data"], shards=dsl.Collected(extract.outputs["features"]),
-                                   shard_plan=plan.output, features_uri=features_uri), "light", secret_name)
-    merge.set_display_name("merge features")
-    return Features(data, plan, extract, merge)
+    """Plan the data (``step_params``: the ``split`` task), then one of two branches: videos -> shard plan ->
+    ParallelFor over shards (one GPU extraction each, at most ``MAX_PARALLEL_SHARDS`` at once, retried) ->
+    merge; or the dataset of features that are already there (a built-in benchmark), nothing extracted."""
+    plan = sized(c.plan_data(params=step_params.outputs["data"], source_uri=source_uri), "light", secret_name)
+    plan.set_display_name("plan data")
+    with dsl.If(plan.output == EXTRACT, name="extract-videos"):
+        data = sized(c.prepare_data(params=step_params.outputs["prepare_data"], source_uri=source_uri), "light",
+                     secret_name)
+        data.set_display_name("prepare data")
+        # the shard jobs carry the extraction's params and the videos into the loop: KFP's local runner replaces
+        # every other task output that enters a ParallelFor with the loop item
+        shards = sized(c.plan_shards(data=data.outputs["data"], videos=data.outputs["Output"], num_shards=num_shards,
+                                     params=step_params.outputs["extract"]), "light", secret_name)
+        shards.set_display_name("plan shards")
+        with dsl.ParallelFor(shards.output, name="extract-shards", parallelism=MAX_PARALLEL_SHARDS) as job:
+            extract = c.extract_features(data=data.outputs["data"], params=job.params, videos=job.videos,
+                                         features_uri=features_uri, shard=job.shard)
+            on_gpu(sized(extract, "gpu", secret_name), accelerator_type, accelerator_count)
+            extract.set_retry(num_retries=EXTRACTION_RETRIES, backoff_duration="60s", backoff_factor=2.0)
+            extract.set_display_name("extract features (shard)")
+        merge = sized(c.merge_features(data=data.outputs["data"], shards=dsl.Collected(extract.outputs["features"]),
+                                       shard_plan=shards.output, features_uri=features_uri), "light", secret_name)
+        merge.set_display_name("merge features")
+    with dsl.Else(name="published-features"):
+        resolved = sized(c.resolve_data(params=step_params.outputs["data"]), "light", secret_name)
+        resolved.set_display_name("dataset of the published features")
+    dataset = dsl.OneOf(merge.outputs["dataset"], resolved.outputs["dataset"])
+    return Features(plan, data, shards, extract, merge, resolved, dataset)

@@ -1,5 +1,6 @@
-"""The training pipeline, end to end: videos -> sharded features -> stage 1 -> pseudo labels -> stage 2 ->
-evaluation -> MLflow run + registered ``candidate`` model (the DVC graph of dvc.yaml, on a cluster).
+"""The training pipeline, end to end: videos -> sharded features (or published features) -> stage 1 -> pseudo
+labels -> stage 2 -> evaluation -> MLflow run + registered ``candidate`` model (the DVC graph of dvc.yaml, on a
+cluster).
 
 The MLflow parent run is opened first (``open_run``); training, pseudo labels and evaluation log into it
 while they run, and ``register`` closes it."""
@@ -46,8 +47,10 @@ def training(
 ) -> Outputs:
     """Parameters:
 
-    params: every hyperparameter (the params.yaml mapping; default: the repository's params.yaml at compile time).
-    source_uri: folder or s3:// prefix with train_videos.csv, test_videos.csv, dataset.yaml (empty: demo videos).
+    params: every hyperparameter (the params.yaml mapping; default: the repository's params.yaml at compile time);
+        its data section chooses the data (the demo, a built-in benchmark's features, a manifest).
+    source_uri: folder or s3:// prefix with train_videos.csv, test_videos.csv, dataset.yaml, instead of the demo
+        videos (with data.dataset=demo; empty: the data section).
     features_uri: optional s3:// prefix the shards extract into (resumable, shared); empty: KFP artifacts.
     num_shards: extraction fan-out (at most one shard per video; at most max_parallel_shards at once).
     accelerator_type / accelerator_count: GPU request of extraction and training (e.g. nvidia.com/gpu, 1).

@@ -160,6 +160,7 @@ def test_check_of_a_manifest_and_bad_names(demo_manifest):
      "data.features_root contradicts data.train_videos"),
     (["data.dataset=d/dataset.yaml", "data.train_list=/l.csv"], "data.train_list does not apply"),
     (["data.dataset=ucfcrime"], "not a built-in dataset"),
+    (["data.dataset=ucf-crime", "data.features_root=s3://b/UCFClipFeatures"], "a URL is not supported"),
 ])
 def test_contradictory_data_settings_are_refused_by_name(sets, fragment):
     with pytest.raises(ConfigError, match="data") as err:

@@ -1,6 +1,7 @@
 """The training pipeline end to end with KFP's local SubprocessRunner (``python -m pipelines run-local``):
 freshly generated demo videos, two extraction shards, stage 1, pseudo labels, stage 2, evaluation and
-MLflow registration, with tiny settings (about two minutes on two cores)."""
+MLflow registration, with tiny settings (about two minutes on two cores); and a built-in benchmark's
+published release chosen in the ``data`` parameters, trained on without any extraction."""
 
 import json
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from cplvad.modeling.factory import is_model_dir
@@ -18,18 +20,25 @@ from cplvad.modeling.factory import is_model_dir
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_training_pipeline_runs_locally_end_to_end(tmp_path):
+def _run_local(tmp_path: Path, *args: str) -> tuple[Path, str]:
+    """``python -m pipelines run-local --tiny ARGS`` into ``tmp_path``, tracked in a fresh SQLite store:
+    the pipeline run's folder and the tracking URI."""
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "MLFLOW_TRACKING_URI": tracking}
     env.pop("MLFLOW_EXPERIMENT_NAME", None)
     res = subprocess.run(
-        [sys.executable, "-m", "pipelines", "run-local", "--tiny", "--shards", "2", "--out", str(tmp_path / "root")],
+        [sys.executable, "-m", "pipelines", "run-local", "--tiny", "--out", str(tmp_path / "root"), *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     assert "training pipeline finished" in res.stdout and "frame_auc_binary = " in res.stdout
     (run,) = (tmp_path / "root").glob("cplvad-training-*")
+    return run, tracking
+
+
+@pytest.mark.slow
+def test_training_pipeline_runs_locally_end_to_end(tmp_path):
+    run, tracking = _run_local(tmp_path, "--shards", "2")
 
     # extraction fanned out over two shards, merged into one self-contained dataset artifact
     shards = sorted(run.glob("for-loop-*-iteration-*/extract-features/features"))
@@ -74,3 +83,24 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path):
     stage1 = next(c for c in children if c.info.run_name == "train_stage1")
     assert [m.step for m in client.get_metric_history(stage1.info.run_id, "train_loss")] == [1, 2]
     assert version.tags["data_checksum"] == parent.data.tags["cplvad.data_checksum"]
+
+
+@pytest.mark.slow
+def test_training_pipeline_trains_on_a_published_release_without_extraction(mini_releases, tmp_path):
+    """``data.dataset=ucf-crime`` with its features folder, as pipeline parameters: the data plan takes the
+    published-features branch (no videos, no shards, no merge), and training, pseudo labels, evaluation on
+    all 290 test videos and registration read that dataset."""
+    release = mini_releases["ucf-crime"]
+    run, tracking = _run_local(tmp_path, "--set", "data.dataset=ucf-crime", "--set", f"data.features_root={release}")
+    assert sorted(p.name for p in run.iterdir()) == ["evaluate", "open-run", "plan-data", "pseudo-labels", "register",
+                                                     "resolve-data", "split-params", "train-stage1", "train-stage2"]
+    manifest = yaml.safe_load((run / "resolve-data" / "dataset" / "dataset.yaml").read_text())
+    assert manifest["train_features_root"] == str(release.resolve())  # the release is read where it is
+    assert is_model_dir(run / "train-stage2" / "model")
+    with np.load(run / "pseudo-labels" / "pseudo" / "pseudo.npz") as z:
+        assert len(z["keys"]) == 12  # the miniature release: 6 training videos x 2 crops
+    with np.load(run / "evaluate" / "evaluation" / "predictions.npz") as z:
+        assert len(z["names"]) == 290
+    mlflow.set_tracking_uri(tracking)
+    version = MlflowClient().get_model_version_by_alias("cplvad", "candidate")
+    assert version.tags["dataset"] == "ucf-crime"

@@ -1,7 +1,7 @@
 """Kubeflow pipelines: both compile (``python -m pipelines compile``) and the YAML holds what a cluster needs
 (components, a pinned image and the source commit, GPU requests as parameters, CPU/memory limits, retries,
-ParallelFor with a parallelism cap, Collected, each step's own params, parameters, credentials); ``submit``
-drives kfp.Client; the library stays free of kfp and dvc."""
+ParallelFor with a parallelism cap, Collected, each step's own params, parameters, credentials, the data
+choice as a branch, the data volume); ``submit`` drives kfp.Client; the library stays free of kfp and dvc."""
 
 import json
 import os
@@ -19,10 +19,11 @@ if str(REPO) not in sys.path:
 
 IMAGE = "registry.example.com/team/cplvad@sha256:" + "ab" * 32
 GPU_EXECUTORS = {"exec-extract-features", "exec-train-stage1", "exec-train-stage2"}
-TRAINING_COMPONENTS = {"open-run", "split-params", "prepare-data", "plan-shards", "extract-features", "merge-features",
+TRAINING_COMPONENTS = {"open-run", "split-params", "plan-data", "resolve-data", "prepare-data", "plan-shards", "extract-features", "merge-features",
                        "train-stage1", "pseudo-labels", "train-stage2", "evaluate", "register"}
 PARAMETERS = {"params", "source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count",
               "tracking_uri", "secret_name", "checkpoint_uri"}
+DATA_VOLUME = "ucf-features:/data"
 HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
@@ -36,7 +37,8 @@ def _env() -> dict:
 def compiled(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("kfp-yaml")
     res = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(out), "--image", IMAGE,
-                          "--set", "train.epochs=3", "--max-parallel-shards", "3"], cwd=out, env=_env(),
+                          "--set", "train.epochs=3", "--max-parallel-shards", "3", "--data-volume", DATA_VOLUME],
+                         cwd=out, env=_env(),
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"image: {IMAGE}" in res.stdout and f"source commit: {HEAD}" in res.stdout
@@ -53,6 +55,12 @@ def _tasks(spec: dict) -> dict:
     for comp in spec["components"].values():
         tasks.update(comp.get("dag", {}).get("tasks", {}))
     return tasks
+
+
+def _dag_holding(spec: dict, task: str) -> dict:
+    """The DAG (the root's or a component's: a branch, a loop) that holds task ``task``."""
+    dags = [spec["root"]["dag"], *(comp["dag"] for comp in spec["components"].values() if "dag" in comp)]
+    return next(dag for dag in dags if task in dag["tasks"])
 
 
 def _executor(spec: dict, task: dict) -> dict:
@@ -114,14 +122,15 @@ def test_gpu_requests_are_pipeline_parameters_on_extraction_and_training(compile
 @pytest.mark.parametrize("name", ["training", "ablation"])
 def test_extraction_fans_out_over_shards_with_retries_and_is_collected(compiled, name):
     spec = compiled[name]
-    loop_name, loop = next((k, t) for k, t in spec["root"]["dag"]["tasks"].items()
+    branch = _dag_holding(spec, "plan-shards")["tasks"]  # inside the branch that extracts videos
+    loop_name, loop = next((k, t) for k, t in branch.items()
                            if t.get("parameterIterator", {}).get("items", {}).get("inputParameter"))
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--plan-shards-Output"
     body = spec["components"][loop["componentRef"]["name"]]
     extract = body["dag"]["tasks"]["extract-features"]
     assert extract["retryPolicy"]["maxRetryCount"] == 3 and extract["retryPolicy"]["backoffDuration"] == "60s"
     assert loop["iteratorPolicy"]["parallelismLimit"] == 3  # --max-parallel-shards: at most 3 GPU pods at once
-    for name in ("shard", "params"):  # fields of the shard's job
+    for name in ("shard", "params", "videos"):  # fields of the shard's job
         assert extract["inputs"]["parameters"][name]["componentInputParameter"].endswith("loop-item")
         assert extract["inputs"]["parameters"][name]["parameterExpressionSelector"] == f'parseJson(string_value)["{name}"]'
     # the GPU parameters reach the loop body (KFP 2.17 leaves them out unless registered as task inputs)
@@ -129,9 +138,58 @@ def test_extraction_fans_out_over_shards_with_retries_and_is_collected(compiled,
         body["inputDefinitions"]["parameters"])
     assert {"pipelinechannel--accelerator_type", "pipelinechannel--accelerator_count"} <= set(
         loop["inputs"]["parameters"])
-    merge = spec["root"]["dag"]["tasks"]["merge-features"]
+    merge = branch["merge-features"]
     assert merge["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == loop_name
     assert body["outputDefinitions"]["artifacts"]["pipelinechannel--extract-features-features"]["isArtifactList"]
+
+
+@pytest.mark.parametrize("name", ["training", "ablation"])
+def test_the_data_plan_branches_between_extraction_and_published_features(compiled, name):
+    """``plan-data`` answers ``extract`` or ``features``: one branch extracts videos, the other (a built-in
+    benchmark's release, a manifest's own lists) only writes the dataset folder; every later step reads the
+    one dataset the branch that ran produced (``dsl.OneOf``)."""
+    spec = compiled[name]
+    root = spec["root"]["dag"]["tasks"]
+    assert root["plan-data"]["inputs"]["parameters"]["params"] == {
+        "taskOutputParameter": {"outputParameterKey": "data", "producerTask": "split-params"}}
+    (branches,) = (t for t in root if t.startswith("condition-branches"))
+    conditions = spec["components"][root[branches]["componentRef"]["name"]]["dag"]["tasks"]
+    by_policy = {t["triggerPolicy"]["condition"]: spec["components"][t["componentRef"]["name"]]["dag"]["tasks"]
+                 for t in conditions.values()}
+    answer = "inputs.parameter_values['pipelinechannel--plan-data-Output'] == 'extract'"
+    assert set(by_policy) == {answer, f"!({answer})"}
+    assert set(by_policy[answer]) >= {"prepare-data", "plan-shards", "merge-features"}
+    assert set(by_policy[f"!({answer})"]) == {"resolve-data"}  # published features: nothing extracted
+    joined = spec["components"][root[branches]["componentRef"]["name"]]["dag"]["outputs"]["artifacts"]
+    (selectors,) = (out["artifactSelectors"] for out in joined.values())
+    assert sorted(sel["outputArtifactKey"] for sel in selectors) == ["pipelinechannel--merge-features-dataset",
+                                                                      "pipelinechannel--resolve-data-dataset"]
+    reads = _tasks(spec)["train-stage1"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]
+    assert reads["producerTask"] == branches
+
+
+@pytest.mark.parametrize("name", ["training", "ablation"])
+def test_the_data_volume_is_mounted_on_every_pod(compiled, name):
+    claim, path = DATA_VOLUME.split(":")
+    platform = compiled[name]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(platform) == set(compiled[name]["deploymentSpec"]["executors"])
+    for label, executor in platform.items():
+        (mount,) = executor["pvcMount"]
+        assert mount["mountPath"] == path and mount["constant"] == claim, label
+
+
+def test_data_paths_must_be_absolute_for_the_pods(tmp_path, capsys):
+    from pipelines.cli import main
+
+    rc = main(["compile", "--out", str(tmp_path), "--pipeline", "training", "--set", "data.dataset=ucf-crime",
+               "--set", "data.features_root=UCFClipFeatures"])
+    assert rc == 2 and "data.features_root=UCFClipFeatures: the pods read this path as it is given" in capsys.readouterr().err
+    assert main(["compile", "--out", str(tmp_path), "--data-volume", "ucf-features"]) == 2
+    assert "--data-volume 'ucf-features': give CLAIM:PATH" in capsys.readouterr().err
+    assert main(["submit", "--host", "http://kfp", "--source-uri", "s3://b/v", "--set", "data.dataset=ucf-crime",
+                 "--set", "data.features_root=/data/UCFClipFeatures"]) == 2
+    assert "source_uri s3://b/v and data.dataset=ucf-crime both choose the data" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_ablation_shares_stage1_and_pseudo_labels_and_collects_the_grid(compiled):
@@ -197,9 +255,12 @@ def test_each_step_gets_only_the_params_it_reads(compiled):
     tasks = _tasks(spec)
     steps = tasks["split-params"]["inputs"]["parameters"]["steps"]["runtimeValue"]["constant"]
     for task, step in (("evaluate", "evaluate"), ("train-stage1", "train_stage1"), ("pseudo-labels", "pseudo_labels"),
-                       ("train-stage2", "train_stage2"), ("plan-shards", "extract"), ("prepare-data", "prepare_data")):
+                       ("train-stage2", "train_stage2"), ("plan-shards", "extract"), ("prepare-data", "prepare_data"),
+                       ("plan-data", "data"), ("resolve-data", "data")):
         source = tasks[task]["inputs"]["parameters"]["params"]  # (plan-shards hands them to the extraction jobs)
-        assert source == {"taskOutputParameter": {"outputParameterKey": step, "producerTask": "split-params"}}, task
+        # inside a branch, split-params' output comes in as the branch's input of that name
+        assert source in ({"taskOutputParameter": {"outputParameterKey": step, "producerTask": "split-params"}},
+                          {"componentInputParameter": f"pipelinechannel--split-params-{step}"}), task
     assert not {key.split(".")[0] for key in steps["evaluate"]} & {"model", "train", "clip", "extract"}
 
     params = spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]
@@ -207,7 +268,7 @@ def test_each_step_gets_only_the_params_it_reads(compiled):
     before = c.split_params.python_func(params=params, steps=steps)
     after = c.split_params.python_func(params=smoothed, steps=steps)
     assert set(before[5]) == {"eval", "tracking"} and before[5] != after[5]  # evaluate
-    assert before[:5] == after[:5]  # data, extraction, stage 1, pseudo labels, stage 2: unchanged inputs
+    assert before[:5] == after[:5] and before[6] == after[6]  # videos, extraction, training, pseudo labels, data
     assert before[2]["train"]["epochs"] == 3 and before[2]["predict"] == {"false_alarm_rate": 0.01}
 
 
@@ -256,6 +317,7 @@ def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
                "exp", "--token", "TOKEN", "--source-uri", "s3://videos/ucf", "--accelerator-type", "nvidia.com/gpu",
                "--accelerator-count", "2", "--shards", "16", "--tracking-uri", "http://mlflow:5000",
                "--params", str(REPO / "configs" / "paper-ucf.yaml"), "--set", "train.epochs=7",
+               "--set", "data.dataset=demo",  # the recipe's settings on videos of our own (--source-uri)
                "--features-uri", "s3://feats/ucf/", "--pipeline-root", "s3://kfp/root", "--wait", "--timeout", "60"])
     assert rc == 0
     client = FakeClient.instances[-1]

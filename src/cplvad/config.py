@@ -81,6 +81,14 @@ class DataConfig(_Section):
             raise ValueError(f"not a built-in dataset ({builtin}) nor the path of a dataset manifest (.yaml)")
         return v
 
+    @field_validator("features_root", "train_features_root", "test_features_root", "train_list")
+    @classmethod
+    def _local(cls, v: str | None) -> str | None:
+        if v is not None and "://" in v:
+            raise ValueError("features and their lists are read in place, from a folder; a URL is not supported "
+                             "(copy the release onto a disk; on Kubeflow, a volume mounted in every pod)")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         kind = dataset_kind(self.dataset)

@@ -1,8 +1,11 @@
-"""The dataset folders a pipeline hands from step to step, from a video source to one self-contained dataset.
+"""The dataset folders a pipeline hands from step to step, from the ``data`` choice to one self-contained dataset.
 
-A source (a folder or ``s3://`` prefix, the layout ``cplvad demo-videos`` writes) holds the video lists
-``train_videos.csv`` / ``test_videos.csv`` (``path,label``), ``dataset.yaml`` and its annotation files. The
-steps: copy the source's metadata (:func:`copy_source_metadata`), split both lists into shards
+A sharded pipeline (Kubeflow) first asks whether the data must be extracted (:func:`needs_extraction`):
+a built-in benchmark, or a manifest with its own lists, is read where it is (``cplvad.workflow.data``
+writes its dataset folder); the demo, a manifest with video lists, or a source folder (an ``s3://``
+prefix in the layout ``cplvad demo-videos`` writes: ``train_videos.csv`` / ``test_videos.csv``
+(``path,label``), ``dataset.yaml`` and its annotation files) are extracted. The extraction steps: write
+the metadata and say where the videos are (:func:`prepare_videos`), split both video lists into shards
 (:func:`plan_shards`), extract each shard (:func:`extract_shard`), then merge the shards into one folder
 (:func:`merge_dataset`): ``dataset.yaml`` (lists at ``features/train.csv`` and ``features/test.csv``), the
 annotation files and ``features/`` (the .npy files, both lists, both extraction manifests), so every later
@@ -17,16 +20,67 @@ from typing import Any
 
 import yaml
 
-from cplvad.config import Config
+from cplvad.config import Config, DataConfig, dataset_kind
 from cplvad.data.dataset import load_dataset
-from cplvad.errors import DataError
+from cplvad.data.selection import plan_data
+from cplvad.errors import ConfigError, DataError
 from cplvad.extract.manifest import merge_shards
 from cplvad.extract.storage import open_sink
+from cplvad.io import is_s3
 
 VIDEO_LISTS = {"train": "train_videos.csv", "test": "test_videos.csv"}
 """The source's video list of each split."""
 FEATURES_DIR = "features"
 SHOWN_FAILURES = 10
+
+
+def check_source(data: DataConfig, source_uri: str) -> None:
+    """A source folder stands in for the demo only: with any other ``data.dataset`` the choice is ambiguous."""
+    if source_uri and dataset_kind(data.dataset) != "demo":
+        raise ConfigError(
+            f"source_uri {source_uri} and data.dataset={data.dataset} both choose the data; give one: clear "
+            "source_uri, or leave data.dataset at demo (a source with videos is also data.dataset=<manifest> "
+            "with data.train_videos and data.test_videos)"
+        )
+
+
+def needs_extraction(data: DataConfig, source_uri: str = "") -> bool:
+    """Whether the pipeline extracts videos for this choice (the demo, a source, a manifest with video lists)
+    or reads features that are already there (a built-in benchmark, a manifest's own lists). Checks the
+    choice first (``plan_data``: the files it names are there), so a wrong path fails before any work."""
+    check_source(data, source_uri)
+    return bool(source_uri) or dataset_kind(data.dataset) == "demo" or plan_data(data).needs_extraction
+
+
+def prepare_videos(config: Config, out: str | Path, source_uri: str = "") -> dict[str, Any]:
+    """Write into ``out`` what the merged dataset needs beside the features (``dataset.yaml`` pointing at
+    ``features/train.csv`` and ``features/test.csv``, the annotation files; the demo's videos) and say where
+    the videos of each split are: ``{"videos": {split: source}, ...}`` (a relative source is inside ``out``,
+    see :func:`resolve_videos`)."""
+    from cplvad.extract.demo_videos import write_demo_videos
+    from cplvad.workflow.data import write_extracted_manifest
+
+    check_source(config.data, source_uri)
+    if source_uri:
+        root = source_uri.rstrip("/") if is_s3(source_uri) else str(Path(source_uri).resolve())
+        return {**copy_source_metadata(root, out), "videos": {k: f"{root}/{v}" for k, v in VIDEO_LISTS.items()}}
+    if dataset_kind(config.data.dataset) == "demo":
+        write_demo_videos(out, config.demo, features_dir=FEATURES_DIR)
+        return {"source": "cplvad demo-videos", "demo_seed": config.demo.seed, "videos": dict(VIDEO_LISTS)}
+    plan = plan_data(config.data)
+    if not plan.needs_extraction:
+        raise ConfigError(f"data.dataset={plan.dataset} names no videos to extract (data.train_videos, "
+                          "data.test_videos): its features are read where they are")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_extracted_manifest(plan, Path(out))
+    videos = {k: v if is_s3(v) else str(Path(v).resolve()) for k, v in plan.videos.items()}
+    return {"source": str(Path(plan.dataset).resolve()), "videos": videos}
+
+
+def resolve_videos(videos: dict[str, str], folder: str | Path) -> dict[str, str]:
+    """The video source of each split, a relative one taken inside ``folder`` (where each pod has the
+    prepared folder: the demo's videos travel in it)."""
+    return {k: v if is_s3(v) else str(Path(folder) / v) for k, v in videos.items()}
 
 
 def copy_source_metadata(source_uri: str, out: str | Path) -> dict[str, Any]:
@@ -56,27 +110,27 @@ def copy_source_metadata(source_uri: str, out: str | Path) -> dict[str, Any]:
     return {"source": source_uri, "name": manifest.get("name")}
 
 
-def plan_shards(root: str, num_shards: int) -> list[str]:
-    """Check both video lists of ``root`` (unique names, usable labels) and plan
-    ``N = min(num_shards, videos)`` shards: ``["0/N", "1/N", ...]`` (``cplvad extract --shard K/N``)."""
+def plan_shards(videos: dict[str, str], num_shards: int) -> list[str]:
+    """Check the videos of both splits (``{split: folder, list or s3:// source}``: unique names, usable labels)
+    and plan ``N = min(num_shards, videos)`` shards: ``["0/N", "1/N", ...]`` (``cplvad extract --shard K/N``)."""
     from cplvad.extract.runner import select_videos
 
-    sizes = [len(select_videos(f"{root.rstrip('/')}/{name}", "Normal", None)) for name in VIDEO_LISTS.values()]
+    sizes = [len(select_videos(videos[split], "Normal", None)) for split in VIDEO_LISTS]
     count = max(1, min([num_shards, *sizes]))
     print(f"{sizes[0]} training and {sizes[1]} test videos in {count} shard(s)")
     return [f"{k}/{count}" for k in range(count)]
 
 
-def extract_shard(root: str, dst: str, config: Config, shard: str) -> dict[str, Any]:
-    """Extract shard ``"K/N"`` of both video lists of ``root`` into ``dst`` (a folder or ``s3://`` prefix,
-    where a retried shard resumes); the videos per split. Raises DataError when a video failed."""
+def extract_shard(videos: dict[str, str], dst: str, config: Config, shard: str) -> dict[str, Any]:
+    """Extract shard ``"K/N"`` of the videos of both splits into ``dst`` (a folder or ``s3://`` prefix, where
+    a retried shard resumes); the videos per split. Raises DataError when a video failed."""
     from cplvad.extract.runner import extract
 
     index, num_shards = (int(x) for x in shard.split("/"))
     failed: dict[str, str] = {}
     counts = {}
-    for split, video_list in VIDEO_LISTS.items():
-        report = extract(f"{root.rstrip('/')}/{video_list}", dst, config, list_name=f"{split}.csv",
+    for split in VIDEO_LISTS:
+        report = extract(videos[split], dst, config, list_name=f"{split}.csv",
                          shard=(index, num_shards), progress=False)
         print(f"{split} shard {shard}: extracted {report.extracted}, skipped {report.skipped}, "
               f"failed {len(report.failed)} of {report.selected} videos in {report.seconds:.1f} s; "
