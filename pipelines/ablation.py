@@ -95,5 +95,3 @@ def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
     return dsl.pipeline(name=NAME, description=described(DESCRIPTION))(ablation)
 
-
-ablation_pipeline = build()

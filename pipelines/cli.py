@@ -146,7 +146,7 @@ def _pipeline(args: argparse.Namespace, name: str, *, pinned: bool = True) -> An
     given (tasks copy them when traced). ``pinned``: refuse an image reference that can move (a cluster will
     pull it)."""
     import components
-    from pipelines import PIPELINES, build
+    from pipelines import build, pipeline
     from pipelines.common import set_data_volume, set_max_parallel_shards
 
     if args.image:
@@ -157,7 +157,7 @@ def _pipeline(args: argparse.Namespace, name: str, *, pinned: bool = True) -> An
         set_max_parallel_shards(args.max_parallel_shards)
     set_data_volume(args.data_volume)
     retrace = args.image or args.max_parallel_shards is not None or args.data_volume
-    return build(name) if retrace else PIPELINES[name]
+    return build(name) if retrace else pipeline(name)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -165,10 +165,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     import components
     from components.image import SOURCE_DIRTY
-    from pipelines import PIPELINES
+    from pipelines import NAMES
     from pipelines.common import SOURCE
 
-    names = list(PIPELINES) if args.pipeline == "all" else [args.pipeline]
+    names = list(NAMES) if args.pipeline == "all" else [args.pipeline]
     params = _pod_paths(_params(args))
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:

@@ -78,5 +78,3 @@ def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
     return dsl.pipeline(name=NAME, description=DESCRIPTION)(scoring)
 
-
-scoring_pipeline = build()

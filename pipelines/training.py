@@ -99,5 +99,3 @@ def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
     return dsl.pipeline(name=NAME, description=described(DESCRIPTION))(training)
 
-
-training_pipeline = build()

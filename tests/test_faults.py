@@ -368,7 +368,6 @@ def test_a_resumed_extraction_equals_an_uninterrupted_one(tmp_path, monkeypatch)
         assert f.read_bytes() == (tmp_path / "resumed" / f.relative_to(tmp_path / "whole")).read_bytes(), f.name
 
 
-@pytest.mark.slow  # the first test of a worker to import the pipelines pays their tracing
 def test_kfp_submit_to_an_unreachable_host_is_one_line_without_the_password(capsys):
     from pipelines.cli import main
 
