@@ -66,8 +66,10 @@ def measure(rule: str, inputs: tuple, args: argparse.Namespace, device: torch.de
     max_diff = float(np.abs(labels[:k].cpu().numpy() - ref).max())  # same answer on the shared videos
     positive = float((labels[t_abn] > 0).float().mean())
 
-    print(f"{rule:8s} vectorised : {fast:10.0f} videos/s (both branches, n={args.n}, {args.levels} levels, "
-          f"{args.videos} videos; {positive:.1%} of abnormal snippets positive)")
+    print(
+        f"{rule:8s} vectorised : {fast:10.0f} videos/s (both branches, n={args.n}, {args.levels} levels, "
+        f"{args.videos} videos; {positive:.1%} of abnormal snippets positive)"
+    )
     print(f"{rule:8s} Python loop: {slow:10.1f} videos/s (both branches, {k} videos)")
     print(f"{rule:8s} speed-up   : {fast / slow:10.0f}x   (max |difference| {max_diff:.2e})")
 
@@ -82,8 +84,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     device = torch.device(args.device)
-    print(f"torch threads {torch.get_num_threads()}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(
+        f"torch threads {torch.get_num_threads()}, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
     inputs = synthetic_levels(args.videos, args.n, args.levels)
     for rule in ("simple", "official"):
         measure(rule, inputs, args, device)

@@ -105,19 +105,25 @@ def bench_one_process(videos: list[Path], job: DecodeJob) -> None:
     with ProcessPoolExecutor(1, mp_context=ctx) as child:
         forked = child.submit(one_process_fps, videos, job).result()
     for where, fps in (("this process", one_process_fps(videos, job)), ("a forked worker", forked)):
-        print(f"decode in {where}: every frame {fps['every']:,.0f} frames/s; unsampled non-reference frames "
-              f"skipped {fps['skip']:,.0f} ({fps['skip'] / fps['every']:.2f}x); skipped + resize of the sampled "
-              f"frames {fps['resize']:,.0f}")
+        print(
+            f"decode in {where}: every frame {fps['every']:,.0f} frames/s; unsampled non-reference frames "
+            f"skipped {fps['skip']:,.0f} ({fps['skip'] / fps['every']:.2f}x); skipped + resize of the sampled "
+            f"frames {fps['resize']:,.0f}"
+        )
 
 
 def bench_resize_placement(videos: list[Path], job: DecodeJob, workers: int, pixels: int) -> None:
     """Decode alone with every frame resized in the workers vs sent as decoded (resized by the encoder)."""
     fps = {}
     for raw in (0, pixels):
-        secs, warm, frames, _ = bench_decode(videos, dataclasses.replace(job, device_resize_pixels=raw), workers)
+        secs, warm, frames, _ = bench_decode(
+            videos, dataclasses.replace(job, device_resize_pixels=raw), workers
+        )
         fps[raw] = frames / (secs - warm)
-    print(f"decode alone, {workers:2d} workers: frames resized in the workers {fps[0]:10,.0f} frames/s; sent as "
-          f"decoded {fps[pixels]:10,.0f} frames/s ({fps[pixels] / fps[0]:.2f}x)")
+    print(
+        f"decode alone, {workers:2d} workers: frames resized in the workers {fps[0]:10,.0f} frames/s; sent as "
+        f"decoded {fps[pixels]:10,.0f} frames/s ({fps[pixels] / fps[0]:.2f}x)"
+    )
 
 
 def bench_encode(encoder: BatchEncoder, seconds: float) -> tuple[float, int]:

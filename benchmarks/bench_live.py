@@ -76,14 +76,42 @@ def free_port() -> int:
 def run_live(video: Path, model: Path, out: Path, latency: int, fps: float, extra: list[str]) -> dict:
     """Publish ``video`` (paced at ``fps``; 0 = as fast as read), score it live; lines with their read times."""
     port = free_port()
-    publisher = subprocess.Popen([sys.executable, str(PUBLISHER), str(video), "--port", str(port), "--fps", str(fps)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    publisher = subprocess.Popen(
+        [sys.executable, str(PUBLISHER), str(video), "--port", str(port), "--fps", str(fps)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     live = subprocess.Popen(
-        [sys.executable, "-c", "from cplvad.cli import main; main()", "predict", "--live", f"tcp://127.0.0.1:{port}",
-         "--model", str(model), "--out", str(out), "--latency", str(latency), "--device", "cpu", "--workers", "0",
-         "--reconnect-attempts", "1", "--set", f"predict.reconnect_backoff={BACKOFF}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-c",
+            "from cplvad.cli import main; main()",
+            "predict",
+            "--live",
+            f"tcp://127.0.0.1:{port}",
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--latency",
+            str(latency),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--reconnect-attempts",
+            "1",
+            "--set",
+            f"predict.reconnect_backoff={BACKOFF}",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     lines: list[tuple[float, dict]] = []
     reader = threading.Thread(target=lambda: lines.extend((time.time(), json.loads(x)) for x in live.stdout))
     reader.start()
@@ -99,27 +127,41 @@ def run_live(video: Path, model: Path, out: Path, latency: int, fps: float, extr
 def latency_table(args: argparse.Namespace, root: Path) -> None:
     model = train_glitch_model(root / "glitch")
     video, anomalies = stream_file(root / "glitch.ts", args.seconds)
-    print(f"\nevent latency: glitch model (n = 32), a {args.seconds:g} s stream of 48x32 at {FPS} fps published in "
-          f"real time, anomalies at frames {anomalies}")
+    print(
+        f"\nevent latency: glitch model (n = 32), a {args.seconds:g} s stream of 48x32 at {FPS} fps published in "
+        f"real time, anomalies at frames {anomalies}"
+    )
     print(f"{'latency':>8} {'events':>7} {'wait for context':>17} {'latency mean':>13} {'min':>6} {'max':>6}")
     for k in args.latencies:
         result = run_live(video, model, root / f"out-{k}", k, FPS, ["--threshold", "0.5"])
         total = result["lines"][-1][1]["snippets"]
-        ends = [(t, x) for t, x in result["lines"] if x["type"] == "event_end" and x["end_snippet"] + k < total]
-        delays = [t - (result["t0"] + (x["end_frame"] - 1) / FPS) for t, x in ends]  # not those ended by the end
-        print(f"{k:>8} {len(ends):>7} {(k + 1) * 16 / FPS:>15.2f} s {np.mean(delays):>11.2f} s {min(delays):>5.2f}s "
-              f"{max(delays):>5.2f}s")
+        ends = [
+            (t, x) for t, x in result["lines"] if x["type"] == "event_end" and x["end_snippet"] + k < total
+        ]
+        delays = [
+            t - (result["t0"] + (x["end_frame"] - 1) / FPS) for t, x in ends
+        ]  # not those ended by the end
+        print(
+            f"{k:>8} {len(ends):>7} {(k + 1) * 16 / FPS:>15.2f} s {np.mean(delays):>11.2f} s {min(delays):>5.2f}s "
+            f"{max(delays):>5.2f}s"
+        )
 
 
 def throughput_table(args: argparse.Namespace, root: Path) -> None:
-    print("\nthroughput: published as fast as the scorer reads; real-time factor = video seconds / wall seconds")
+    print(
+        "\nthroughput: published as fast as the scorer reads; real-time factor = video seconds / wall seconds"
+    )
     glitch_model = root / "glitch" / "model"
     glitch_video, _ = stream_file(root / "long.ts", args.throughput_seconds)
-    config = load_config(REPO / "params.yaml", ["clip.model=cplvad-demo", "extract.device=cpu", "train.device=cpu"])
+    config = load_config(
+        REPO / "params.yaml", ["clip.model=cplvad-demo", "extract.device=cpu", "train.device=cpu"]
+    )
     demo_model = build_model(config, root / "demo-model", create_clip(config.clip).embed_dim)
     h264 = next(make_videos(root / "ucf", 1, 1, int(args.throughput_seconds * 30), 320, 240, 1).iterdir())
-    cases = [("glitch model, 48x32 mpeg4, 25 fps", glitch_video, glitch_model, args.throughput_seconds),
-             ("demo-sized model, 320x240 H.264, 30 fps", h264, demo_model, args.throughput_seconds)]
+    cases = [
+        ("glitch model, 48x32 mpeg4, 25 fps", glitch_video, glitch_model, args.throughput_seconds),
+        ("demo-sized model, 320x240 H.264, 30 fps", h264, demo_model, args.throughput_seconds),
+    ]
     print(f"{'case':<42} {'latency':>8} {'snippets':>9} {'wall s':>8} {'real-time factor':>17}")
     for name, video, model, seconds in cases:
         for k in args.latencies:
@@ -131,12 +173,18 @@ def throughput_table(args: argparse.Namespace, root: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--latencies", default="2,8,24", help="--latency values (default: the default 2, then 8 and 24)")
+    ap.add_argument(
+        "--latencies", default="2,8,24", help="--latency values (default: the default 2, then 8 and 24)"
+    )
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the real-time stream")
-    ap.add_argument("--throughput-seconds", type=float, default=120.0, help="length of the throughput streams")
+    ap.add_argument(
+        "--throughput-seconds", type=float, default=120.0, help="length of the throughput streams"
+    )
     args = ap.parse_args()
     args.latencies = [int(x) for x in args.latencies.split(",")]
-    print(f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; python {sys.version.split()[0]}")
+    print(
+        f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; python {sys.version.split()[0]}"
+    )
     with tempfile.TemporaryDirectory(prefix="cplvad-bench-live-") as tmp:
         latency_table(args, Path(tmp))
         throughput_table(args, Path(tmp))

@@ -30,8 +30,22 @@ from cplvad.data.dataset import load_dataset
 from cplvad.extract.manifest import npy_size
 from cplvad.preflight.features import check_feature_lists
 
-CLASSES = ["Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents",
-           "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"]
+CLASSES = [
+    "Normal",
+    "Abuse",
+    "Arrest",
+    "Arson",
+    "Assault",
+    "Burglary",
+    "Explosion",
+    "Fighting",
+    "RoadAccidents",
+    "Robbery",
+    "Shooting",
+    "Shoplifting",
+    "Stealing",
+    "Vandalism",
+]
 
 
 def _lengths(n: int, mean: int, rng: np.random.Generator) -> np.ndarray:
@@ -63,13 +77,18 @@ def write_release(root: Path, args: argparse.Namespace) -> tuple[Path, int, int]
     test_bytes = 0
     (root / "features" / "Testing").mkdir(parents=True, exist_ok=True)
     for i, t in enumerate(_lengths(args.test_videos, args.mean_snippets, rng)):
-        np.save(root / "features" / "Testing" / f"t{i}_x264__0.npy", rng.standard_normal((t, args.dim), np.float32))
+        np.save(
+            root / "features" / "Testing" / f"t{i}_x264__0.npy",
+            rng.standard_normal((t, args.dim), np.float32),
+        )
         rows.append(f"/publisher/UCFClipFeatures/Testing/t{i}_x264__0.npy,{CLASSES[i % len(CLASSES)]}")
         test_bytes += int(t) * args.dim * 4
     (root / "test.csv").write_text("\n".join(rows) + "\n")
     manifest = root / "dataset.yaml"
-    manifest.write_text(f"name: synthetic-ucf\nclasses: {CLASSES}\ntrain_list: train.csv\ntest_list: test.csv\n"
-                        "features_root: features\n")
+    manifest.write_text(
+        f"name: synthetic-ucf\nclasses: {CLASSES}\ntrain_list: train.csv\ntest_list: test.csv\n"
+        "features_root: features\n"
+    )
     return manifest, train_bytes, test_bytes
 
 
@@ -86,9 +105,11 @@ def main() -> None:
         manifest, train_bytes, test_bytes = write_release(Path(tmp), args)
         dataset = load_dataset(manifest)
         n_train, n_test = args.train_videos * args.crops, args.test_videos
-        print(f"release: {n_train:,} training files ({train_bytes / 1e9:.1f} GB if dense, written sparse) and "
-              f"{n_test:,} test files ({test_bytes / 1e9:.2f} GB), {args.dim}-d; written in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(
+            f"release: {n_train:,} training files ({train_bytes / 1e9:.1f} GB if dense, written sparse) and "
+            f"{n_test:,} test files ({test_bytes / 1e9:.2f} GB), {args.dim}-d; written in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         cases = (
             ("headers only, both lists", ()),
             ("preflight of `run`: headers of both lists + NaN/inf scan of the test list", ("test",)),
@@ -103,10 +124,17 @@ def main() -> None:
                 check = check_feature_lists(dataset, ("train", "test"), scan_values=scan)
                 times.append(time.perf_counter() - start)
             headers = headers or times[1]
-            scanned = (f"; {check.scanned_bytes / 1e9:.2f} GB scanned at "
-                       f"{check.scanned_bytes / 1e9 / max(times[1] - headers, 1e-9):.2f} GB/s" if scan else "")
-            print(f"{label}: {times[0]:.2f} s, then {times[1]:.2f} s warm ({times[1] / files * 1e6:.0f} us per file"
-                  f"{scanned})")
+            scanned = (
+                f"; {check.scanned_bytes / 1e9:.2f} GB scanned at "
+                f"{check.scanned_bytes / 1e9 / max(times[1] - headers, 1e-9):.2f} GB/s"
+                if scan
+                else ""
+            )
+            print(
+                f"{label}: {times[0]:.2f} s, then {times[1]:.2f} s warm ({times[1] / files * 1e6:.0f} us per file"
+                f"{scanned})"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -24,7 +24,9 @@ def _aggregate(values: list[float], sigma_min: float) -> float:
     sigma = max(1.4826 * mad, sigma_min)
     weights = []
     for i, xi in enumerate(values):
-        weights.append(sum(math.exp(-((xi - xj) ** 2) / (2 * sigma**2)) for j, xj in enumerate(values) if j != i))
+        weights.append(
+            sum(math.exp(-((xi - xj) ** 2) / (2 * sigma**2)) for j, xj in enumerate(values) if j != i)
+        )
     total = sum(weights)
     if total == 0:
         weights, total = [1.0] * len(values), float(len(values))
@@ -88,7 +90,9 @@ def _flat_integer(length: int, ratio: float) -> list[float]:
     return out
 
 
-def refine_loop(level_scores: np.ndarray, lengths: np.ndarray, abnormal: np.ndarray, n: int, cfg: CarConfig) -> np.ndarray:
+def refine_loop(
+    level_scores: np.ndarray, lengths: np.ndarray, abnormal: np.ndarray, n: int, cfg: CarConfig
+) -> np.ndarray:
     """``level_scores``: (N, L, n), level i in its first n / 2^i positions; ``lengths``: valid snippets."""
     out = np.zeros((len(lengths), n), dtype=np.float32)
     official = cfg.enabled and cfg.rule == "official"

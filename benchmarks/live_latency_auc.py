@@ -56,8 +56,14 @@ def prepare(data: str, work: Path, config) -> Path:  # noqa: ANN001
     if not manifest.is_file():
         write_demo_videos(root, config.demo)
     for split in ("train", "test"):
-        extract(str(root / f"{split}_videos.csv"), str(root / "features"), config, list_name=f"{split}.csv",
-                progress=False, log=lambda _: None)
+        extract(
+            str(root / f"{split}_videos.csv"),
+            str(root / "features"),
+            config,
+            list_name=f"{split}.csv",
+            progress=False,
+            log=lambda _: None,
+        )
     return manifest
 
 
@@ -78,7 +84,9 @@ def window_outputs(model, feats: np.ndarray, device: torch.device) -> tuple[np.n
         x = np.zeros((len(ends), n, feats.shape[1]), np.float32)
         for i, (a, e) in enumerate(zip(starts, ends, strict=True)):
             x[i, : e - a + 1] = feats[a : e + 1]
-        b, c = score_chunks(model, torch.from_numpy(x).to(device), torch.from_numpy(ends - starts + 1).to(device))
+        b, c = score_chunks(
+            model, torch.from_numpy(x).to(device), torch.from_numpy(ends - starts + 1).to(device)
+        )
         binary.append(b.cpu().numpy())
         classes.append(c.cpu().numpy())
     return np.concatenate(binary), np.concatenate(classes)
@@ -112,7 +120,9 @@ def main() -> None:
     ap.add_argument("--data", choices=["features", "videos"], default="features")
     ap.add_argument("--work", type=Path, default=REPO / "outputs" / "live-latency")
     ap.add_argument("--latencies", default=DEFAULT_LATENCIES, help="comma-separated K values")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)"
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     config = load_config(REPO / "params.yaml", ["train.device=cpu", "extract.device=cpu", *args.set])
@@ -130,26 +140,34 @@ def main() -> None:
     feats = [load_features(dataset.test.locate(v.rows[0]), model.feature_dim) for v in dataset.test]
     windows = [window_outputs(model, f, device) for f in feats]
     check = sliding_scores(model, feats[0], 8, device)[0]
-    assert np.allclose(at_latency(windows[0], 8, n)[0], check, atol=1e-5), "window read-out differs from SlidingScorer"
+    assert np.allclose(at_latency(windows[0], 8, n)[0], check, atol=1e-5), (
+        "window read-out differs from SlidingScorer"
+    )
     batch_events = [find_events(b, c, threshold, 1, names) for _, b, c in batch.videos()]
     total = sum(len(e) for e in batch_events)
     lengths = [len(f) for f in feats]
-    print(f"{args.data}: {len(feats)} test videos of {min(lengths)}-{max(lengths)} snippets, n = {n}; batch scoring: "
-          f"frame AUC {reference['frame_auc_binary']:.2f}, AP {reference['frame_ap_binary']:.2f}, {total} events "
-          f"at the calibrated threshold {threshold:.3f}")
+    print(
+        f"{args.data}: {len(feats)} test videos of {min(lengths)}-{max(lengths)} snippets, n = {n}; batch scoring: "
+        f"frame AUC {reference['frame_auc_binary']:.2f}, AP {reference['frame_ap_binary']:.2f}, {total} events "
+        f"at the calibrated threshold {threshold:.3f}"
+    )
     print(f"{'K':>4} {'AUC':>7} {'dAUC':>6} {'AP':>7} {'events found':>13} {'boundary shift':>15}")
     for k in (int(x) for x in args.latencies.split(",")):
         if k >= n:
             continue
         scored = [at_latency(w, k, n) for w in windows]
-        live = Predictions.from_videos([(v.name, b, c) for v, (b, c) in zip(dataset.test, scored, strict=True)])
+        live = Predictions.from_videos(
+            [(v.name, b, c) for v, (b, c) in zip(dataset.test, scored, strict=True)]
+        )
         m = compute_metrics(dataset, live)
         found, shifts = 0, []
         for events, (b, c) in zip(batch_events, scored, strict=True):
             f, s = event_agreement(events, find_events(b, c, threshold, 1, names))
             found, shifts = found + f, shifts + s
-        print(f"{k:>4} {m['frame_auc_binary']:>7.2f} {m['frame_auc_binary'] - reference['frame_auc_binary']:>+6.2f} "
-              f"{m['frame_ap_binary']:>7.2f} {f'{found}/{total}':>13} {np.mean(shifts) if shifts else 0:>15.2f}")
+        print(
+            f"{k:>4} {m['frame_auc_binary']:>7.2f} {m['frame_auc_binary'] - reference['frame_auc_binary']:>+6.2f} "
+            f"{m['frame_ap_binary']:>7.2f} {f'{found}/{total}':>13} {np.mean(shifts) if shifts else 0:>15.2f}"
+        )
         sys.stdout.flush()
 
 

@@ -39,12 +39,20 @@ def resolve_data(params: dict, dataset: Output[Dataset]):
 
     config = config_from_params(params, [], "the pipeline parameter 'params'")
     loaded = load_dataset(prepare_data(config, dataset.path, progress=False))
-    dataset.metadata.update({"source": config.data.dataset, "name": loaded.name, "train_videos": len(loaded.train),
-                             "test_videos": len(loaded.test)})
+    dataset.metadata.update(
+        {
+            "source": config.data.dataset,
+            "name": loaded.name,
+            "train_videos": len(loaded.train),
+            "test_videos": len(loaded.test),
+        }
+    )
 
 
 @component
-def prepare_data(params: dict, source_uri: str, data: Output[Dataset], overrides: Optional[list] = None) -> dict:
+def prepare_data(
+    params: dict, source_uri: str, data: Output[Dataset], overrides: Optional[list] = None
+) -> dict:
     """The metadata of the videos to extract, and where they are (``{split: source}``, handed to the shard
     plan): the built-in demo videos (generated here, sizes from ``params.demo``), a manifest with
     ``data.train_videos`` / ``data.test_videos`` (annotation files copied), or ``source_uri``
@@ -108,7 +116,12 @@ def merge_features(
 
     from cplvad.extract.dataset_folder import merge_dataset
 
-    summary = merge_dataset(data.path, dataset.path, shards=len(shard_plan),
-                            shard_dirs=[Path(part.path) for part in shards], features_uri=features_uri)
+    summary = merge_dataset(
+        data.path,
+        dataset.path,
+        shards=len(shard_plan),
+        shard_dirs=[Path(part.path) for part in shards],
+        features_uri=features_uri,
+    )
     print(f"dataset {summary}")
     dataset.metadata.update(summary)

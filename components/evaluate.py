@@ -35,15 +35,27 @@ def evaluate(
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
     use_tracking_uri(tracking_uri)
-    result = evaluate_into(Path(dataset.path) / "dataset.yaml", model.path, config, evaluation.path, label=label,
-                           parent_run=find_parent(config))
+    result = evaluate_into(
+        Path(dataset.path) / "dataset.yaml",
+        model.path,
+        config,
+        evaluation.path,
+        label=label,
+        parent_run=find_parent(config),
+    )
     for key, value in result.metrics.items():
         if value is not None:
             metrics.log_metric(key, float(value))
     write_json(metrics.path, result.metrics)
     evaluation.metadata.update({"label": label})
-    Path(report.path).write_text(evaluation_page(result.metrics, title=label or "CPL-VAD evaluation", model=model.uri,
-                                                 timelines=Path(evaluation.path) / "plots" / "timelines.png"))
+    Path(report.path).write_text(
+        evaluation_page(
+            result.metrics,
+            title=label or "CPL-VAD evaluation",
+            model=model.uri,
+            timelines=Path(evaluation.path) / "plots" / "timelines.png",
+        )
+    )
 
 
 @component

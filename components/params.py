@@ -7,8 +7,16 @@ from components.image import component
 
 @component
 def split_params(params: dict, steps: dict) -> NamedTuple(
-    "StepParams", [("prepare_data", dict), ("extract", dict), ("train_stage1", dict), ("pseudo_labels", dict),
-                   ("train_stage2", dict), ("evaluate", dict), ("data", dict)]
+    "StepParams",
+    [
+        ("prepare_data", dict),
+        ("extract", dict),
+        ("train_stage1", dict),
+        ("pseudo_labels", dict),
+        ("train_stage2", dict),
+        ("evaluate", dict),
+        ("data", dict),
+    ],
 ):
     """Validate ``params`` (the params.yaml mapping) and give each step only the keys it reads (``steps``:
     step name -> ``section`` or ``section.key`` names), so that a step's cache key changes only with them:

@@ -36,8 +36,13 @@ def register(
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
     use_tracking_uri(tracking_uri)
-    outputs = outputs_in_folders(dataset.path, stage1=stage1.path, pseudo_dir=pseudo.path, stage2=stage2.path,
-                                 evaluation_dir=evaluation.path)
+    outputs = outputs_in_folders(
+        dataset.path,
+        stage1=stage1.path,
+        pseudo_dir=pseudo.path,
+        stage2=stage2.path,
+        evaluation_dir=evaluation.path,
+    )
     record = track_pipeline(Path(dataset.path) / "dataset.yaml", outputs, config)
     Path(report.path).write_text(registration_markdown(record))
     report.metadata.update({"run_id": record["run_id"], "model_version": record["model_version"] or ""})

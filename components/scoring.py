@@ -20,8 +20,14 @@ def plan_scoring(source_uri: str, num_shards: int) -> list:
 
 @component
 def score_shard(
-    params: dict, source_uri: str, model_uri: str, out_uri: str, shard: str, tracking_uri: str,
-    scores: Output[Dataset], overrides: Optional[list] = None,
+    params: dict,
+    source_uri: str,
+    model_uri: str,
+    out_uri: str,
+    shard: str,
+    tracking_uri: str,
+    scores: Output[Dataset],
+    overrides: Optional[list] = None,
 ):
     """Score every N-th video of ``source_uri`` (shard ``"K/N"``) into ``out_uri`` (empty: this artifact):
     ``<video>.json`` and ``<video>.png`` each; videos already there for the same model are skipped.
@@ -33,7 +39,9 @@ def score_shard(
     from cplvad.config import apply_overrides, config_from_dict
     from cplvad.predict.scoring_job import score_shard as run
 
-    config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
+    config = config_from_dict(
+        apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'"
+    )
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     k, n = (int(x) for x in shard.split("/"))
@@ -41,14 +49,24 @@ def score_shard(
     Path(scores.path).mkdir(parents=True, exist_ok=True)
     (Path(scores.path) / "shard.json").write_text(json.dumps(result, indent=1))
     scores.metadata.update({k: result[k] for k in ("shard", "videos", "scored", "skipped")})
-    print(f"shard {shard}: scored {result['scored']}, skipped {result['skipped']}, failed {len(result['failed'])} "
-          f"of {result['videos']} videos with model {result['model']['version']}")
+    print(
+        f"shard {shard}: scored {result['scored']}, skipped {result['skipped']}, failed {len(result['failed'])} "
+        f"of {result['videos']} videos with model {result['model']['version']}"
+    )
 
 
 @component
 def collect_scores(
-    params: dict, shards: Input[list[Dataset]], source_uri: str, model_uri: str, out_uri: str, tracking_uri: str,
-    index: Output[Dataset], report: Output[HTML], summary: Output[Markdown], overrides: Optional[list] = None,
+    params: dict,
+    shards: Input[list[Dataset]],
+    source_uri: str,
+    model_uri: str,
+    out_uri: str,
+    tracking_uri: str,
+    index: Output[Dataset],
+    report: Output[HTML],
+    summary: Output[Markdown],
+    overrides: Optional[list] = None,
 ) -> NamedTuple("Scoring", [("run_id", str), ("model_version", str)]):
     """``OUT/index.json`` over every shard, the review page ``OUT/index.html`` (also this step's HTML
     output) and one MLflow run (source, model URI and version, counts). Without ``out_uri`` the shards'
@@ -62,14 +80,18 @@ def collect_scores(
     from cplvad.extract.storage import open_sink
     from cplvad.predict.scoring_job import collect
 
-    config = config_from_dict(apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'")
+    config = config_from_dict(
+        apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'"
+    )
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     parts = [json.loads((Path(s.path) / "shard.json").read_text()) for s in shards]
     out = out_uri or index.path
     if not out_uri:
         for s in shards:
-            shutil.copytree(s.path, index.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("shard.json"))
+            shutil.copytree(
+                s.path, index.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("shard.json")
+            )
     record = collect(parts, out, config, source=source_uri, model=model_uri)
     Path(index.path).mkdir(parents=True, exist_ok=True)
     (Path(index.path) / "scoring.json").write_text(json.dumps(record, indent=1))
@@ -78,7 +100,8 @@ def collect_scores(
         f"# Scoring of {source_uri}\n\n- model `{model_uri}` version {record['model_version']}\n"
         f"- {record['scored']} scored, {record['skipped']} skipped (done before), {len(record['failed'])} failed "
         f"of {record['videos']} videos; {record['events']} events\n- index `{record['index']}`\n"
-        f"- MLflow run `{record['run_id']}`\n")
+        f"- MLflow run `{record['run_id']}`\n"
+    )
     index.metadata.update({k: record[k] for k in ("videos", "scored", "skipped", "events", "model_version")})
     print(json.dumps({k: v for k, v in record.items() if k != "failed"}))
     if record["failed"]:

@@ -16,7 +16,11 @@ from components.image import component
 
 @component
 def train_stage1(
-    dataset: Input[Dataset], params: dict, model: Output[Model], checkpoint_uri: str = "", tracking_uri: str = "",
+    dataset: Input[Dataset],
+    params: dict,
+    model: Output[Model],
+    checkpoint_uri: str = "",
+    tracking_uri: str = "",
     overrides: Optional[list] = None,
 ):
     """The pseudo-label model, from video-level labels only (``cplvad train --stage 1``)."""
@@ -29,14 +33,25 @@ def train_stage1(
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
     use_tracking_uri(tracking_uri)
-    result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, config, stage=1, progress=False,
-                         parent_run=find_parent(config), checkpoint_uri=checkpoint_uri)
+    result = train_stage(
+        Path(dataset.path) / "dataset.yaml",
+        model.path,
+        config,
+        stage=1,
+        progress=False,
+        parent_run=find_parent(config),
+        checkpoint_uri=checkpoint_uri,
+    )
     model.metadata.update({"stage": 1, "framework": "pytorch", **result.summary()})
 
 
 @component
 def pseudo_labels(
-    dataset: Input[Dataset], stage1: Input[Model], params: dict, pseudo: Output[Dataset], tracking_uri: str = "",
+    dataset: Input[Dataset],
+    stage1: Input[Model],
+    params: dict,
+    pseudo: Output[Dataset],
+    tracking_uri: str = "",
     overrides: Optional[list] = None,
 ):
     """Pseudo labels of every training sample from the stage-1 model, refined by CAR (``config.car``);
@@ -50,15 +65,27 @@ def pseudo_labels(
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
     use_tracking_uri(tracking_uri)
-    labels = make_pseudo_labels(Path(dataset.path) / "dataset.yaml", stage1.path, config,
-                                out=Path(pseudo.path) / PSEUDO_FILE, progress=False, parent_run=find_parent(config))
+    labels = make_pseudo_labels(
+        Path(dataset.path) / "dataset.yaml",
+        stage1.path,
+        config,
+        out=Path(pseudo.path) / PSEUDO_FILE,
+        progress=False,
+        parent_run=find_parent(config),
+    )
     pseudo.metadata.update({"car_enabled": config.car.enabled, **labels.stats()})
 
 
 @component
 def train_stage2(
-    dataset: Input[Dataset], pseudo: Input[Dataset], params: dict, model: Output[Model], supervision: str = "",
-    checkpoint_uri: str = "", tracking_uri: str = "", overrides: Optional[list] = None,
+    dataset: Input[Dataset],
+    pseudo: Input[Dataset],
+    params: dict,
+    model: Output[Model],
+    supervision: str = "",
+    checkpoint_uri: str = "",
+    tracking_uri: str = "",
+    overrides: Optional[list] = None,
 ):
     """The final model, cross-supervised by the pseudo labels (``cplvad train --stage 2``);
     ``supervision`` (cross | b_to_c | c_to_b | self) overrides ``stage2.supervision`` when given."""
@@ -72,8 +99,16 @@ def train_stage2(
     extra = [f"stage2.supervision={supervision}"] if supervision else []
     config = config_from_params(params, [*(overrides or []), *extra], "the pipeline parameter 'params'")
     use_tracking_uri(tracking_uri)
-    result = train_stage(Path(dataset.path) / "dataset.yaml", model.path, config, stage=2,
-                         pseudo_path=Path(pseudo.path) / PSEUDO_FILE, progress=False, parent_run=find_parent(config),
-                         checkpoint_uri=checkpoint_uri)
-    model.metadata.update({"stage": 2, "framework": "pytorch", "supervision": config.stage2.supervision,
-                           **result.summary()})
+    result = train_stage(
+        Path(dataset.path) / "dataset.yaml",
+        model.path,
+        config,
+        stage=2,
+        pseudo_path=Path(pseudo.path) / PSEUDO_FILE,
+        progress=False,
+        parent_run=find_parent(config),
+        checkpoint_uri=checkpoint_uri,
+    )
+    model.metadata.update(
+        {"stage": 2, "framework": "pytorch", "supervision": config.stage2.supervision, **result.summary()}
+    )

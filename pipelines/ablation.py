@@ -27,8 +27,12 @@ from pipelines.common import (
 NAME = "cplvad-ablation"
 DEFAULT_PARAMS = default_params()
 STAGE1_ROW = next(r for r in GRID if r.supervision is None)
-CAR_ROWS = [{"label": r.label, "supervision": r.supervision} for r in GRID if r.supervision is not None and r.car]
-NOCAR_ROWS = [{"label": r.label, "supervision": r.supervision} for r in GRID if r.supervision is not None and not r.car]
+CAR_ROWS = [
+    {"label": r.label, "supervision": r.supervision} for r in GRID if r.supervision is not None and r.car
+]
+NOCAR_ROWS = [
+    {"label": r.label, "supervision": r.supervision} for r in GRID if r.supervision is not None and not r.car
+]
 
 
 class Outputs(NamedTuple):
@@ -51,47 +55,91 @@ def ablation(
 ) -> Outputs:
     """Parameters as in the training pipeline; ``track``: log one MLflow parent run with a child per row."""
     step = split(params, secret_name)
-    feats = add_features(step, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name)
+    feats = add_features(
+        step, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name
+    )
     dataset = feats.dataset
 
-    stage1 = c.train_stage1(dataset=dataset, params=step.outputs["train_stage1"], checkpoint_uri=checkpoint_uri)
+    stage1 = c.train_stage1(
+        dataset=dataset, params=step.outputs["train_stage1"], checkpoint_uri=checkpoint_uri
+    )
     retried_training(on_gpu(sized(stage1, "gpu", secret_name), accelerator_type, accelerator_count))
     stage1.set_display_name("train stage 1 (shared)")
-    stage1_eval = sized(c.evaluate(dataset=dataset, model=stage1.outputs["model"], params=step.outputs["evaluate"],
-                                   label=STAGE1_ROW.label), "compute", secret_name)
+    stage1_eval = sized(
+        c.evaluate(
+            dataset=dataset,
+            model=stage1.outputs["model"],
+            params=step.outputs["evaluate"],
+            label=STAGE1_ROW.label,
+        ),
+        "compute",
+        secret_name,
+    )
     stage1_eval.set_display_name("evaluate stage 1")
     pseudo = {}
     for car in (True, False):
-        task = sized(c.pseudo_labels(dataset=dataset, stage1=stage1.outputs["model"], params=step.outputs["pseudo_labels"],
-                                     overrides=[f"car.enabled={'true' if car else 'false'}"]), "compute", secret_name)
+        task = sized(
+            c.pseudo_labels(
+                dataset=dataset,
+                stage1=stage1.outputs["model"],
+                params=step.outputs["pseudo_labels"],
+                overrides=[f"car.enabled={'true' if car else 'false'}"],
+            ),
+            "compute",
+            secret_name,
+        )
         task.set_display_name(f"pseudo labels (CAR {'on' if car else 'off'})")
         pseudo[car] = task.outputs["pseudo"]
 
     evaluations = {}
     for car, rows in ((True, CAR_ROWS), (False, NOCAR_ROWS)):
         with dsl.ParallelFor(rows, name=f"grid-car-{'on' if car else 'off'}") as row:
-            model = c.train_stage2(dataset=dataset, pseudo=pseudo[car], params=step.outputs["train_stage2"],
-                                   supervision=row.supervision, checkpoint_uri=checkpoint_uri)
+            model = c.train_stage2(
+                dataset=dataset,
+                pseudo=pseudo[car],
+                params=step.outputs["train_stage2"],
+                supervision=row.supervision,
+                checkpoint_uri=checkpoint_uri,
+            )
             retried_training(on_gpu(sized(model, "gpu", secret_name), accelerator_type, accelerator_count))
             model.set_display_name("train stage 2 (grid row)")
-            evaluation = sized(c.evaluate(dataset=dataset, model=model.outputs["model"], params=step.outputs["evaluate"],
-                                          label=row.label), "compute", secret_name)
+            evaluation = sized(
+                c.evaluate(
+                    dataset=dataset,
+                    model=model.outputs["model"],
+                    params=step.outputs["evaluate"],
+                    label=row.label,
+                ),
+                "compute",
+                secret_name,
+            )
             evaluation.set_display_name("evaluate (grid row)")
         evaluations[car] = dsl.Collected(evaluation.outputs["evaluation"])
 
-    table = sized(c.ablation_table(dataset=dataset, stage1=stage1_eval.outputs["evaluation"], car_rows=evaluations[True],
-                                   nocar_rows=evaluations[False], params=params, tracking_uri=tracking_uri, track=track),
-                  "light", secret_name)
+    table = sized(
+        c.ablation_table(
+            dataset=dataset,
+            stage1=stage1_eval.outputs["evaluation"],
+            car_rows=evaluations[True],
+            nocar_rows=evaluations[False],
+            params=params,
+            tracking_uri=tracking_uri,
+            track=track,
+        ),
+        "light",
+        secret_name,
+    )
     table.set_display_name("ablation table")
     table.set_caching_options(False)  # logs to MLflow
     return Outputs(table.outputs["table"], table.outputs["results"], table.outputs["report"])
 
 
-DESCRIPTION = ("CPL-VAD ablation (paper Table 3): shared stage 1 and pseudo labels, the stage-2 variants "
-               "in parallel, one comparison table.")
+DESCRIPTION = (
+    "CPL-VAD ablation (paper Table 3): shared stage 1 and pseudo labels, the stage-2 variants "
+    "in parallel, one comparison table."
+)
 
 
 def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
     return dsl.pipeline(name=NAME, description=described(DESCRIPTION))(ablation)
-

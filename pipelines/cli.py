@@ -36,8 +36,10 @@ def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
         if key == "dataset" and dataset_kind(value) != "manifest":
             continue
         if not is_s3(value) and not Path(value).is_absolute():
-            raise ConfigError(f"data.{key}={value}: the pods read this path as it is given; give it absolute, as "
-                              "the pods see it (a volume mounted in every pod: --data-volume CLAIM:PATH)")
+            raise ConfigError(
+                f"data.{key}={value}: the pods read this path as it is given; give it absolute, as "
+                "the pods see it (a volume mounted in every pod: --data-volume CLAIM:PATH)"
+            )
     return params
 
 
@@ -48,14 +50,26 @@ def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
     from cplvad.extract.dataset_folder import check_source
 
     values: dict[str, Any] = {"params": _params(args)}
-    for key in ("source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count", "tracking_uri",
-                "secret_name", "checkpoint_uri", "model_uri", "out_uri"):
+    for key in (
+        "source_uri",
+        "features_uri",
+        "num_shards",
+        "accelerator_type",
+        "accelerator_count",
+        "tracking_uri",
+        "secret_name",
+        "checkpoint_uri",
+        "model_uri",
+        "out_uri",
+    ):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
     if pipeline != "scoring":  # scoring's source is the footage to score, not training data
         check_source(DataConfig(**values["params"]["data"]), values.get("source_uri", ""))
-    if values.get("features_uri") and "checkpoint_uri" not in values:  # a durable place is at hand: resume there
+    if (
+        values.get("features_uri") and "checkpoint_uri" not in values
+    ):  # a durable place is at hand: resume there
         values["checkpoint_uri"] = values["features_uri"].rstrip("/") + "/checkpoints"
     if pipeline == "ablation" and getattr(args, "no_track", False):
         values["track"] = False
@@ -67,73 +81,143 @@ def _common(p: argparse.ArgumentParser, *, pipelines_multi: bool = False) -> Non
         p.add_argument("--pipeline", choices=["training", "ablation", "scoring", "all"], default="all")
     else:
         p.add_argument("--pipeline", choices=["training", "ablation", "scoring"], default="training")
-    p.add_argument("--params", type=Path, default=None,
-                   help="params file (default: params.yaml of the repository; configs/paper-ucf.yaml or "
-                   "configs/paper-xd.yaml for the benchmarks)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
-    p.add_argument("--image", default=None,
-                   help="component image, by digest (NAME@sha256:...) or commit tag (NAME:sha-<commit>); default: "
-                        "$CPLVAD_IMAGE or ghcr.io/cplvad/cplvad:sha-<this checkout's commit>")
-    p.add_argument("--max-parallel-shards", dest="max_parallel_shards", type=int, default=None,
-                   help="extraction shards (GPU pods) running at once (default 4)")
-    p.add_argument("--data-volume", dest="data_volume", default=None, metavar="CLAIM:PATH",
-                   help="PersistentVolumeClaim mounted at PATH in every pod, for data given by path (e.g. "
-                        "--set data.features_root=PATH/UCFClipFeatures)")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="params file (default: params.yaml of the repository; configs/paper-ucf.yaml or "
+        "configs/paper-xd.yaml for the benchmarks)",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)"
+    )
+    p.add_argument(
+        "--image",
+        default=None,
+        help="component image, by digest (NAME@sha256:...) or commit tag (NAME:sha-<commit>); default: "
+        "$CPLVAD_IMAGE or ghcr.io/cplvad/cplvad:sha-<this checkout's commit>",
+    )
+    p.add_argument(
+        "--max-parallel-shards",
+        dest="max_parallel_shards",
+        type=int,
+        default=None,
+        help="extraction shards (GPU pods) running at once (default 4)",
+    )
+    p.add_argument(
+        "--data-volume",
+        dest="data_volume",
+        default=None,
+        metavar="CLAIM:PATH",
+        help="PersistentVolumeClaim mounted at PATH in every pod, for data given by path (e.g. "
+        "--set data.features_root=PATH/UCFClipFeatures)",
+    )
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source-uri", dest="source_uri", default=None,
-                   help="folder or s3:// prefix with train_videos.csv, test_videos.csv, dataset.yaml, instead of the "
-                        "demo videos (with data.dataset=demo; other data: the data section, --set data.dataset=...)")
-    p.add_argument("--features-uri", dest="features_uri", default=None, help="s3:// prefix the shards extract into")
-    p.add_argument("--shards", dest="num_shards", type=int, default=None, help="extraction shards (default 4)")
+    p.add_argument(
+        "--source-uri",
+        dest="source_uri",
+        default=None,
+        help="folder or s3:// prefix with train_videos.csv, test_videos.csv, dataset.yaml, instead of the "
+        "demo videos (with data.dataset=demo; other data: the data section, --set data.dataset=...)",
+    )
+    p.add_argument(
+        "--features-uri", dest="features_uri", default=None, help="s3:// prefix the shards extract into"
+    )
+    p.add_argument(
+        "--shards", dest="num_shards", type=int, default=None, help="extraction shards (default 4)"
+    )
     p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI")
-    p.add_argument("--checkpoint-uri", dest="checkpoint_uri", default=None,
-                   help="s3:// prefix keeping training checkpoints across pod restarts (default: "
-                        "<features-uri>/checkpoints when --features-uri is given)")
+    p.add_argument(
+        "--checkpoint-uri",
+        dest="checkpoint_uri",
+        default=None,
+        help="s3:// prefix keeping training checkpoints across pod restarts (default: "
+        "<features-uri>/checkpoints when --features-uri is given)",
+    )
     p.add_argument("--no-track", action="store_true", help="ablation: do not log to MLflow")
-    p.add_argument("--model-uri", dest="model_uri", default=None,
-                   help="scoring: the model (default models:/cplvad@champion; or a model directory)")
-    p.add_argument("--out-uri", dest="out_uri", default=None,
-                   help="scoring: s3:// prefix or folder for the results (resumable; default: the pipeline's artifacts)")
+    p.add_argument(
+        "--model-uri",
+        dest="model_uri",
+        default=None,
+        help="scoring: the model (default models:/cplvad@champion; or a model directory)",
+    )
+    p.add_argument(
+        "--out-uri",
+        dest="out_uri",
+        default=None,
+        help="scoring: s3:// prefix or folder for the results (resumable; default: the pipeline's artifacts)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure (also CPLVAD_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a failure (also CPLVAD_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="write the pipeline YAML (IR) for a cluster")
     _common(p, pipelines_multi=True)
-    p.add_argument("--out", type=Path, default=REPO / "pipelines" / "build", help="output folder (default pipelines/build)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "pipelines" / "build",
+        help="output folder (default pipelines/build)",
+    )
 
-    p = sub.add_parser("run-local", help="run a pipeline here with KFP's local SubprocessRunner (no Docker, no cluster)")
+    p = sub.add_parser(
+        "run-local", help="run a pipeline here with KFP's local SubprocessRunner (no Docker, no cluster)"
+    )
     _common(p)
     _run_arguments(p)
-    p.add_argument("--tiny", action="store_true", help="seconds-sized settings for a smoke run (tiny CLIP and model)")
+    p.add_argument(
+        "--tiny", action="store_true", help="seconds-sized settings for a smoke run (tiny CLIP and model)"
+    )
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "kfp-local", help="local pipeline root")
 
     p = sub.add_parser("submit", help="submit a run to a Kubeflow Pipelines cluster (kfp.Client)")
     _common(p)
     _run_arguments(p)
-    p.add_argument("--host", default=os.environ.get("KF_PIPELINES_ENDPOINT"),
-                   help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline ($KF_PIPELINES_ENDPOINT); "
-                        "omit inside the cluster")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("KF_PIPELINES_ENDPOINT"),
+        help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline ($KF_PIPELINES_ENDPOINT); "
+        "omit inside the cluster",
+    )
     p.add_argument("--namespace", default=None, help="profile namespace (multi-user Kubeflow)")
     p.add_argument("--experiment", default="cplvad", help="KFP experiment name")
     p.add_argument("--run-name", default=None)
-    p.add_argument("--pipeline-root", default=None, help="artifact root, e.g. s3://bucket/kfp (default: the cluster's)")
+    p.add_argument(
+        "--pipeline-root", default=None, help="artifact root, e.g. s3://bucket/kfp (default: the cluster's)"
+    )
     p.add_argument("--service-account", default=None, help="Kubernetes service account of the pods")
     p.add_argument("--accelerator-type", dest="accelerator_type", default=None, help="e.g. nvidia.com/gpu")
-    p.add_argument("--accelerator-count", dest="accelerator_count", type=int, default=None,
-                   help="accelerators per extraction/training task (0 = CPU nodes)")
-    p.add_argument("--secret-name", dest="secret_name", default=None,
-                   help="Kubernetes Secret with AWS_*/MLFLOW_* keys for every task (default cplvad-credentials)")
-    p.add_argument("--token", default=os.environ.get("KF_PIPELINES_TOKEN"),
-                   help="bearer token ($KF_PIPELINES_TOKEN), e.g. from `kubectl create token`")
-    p.add_argument("--cookies", default=os.environ.get("KF_PIPELINES_COOKIES"),
-                   help="session cookie(s) of a Dex/oauth2-proxy login ($KF_PIPELINES_COOKIES), "
-                        "e.g. 'authservice_session=...'")
+    p.add_argument(
+        "--accelerator-count",
+        dest="accelerator_count",
+        type=int,
+        default=None,
+        help="accelerators per extraction/training task (0 = CPU nodes)",
+    )
+    p.add_argument(
+        "--secret-name",
+        dest="secret_name",
+        default=None,
+        help="Kubernetes Secret with AWS_*/MLFLOW_* keys for every task (default cplvad-credentials)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("KF_PIPELINES_TOKEN"),
+        help="bearer token ($KF_PIPELINES_TOKEN), e.g. from `kubectl create token`",
+    )
+    p.add_argument(
+        "--cookies",
+        default=os.environ.get("KF_PIPELINES_COOKIES"),
+        help="session cookie(s) of a Dex/oauth2-proxy login ($KF_PIPELINES_COOKIES), "
+        "e.g. 'authservice_session=...'",
+    )
     p.add_argument("--ssl-ca-cert", default=None, help="CA bundle of the endpoint")
     p.add_argument("--no-cache", action="store_true", help="disable KFP caching for this run")
     p.add_argument("--wait", action="store_true", help="wait for the run; exit 1 unless it succeeds")
@@ -178,8 +262,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"image: {components.current_image()}")
     print(f"source commit: {SOURCE}")
     if SOURCE_DIRTY:
-        print("warning: this checkout has uncommitted changes in components/ or src/: the pods run the image's "
-              "library, which does not have them", file=sys.stderr)
+        print(
+            "warning: this checkout has uncommitted changes in components/ or src/: the pods run the image's "
+            "library, which does not have them",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -198,7 +285,9 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     allow_artifact_oneof()  # the data step's two branches meet in a dsl.OneOf
-    if args.pipeline == "training":  # what a cluster gives its tracked pods (the workflow name); inherited here
+    if (
+        args.pipeline == "training"
+    ):  # what a cluster gives its tracked pods (the workflow name); inherited here
         os.environ.setdefault(PIPELINE_RUN_ENV, f"local-{uuid.uuid4().hex[:12]}")
     task = _pipeline(args, args.pipeline, pinned=False)(**arguments)
     print(f"\n{args.pipeline} pipeline finished; artifacts under {root}")
@@ -207,7 +296,11 @@ def cmd_run_local(args: argparse.Namespace) -> int:
         if isinstance(artifact, Metrics):
             for key, value in artifact.metadata.items():
                 print(f"    {key} = {value:.2f}")
-    tracking = arguments.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or arguments["params"]["tracking"]["tracking_uri"]
+    tracking = (
+        arguments.get("tracking_uri")
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or arguments["params"]["tracking"]["tracking_uri"]
+    )
     print(f"MLflow: {redact(tracking)} (experiment {arguments['params']['tracking']['experiment']})")
     return 0
 
@@ -218,21 +311,36 @@ def make_client(args: argparse.Namespace) -> Any:
     ``$KF_PIPELINES_SA_TOKEN_PATH`` (in-cluster, e.g. a Kubeflow notebook) when it exists."""
     import kfp
 
-    return kfp.Client(host=args.host, namespace=args.namespace or "kubeflow", existing_token=args.token,
-                      cookies=args.cookies, ssl_ca_cert=args.ssl_ca_cert)
+    return kfp.Client(
+        host=args.host,
+        namespace=args.namespace or "kubeflow",
+        existing_token=args.token,
+        cookies=args.cookies,
+        ssl_ca_cert=args.ssl_ca_cert,
+    )
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     arguments = _arguments(args, args.pipeline)
     _pod_paths(arguments["params"])
-    if not arguments.get("tracking_uri") and arguments["params"]["tracking"]["tracking_uri"].startswith("sqlite:"):
-        print("warning: no --tracking-uri and params tracking.tracking_uri is a local SQLite file: unless the pods set "
-              "MLFLOW_TRACKING_URI, the MLflow run is written inside a pod and lost", file=sys.stderr)
+    if not arguments.get("tracking_uri") and arguments["params"]["tracking"]["tracking_uri"].startswith(
+        "sqlite:"
+    ):
+        print(
+            "warning: no --tracking-uri and params tracking.tracking_uri is a local SQLite file: unless the pods set "
+            "MLFLOW_TRACKING_URI, the MLflow run is written inside a pod and lost",
+            file=sys.stderr,
+        )
     pipeline = _pipeline(args, args.pipeline)
     client = make_client(args)
     result = client.create_run_from_pipeline_func(
-        pipeline, arguments=arguments, run_name=args.run_name, experiment_name=args.experiment,
-        namespace=args.namespace, pipeline_root=args.pipeline_root, service_account=args.service_account,
+        pipeline,
+        arguments=arguments,
+        run_name=args.run_name,
+        experiment_name=args.experiment,
+        namespace=args.namespace,
+        pipeline_root=args.pipeline_root,
+        service_account=args.service_account,
         enable_caching=False if args.no_cache else None,
     )
     print(f"submitted run {result.run_id} of {args.pipeline} (experiment {args.experiment})")
@@ -255,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
     with redacted_output():
         try:
-            return {"compile": cmd_compile, "run-local": cmd_run_local, "submit": cmd_submit}[args.command](args)
+            return {"compile": cmd_compile, "run-local": cmd_run_local, "submit": cmd_submit}[args.command](
+                args
+            )
         except (Exception, KeyboardInterrupt) as exc:
-            return report(exc, debug=debug_requested(args.debug), write=lambda text: print(text, file=sys.stderr))
+            return report(
+                exc, debug=debug_requested(args.debug), write=lambda text: print(text, file=sys.stderr)
+            )

@@ -22,8 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ACCELERATOR_TYPE = "nvidia.com/gpu"
 DEFAULT_SECRET = "cplvad-credentials"
 SECRET_KEYS = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
-    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_S3_ENDPOINT_URL",
 )
 """Keys of the (optional) Kubernetes Secret ``secret_name`` exposed as environment variables of every task
 (each key may be absent): S3 access for videos/features (boto3) and MLflow credentials."""
@@ -58,7 +65,9 @@ SOURCE = f"{SOURCE_COMMIT or 'unknown'}{'-dirty' if SOURCE_DIRTY else ''}"
 SOURCE_ANNOTATION = "cplvad.io/source-commit"
 
 
-def default_params(params_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def default_params(
+    params_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The ``params`` pipeline argument: a params file (default: the repository's params.yaml) plus
     ``--set`` overrides, validated here so that a bad value fails before anything is submitted. Unset
     (None) values are left out: KFP parameters cannot hold null, and every such key defaults to None."""
@@ -77,9 +86,9 @@ class Resources:
 
 
 RESOURCES = {
-    "gpu": Resources("4", "8", "16G", "32G"),      # extraction (decode workers + CLIP) and training
-    "compute": Resources("2", "4", "8G", "16G"),   # pseudo labels, evaluation (small model, CPU is enough)
-    "light": Resources("1", "2", "2G", "4G"),      # data preparation, shard plan, merge, registration, tables
+    "gpu": Resources("4", "8", "16G", "32G"),  # extraction (decode workers + CLIP) and training
+    "compute": Resources("2", "4", "8G", "16G"),  # pseudo labels, evaluation (small model, CPU is enough)
+    "light": Resources("1", "2", "2G", "4G"),  # data preparation, shard plan, merge, registration, tables
 }
 
 
@@ -99,8 +108,10 @@ def set_data_volume(spec: str | None) -> None:
         return
     claim, _, path = spec.partition(":")
     if not claim or not path.startswith("/"):
-        raise ConfigError(f"--data-volume {spec!r}: give CLAIM:PATH, a PersistentVolumeClaim and an absolute mount "
-                         "path (e.g. ucf-features:/data)")
+        raise ConfigError(
+            f"--data-volume {spec!r}: give CLAIM:PATH, a PersistentVolumeClaim and an absolute mount "
+            "path (e.g. ucf-features:/data)"
+        )
     DATA_VOLUME = (claim, path)
 
 
@@ -116,13 +127,15 @@ def sized(task: dsl.PipelineTask, kind: str, secret_name: Any) -> dsl.PipelineTa
     r = RESOURCES[kind]
     task.set_cpu_request(r.cpu_request).set_cpu_limit(r.cpu_limit)
     task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
-    kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={k: k for k in SECRET_KEYS},
-                                 optional=True)
+    kubernetes.use_secret_as_env(
+        task, secret_name=secret_name, secret_key_to_env={k: k for k in SECRET_KEYS}, optional=True
+    )
     kubernetes.add_pod_annotation(task, SOURCE_ANNOTATION, SOURCE)
     # read back through the downward API: a pod-level setting, and no container-spec setter (KFP inspects the
     # whole call stack in each of those, which makes tracing at import slow)
-    kubernetes.use_field_path_as_env(task, env_name=SOURCE_COMMIT_ENV,
-                                     field_path=f"metadata.annotations['{SOURCE_ANNOTATION}']")
+    kubernetes.use_field_path_as_env(
+        task, env_name=SOURCE_COMMIT_ENV, field_path=f"metadata.annotations['{SOURCE_ANNOTATION}']"
+    )
     if DATA_VOLUME is not None:
         kubernetes.mount_pvc(task, pvc_name=DATA_VOLUME[0], mount_path=DATA_VOLUME[1])
     return task
@@ -151,8 +164,9 @@ def on_gpu(task: dsl.PipelineTask, accelerator_type: Any, accelerator_count: Any
 
 def split(params: Any, secret_name: Any) -> dsl.PipelineTask:
     """The step that validates ``params`` and hands each step its keys (``STEP_KEYS``): outputs by step name."""
-    task = sized(c.split_params(params=params, steps={k: list(v) for k, v in STEP_KEYS.items()}), "light",
-                 secret_name)
+    task = sized(
+        c.split_params(params=params, steps={k: list(v) for k, v in STEP_KEYS.items()}), "light", secret_name
+    )
     task.set_display_name("split parameters")
     return task
 
@@ -170,8 +184,13 @@ class Features:
 
 
 def add_features(
-    step_params: dsl.PipelineTask, source_uri: Any, features_uri: Any, num_shards: Any, accelerator_type: Any,
-    accelerator_count: Any, secret_name: Any,
+    step_params: dsl.PipelineTask,
+    source_uri: Any,
+    features_uri: Any,
+    num_shards: Any,
+    accelerator_type: Any,
+    accelerator_count: Any,
+    secret_name: Any,
 ) -> Features:
     """Plan the data (``step_params``: the ``split`` task), then one of two branches: videos -> shard plan ->
     ParallelFor over shards (one GPU extraction each, at most ``MAX_PARALLEL_SHARDS`` at once, retried) ->
@@ -179,22 +198,46 @@ def add_features(
     plan = sized(c.plan_data(params=step_params.outputs["data"], source_uri=source_uri), "light", secret_name)
     plan.set_display_name("plan data")
     with dsl.If(plan.output == EXTRACT, name="extract-videos"):
-        data = sized(c.prepare_data(params=step_params.outputs["prepare_data"], source_uri=source_uri), "light",
-                     secret_name)
+        data = sized(
+            c.prepare_data(params=step_params.outputs["prepare_data"], source_uri=source_uri),
+            "light",
+            secret_name,
+        )
         data.set_display_name("prepare data")
         # the shard jobs carry the extraction's params and the videos into the loop: KFP's local runner replaces
         # every other task output that enters a ParallelFor with the loop item
-        shards = sized(c.plan_shards(data=data.outputs["data"], videos=data.outputs["Output"], num_shards=num_shards,
-                                     params=step_params.outputs["extract"]), "light", secret_name)
+        shards = sized(
+            c.plan_shards(
+                data=data.outputs["data"],
+                videos=data.outputs["Output"],
+                num_shards=num_shards,
+                params=step_params.outputs["extract"],
+            ),
+            "light",
+            secret_name,
+        )
         shards.set_display_name("plan shards")
         with dsl.ParallelFor(shards.output, name="extract-shards", parallelism=MAX_PARALLEL_SHARDS) as job:
-            extract = c.extract_features(data=data.outputs["data"], params=job.params, videos=job.videos,
-                                         features_uri=features_uri, shard=job.shard)
+            extract = c.extract_features(
+                data=data.outputs["data"],
+                params=job.params,
+                videos=job.videos,
+                features_uri=features_uri,
+                shard=job.shard,
+            )
             on_gpu(sized(extract, "gpu", secret_name), accelerator_type, accelerator_count)
             extract.set_retry(num_retries=EXTRACTION_RETRIES, backoff_duration="60s", backoff_factor=2.0)
             extract.set_display_name("extract features (shard)")
-        merge = sized(c.merge_features(data=data.outputs["data"], shards=dsl.Collected(extract.outputs["features"]),
-                                       shard_plan=shards.output, features_uri=features_uri), "light", secret_name)
+        merge = sized(
+            c.merge_features(
+                data=data.outputs["data"],
+                shards=dsl.Collected(extract.outputs["features"]),
+                shard_plan=shards.output,
+                features_uri=features_uri,
+            ),
+            "light",
+            secret_name,
+        )
         merge.set_display_name("merge features")
     with dsl.Else(name="published-features"):
         resolved = sized(c.resolve_data(params=step_params.outputs["data"]), "light", secret_name)

@@ -24,15 +24,21 @@ def _dag_output_artifacts(cls: type, dag_outputs_spec: Any, io_store: Any) -> di
     for key, spec in dag_outputs_spec.artifacts.items():
         selectors = list(spec.artifact_selectors)
         if len(selectors) == 1:  # an ordinary output: as KFP does it
-            outputs[key] = io_store.get_task_output(selectors[0].producer_subtask, selectors[0].output_artifact_key)
+            outputs[key] = io_store.get_task_output(
+                selectors[0].producer_subtask, selectors[0].output_artifact_key
+            )
             continue
         produced = []
         for selector in selectors:
             try:
-                produced.append(io_store.get_task_output(selector.producer_subtask, selector.output_artifact_key))
+                produced.append(
+                    io_store.get_task_output(selector.producer_subtask, selector.output_artifact_key)
+                )
             except (KeyError, ValueError):  # that branch did not run
                 continue
         if len(produced) != 1:
-            raise ValueError(f"dsl.OneOf output {key!r}: {len(produced)} branches produced it, expected exactly one")
+            raise ValueError(
+                f"dsl.OneOf output {key!r}: {len(produced)} branches produced it, expected exactly one"
+            )
         outputs[key] = produced[0]
     return outputs

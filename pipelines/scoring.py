@@ -57,24 +57,41 @@ def scoring(
     plan = sized(c.plan_scoring(source_uri=source_uri, num_shards=num_shards), "light", secret_name)
     plan.set_display_name("plan shards")
     with dsl.ParallelFor(plan.output, name="score-shards") as shard:
-        score = c.score_shard(params=params, source_uri=source_uri, model_uri=model_uri, out_uri=out_uri, shard=shard,
-                              tracking_uri=tracking_uri)
+        score = c.score_shard(
+            params=params,
+            source_uri=source_uri,
+            model_uri=model_uri,
+            out_uri=out_uri,
+            shard=shard,
+            tracking_uri=tracking_uri,
+        )
         on_gpu(sized(score, "gpu", secret_name), accelerator_type, accelerator_count)
         score.set_retry(num_retries=EXTRACTION_RETRIES, backoff_duration="60s", backoff_factor=2.0)
         score.set_caching_options(False)  # writes to out_uri and resumes there
         score.set_display_name("score videos (shard)")
-    collect = sized(c.collect_scores(params=params, shards=dsl.Collected(score.outputs["scores"]), source_uri=source_uri,
-                                     model_uri=model_uri, out_uri=out_uri, tracking_uri=tracking_uri), "light", secret_name)
+    collect = sized(
+        c.collect_scores(
+            params=params,
+            shards=dsl.Collected(score.outputs["scores"]),
+            source_uri=source_uri,
+            model_uri=model_uri,
+            out_uri=out_uri,
+            tracking_uri=tracking_uri,
+        ),
+        "light",
+        secret_name,
+    )
     collect.set_caching_options(False)  # logs to MLflow
     collect.set_display_name("index, review page, MLflow")
     return Outputs(collect.outputs["index"], collect.outputs["report"], collect.outputs["summary"])
 
 
-DESCRIPTION = ("CPL-VAD batch scoring: the videos of a source scored with a registered model, sharded over GPU "
-               "tasks, into per-video JSON and timelines, one index and a review page (resumable).")
+DESCRIPTION = (
+    "CPL-VAD batch scoring: the videos of a source scored with a registered model, sharded over GPU "
+    "tasks, into per-video JSON and timelines, one index and a review page (resumable)."
+)
 
 
 def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
     return dsl.pipeline(name=NAME, description=DESCRIPTION)(scoring)
-

@@ -63,39 +63,81 @@ def training(
     opened.set_caching_options(False)  # one parent run per execution
     step = split(params, secret_name)
     step.after(opened)
-    feats = add_features(step, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name)
+    feats = add_features(
+        step, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name
+    )
     dataset = feats.dataset
 
-    stage1 = c.train_stage1(dataset=dataset, params=step.outputs["train_stage1"], checkpoint_uri=checkpoint_uri,
-                            tracking_uri=tracking_uri)
+    stage1 = c.train_stage1(
+        dataset=dataset,
+        params=step.outputs["train_stage1"],
+        checkpoint_uri=checkpoint_uri,
+        tracking_uri=tracking_uri,
+    )
     retried_training(tracked(on_gpu(sized(stage1, "gpu", secret_name), accelerator_type, accelerator_count)))
     stage1.set_display_name("train stage 1")
-    pseudo = tracked(sized(c.pseudo_labels(dataset=dataset, stage1=stage1.outputs["model"],
-                                           params=step.outputs["pseudo_labels"], tracking_uri=tracking_uri),
-                           "compute", secret_name))
+    pseudo = tracked(
+        sized(
+            c.pseudo_labels(
+                dataset=dataset,
+                stage1=stage1.outputs["model"],
+                params=step.outputs["pseudo_labels"],
+                tracking_uri=tracking_uri,
+            ),
+            "compute",
+            secret_name,
+        )
+    )
     pseudo.set_display_name("pseudo labels (CAR)")
-    stage2 = c.train_stage2(dataset=dataset, pseudo=pseudo.outputs["pseudo"], params=step.outputs["train_stage2"],
-                            checkpoint_uri=checkpoint_uri, tracking_uri=tracking_uri)
+    stage2 = c.train_stage2(
+        dataset=dataset,
+        pseudo=pseudo.outputs["pseudo"],
+        params=step.outputs["train_stage2"],
+        checkpoint_uri=checkpoint_uri,
+        tracking_uri=tracking_uri,
+    )
     retried_training(tracked(on_gpu(sized(stage2, "gpu", secret_name), accelerator_type, accelerator_count)))
     stage2.set_display_name("train stage 2")
-    evaluation = tracked(sized(c.evaluate(dataset=dataset, model=stage2.outputs["model"],
-                                          params=step.outputs["evaluate"], label="CPL-VAD (stage 2)",
-                                          tracking_uri=tracking_uri), "compute", secret_name))
+    evaluation = tracked(
+        sized(
+            c.evaluate(
+                dataset=dataset,
+                model=stage2.outputs["model"],
+                params=step.outputs["evaluate"],
+                label="CPL-VAD (stage 2)",
+                tracking_uri=tracking_uri,
+            ),
+            "compute",
+            secret_name,
+        )
+    )
     evaluation.set_display_name("evaluate")
-    registration = tracked(sized(c.register(dataset=dataset, stage1=stage1.outputs["model"],
-                                            pseudo=pseudo.outputs["pseudo"], stage2=stage2.outputs["model"],
-                                            evaluation=evaluation.outputs["evaluation"], params=params,
-                                            tracking_uri=tracking_uri), "light", secret_name))
+    registration = tracked(
+        sized(
+            c.register(
+                dataset=dataset,
+                stage1=stage1.outputs["model"],
+                pseudo=pseudo.outputs["pseudo"],
+                stage2=stage2.outputs["model"],
+                evaluation=evaluation.outputs["evaluation"],
+                params=params,
+                tracking_uri=tracking_uri,
+            ),
+            "light",
+            secret_name,
+        )
+    )
     registration.set_display_name("register (MLflow)")
     registration.set_caching_options(False)  # a side effect: every run is logged and registered
     return Outputs(stage2.outputs["model"], evaluation.outputs["metrics"], evaluation.outputs["report"])
 
 
-DESCRIPTION = ("CPL-VAD: raw videos to a registered anomaly detector (features, stage 1, pseudo labels, "
-               "stage 2, evaluation, MLflow registration).")
+DESCRIPTION = (
+    "CPL-VAD: raw videos to a registered anomaly detector (features, stage 1, pseudo labels, "
+    "stage 2, evaluation, MLflow registration)."
+)
 
 
 def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
     return dsl.pipeline(name=NAME, description=described(DESCRIPTION))(training)
-

@@ -40,29 +40,64 @@ SOURCE = "VadCLIP release (github.com/nwpu-zxr/VadCLIP, folder list/, commit f64
 SPECS = {
     "ucf-crime": {
         "title": "UCF-Crime",
-        "classes": ["Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
-                    "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"],
+        "classes": [
+            "Normal",
+            "Abuse",
+            "Arrest",
+            "Arson",
+            "Assault",
+            "Burglary",
+            "Explosion",
+            "Fighting",
+            "RoadAccidents",
+            "Robbery",
+            "Shooting",
+            "Shoplifting",
+            "Stealing",
+            "Vandalism",
+        ],
         "label_codes": {},
         "release": "UCFClipFeatures",
-        "layout": {"train_dir": "", "test_dir": "", "class_folders": True,
-                   "normal_folders": ["Training_Normal_Videos_Anomaly", "Testing_Normal_Videos_Anomaly"]},
-        "files": {"train": "ucf_CLIP_rgb.csv", "test": "ucf_CLIP_rgbtest.csv",
-                  "annotations": ("Temporal_Anomaly_Annotation.txt", "ucf"),
-                  "segments": ("Temporal_Anomaly_Annotation.txt", "ucf"),
-                  "gt": ("gt_segment_ucf.npy", "gt_label_ucf.npy")},
+        "layout": {
+            "train_dir": "",
+            "test_dir": "",
+            "class_folders": True,
+            "normal_folders": ["Training_Normal_Videos_Anomaly", "Testing_Normal_Videos_Anomaly"],
+        },
+        "files": {
+            "train": "ucf_CLIP_rgb.csv",
+            "test": "ucf_CLIP_rgbtest.csv",
+            "annotations": ("Temporal_Anomaly_Annotation.txt", "ucf"),
+            "segments": ("Temporal_Anomaly_Annotation.txt", "ucf"),
+            "gt": ("gt_segment_ucf.npy", "gt_label_ucf.npy"),
+        },
     },
     "xd-violence": {
         "title": "XD-Violence",
         "classes": ["Normal", "Fighting", "Shooting", "Riot", "Abuse", "CarAccident", "Explosion"],
-        "label_codes": {"A": "Normal", "B1": "Fighting", "B2": "Shooting", "B4": "Riot", "B5": "Abuse",
-                        "B6": "CarAccident", "G": "Explosion"},
+        "label_codes": {
+            "A": "Normal",
+            "B1": "Fighting",
+            "B2": "Shooting",
+            "B4": "Riot",
+            "B5": "Abuse",
+            "B6": "CarAccident",
+            "G": "Explosion",
+        },
         "release": "XDTrainClipFeatures + XDTestClipFeatures",
-        "layout": {"train_dir": "XDTrainClipFeatures", "test_dir": "XDTestClipFeatures", "class_folders": False,
-                   "normal_folders": []},
-        "files": {"train": "xd_CLIP_rgb.csv", "test": "xd_CLIP_rgbtest.csv",
-                  "annotations": ("annotations.txt", "xd"),
-                  "segments": ("annotations_multiclasses.txt", "xd-multiclass"),
-                  "gt": ("gt_segment.npy", "gt_label.npy")},
+        "layout": {
+            "train_dir": "XDTrainClipFeatures",
+            "test_dir": "XDTestClipFeatures",
+            "class_folders": False,
+            "normal_folders": [],
+        },
+        "files": {
+            "train": "xd_CLIP_rgb.csv",
+            "test": "xd_CLIP_rgbtest.csv",
+            "annotations": ("annotations.txt", "xd"),
+            "segments": ("annotations_multiclasses.txt", "xd-multiclass"),
+            "gt": ("gt_segment.npy", "gt_label.npy"),
+        },
     },
 }
 
@@ -139,18 +174,27 @@ def published_digests(folder: Path, meta: dict) -> dict[str, str]:
     frames = {r["video"]: int(r["frames"]) for r in _rows(folder / "test_video_frames.csv")}
     labels = {_crop_of(r["path"])[1]: r["label"] for r in _rows(folder / spec["files"]["test"])}
     normal = {code for code, cls in spec["label_codes"].items() if cls == "Normal"} | {"Normal"}
-    gt = [frame_labels(frame_ann.get(v, []) if labels[v] not in normal else [], frames[v] // 16) for v in labels]
+    gt = [
+        frame_labels(frame_ann.get(v, []) if labels[v] not in normal else [], frames[v] // 16) for v in labels
+    ]
     seg_file, label_file = spec["files"]["gt"]
     segs = np.load(folder / seg_file, allow_pickle=True)  # trusted published metadata (object arrays)
     seg_labels = np.load(folder / label_file, allow_pickle=True)
-    published = [[GTSegment(int(s), int(e), str(lab)) for (s, e), lab in zip(v, ls, strict=True)]
-                 for v, ls in zip(segs, seg_labels, strict=True)]
-    return {"frame_gt_sha256": frame_gt_digest(np.concatenate(gt)), "segment_gt_sha256": segment_gt_digest(published),
-            "frames": int(sum(len(g) for g in gt)), "videos": len(published)}
+    published = [
+        [GTSegment(int(s), int(e), str(lab)) for (s, e), lab in zip(v, ls, strict=True)]
+        for v, ls in zip(segs, seg_labels, strict=True)
+    ]
+    return {
+        "frame_gt_sha256": frame_gt_digest(np.concatenate(gt)),
+        "segment_gt_sha256": segment_gt_digest(published),
+        "frames": int(sum(len(g) for g in gt)),
+        "videos": len(published),
+    }
 
 
 def _dump(meta: dict) -> str:
     """JSON with one test video or annotated video per line: compact, and readable in a diff."""
+
     def one(value: object) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -180,8 +224,10 @@ def main() -> None:
         text = _dump(meta)
         (OUT / f"{name}.json").write_text(text, encoding="utf-8")
         digests[name] = published_digests(folder, meta)
-        print(f"{name}: {len(meta['test'])} test videos, {meta['train_videos']} training videos, "
-              f"{len(text) / 1e3:.0f} kB -> {OUT / f'{name}.json'}")
+        print(
+            f"{name}: {len(meta['test'])} test videos, {meta['train_videos']} training videos, "
+            f"{len(text) / 1e3:.0f} kB -> {OUT / f'{name}.json'}"
+        )
     DIGESTS.parent.mkdir(parents=True, exist_ok=True)
     DIGESTS.write_text(json.dumps(digests, indent=2) + "\n")
     print(f"digests of the published ground truth -> {DIGESTS}")

@@ -29,9 +29,17 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 # Property-based tests: a fixed, bounded search in the suite (the same examples every run, no example
 # database); HYPOTHESIS_PROFILE=fuzz searches far longer, e.g. after changing a parser.
-settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "fuzz", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +106,9 @@ def moto_endpoint() -> Iterator[str]:
     if not exe.exists():
         pytest.skip(f"{exe} not found; install the dev extra (moto[server])")
     port = _free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -130,7 +140,9 @@ def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     return moto_endpoint
 
 
-def write_mini_release(root: Path, name: str, *, published_lengths: bool = False, crops: int = 2, dim: int = 16) -> Path:
+def write_mini_release(
+    root: Path, name: str, *, published_lengths: bool = False, crops: int = 2, dim: int = 16
+) -> Path:
     """A miniature copy of a published feature release (real folder layout and test video names from the
     package's metadata): every test video (its test crop), a few training videos; random features.
 
@@ -154,8 +166,10 @@ def write_mini_release(root: Path, name: str, *, published_lengths: bool = False
         train = [f"{bench.normal_folders[0]}/Normal_Videos{i:03d}_x264" for i in range(900, 903)]
         train += [f"{cls}/{cls}{900 + i:03d}_x264" for i, cls in enumerate(("Abuse", "Fighting", "Stealing"))]
     else:  # XD-Violence: a flat training folder, labels in the names
-        train = [f"Mini.Movie.{i}__#00-00-0{i}_00-01-00_label_{code}"
-                 for i, code in enumerate(("A", "A", "A", "B1-0-0", "B2-G-0", "B4-0-0"))]
+        train = [
+            f"Mini.Movie.{i}__#00-00-0{i}_00-01-00_label_{code}"
+            for i, code in enumerate(("A", "A", "A", "B1-0-0", "B2-G-0", "B4-0-0"))
+        ]
     for stem in train:
         length = int(rng.integers(20, 60))
         for k in range(crops):
@@ -173,5 +187,7 @@ def mini_release_writer():
 def mini_releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Miniature UCF-Crime and XD-Violence feature releases (read-only: copy before changing files)."""
     base = tmp_path_factory.mktemp("releases")
-    return {"ucf-crime": write_mini_release(base / "UCFClipFeatures", "ucf-crime"),
-            "xd-violence": write_mini_release(base / "xd", "xd-violence")}
+    return {
+        "ucf-crime": write_mini_release(base / "UCFClipFeatures", "ucf-crime"),
+        "xd-violence": write_mini_release(base / "xd", "xd-violence"),
+    }

@@ -61,8 +61,14 @@ def train_glitch_model(root: Path) -> Path:
             anomalies = ((s, s + int(rng.integers(40, 72))),)
         label = "Glitch" if anomalies else "Normal"
         make_video(root / "videos" / label / f"{label}{i:02d}.mp4", frames, 100 + i, anomalies)
-    extract(str(root / "videos"), str(root / "features"), config(), list_name="train.csv", progress=False,
-            log=lambda _: None)
+    extract(
+        str(root / "videos"),
+        str(root / "features"),
+        config(),
+        list_name="train.csv",
+        progress=False,
+        log=lambda _: None,
+    )
     (root / "dataset.yaml").write_text(
         "name: glitch\nclasses: [Normal, Glitch]\ntrain_list: features/train.csv\ntest_list: features/train.csv\n"
     )

@@ -17,10 +17,30 @@ import yaml
 from cplvad.data import load_dataset
 
 UCF_CLASSES = [
-    "Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
-    "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism",
+    "Normal",
+    "Abuse",
+    "Arrest",
+    "Arson",
+    "Assault",
+    "Burglary",
+    "Explosion",
+    "Fighting",
+    "RoadAccidents",
+    "Robbery",
+    "Shooting",
+    "Shoplifting",
+    "Stealing",
+    "Vandalism",
 ]
-XD_CODES = {"A": "Normal", "B1": "Fighting", "B2": "Shooting", "B4": "Riot", "B5": "Abuse", "B6": "CarAccident", "G": "Explosion"}
+XD_CODES = {
+    "A": "Normal",
+    "B1": "Fighting",
+    "B2": "Shooting",
+    "B4": "Riot",
+    "B5": "Abuse",
+    "B6": "CarAccident",
+    "G": "Explosion",
+}
 
 
 def _manifest(tmp_path: Path, folder: Path, **fields) -> Path:
@@ -35,23 +55,39 @@ def _manifest(tmp_path: Path, folder: Path, **fields) -> Path:
 @pytest.fixture(scope="module")
 def ucf(benchmarks, tmp_path_factory):
     folder = benchmarks / "ucf-crime"
-    return load_dataset(_manifest(
-        tmp_path_factory.mktemp("ucf"), folder, name="ucf-crime", classes=UCF_CLASSES,
-        train_list="ucf_CLIP_rgb.csv", test_list="ucf_CLIP_rgbtest.csv",
-        annotations="Temporal_Anomaly_Annotation.txt", annotations_format="ucf",
-        features_root="/data/UCFClipFeatures",
-    )), folder
+    return load_dataset(
+        _manifest(
+            tmp_path_factory.mktemp("ucf"),
+            folder,
+            name="ucf-crime",
+            classes=UCF_CLASSES,
+            train_list="ucf_CLIP_rgb.csv",
+            test_list="ucf_CLIP_rgbtest.csv",
+            annotations="Temporal_Anomaly_Annotation.txt",
+            annotations_format="ucf",
+            features_root="/data/UCFClipFeatures",
+        )
+    ), folder
 
 
 @pytest.fixture(scope="module")
 def xd(benchmarks, tmp_path_factory):
     folder = benchmarks / "xd-violence"
-    return load_dataset(_manifest(
-        tmp_path_factory.mktemp("xd"), folder, name="xd-violence", classes=list(dict.fromkeys(XD_CODES.values())),
-        label_codes=XD_CODES, train_list="xd_CLIP_rgb.csv", test_list="xd_CLIP_rgbtest.csv",
-        annotations="annotations.txt", annotations_format="xd",
-        segment_annotations=str(folder / "annotations_multiclasses.txt"), segment_annotations_format="xd-multiclass",
-    )), folder
+    return load_dataset(
+        _manifest(
+            tmp_path_factory.mktemp("xd"),
+            folder,
+            name="xd-violence",
+            classes=list(dict.fromkeys(XD_CODES.values())),
+            label_codes=XD_CODES,
+            train_list="xd_CLIP_rgb.csv",
+            test_list="xd_CLIP_rgbtest.csv",
+            annotations="annotations.txt",
+            annotations_format="xd",
+            segment_annotations=str(folder / "annotations_multiclasses.txt"),
+            segment_annotations_format="xd-multiclass",
+        )
+    ), folder
 
 
 def _frames(folder: Path) -> dict[str, int]:

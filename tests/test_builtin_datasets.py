@@ -22,13 +22,31 @@ from cplvad.errors import ConfigError, DataError
 
 DIGESTS = json.loads((Path(__file__).parent / "data" / "benchmark_digests.json").read_text())
 PUBLISHED = {
-    "ucf-crime": {"test": "ucf_CLIP_rgbtest.csv", "gt": ("gt_segment_ucf.npy", "gt_label_ucf.npy"),
-                  "frame_annotations": ("Temporal_Anomaly_Annotation.txt", "ucf"), "train": "ucf_CLIP_rgb.csv"},
-    "xd-violence": {"test": "xd_CLIP_rgbtest.csv", "gt": ("gt_segment.npy", "gt_label.npy"),
-                    "frame_annotations": ("annotations.txt", "xd"), "train": "xd_CLIP_rgb.csv"},
+    "ucf-crime": {
+        "test": "ucf_CLIP_rgbtest.csv",
+        "gt": ("gt_segment_ucf.npy", "gt_label_ucf.npy"),
+        "frame_annotations": ("Temporal_Anomaly_Annotation.txt", "ucf"),
+        "train": "ucf_CLIP_rgb.csv",
+    },
+    "xd-violence": {
+        "test": "xd_CLIP_rgbtest.csv",
+        "gt": ("gt_segment.npy", "gt_label.npy"),
+        "frame_annotations": ("annotations.txt", "xd"),
+        "train": "xd_CLIP_rgb.csv",
+    },
 }
-TINY = ["clip.model=cplvad-tiny", "model.max_len=32", "model.width=32", "model.heads=2", "model.levels=3",
-        "model.stem_blocks=1", "model.window=4", "train.epochs=2", "train.batch_size=8", "train.lr=0.001"]
+TINY = [
+    "clip.model=cplvad-tiny",
+    "model.max_len=32",
+    "model.width=32",
+    "model.heads=2",
+    "model.levels=3",
+    "model.stem_blocks=1",
+    "model.window=4",
+    "train.epochs=2",
+    "train.batch_size=8",
+    "train.lr=0.001",
+]
 
 
 def metadata_only(name: str, tmp_path: Path):
@@ -62,14 +80,25 @@ def test_ground_truth_from_the_package_equals_the_published_files(name, benchmar
     labels = np.load(folder / files["gt"][1], allow_pickle=True)
     ours = dataset.segment_ground_truth(lengths)
     for video, mine, s, lab in zip(dataset.test, ours, segs, labels):
-        assert [(g.start, g.end, g.label) for g in mine] == [(int(a), int(b), str(c)) for (a, b), c in zip(s, lab)], video.name
+        assert [(g.start, g.end, g.label) for g in mine] == [
+            (int(a), int(b), str(c)) for (a, b), c in zip(s, lab)
+        ], video.name
     # frame GT: as built from the published annotation file by the manifest loader
     ann, fmt = files["frame_annotations"]
     manifest = tmp_path / "published.yaml"
-    manifest.write_text(yaml.safe_dump({
-        "name": name, "classes": list(dataset.classes.names), "label_codes": dict(dataset.classes.codes),
-        "train_list": str(folder / files["train"]), "test_list": str(folder / files["test"]),
-        "annotations": str(folder / ann), "annotations_format": fmt}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "classes": list(dataset.classes.names),
+                "label_codes": dict(dataset.classes.codes),
+                "train_list": str(folder / files["train"]),
+                "test_list": str(folder / files["test"]),
+                "annotations": str(folder / ann),
+                "annotations_format": fmt,
+            }
+        )
+    )
     reference = load_dataset(manifest).frame_ground_truth(lengths)
     np.testing.assert_array_equal(dataset.frame_ground_truth(lengths), reference)
 
@@ -89,10 +118,17 @@ def test_scanning_a_release_finds_training_videos_and_leaves_test_videos_out(min
 def test_a_published_training_list_is_rebased_onto_the_release(mini_releases, tmp_path):
     root = mini_releases["ucf-crime"]
     listed = tmp_path / "ucf_CLIP_rgb.csv"
-    listed.write_text("path,label\n" + "".join(
-        f"/home/xbgydx/Desktop/UCFClipFeatures/{sub}__{k},{label}\n"
-        for sub, label in (("Abuse/Abuse900_x264", "Abuse"), ("Training_Normal_Videos_Anomaly/Normal_Videos901_x264",
-                                                            "Normal")) for k in (0, 1)).replace(",", ".npy,"))
+    listed.write_text(
+        "path,label\n"
+        + "".join(
+            f"/home/xbgydx/Desktop/UCFClipFeatures/{sub}__{k},{label}\n"
+            for sub, label in (
+                ("Abuse/Abuse900_x264", "Abuse"),
+                ("Training_Normal_Videos_Anomaly/Normal_Videos901_x264", "Normal"),
+            )
+            for k in (0, 1)
+        ).replace(",", ".npy,")
+    )
     cfg = DataConfig(dataset="ucf-crime", features_root=str(root), train_list=str(listed))
     dataset = load_dataset(resolve_dataset(cfg, tmp_path / "resolved"))
     assert [v.name for v in dataset.train] == ["Abuse900_x264", "Normal_Videos901_x264"]
@@ -101,13 +137,18 @@ def test_a_published_training_list_is_rebased_onto_the_release(mini_releases, tm
 
 def test_xd_separate_folders_can_be_given_one_by_one(mini_releases, tmp_path):
     root = mini_releases["xd-violence"]
-    cfg = DataConfig(dataset="xd-violence", train_features_root=str(root / "XDTrainClipFeatures"),
-                     test_features_root=str(root / "XDTestClipFeatures"))
+    cfg = DataConfig(
+        dataset="xd-violence",
+        train_features_root=str(root / "XDTrainClipFeatures"),
+        test_features_root=str(root / "XDTestClipFeatures"),
+    )
     dataset = load_dataset(resolve_dataset(cfg, tmp_path / "xd"))
     assert len(dataset.train) == 6 and len(dataset.test) == 800
     assert dataset.test.locate(dataset.test.videos[0].rows[0]).parent == root / "XDTestClipFeatures"
     with pytest.raises(DataError, match="data.train_features_root and data.test_features_root"):
-        resolve_dataset(DataConfig(dataset="xd-violence", features_root=str(root / "XDTrainClipFeatures")), tmp_path / "x")
+        resolve_dataset(
+            DataConfig(dataset="xd-violence", features_root=str(root / "XDTrainClipFeatures")), tmp_path / "x"
+        )
 
 
 def invoke(*args: str) -> object:
@@ -117,8 +158,14 @@ def invoke(*args: str) -> object:
 def test_datasets_lists_the_builtins():
     res = invoke("datasets")
     assert res.exit_code == 0
-    for fragment in ("demo", "ucf-crime", "UCF-Crime: 14 classes, 1610 training and 290 test", "xd-violence",
-                     "XD-Violence: 7 classes, 3954 training and 800 test", "data.features_root"):
+    for fragment in (
+        "demo",
+        "ucf-crime",
+        "UCF-Crime: 14 classes, 1610 training and 290 test",
+        "xd-violence",
+        "XD-Violence: 7 classes, 3954 training and 800 test",
+        "data.features_root",
+    ):
         assert fragment in res.output
 
 
@@ -133,7 +180,9 @@ def test_check_reports_what_is_there_and_fails_when_training_could_not_run(mini_
     first = root / "Abuse" / "Abuse028_x264__5.npy"
     np.save(first, np.load(first)[:-1])
     res = invoke("datasets", "check", "ucf-crime", "--features-root", str(root))
-    assert res.exit_code == 0 and "1 differ by up to 16 frames (e.g. Abuse028_x264 1392 vs 1408)" in res.output
+    assert (
+        res.exit_code == 0 and "1 differ by up to 16 frames (e.g. Abuse028_x264 1392 vs 1408)" in res.output
+    )
     # a missing test video and features of another width: training or evaluation would fail
     (root / "Arrest" / "Arrest001_x264__5.npy").unlink()
     np.save(root / "Abuse" / "Abuse900_x264__0.npy", np.zeros((5, 32), np.float32))
@@ -152,16 +201,29 @@ def test_check_of_a_manifest_and_bad_names(demo_manifest):
     assert res.exit_code == 2 and "--features-root" in res.output
 
 
-@pytest.mark.parametrize(("sets", "fragment"), [
-    (["data.features_root=/x"], "data.features_root does not apply to data.dataset='demo'"),
-    (["data.dataset=ucf-crime", "data.train_videos=/v"], "data.train_videos does not apply to data.dataset='ucf-crime'"),
-    (["data.dataset=d/dataset.yaml", "data.train_videos=/v"], "data.test_videos is not"),
-    (["data.dataset=d/dataset.yaml", "data.train_videos=/v", "data.test_videos=/w", "data.features_root=/f"],
-     "data.features_root contradicts data.train_videos"),
-    (["data.dataset=d/dataset.yaml", "data.train_list=/l.csv"], "data.train_list does not apply"),
-    (["data.dataset=ucfcrime"], "not a built-in dataset"),
-    (["data.dataset=ucf-crime", "data.features_root=s3://b/UCFClipFeatures"], "a URL is not supported"),
-])
+@pytest.mark.parametrize(
+    ("sets", "fragment"),
+    [
+        (["data.features_root=/x"], "data.features_root does not apply to data.dataset='demo'"),
+        (
+            ["data.dataset=ucf-crime", "data.train_videos=/v"],
+            "data.train_videos does not apply to data.dataset='ucf-crime'",
+        ),
+        (["data.dataset=d/dataset.yaml", "data.train_videos=/v"], "data.test_videos is not"),
+        (
+            [
+                "data.dataset=d/dataset.yaml",
+                "data.train_videos=/v",
+                "data.test_videos=/w",
+                "data.features_root=/f",
+            ],
+            "data.features_root contradicts data.train_videos",
+        ),
+        (["data.dataset=d/dataset.yaml", "data.train_list=/l.csv"], "data.train_list does not apply"),
+        (["data.dataset=ucfcrime"], "not a built-in dataset"),
+        (["data.dataset=ucf-crime", "data.features_root=s3://b/UCFClipFeatures"], "a URL is not supported"),
+    ],
+)
 def test_contradictory_data_settings_are_refused_by_name(sets, fragment):
     with pytest.raises(ConfigError, match="data") as err:
         load_config(None, sets)
@@ -172,8 +234,21 @@ def test_contradictory_data_settings_are_refused_by_name(sets, fragment):
 @pytest.mark.parametrize("name", BENCHMARK_DATASETS)
 def test_run_trains_and_evaluates_on_a_miniature_release(name, mini_releases, tmp_path):
     out = tmp_path / "run"
-    res = CliRunner().invoke(cli, ["run", "--dataset", name, "--set", f"data.features_root={mini_releases[name]}",
-                                   *[a for s in TINY for a in ("--set", s)], "--out", str(out), "--no-track", "--quiet"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--dataset",
+            name,
+            "--set",
+            f"data.features_root={mini_releases[name]}",
+            *[a for s in TINY for a in ("--set", s)],
+            "--out",
+            str(out),
+            "--no-track",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["frame_auc_binary"] <= 100.0 and metrics["map_avg"] is not None
@@ -196,10 +271,21 @@ def test_metrics_of_a_builtin_benchmark_need_no_features(tmp_path):
     lengths = np.array([v.frames // 16 for v in bench.test])
     rng = np.random.default_rng(0)
     classes = rng.dirichlet(np.ones(len(bench.classes)), size=int(lengths.sum())).astype(np.float32)
-    Predictions(names=[v.name for v in bench.test], lengths=lengths, binary=rng.random(int(lengths.sum())),
-                classes=classes).save(tmp_path / "p.npz")
-    res = invoke("metrics", "--dataset", "xd-violence", "--predictions", str(tmp_path / "p.npz"),
-                 "--out", str(tmp_path / "m.json"))
+    Predictions(
+        names=[v.name for v in bench.test],
+        lengths=lengths,
+        binary=rng.random(int(lengths.sum())),
+        classes=classes,
+    ).save(tmp_path / "p.npz")
+    res = invoke(
+        "metrics",
+        "--dataset",
+        "xd-violence",
+        "--predictions",
+        str(tmp_path / "p.npz"),
+        "--out",
+        str(tmp_path / "m.json"),
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert 40 < metrics["frame_auc_binary"] < 60  # random scores against the real ground truth

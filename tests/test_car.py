@@ -75,8 +75,12 @@ def test_flat_gaussian_shape():
     # snippet 0 is 3.5 past -> exp(-12.25 / (32/9)) = 0.0319
     out = flat_gaussian(torch.ones(1, 20, dtype=torch.bool), 0.6)[0]
     assert torch.all(out[4:16] == 1.0)
-    assert out[3].item() == pytest.approx(0.93205, abs=1e-4) and out[16].item() == pytest.approx(0.93205, abs=1e-4)
-    assert out[0].item() == pytest.approx(0.031894, abs=1e-5) and out[19].item() == pytest.approx(0.031894, abs=1e-5)
+    assert out[3].item() == pytest.approx(0.93205, abs=1e-4) and out[16].item() == pytest.approx(
+        0.93205, abs=1e-4
+    )
+    assert out[0].item() == pytest.approx(0.031894, abs=1e-5) and out[19].item() == pytest.approx(
+        0.031894, abs=1e-5
+    )
     b = torch.tensor([[0, 1, 1, 1, 0]], dtype=torch.bool)
     assert flat_gaussian(b, 1.0).tolist() == [[0.0, 1.0, 1.0, 1.0, 0.0]]
 
@@ -124,15 +128,30 @@ def test_vectorised_car_equals_a_per_video_loop():
     lengths = rng.integers(5, n + 1, size=40)
     abnormal = rng.random(40) < 0.7
     scores, masks = _stacked(40, n, 4, lengths, rng)
-    official = OfficialCarConfig(levels=[0, 1, 2], thresholds=[0.4, 0.5, 0.55, 0.6, 0.7], max_gap=2, min_length=3,
-                                 vote_sum=4.5, flat_ratio=0.5, flat_ratio_end=0.7)
+    official = OfficialCarConfig(
+        levels=[0, 1, 2],
+        thresholds=[0.4, 0.5, 0.55, 0.6, 0.7],
+        max_gap=2,
+        min_length=3,
+        vote_sum=4.5,
+        flat_ratio=0.5,
+        flat_ratio_end=0.7,
+    )
     configs = (
-        CarConfig(), CarConfig(thresholds=[0.4, 0.5, 0.6], max_gap=1, min_length=2), CarConfig(enabled=False),
+        CarConfig(),
+        CarConfig(thresholds=[0.4, 0.5, 0.6], max_gap=1, min_length=2),
+        CarConfig(enabled=False),
         CarConfig(rule="official", official=official),
-        CarConfig(rule="official", keep_topk=False, official=official.model_copy(update={"discretisation": "continuous"})),
+        CarConfig(
+            rule="official",
+            keep_topk=False,
+            official=official.model_copy(update={"discretisation": "continuous"}),
+        ),
     )
     for cfg in configs:
-        fast = refine(torch.from_numpy(scores), torch.from_numpy(masks), torch.tensor(abnormal), n, cfg).numpy()
+        fast = refine(
+            torch.from_numpy(scores), torch.from_numpy(masks), torch.tensor(abnormal), n, cfg
+        ).numpy()
         slow = car_loop.refine_loop(scores, lengths, abnormal, n, cfg)
         np.testing.assert_allclose(fast, slow, atol=1e-5)
 
@@ -140,8 +159,11 @@ def test_vectorised_car_equals_a_per_video_loop():
 # --- the authors' rule (car.rule: official), UCF-Crime numbers unless said otherwise ---------------------
 
 UCF = CarConfig(rule="official", keep_topk=False)
-XD = CarConfig(rule="official", keep_topk=False,
-               official=OfficialCarConfig(max_gap=21, min_length=7, vote_sum=33, flat_ratio=0.95, flat_ratio_end=0.95))
+XD = CarConfig(
+    rule="official",
+    keep_topk=False,
+    official=OfficialCarConfig(max_gap=21, min_length=7, vote_sum=33, flat_ratio=0.95, flat_ratio_end=0.95),
+)
 
 
 def official_labels(snippet_scores, cfg=UCF):
@@ -206,13 +228,21 @@ def test_the_last_snippet_of_a_run_is_kept():
 @pytest.mark.parametrize(
     "length, ratio, expected",
     [
-        (4, 0.55, [1.0, 1.0, 1.0, 1.0]),  # flat int(2.2) = 2, tails (4 - 2) // 2 = 1: the tail's only value is 1
+        (
+            4,
+            0.55,
+            [1.0, 1.0, 1.0, 1.0],
+        ),  # flat int(2.2) = 2, tails (4 - 2) // 2 = 1: the tail's only value is 1
         (7, 0.55, [0.324652, 1, 1, 1, 1, 1, 0.324652]),  # flat 3, tail 2, sigma 2/3: exp(-0.5 (1.5)^2)
         (7, 0.6, [1.0] * 7),  # flat int(4.2) = 4, tail 1
         # flat int(11.0) = 11, tail 4, sigma 4/3: exp(-0.5 (3 (d - 3) / 4)^2) = 0.079560, 0.324652, 0.754840, 1
         (20, 0.55, [0.079560, 0.324652, 0.754840] + [1.0] * 14 + [0.754840, 0.324652, 0.079560]),
         (20, 0.95, [1.0] * 20),  # flat 19, tail 0
-        (60, 0.95, [1.0] * 60),  # flat 57, tail 1 (a float32 0.95 would give flat 56, tail 2: 0.324652 at the ends)
+        (
+            60,
+            0.95,
+            [1.0] * 60,
+        ),  # flat 57, tail 1 (a float32 0.95 would give flat 56, tail 2: 0.324652 at the ends)
     ],
 )
 def test_integer_flat_gaussian_hand_computed(length, ratio, expected):

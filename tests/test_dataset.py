@@ -53,9 +53,11 @@ def test_demo_data_is_deterministic(tmp_path):
     for rel in fa:
         assert (a.parent / rel).read_bytes() == (b.parent / rel).read_bytes(), rel
     c = write_demo_dataset(tmp_path / "c", cfg.model_copy(update={"seed": 4}))
-    assert (c.parent / "lists/demo_test.csv").read_text() != (a.parent / "lists/demo_test.csv").read_text() or \
-        (c.parent / "annotations/Temporal_Anomaly_Annotation.txt").read_text() != \
-        (a.parent / "annotations/Temporal_Anomaly_Annotation.txt").read_text()
+    assert (c.parent / "lists/demo_test.csv").read_text() != (
+        a.parent / "lists/demo_test.csv"
+    ).read_text() or (c.parent / "annotations/Temporal_Anomaly_Annotation.txt").read_text() != (
+        a.parent / "annotations/Temporal_Anomaly_Annotation.txt"
+    ).read_text()
 
 
 def test_demo_has_multi_segment_anomalies_and_several_classes(demo_dataset):

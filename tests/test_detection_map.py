@@ -56,7 +56,9 @@ def test_a_class_without_any_proposal_zeroes_that_iou():
     # Theft is constant in every video (max == min): no frame exceeds the threshold, no proposal at all,
     # so the published code returns mAP 0 although Fight alone would score AP 1.
     three = ClassList(("Normal", "Fight", "Theft"))
-    v = np.stack([np.float32([0.9, 0.1, 0.1, 0.9]), np.float32([0.1, 0.9, 0.9, 0.1]), np.zeros(4, np.float32)], 1)
+    v = np.stack(
+        [np.float32([0.9, 0.1, 0.1, 0.9]), np.float32([0.1, 0.9, 0.9, 0.1]), np.zeros(4, np.float32)], 1
+    )
     assert run([v], [[GTSegment(16, 48, "Fight")]], three) == [0.0] * 5
 
 

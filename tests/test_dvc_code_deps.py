@@ -22,7 +22,12 @@ WORK = {
     "pseudo_labels": ["cplvad.cli.stages", "cplvad.workflow.stages"],
     "train_stage2": ["cplvad.cli.stages", "cplvad.workflow.stages"],
     "evaluate": ["cplvad.cli.stages", "cplvad.workflow.stages", "cplvad.tracking.registry"],
-    "track": ["cplvad.cli.mlops", "cplvad.workflow.stages", "cplvad.tracking.registry", "cplvad.tracking.runs"],
+    "track": [
+        "cplvad.cli.mlops",
+        "cplvad.workflow.stages",
+        "cplvad.tracking.registry",
+        "cplvad.tracking.runs",
+    ],
 }
 NOT_FOLLOWED = {"cplvad.cli"}
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -78,14 +83,23 @@ def test_each_stage_depends_on_the_code_it_imports_and_not_on_all_of_it(stage):
     missing = sorted(str(p) for p in code if not covered(p, deps) and p.name != "__init__.py")
     assert not missing, f"{stage} runs {missing} but does not depend on it"
     assert "src/cplvad" not in deps and "src" not in deps
-    extra = [d for d in deps if d.startswith("src/") and d != "src/cplvad/clip_configs"
-             and not any(p == Path(d) or Path(d) in p.parents for p in code)]
+    extra = [
+        d
+        for d in deps
+        if d.startswith("src/")
+        and d != "src/cplvad/clip_configs"
+        and not any(p == Path(d) or Path(d) in p.parents for p in code)
+    ]
     assert not extra, f"{stage} depends on {extra}, which it does not import"
 
 
 def test_training_imports_no_extraction_or_prediction_code():
     code = code_of("train_stage1")  # tracking code it runs: the stage logs itself into MLflow while it trains
-    assert not [p for p in code if p.parts[2] == "predict" or (p.parts[2] == "extract" and p.stem not in ("__init__", "storage"))]
+    assert not [
+        p
+        for p in code
+        if p.parts[2] == "predict" or (p.parts[2] == "extract" and p.stem not in ("__init__", "storage"))
+    ]
 
 
 def test_resumable_outputs_keep_the_run_cache_and_data_comes_from_params():

@@ -44,8 +44,9 @@ def _env() -> dict[str, str]:
 
 def _copy_repo(dst: Path) -> Path:
     """The tracked files of this repository (as committed or being committed), in a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         if (REPO / rel).is_file() and not rel.startswith(("data/", "outputs/")):
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +55,11 @@ def _copy_repo(dst: Path) -> Path:
     for section, values in SMALL.items():
         params[section].update(values)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
+    ):
         sh(cmd, dst)
     return dst
 
@@ -71,9 +75,16 @@ def test_repro_runs_every_stage_and_tracks_the_run(reproduced):
     repo, log = reproduced
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
-    for rel in ("data/dataset/features/train.csv", "data/dataset/features/test.extraction.json", "outputs/stage1/model.pt",
-                "outputs/pseudo.npz", "outputs/stage2/meta.json", "outputs/eval/predictions.npz",
-                "outputs/eval/plots/roc_binary.csv", "outputs/eval/plots/timelines.png"):
+    for rel in (
+        "data/dataset/features/train.csv",
+        "data/dataset/features/test.extraction.json",
+        "outputs/stage1/model.pt",
+        "outputs/pseudo.npz",
+        "outputs/stage2/meta.json",
+        "outputs/eval/predictions.npz",
+        "outputs/eval/plots/roc_binary.csv",
+        "outputs/eval/plots/timelines.png",
+    ):
         assert (repo / rel).is_file(), rel
     metrics = json.loads((repo / "outputs/eval/metrics.json").read_text())
     assert set(metrics) >= {"frame_auc_binary", "frame_ap_binary", "map_avg"}
@@ -88,8 +99,16 @@ def test_repro_runs_every_stage_and_tracks_the_run(reproduced):
     assert record["tracking_uri"] == f"sqlite:///{repo / 'mlflow.db'}"
     client = MlflowClient()
     run = client.get_run(record["run_id"])
-    children = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{record['run_id']}'")
-    assert {c.info.run_name for c in children} == {"extract", "train_stage1", "pseudo_labels", "train_stage2", "evaluate"}
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{record['run_id']}'"
+    )
+    assert {c.info.run_name for c in children} == {
+        "extract",
+        "train_stage1",
+        "pseudo_labels",
+        "train_stage2",
+        "evaluate",
+    }
     version = client.get_model_version_by_alias("cplvad", "candidate")
     assert str(version.version) == record["model_version"] == "1"
 
@@ -97,11 +116,15 @@ def test_repro_runs_every_stage_and_tracks_the_run(reproduced):
 def test_second_repro_does_no_work(reproduced):
     repo, _ = reproduced
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    runs_before = len(MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()]))
+    runs_before = len(
+        MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])
+    )
     log = sh([str(BIN / "dvc"), "repro"], repo)
     assert "Running stage" not in log
     assert "up to date" in log.lower()
-    runs_after = len(MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()]))
+    runs_after = len(
+        MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])
+    )
     assert runs_after == runs_before
     # changing one knob re-runs only what depends on it
     original = (repo / "params.yaml").read_text()
@@ -120,10 +143,12 @@ def test_cache_round_trip_through_an_s3_remote(reproduced, s3_env, tmp_path):
     boto3.client("s3").create_bucket(Bucket="dvc-store")
     dvc = str(BIN / "dvc")
     env = {**_env(), **{k: os.environ[k] for k in os.environ if k.startswith("AWS_")}}
-    for cmd in ([dvc, "remote", "add", "-d", "store", "s3://dvc-store/cplvad"],
-                [dvc, "remote", "modify", "store", "endpointurl", s3_env],
-                ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline results + remote"]):
+    for cmd in (
+        [dvc, "remote", "add", "-d", "store", "s3://dvc-store/cplvad"],
+        [dvc, "remote", "modify", "store", "endpointurl", s3_env],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline results + remote"],
+    ):
         sh(cmd, repo, env)
     pushed = sh([dvc, "push"], repo, env)
     assert "pushed" in pushed.lower()
@@ -166,9 +191,13 @@ def _set_params(repo: Path, **sections: dict) -> str:
 def test_a_builtin_benchmark_by_params_and_back_to_the_demo_from_the_run_cache(reproduced, mini_releases):
     repo, _ = reproduced
     dvc = str(BIN / "dvc")
-    demo = {rel: (repo / rel).read_bytes() for rel in ("outputs/eval/metrics.json", "outputs/stage2/model.pt",
-                                                        "data/dataset/dataset.yaml")}
-    original = _set_params(repo, data={"dataset": "ucf-crime", "features_root": str(mini_releases["ucf-crime"])})
+    demo = {
+        rel: (repo / rel).read_bytes()
+        for rel in ("outputs/eval/metrics.json", "outputs/stage2/model.pt", "data/dataset/dataset.yaml")
+    }
+    original = _set_params(
+        repo, data={"dataset": "ucf-crime", "features_root": str(mini_releases["ucf-crime"])}
+    )
     try:
         log = sh([dvc, "repro"], repo)
         assert "Running stage 'demo_videos'" not in log
@@ -193,7 +222,9 @@ def test_a_builtin_benchmark_by_params_and_back_to_the_demo_from_the_run_cache(r
 def _find(tree, name: str) -> list[dict]:
     """Every mapping in a JSON tree whose ``name`` is ``name``."""
     if isinstance(tree, dict):
-        return ([tree] if tree.get("name") == name else []) + [x for v in tree.values() for x in _find(v, name)]
+        return ([tree] if tree.get("name") == name else []) + [
+            x for v in tree.values() for x in _find(v, name)
+        ]
     if isinstance(tree, list):
         return [x for v in tree for x in _find(v, name)]
     return []
@@ -202,8 +233,12 @@ def _find(tree, name: str) -> list[dict]:
 def test_queued_experiments_track_to_the_project_store(reproduced):
     repo, _ = reproduced
     dvc = str(BIN / "dvc")
-    for cmd in (["git", "config", "user.name", "t"], ["git", "config", "user.email", "t@t"], ["git", "add", "-A"],
-                ["git", "commit", "-qm", "baseline", "--allow-empty"]):
+    for cmd in (
+        ["git", "config", "user.name", "t"],
+        ["git", "config", "user.email", "t@t"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "baseline", "--allow-empty"],
+    ):
         sh(cmd, repo)
     for value in (2, 3):
         sh([dvc, "exp", "run", "--queue", "-S", f"eval.smoothing={value}", "-n", f"smooth-{value}"], repo)
@@ -217,6 +252,8 @@ def test_queued_experiments_track_to_the_project_store(reproduced):
         runs = client.search_runs(experiments, f"tags.`dvc.exp_name` = 'smooth-{value}'")
         assert len(runs) == 1 and runs[0].info.run_name == f"smooth-{value}"
         assert runs[0].data.params["eval.smoothing"] == str(value)
-        assert runs[0].info.artifact_uri.startswith((repo / "mlruns").as_uri())  # the project's, not the copy's
+        assert runs[0].info.artifact_uri.startswith(
+            (repo / "mlruns").as_uri()
+        )  # the project's, not the copy's
         shown = _find(json.loads(sh([dvc, "exp", "show", "--json"], repo)), f"smooth-{value}")
         assert shown and f'"smoothing": {value}' in json.dumps(shown)

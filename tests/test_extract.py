@@ -224,7 +224,9 @@ def test_skipping_unsampled_reference_free_frames_changes_nothing(tmp_path, thre
     full = decoded_frames(video)
     for sampling in ("center", "mean:4"):
         offsets = sample_offsets(sampling, 16)
-        runs = [list(decode_snippets(video, 16, offsets, 4, threads, skip_unused=skip)) for skip in (True, False)]
+        runs = [
+            list(decode_snippets(video, 16, offsets, 4, threads, skip_unused=skip)) for skip in (True, False)
+        ]
         fast, slow = ([i for i in r if isinstance(i, list)] for r in runs)
         assert runs[0][-1] == runs[1][-1] == VideoInfo(frames=101, fps=25.0, snippets=6)
         assert [len(c) for c in fast] == [len(c) for c in slow] == [4 * len(offsets), 2 * len(offsets)]

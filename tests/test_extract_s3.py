@@ -122,7 +122,9 @@ def test_workers_read_s3_with_the_environment_of_the_call(s3, tmp_path, monkeypa
         m.setenv("AWS_MAX_ATTEMPTS", "1")
         wrong = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "wrong")])
     assert wrong.exit_code == 1, wrong.output
-    reason = json.loads((tmp_path / "wrong" / "features.extraction.json").read_text())["videos"]["a"]["reason"]
+    reason = json.loads((tmp_path / "wrong" / "features.extraction.json").read_text())["videos"]["a"][
+        "reason"
+    ]
     assert "127.0.0.1:9" in reason
     right = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "right")])
     assert right.exit_code == 0, right.output

@@ -11,7 +11,9 @@ from cplvad.extras import require
 
 def test_a_missing_optional_package_names_its_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
-    with pytest.raises(CplvadError, match=r"s3:// paths needs the Python package 'boto3'.*pip install 'cplvad\[s3\]'"):
+    with pytest.raises(
+        CplvadError, match=r"s3:// paths needs the Python package 'boto3'.*pip install 'cplvad\[s3\]'"
+    ):
         storage.s3_client.__wrapped__()
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(CplvadError, match=r"pip install 'cplvad\[tracking\]'"):

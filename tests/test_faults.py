@@ -104,18 +104,37 @@ def test_an_interrupt_says_how_to_resume(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_an_unreachable_tracking_server_fails_fast_before_training_and_never_shows_the_password(demo_manifest, tmp_path):
+def test_an_unreachable_tracking_server_fails_fast_before_training_and_never_shows_the_password(
+    demo_manifest, tmp_path
+):
     """In a real process: what MLflow, requests and urllib3 print or raise reaches the terminal only masked."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://user:{PASSWORD}@127.0.0.1:{closed_port()}",
-           "PYTHONPATH": str(Path(cplvad.__file__).parents[1]), "MLFLOW_LOGGING_LEVEL": "DEBUG"}
-    command = [sys.executable, "-c", "from cplvad.cli import main; main()", "run", "--dataset", str(demo_manifest),
-               "--out", str(tmp_path / "run"), "--track", *TINY]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"http://user:{PASSWORD}@127.0.0.1:{closed_port()}",
+        "PYTHONPATH": str(Path(cplvad.__file__).parents[1]),
+        "MLFLOW_LOGGING_LEVEL": "DEBUG",
+    }
+    command = [
+        sys.executable,
+        "-c",
+        "from cplvad.cli import main; main()",
+        "run",
+        "--dataset",
+        str(demo_manifest),
+        "--out",
+        str(tmp_path / "run"),
+        "--track",
+        *TINY,
+    ]
     start = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     seconds = time.monotonic() - start
     assert done.returncode == 2, done.stderr
     line = one_line_error(done.stderr)
-    assert "cannot reach the MLflow tracking server at http://user:***@127.0.0.1" in line and "--no-track" in line
+    assert (
+        "cannot reach the MLflow tracking server at http://user:***@127.0.0.1" in line
+        and "--no-track" in line
+    )
     assert PASSWORD not in done.stdout + done.stderr
     assert not (tmp_path / "run").exists() and "epoch" not in done.stderr  # stopped before training
     # process start-up and imports included; MLflow's default retries alone took minutes
@@ -123,12 +142,17 @@ def test_an_unreachable_tracking_server_fails_fast_before_training_and_never_sho
 
 
 @pytest.mark.slow
-def test_credentials_are_masked_in_output_logs_warnings_and_mlflow(demo_dataset, tmp_path, monkeypatch, capsys):
+def test_credentials_are_masked_in_output_logs_warnings_and_mlflow(
+    demo_dataset, tmp_path, monkeypatch, capsys
+):
     url = f"http://user:{PASSWORD}@mlflow.example:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "another-secret-value")
     log_file = tmp_path / "cplvad.log"
     handler = logging.FileHandler(log_file)
-    loggers = [logging.getLogger(), logging.getLogger("mlflow")]  # MLflow's logger does not propagate once set up
+    loggers = [
+        logging.getLogger(),
+        logging.getLogger("mlflow"),
+    ]  # MLflow's logger does not propagate once set up
     for logger in loggers:
         logger.addHandler(handler)
     try:
@@ -159,16 +183,22 @@ def test_credentials_are_masked_in_output_logs_warnings_and_mlflow(demo_dataset,
     run = mlflow.MlflowClient().get_run(run_id)
     assert run.data.params["tracking.tracking_uri"] == "http://user:***@mlflow.example:5000"
     assert not any(PASSWORD in str(v) for v in (*run.data.params.values(), *run.data.tags.values()))
-    assert redact(f"GET {url}/api?X-Amz-Signature=abcd&x=1 Bearer abcdefghijkl") == \
-        "GET http://user:***@mlflow.example:5000/api?X-Amz-Signature=***&x=1 Bearer ***"
+    assert (
+        redact(f"GET {url}/api?X-Amz-Signature=abcd&x=1 Bearer abcdefghijkl")
+        == "GET http://user:***@mlflow.example:5000/api?X-Amz-Signature=***&x=1 Bearer ***"
+    )
 
 
 # -------------------------------------------------------------------------------------------- preflight
 
 
-@pytest.mark.parametrize("split,fault", [("test", "truncated"), ("test", "wrong width"), ("test", "NaN"),
-                                         ("train", "data cut short")])
-def test_a_bad_feature_file_stops_run_before_stage_1_and_leaves_no_output(demo_manifest, tmp_path, split, fault):
+@pytest.mark.parametrize(
+    "split,fault",
+    [("test", "truncated"), ("test", "wrong width"), ("test", "NaN"), ("train", "data cut short")],
+)
+def test_a_bad_feature_file_stops_run_before_stage_1_and_leaves_no_output(
+    demo_manifest, tmp_path, split, fault
+):
     manifest = copy_demo(demo_manifest, tmp_path / "data")
     features = getattr(load_dataset(manifest), split)
     path = features.locate(features.videos[-1].rows[0])
@@ -183,8 +213,12 @@ def test_a_bad_feature_file_stops_run_before_stage_1_and_leaves_no_output(demo_m
     assert res.exit_code == 2
     line = one_line_error(res.output)
     assert str(path) in line and f"demo_{split}.csv:" in line
-    assert {"truncated": "not a readable .npy", "wrong width": "100-d features", "NaN": "NaN/inf",
-            "data cut short": "is truncated: its header announces"}[fault] in line
+    assert {
+        "truncated": "not a readable .npy",
+        "wrong width": "100-d features",
+        "NaN": "NaN/inf",
+        "data cut short": "is truncated: its header announces",
+    }[fault] in line
     assert not (tmp_path / "run").exists() and "epoch" not in res.output
 
 
@@ -193,8 +227,17 @@ def test_truncated_clip_weights_stop_extraction_in_preflight(tmp_path):
     torch.save({"w": torch.zeros(1000)}, weights)
     weights.write_bytes(weights.read_bytes()[:-200])
     make_video(tmp_path / "v" / "a.mp4", 20)
-    res = invoke("extract", "--videos", str(tmp_path / "v"), "--out", str(tmp_path / "out"), "--pretrained",
-                 str(weights), "--clip-model", "cplvad-tiny")
+    res = invoke(
+        "extract",
+        "--videos",
+        str(tmp_path / "v"),
+        "--out",
+        str(tmp_path / "out"),
+        "--pretrained",
+        str(weights),
+        "--clip-model",
+        "cplvad-tiny",
+    )
     assert res.exit_code == 2
     assert f"clip.pretrained {weights} is truncated or damaged" in one_line_error(res.output)
     assert not (tmp_path / "out").exists()
@@ -212,8 +255,11 @@ def test_a_list_row_climbing_out_of_features_root_is_refused_with_its_line(demo_
     lines = train_list.read_text().splitlines()
     lines.insert(3, "/publisher/Fighting/../F.npy,Fighting")
     train_list.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"demo_train\.csv:4: row '/publisher/Fighting/\.\./F\.npy' is refused.*"
-                                        r"outside features_root"):
+    with pytest.raises(
+        DataError,
+        match=r"demo_train\.csv:4: row '/publisher/Fighting/\.\./F\.npy' is refused.*"
+        r"outside features_root",
+    ):
         load_dataset(manifest).train
     res = invoke("train", "--dataset", str(manifest), "--stage", "1", "--out", str(tmp_path / "m"), *TINY)
     assert res.exit_code == 2 and "demo_train.csv:4" in one_line_error(res.output)
@@ -225,17 +271,33 @@ def test_a_list_row_climbing_out_of_features_root_is_refused_with_its_line(demo_
 def test_an_undecodable_file_name_is_extracted_and_round_trips_through_the_list(tmp_path):
     videos = tmp_path / "videos"
     make_video(videos / "Normal" / "plain.mp4", 33, seed=1)
-    raw = b"caf\xe9 \xff, \"quoted\""
-    make_video(videos / "Normal" / "tmp.mp4", 40, seed=2).rename(videos / "Normal" / os.fsdecode(raw + b".mp4"))
+    raw = b'caf\xe9 \xff, "quoted"'
+    make_video(videos / "Normal" / "tmp.mp4", 40, seed=2).rename(
+        videos / "Normal" / os.fsdecode(raw + b".mp4")
+    )
     make_video(videos / "Fighting" / "back\\slash.mp4", 40, seed=3)
-    res = invoke("extract", "--videos", str(videos), "--out", str(tmp_path / "f"), "--clip-model", "cplvad-tiny",
-                 "--workers", "0", "--device", "cpu")
+    res = invoke(
+        "extract",
+        "--videos",
+        str(videos),
+        "--out",
+        str(tmp_path / "f"),
+        "--clip-model",
+        "cplvad-tiny",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 1, res.output  # the backslash name alone failed, with its reason
     assert "back\\slash: its name holds a backslash" in res.output
-    assert b"Normal/" + raw.replace(b'"', b'""') + b"__0.npy" in (tmp_path / "f" / "features.csv").read_bytes()
+    assert (
+        b"Normal/" + raw.replace(b'"', b'""') + b"__0.npy" in (tmp_path / "f" / "features.csv").read_bytes()
+    )
     assert (tmp_path / "f" / "Normal" / os.fsdecode(raw + b"__0.npy")).is_file()
-    (tmp_path / "ds.yaml").write_text("name: t\nclasses: [Normal, Fighting]\ntrain_list: f/features.csv\n"
-                                      "test_list: f/features.csv\n")
+    (tmp_path / "ds.yaml").write_text(
+        "name: t\nclasses: [Normal, Fighting]\ntrain_list: f/features.csv\ntest_list: f/features.csv\n"
+    )
     listed = load_dataset(tmp_path / "ds.yaml").train
     assert sorted(listed.names) == sorted([os.fsdecode(raw), "plain"])
     assert all(p.is_file() for _, _, p in listed.samples())
@@ -270,12 +332,15 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
 def trained(demo_manifest, tmp_path_factory) -> Path:
     """A finished stage-1 model (tiny settings, a checkpoint after every epoch); copy it before changing it."""
     out = tmp_path_factory.mktemp("trained") / "m"
-    train_stage(demo_manifest, out, conftest.tiny_config("train.checkpoint_seconds=0"), stage=1, progress=False)
+    train_stage(
+        demo_manifest, out, conftest.tiny_config("train.checkpoint_seconds=0"), stage=1, progress=False
+    )
     return out
 
 
-def test_a_damaged_checkpoint_is_set_aside_and_training_finishes(demo_manifest, trained, tmp_path, monkeypatch,
-                                                                 caplog):
+def test_a_damaged_checkpoint_is_set_aside_and_training_finishes(
+    demo_manifest, trained, tmp_path, monkeypatch, caplog
+):
     cfg = conftest.tiny_config("train.checkpoint_seconds=0")
     with monkeypatch.context() as m:
         _interrupt_in_epoch(m, 2)
@@ -286,7 +351,11 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_finishes(demo_manifest, 
     with caplog.at_level(logging.WARNING, logger="cplvad"):
         result = train_stage(demo_manifest, tmp_path / "run", cfg, stage=1, progress=False)
     [aside] = list((tmp_path / "run").glob("checkpoint.pt.damaged-*"))
-    assert aside.stat().st_size == 1000 and aside.name in caplog.text and "starts again from epoch 1" in caplog.text
+    assert (
+        aside.stat().st_size == 1000
+        and aside.name in caplog.text
+        and "starts again from epoch 1" in caplog.text
+    )
     assert [h["epoch"] for h in result.history] == [1, 2]
     full, redone = _weights(trained), _weights(tmp_path / "run")
     assert all(torch.equal(full[k], redone[k]) for k in full)  # as if never interrupted
@@ -296,8 +365,19 @@ def test_a_damaged_finished_model_is_set_aside_and_trained_again(demo_manifest, 
     out = tmp_path / "m"
     shutil.copytree(trained, out)
     (out / "model.pt").write_bytes((out / "model.pt").read_bytes()[:-100])
-    args = ["train", "--dataset", str(demo_manifest), "--stage", "1", "--out", str(out), "--quiet", *TINY,
-            "--set", "train.checkpoint_seconds=0"]
+    args = [
+        "train",
+        "--dataset",
+        str(demo_manifest),
+        "--stage",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        *TINY,
+        "--set",
+        "train.checkpoint_seconds=0",
+    ]
     res = invoke(*args)
     assert res.exit_code == 0, res.output
     assert "warning:" in res.output and "model.pt.damaged-" in res.output and "trained again" in res.output
@@ -321,8 +401,16 @@ def test_a_malicious_model_pickle_is_not_a_cplvad_model_file(demo_manifest, trai
     shutil.copytree(trained, out)
     marker = tmp_path / "pwned"
     torch.save({"x": _Payload(marker)}, out / "model.pt")
-    res = invoke("evaluate", "--dataset", str(demo_manifest), "--model", str(out), "--out", str(tmp_path / "m.json"),
-                 *TINY)
+    res = invoke(
+        "evaluate",
+        "--dataset",
+        str(demo_manifest),
+        "--model",
+        str(out),
+        "--out",
+        str(tmp_path / "m.json"),
+        *TINY,
+    )
     assert res.exit_code == 2
     line = one_line_error(res.output)
     assert f"{out / 'model.pt'} is not a cplvad model file" in line and "nothing in it was run" in line
@@ -336,7 +424,9 @@ def test_a_damaged_extraction_manifest_is_set_aside_and_everything_extracted_aga
     again = extract_run(tmp_path / "v", tmp_path / "f")
     assert again.extracted == 1 and again.skipped == 0
     assert len(list((tmp_path / "f").glob("features.extraction.json.damaged-*"))) == 1
-    assert json.loads((tmp_path / "f" / "features.extraction.json").read_text())["videos"]["a"]["status"] == "ok"
+    assert (
+        json.loads((tmp_path / "f" / "features.extraction.json").read_text())["videos"]["a"]["status"] == "ok"
+    )
 
 
 # ----------------------------------------------------------------------------------------- extraction resume
@@ -365,7 +455,9 @@ def test_a_resumed_extraction_equals_an_uninterrupted_one(tmp_path, monkeypatch)
     resumed = extract_run(videos, tmp_path / "resumed")
     assert (resumed.skipped, resumed.extracted) == (2, 4)
     for f in sorted((tmp_path / "whole").rglob("*.npy")):
-        assert f.read_bytes() == (tmp_path / "resumed" / f.relative_to(tmp_path / "whole")).read_bytes(), f.name
+        assert f.read_bytes() == (tmp_path / "resumed" / f.relative_to(tmp_path / "whole")).read_bytes(), (
+            f.name
+        )
 
 
 def test_kfp_submit_to_an_unreachable_host_is_one_line_without_the_password(capsys):

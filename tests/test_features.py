@@ -60,7 +60,9 @@ def test_feature_header_checks_like_open_features_without_mapping_the_file(tmp_p
         feature_header(good, expected_dim=16)
     short = tmp_path / "short.npy"
     short.write_bytes(good.read_bytes()[:-4])  # a whole header, one value missing
-    with pytest.raises(DataError, match=r"truncated: its header announces \(4, 8\) float32 but it holds 124 bytes"):
+    with pytest.raises(
+        DataError, match=r"truncated: its header announces \(4, 8\) float32 but it holds 124 bytes"
+    ):
         feature_header(short)
     (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY\x01\x00")
     with pytest.raises(DataError, match="not a readable"):

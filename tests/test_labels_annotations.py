@@ -7,7 +7,15 @@ from cplvad.errors import DataError
 
 XD = ClassList(
     ("Normal", "Fighting", "Shooting", "Riot", "Abuse", "CarAccident", "Explosion"),
-    {"A": "Normal", "B1": "Fighting", "B2": "Shooting", "B4": "Riot", "B5": "Abuse", "B6": "CarAccident", "G": "Explosion"},
+    {
+        "A": "Normal",
+        "B1": "Fighting",
+        "B2": "Shooting",
+        "B4": "Riot",
+        "B5": "Abuse",
+        "B6": "CarAccident",
+        "G": "Explosion",
+    },
 )
 
 
@@ -31,13 +39,21 @@ def test_unknown_label_lists_allowed_values():
 
 
 def test_extension_stripping_keeps_dots_in_names():
-    assert strip_video_extension("Bad.Boys.1995__#01-11-55_label_B2-0-0.mp4") == "Bad.Boys.1995__#01-11-55_label_B2-0-0"
-    assert strip_video_extension("Bad.Boys.1995__#01-11-55_label_B2-0-0") == "Bad.Boys.1995__#01-11-55_label_B2-0-0"
+    assert (
+        strip_video_extension("Bad.Boys.1995__#01-11-55_label_B2-0-0.mp4")
+        == "Bad.Boys.1995__#01-11-55_label_B2-0-0"
+    )
+    assert (
+        strip_video_extension("Bad.Boys.1995__#01-11-55_label_B2-0-0")
+        == "Bad.Boys.1995__#01-11-55_label_B2-0-0"
+    )
 
 
 def test_three_text_formats(tmp_path):
     ucf = tmp_path / "ucf.txt"
-    ucf.write_text("Arson011_x264  Arson  150  420  680  1267  \nNormal_Videos_003_x264  Normal  -1  -1  -1  -1  \n")
+    ucf.write_text(
+        "Arson011_x264  Arson  150  420  680  1267  \nNormal_Videos_003_x264  Normal  -1  -1  -1  -1  \n"
+    )
     ann = read_annotations(ucf, "ucf")
     assert ann["Arson011_x264"] == [Segment(150, 420, "Arson"), Segment(680, 1267, "Arson")]
     assert ann["Normal_Videos_003_x264"] == []
@@ -51,7 +67,9 @@ def test_three_text_formats(tmp_path):
     multi = tmp_path / "multi.txt"
     multi.write_text("clip B2 157 180 G 185 244 B2 250 282\n")
     assert read_annotations(multi, "xd-multiclass")["clip"] == [
-        Segment(157, 180, "B2"), Segment(185, 244, "G"), Segment(250, 282, "B2")
+        Segment(157, 180, "B2"),
+        Segment(185, 244, "G"),
+        Segment(250, 282, "B2"),
     ]
     # auto understands all three
     assert read_annotations(multi)["clip"][1] == Segment(185, 244, "G")

@@ -39,8 +39,18 @@ N = 32
 STEP = 16
 """Snippets encoded at once by the tiny config (extract.batch_size 16): the scorer's largest batch."""
 LATENCY = 8
-FAST = [*CLI, *SETS, "--threshold", "0.5", "--latency", str(LATENCY), "--set", "predict.reconnect_backoff=0.2",
-        "--set", "predict.reconnect_backoff_max=0.5"]
+FAST = [
+    *CLI,
+    *SETS,
+    "--threshold",
+    "0.5",
+    "--latency",
+    str(LATENCY),
+    "--set",
+    "predict.reconnect_backoff=0.2",
+    "--set",
+    "predict.reconnect_backoff_max=0.5",
+]
 
 
 def write_stream(path: Path, parts: list[tuple[int, int, int, tuple[tuple[int, int], ...]]]) -> Path:
@@ -71,7 +81,9 @@ def write_stream(path: Path, parts: list[tuple[int, int, int, tuple[tuple[int, i
 def stream_file(tmp_path_factory) -> Path:
     """Three scenes in one stream, 70 snippets: a glitch at frames 130-190, nothing, a glitch at 840-900."""
     root = tmp_path_factory.mktemp("live")
-    return write_stream(root / "scenes.ts", [(320, 999, W, (PLANTED,)), (320, 998, W, ()), (480, 997, W, ((200, 260),))])
+    return write_stream(
+        root / "scenes.ts", [(320, 999, W, (PLANTED,)), (320, 998, W, ()), (480, 997, W, ((200, 260),))]
+    )
 
 
 def free_port() -> int:
@@ -88,13 +100,19 @@ def listening(port: int) -> bool:
 
 @contextmanager
 def publishing(path: Path, port: int, *args: str) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen([sys.executable, str(PUBLISHER), str(path), "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(PUBLISHER), str(path), "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and not listening(port) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert listening(port), proc.stderr.read() if proc.poll() is not None else "the publisher did not listen"
+        assert listening(port), (
+            proc.stderr.read() if proc.poll() is not None else "the publisher did not listen"
+        )
         yield proc
     finally:
         proc.kill()
@@ -112,8 +130,13 @@ def live(*args: str):
 def event_key(e: dict) -> tuple:
     """An event, its scores to 4 decimals: windows are batched as snippets happen to arrive, which moves the
     6th decimal."""
-    return e["start_snippet"], e["end_snippet"], e["class"], pytest.approx(e["score"], abs=1e-4), pytest.approx(
-        e["class_probability"], abs=1e-4)
+    return (
+        e["start_snippet"],
+        e["end_snippet"],
+        e["class"],
+        pytest.approx(e["score"], abs=1e-4),
+        pytest.approx(e["class_probability"], abs=1e-4),
+    )
 
 
 # ----------------------------------------------------------------------------------------- sliding windows
@@ -170,17 +193,39 @@ def test_event_tracker_reports_an_open_event_once_it_is_long_enough():
 
 
 @pytest.mark.slow
-def test_live_stream_over_loopback_gives_the_offline_events_within_the_latency(model_dir, stream_file, tmp_path):
-    offline = CliRunner().invoke(cli, ["predict", str(stream_file), "--model", str(model_dir), "--out",
-                                       str(tmp_path / "offline"), *CLI, *SETS, "--threshold", "0.5"])
+def test_live_stream_over_loopback_gives_the_offline_events_within_the_latency(
+    model_dir, stream_file, tmp_path
+):
+    offline = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(stream_file),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "offline"),
+            *CLI,
+            *SETS,
+            "--threshold",
+            "0.5",
+        ],
+    )
     assert offline.exit_code == 0, offline.output
     batch = json.loads((tmp_path / "offline" / "scenes.json").read_text())["events"]
     assert [e["class"] for e in batch] == ["Glitch", "Glitch"]
 
     port = free_port()
     with publishing(stream_file, port):
-        res = live(f"tcp://127.0.0.1:{port}", "--model", str(model_dir), "--out", str(tmp_path / "net"),
-                   "--reconnect-attempts", "1")
+        res = live(
+            f"tcp://127.0.0.1:{port}",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "net"),
+            "--reconnect-attempts",
+            "1",
+        )
     assert res.exit_code == 0, res.output
     lines = lines_of(res.stdout)
     starts = [x for x in lines if x["type"] == "event_start"]
@@ -192,8 +237,13 @@ def test_live_stream_over_loopback_gives_the_offline_events_within_the_latency(m
     assert len(ends) == len(batch), res.output
     for got, want in zip(ends, batch):
         assert got["class"] == want["class"]
-        assert abs(got["start_snippet"] - want["start_snippet"]) <= 1 and abs(got["end_snippet"] - want["end_snippet"]) <= 1
-        assert got["start_frame"] == 16 * got["start_snippet"] and got["end_s"] == round(got["end_frame"] / FPS, 3)
+        assert (
+            abs(got["start_snippet"] - want["start_snippet"]) <= 1
+            and abs(got["end_snippet"] - want["end_snippet"]) <= 1
+        )
+        assert got["start_frame"] == 16 * got["start_snippet"] and got["end_s"] == round(
+            got["end_frame"] / FPS, 3
+        )
     # reported within the latency: once snippet end + latency is in (plus at most one scoring batch)
     for x in ends:
         assert x["end_snippet"] + LATENCY + 1 <= x["received_snippets"] <= x["end_snippet"] + LATENCY + STEP
@@ -201,20 +251,30 @@ def test_live_stream_over_loopback_gives_the_offline_events_within_the_latency(m
         assert x["received_snippets"] <= x["start_snippet"] + LATENCY + STEP
 
     summary = lines[-1]
-    assert (summary["snippets"], summary["frames"], summary["fps"], summary["events"]) == (70, 1120, 25.0, len(ends))
+    assert (summary["snippets"], summary["frames"], summary["fps"], summary["events"]) == (
+        70,
+        1120,
+        25.0,
+        len(ends),
+    )
     assert "cannot open it" in summary["ended"]  # the publisher is gone: the one reconnection attempt fails
     doc = json.loads(Path(summary["report"]).read_text())
-    assert doc["input"] == f"tcp://127.0.0.1:{port}" and doc["input_kind"] == "stream" and doc["snippets"] == 70
+    assert (
+        doc["input"] == f"tcp://127.0.0.1:{port}" and doc["input_kind"] == "stream" and doc["snippets"] == 70
+    )
     assert doc["live"]["final"] and doc["live"]["part"] == 0 and doc["live"]["first_snippet"] == 0
     assert [event_key(e) for e in doc["events"]] == [event_key(e) for e in ends]
     err = " ".join(res.stderr.split())
     assert f"tcp://127.0.0.1:{port}: connected (25 fps)" in err and "dropped (the stream ended)" in err
 
     # the network loses nothing: the same file read live from disk gives the very same events
-    replay = live(str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "file"),
-                  "--stall-timeout", "1")
+    replay = live(
+        str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "file"), "--stall-timeout", "1"
+    )
     assert replay.exit_code == 0, replay.output
-    assert [event_key(x) for x in lines_of(replay.stdout) if x["type"] == "event_end"] == [event_key(e) for e in ends]
+    assert [event_key(x) for x in lines_of(replay.stdout) if x["type"] == "event_end"] == [
+        event_key(e) for e in ends
+    ]
     index = json.loads((tmp_path / "file" / "index.json").read_text())
     assert index["count"] == 1 and index["videos"][0]["events"] == len(ends)
 
@@ -233,8 +293,15 @@ def test_live_stream_reconnects_after_a_drop(model_dir, stream_file, tmp_path):
     with publishing(stream_file, port, "--stop", "480") as first:
         thread = threading.Thread(target=second_half)
         thread.start()
-        res = live(f"tcp://127.0.0.1:{port}", "--model", str(model_dir), "--out", str(tmp_path / "o"),
-                   "--reconnect-attempts", "6")
+        res = live(
+            f"tcp://127.0.0.1:{port}",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--reconnect-attempts",
+            "6",
+        )
         thread.join()
     assert res.exit_code == 0, res.output
     err = " ".join(res.stderr.split())
@@ -252,8 +319,19 @@ def test_live_stream_reconnects_after_a_drop(model_dir, stream_file, tmp_path):
 def test_stalled_and_dead_sources_fail_clearly_and_the_others_are_scored(model_dir, stream_file, tmp_path):
     dead, stalled = free_port(), free_port()
     with publishing(stream_file, stalled, "--stop", "160", "--hold", "30"):
-        res = live(f"tcp://127.0.0.1:{dead}", f"tcp://127.0.0.1:{stalled}", str(stream_file), "--model",
-                   str(model_dir), "--out", str(tmp_path / "o"), "--stall-timeout", "1.5", "--reconnect-attempts", "2")
+        res = live(
+            f"tcp://127.0.0.1:{dead}",
+            f"tcp://127.0.0.1:{stalled}",
+            str(stream_file),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--stall-timeout",
+            "1.5",
+            "--reconnect-attempts",
+            "2",
+        )
     assert res.exit_code == 1, res.output
     err = " ".join(res.stderr.split())
     assert f"tcp://127.0.0.1:{stalled}: dropped (no data for 1.5 s); reconnecting" in err
@@ -282,15 +360,30 @@ def test_a_growing_file_is_followed_until_it_stops_growing(model_dir, stream_fil
     assert res.exit_code == 0, res.output
     lines = lines_of(res.stdout)
     assert lines[-1]["snippets"] == 70 and lines[-1]["ended"] == "no data for 2 s"
-    replay = live(str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "r"), "--stall-timeout", "1")
+    replay = live(
+        str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "r"), "--stall-timeout", "1"
+    )
     assert [event_key(x) for x in lines if x["type"] == "event_end"] == [
-        event_key(x) for x in lines_of(replay.stdout) if x["type"] == "event_end"]
+        event_key(x) for x in lines_of(replay.stdout) if x["type"] == "event_end"
+    ]
 
 
 def test_a_long_session_is_written_in_parts_that_add_up(model_dir, stream_file, tmp_path):
     out = tmp_path / "o"
-    res = live(str(stream_file), "--model", str(model_dir), "--out", str(out), "--stall-timeout", "1", "--report",
-               "--set", "predict.live_part_snippets=25", "--set", "predict.live_flush_seconds=0.05")
+    res = live(
+        str(stream_file),
+        "--model",
+        str(model_dir),
+        "--out",
+        str(out),
+        "--stall-timeout",
+        "1",
+        "--report",
+        "--set",
+        "predict.live_part_snippets=25",
+        "--set",
+        "predict.live_flush_seconds=0.05",
+    )
     assert res.exit_code == 0, res.output
     parts = sorted(out.glob("scenes.*.json"), key=lambda p: json.loads(p.read_text())["live"]["part"])
     docs = [json.loads(p.read_text()) for p in parts]
@@ -298,11 +391,25 @@ def test_a_long_session_is_written_in_parts_that_add_up(model_dir, stream_file, 
     assert [(d["live"]["first_snippet"], d["snippets"]) for d in docs] == [(0, 25), (25, 25), (50, 20)]
     assert all(d["live"]["final"] for d in docs)
     ends = [x for x in lines_of(res.stdout) if x["type"] == "event_end"]
-    assert [event_key(e) for d in docs for e in d["events"]] == [event_key(e) for e in ends]  # each in the part it ended
-    assert live(str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "whole"), "--stall-timeout",
-                "1").exit_code == 0
+    assert [event_key(e) for d in docs for e in d["events"]] == [
+        event_key(e) for e in ends
+    ]  # each in the part it ended
+    assert (
+        live(
+            str(stream_file),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "whole"),
+            "--stall-timeout",
+            "1",
+        ).exit_code
+        == 0
+    )
     [whole] = [json.loads(p.read_text()) for p in (tmp_path / "whole").glob("scenes.*.json")]
-    np.testing.assert_allclose(sum((d["snippet_scores"] for d in docs), []), whole["snippet_scores"], atol=1e-5)
+    np.testing.assert_allclose(
+        sum((d["snippet_scores"] for d in docs), []), whole["snippet_scores"], atol=1e-5
+    )
     page = (out / "index.html").read_text()
     assert page.count('class="video"') == 3 and "part 2 from snippet 50" in page
 
@@ -311,8 +418,10 @@ def test_a_resolution_change_is_rescaled_and_said(model_dir, tmp_path):
     path = write_stream(tmp_path / "cam.ts", [(160, 999, W, ()), (320, 999, 2 * W, (PLANTED,))])
     res = live(str(path), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--stall-timeout", "1")
     assert res.exit_code == 0, res.output
-    assert (f"the frame size changed from {W}x{H} to {2 * W}x{2 * H} at frame 168; frames are rescaled to the "
-            f"first size, {W}x{H}") in " ".join(res.stderr.split())
+    assert (
+        f"the frame size changed from {W}x{H} to {2 * W}x{2 * H} at frame 168; frames are rescaled to the "
+        f"first size, {W}x{H}"
+    ) in " ".join(res.stderr.split())
     lines = lines_of(res.stdout)
     assert lines[-1]["snippets"] == 30
     [end] = [x for x in lines if x["type"] == "event_end"]  # the glitch of the second part, at frames 290-350
@@ -323,11 +432,36 @@ def test_feature_files_plots_and_latencies_beyond_the_window_are_refused(model_d
     np.save(tmp_path / "f.npy", np.zeros((40, 64), np.float32))
     res = live(str(tmp_path / "f.npy"), "--model", str(model_dir), "--out", str(tmp_path / "o"))
     assert res.exit_code == 1 and "feature files are not live sources" in res.output
-    res = CliRunner().invoke(cli, ["predict", "--live", "--plot", str(tmp_path / "f.npy"), "--model", str(model_dir),
-                                   "--out", str(tmp_path / "o"), *CLI])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--live",
+            "--plot",
+            str(tmp_path / "f.npy"),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            *CLI,
+        ],
+    )
     assert res.exit_code == 2 and "cannot be combined with --stream or --plot" in res.output
-    res = CliRunner().invoke(cli, ["predict", "--live", f"tcp://127.0.0.1:{free_port()}", "--model", str(model_dir),
-                                   "--out", str(tmp_path / "o"), *CLI, "--latency", "32"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--live",
+            f"tcp://127.0.0.1:{free_port()}",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            *CLI,
+            "--latency",
+            "32",
+        ],
+    )
     assert res.exit_code == 2 and "--latency 32" in res.output and "between 0 and 31" in res.output
 
 
@@ -341,12 +475,14 @@ def test_a_model_whose_clip_does_not_match_its_features_stops_before_any_source_
     for name in ("model.pt", "meta.json"):
         (other / name).write_bytes((model_dir / name).read_bytes())
     cfg = json.loads((model_dir / "config.json").read_text())
-    (other / "config.json").write_text(json.dumps({**cfg, "clip": {**cfg["clip"], "model": "cplvad-tiny32",
-                                                                     "config_dir": str(clip_dir)}}))
+    (other / "config.json").write_text(
+        json.dumps({**cfg, "clip": {**cfg["clip"], "model": "cplvad-tiny32", "config_dir": str(clip_dir)}})
+    )
     port = free_port()
     res = live(f"tcp://127.0.0.1:{port}", "--model", str(other), "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "scores 64-d features but its CLIP (cplvad-tiny32) gives 32-d" in " ".join(
-        res.output.split())
+        res.output.split()
+    )
     assert not (tmp_path / "o").exists()  # nothing was scored or written
 
 
@@ -385,8 +521,17 @@ def hook_server(mode: str) -> Iterator[str]:
 
 def test_webhook_gets_every_event_line(model_dir, stream_file, tmp_path):
     with hook_server("ok") as (url, handler):
-        res = live(str(stream_file), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--stall-timeout", "1",
-                   "--webhook", url)
+        res = live(
+            str(stream_file),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--stall-timeout",
+            "1",
+            "--webhook",
+            url,
+        )
     assert res.exit_code == 0, res.output
     events = [x for x in lines_of(res.stdout) if x["type"].startswith("event_")]
     assert len(events) == 4 and handler.received == events
@@ -403,7 +548,10 @@ def test_a_refusing_or_hanging_webhook_never_holds_up_scoring():
         assert time.monotonic() - start < 0.05  # posting never waits
         stats = hook.close(wait=5)
     assert (stats.delivered, stats.failed) == (0, 3) and len(handler.received) == 9  # 1 + 2 retries each
-    assert logs[0] == f"webhook {url}: gave up on a event_end line after 3 attempt(s) (HTTP 503 Service Unavailable)"
+    assert (
+        logs[0]
+        == f"webhook {url}: gave up on a event_end line after 3 attempt(s) (HTTP 503 Service Unavailable)"
+    )
 
     logs.clear()
     with hook_server("hang") as (url, _):
@@ -428,12 +576,30 @@ def test_a_refusing_or_hanging_webhook_never_holds_up_scoring():
 @pytest.mark.slow
 def test_sigterm_stops_cleanly_with_a_summary(model_dir, stream_file, tmp_path):
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+    }
     with publishing(stream_file, port, "--fps", "50"):  # 22 s of stream
-        proc = subprocess.Popen([sys.executable, "-c", "from cplvad.cli import main; main()", "predict", "--live",
-                                 f"tcp://127.0.0.1:{port}",
-                                 "--model", str(model_dir), "--out", str(tmp_path / "o"), *FAST],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from cplvad.cli import main; main()",
+                "predict",
+                "--live",
+                f"tcp://127.0.0.1:{port}",
+                "--model",
+                str(model_dir),
+                "--out",
+                str(tmp_path / "o"),
+                *FAST,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         first = proc.stdout.readline()  # the first event starts at snippet 7: about 2.5 s into the stream
         assert json.loads(first)["type"] == "event_start", proc.stderr.read()
         proc.send_signal(signal.SIGTERM)

@@ -26,8 +26,9 @@ def in_tmp(tmp_path, monkeypatch):
 
 def children(client: MlflowClient, parent_id: str) -> list:
     experiment_id = client.get_run(parent_id).info.experiment_id
-    return client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'",
-                              order_by=["attributes.start_time ASC"])
+    return client.search_runs(
+        [experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'", order_by=["attributes.start_time ASC"]
+    )
 
 
 def losses(client: MlflowClient, run) -> list[int]:
@@ -65,15 +66,58 @@ def test_stage_commands_log_live_into_one_parent_that_track_closes(demo_manifest
 
     res = runner.invoke(cli, train)  # resumes from the checkpoint, in the same parent
     assert res.exit_code == 0, res.output
-    res = runner.invoke(cli, ["evaluate", "--dataset", str(demo_manifest), "--model", "s1", "--out", "m.json",
-                              "--plots", "plots", "--quiet", *opts])
+    res = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            "--dataset",
+            str(demo_manifest),
+            "--model",
+            "s1",
+            "--out",
+            "m.json",
+            "--plots",
+            "plots",
+            "--quiet",
+            *opts,
+        ],
+    )
     assert res.exit_code == 0, res.output
     # pseudo labels without a parent: `track` adds their run from the file
-    res = runner.invoke(cli, ["pseudo-labels", "--dataset", str(demo_manifest), "--model", "s1", "--out", "p.npz",
-                              "--quiet", *tiny_cli_args()])
+    res = runner.invoke(
+        cli,
+        [
+            "pseudo-labels",
+            "--dataset",
+            str(demo_manifest),
+            "--model",
+            "s1",
+            "--out",
+            "p.npz",
+            "--quiet",
+            *tiny_cli_args(),
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(cli, ["track", "--dataset", str(demo_manifest), "--stage1", "s1", "--pseudo", "p.npz",
-                              "--metrics", "m.json", "--plots", "plots", "--out", "record.json", *opts])
+    res = runner.invoke(
+        cli,
+        [
+            "track",
+            "--dataset",
+            str(demo_manifest),
+            "--stage1",
+            "s1",
+            "--pseudo",
+            "p.npz",
+            "--metrics",
+            "m.json",
+            "--plots",
+            "plots",
+            "--out",
+            "record.json",
+            *opts,
+        ],
+    )
     assert res.exit_code == 0, res.output
 
     record = json.loads((in_tmp / "record.json").read_text())
@@ -87,12 +131,16 @@ def test_stage_commands_log_live_into_one_parent_that_track_closes(demo_manifest
     assert losses(client, finished["train_stage1"]) == [1, 2, 3]
     assert "calibrated_threshold" in finished["train_stage1"].data.metrics
     assert {"pseudo_agreement", "pseudo_b_positive_fraction"} <= set(finished["pseudo_labels"].data.metrics)
-    assert {a.path for a in client.list_artifacts(finished["evaluate"].info.run_id, "plots")} >= {"plots/timelines.png"}
+    assert {a.path for a in client.list_artifacts(finished["evaluate"].info.run_id, "plots")} >= {
+        "plots/timelines.png"
+    }
     assert client.get_model_version("cplvad", "1").run_id == parent_id
 
     # the recorded parent is closed: the next pipeline execution opens its own
-    res = runner.invoke(cli, ["evaluate", "--dataset", str(demo_manifest), "--model", "s1", "--out", "m2.json",
-                              "--quiet", *opts])
+    res = runner.invoke(
+        cli,
+        ["evaluate", "--dataset", str(demo_manifest), "--model", "s1", "--out", "m2.json", "--quiet", *opts],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((in_tmp / "parent.json").read_text())["run_id"] != parent_id
 
@@ -123,7 +171,9 @@ def test_tracking_without_mlflow_names_the_extra(in_tmp, monkeypatch):
     from cplvad.tracking.registry import promote
 
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow -> ImportError
-    with pytest.raises(CplvadError, match=r"needs the Python package 'mlflow'.*pip install 'cplvad\[tracking\]'"):
+    with pytest.raises(
+        CplvadError, match=r"needs the Python package 'mlflow'.*pip install 'cplvad\[tracking\]'"
+    ):
         find_parent(tiny_config(), record=in_tmp / "parent.json")
     with pytest.raises(CplvadError, match=r"cplvad\[tracking\]"):
         promote(tiny_config())

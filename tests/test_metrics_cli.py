@@ -35,7 +35,9 @@ def test_random_is_near_chance(demo_dataset):
 def test_metrics_command_writes_json_and_prints_table(demo_manifest, oracle, tmp_path):
     pred_path, out = tmp_path / "p.npz", tmp_path / "m.json"
     oracle.save(pred_path)
-    res = CliRunner().invoke(cli, ["metrics", "--dataset", str(demo_manifest), "--predictions", str(pred_path), "--out", str(out)])
+    res = CliRunner().invoke(
+        cli, ["metrics", "--dataset", str(demo_manifest), "--predictions", str(pred_path), "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert "frame_auc_binary" in res.output and "map_avg" in res.output
     assert json.loads(out.read_text())["frame_auc_binary"] > 99.9
@@ -63,19 +65,28 @@ def _mutate(oracle, **changes):
         (lambda it: [(n, np.where(np.arange(len(b)) == 3, np.nan, b), c) for n, b, c in it], "NaN"),
         (lambda it: [(n, b, c * 0.5) for n, b, c in it], "sum to"),
         (lambda it: [(n, b * 2 + 0.1, c) for n, b, c in it], "[0, 1]"),
-        (lambda it: [(n, b[:-1], c[:-1]) if i == 0 else (n, b, c) for i, (n, b, c) in enumerate(it)], "feature file has"),
+        (
+            lambda it: [(n, b[:-1], c[:-1]) if i == 0 else (n, b, c) for i, (n, b, c) in enumerate(it)],
+            "feature file has",
+        ),
         (lambda it: [(n, b, c[:, :3]) for n, b, c in it], "columns"),
     ],
 )
-def test_bad_predictions_name_the_video_and_write_nothing(demo_manifest, demo_dataset, oracle, tmp_path, mutation, fragment):
+def test_bad_predictions_name_the_video_and_write_nothing(
+    demo_manifest, demo_dataset, oracle, tmp_path, mutation, fragment
+):
     items = mutation(_mutate(oracle))
-    pred = Predictions.from_videos([(n, np.asarray(b, np.float32), np.asarray(c, np.float32)) for n, b, c in items])
+    pred = Predictions.from_videos(
+        [(n, np.asarray(b, np.float32), np.asarray(c, np.float32)) for n, b, c in items]
+    )
     path, out = tmp_path / "bad.npz", tmp_path / "m.json"
     pred.save(path)
     with pytest.raises(DataError) as err:
         validate(Predictions.load(path), demo_dataset, source=str(path))
     assert fragment in str(err.value)
-    res = CliRunner().invoke(cli, ["metrics", "--dataset", str(demo_manifest), "--predictions", str(path), "--out", str(out)])
+    res = CliRunner().invoke(
+        cli, ["metrics", "--dataset", str(demo_manifest), "--predictions", str(path), "--out", str(out)]
+    )
     assert res.exit_code == 2 and fragment in res.output
     assert not out.exists()
 
@@ -84,11 +95,22 @@ def test_malformed_prediction_files(tmp_path):
     np.savez(tmp_path / "a.npz", names=np.array(["a"]), lengths=np.array([2]))
     with pytest.raises(DataError, match="missing arrays"):
         Predictions.load(tmp_path / "a.npz")
-    np.savez(tmp_path / "b.npz", names=np.array(["a"]), lengths=np.array([2]), binary=np.zeros(3), classes=np.zeros((3, 2)))
+    np.savez(
+        tmp_path / "b.npz",
+        names=np.array(["a"]),
+        lengths=np.array([2]),
+        binary=np.zeros(3),
+        classes=np.zeros((3, 2)),
+    )
     with pytest.raises(DataError, match="sum\\(lengths\\)"):
         Predictions.load(tmp_path / "b.npz")
-    np.savez(tmp_path / "c.npz", names=np.array([{"x": 1}], dtype=object), lengths=np.array([1]),
-             binary=np.zeros(1), classes=np.zeros((1, 2)))
+    np.savez(
+        tmp_path / "c.npz",
+        names=np.array([{"x": 1}], dtype=object),
+        lengths=np.array([1]),
+        binary=np.zeros(1),
+        classes=np.zeros((1, 2)),
+    )
     with pytest.raises(DataError, match="pickle"):
         Predictions.load(tmp_path / "c.npz")
 
@@ -103,12 +125,28 @@ def test_smoothing_never_crosses_video_boundaries():
 
 def test_demo_data_and_baseline_commands(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(cli, ["demo-data", "--out", str(tmp_path / "d"), "--set", "demo.train_normal=2",
-                              "--set", "demo.train_abnormal=2", "--set", "demo.test_normal=1", "--set", "demo.test_abnormal=3"])
+    res = runner.invoke(
+        cli,
+        [
+            "demo-data",
+            "--out",
+            str(tmp_path / "d"),
+            "--set",
+            "demo.train_normal=2",
+            "--set",
+            "demo.train_abnormal=2",
+            "--set",
+            "demo.test_normal=1",
+            "--set",
+            "demo.test_abnormal=3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     manifest = tmp_path / "d" / "dataset.yaml"
     assert manifest.is_file()
-    res = runner.invoke(cli, ["baseline", "--dataset", str(manifest), "--kind", "random", "--out", str(tmp_path / "r.npz")])
+    res = runner.invoke(
+        cli, ["baseline", "--dataset", str(manifest), "--kind", "random", "--out", str(tmp_path / "r.npz")]
+    )
     assert res.exit_code == 0, res.output
     assert len(Predictions.load(tmp_path / "r.npz").names) == 4
     res = runner.invoke(cli, ["demo-data", "--out", str(tmp_path / "e"), "--set", "demo.seed=x"])

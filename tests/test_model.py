@@ -16,7 +16,9 @@ from cplvad.modeling.prompts import FrozenTextEncoder, class_words
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    model, meta = create_model(tiny_config("model.dropout=0.0"), ["Normal", "Fighting", "RoadAccidents"], 16, stage=1)
+    model, meta = create_model(
+        tiny_config("model.dropout=0.0"), ["Normal", "Fighting", "RoadAccidents"], 16, stage=1
+    )
     return model.eval()
 
 
@@ -121,7 +123,9 @@ def test_shared_class_prefixes_equal_one_sequence_per_prompt(tiny_model):
             prompts.zero_grad(set_to_none=True)
             text = prompts.encode()
             (text * weights).sum().backward()
-            results.append((text.detach(), prompts.type_tokens.grad.clone(), prompts.level_tokens.grad.clone()))
+            results.append(
+                (text.detach(), prompts.type_tokens.grad.clone(), prompts.level_tokens.grad.clone())
+            )
     finally:
         prompts.encoder.shares_prefixes = True
         prompts.zero_grad(set_to_none=True)
@@ -138,7 +142,10 @@ def test_gradients_reach_prompt_tokens_not_clip(tiny_model):
     try:
         text = tiny_model.prompts()
         text.sum().backward()
-        assert tiny_model.prompts.type_tokens.grad is not None and tiny_model.prompts.level_tokens.grad is not None
+        assert (
+            tiny_model.prompts.type_tokens.grad is not None
+            and tiny_model.prompts.level_tokens.grad is not None
+        )
         assert all(p.grad is None for p in tiny_model.prompts.encoder.parameters())
     finally:
         tiny_model.zero_grad(set_to_none=True)
@@ -167,7 +174,9 @@ def test_topk_bce_and_mil_align_hand_values():
     assert mil_align(cls, m2, torch.tensor([[0.0, 1.0, 1.0]])).item() == pytest.approx(expected, rel=1e-5)
     # two levels average: the second level alone would give -log(0.25) for a normal video
     two = torch.tensor([[[0.0, math.log(3.0)], [math.log(3.0), 0.0]]])
-    assert topk_bce(two, torch.ones(1, 2, 2, dtype=torch.bool), torch.tensor([0.0])).item() == pytest.approx(-math.log(0.25))
+    assert topk_bce(two, torch.ones(1, 2, 2, dtype=torch.bool), torch.tensor([0.0])).item() == pytest.approx(
+        -math.log(0.25)
+    )
 
 
 def test_focal_loss_at_soft_targets():
@@ -175,7 +184,9 @@ def test_focal_loss_at_soft_targets():
     # p = 0.5 at a 0.5 target: |y - p|^2 = 0 -> no loss
     assert soft_focal(torch.zeros(1, 1), torch.full((1, 1), 0.5), mask, 2.0, 0.25).item() == 0.0
     # y = 0.8, p = 0.5: 0.3^2 * BCE (ln 2) * alpha_t (0.25*0.8 + 0.75*0.2 = 0.35) = 0.021834
-    assert soft_focal(torch.zeros(1, 1), torch.full((1, 1), 0.8), mask, 2.0, 0.25).item() == pytest.approx(0.021834, rel=1e-4)
+    assert soft_focal(torch.zeros(1, 1), torch.full((1, 1), 0.8), mask, 2.0, 0.25).item() == pytest.approx(
+        0.021834, rel=1e-4
+    )
     # padded positions do not count
     two = soft_focal(torch.zeros(1, 2), torch.tensor([[0.8, 0.0]]), torch.tensor([[True, False]]), 2.0, 0.25)
     assert two.item() == pytest.approx(0.021834, rel=1e-4)

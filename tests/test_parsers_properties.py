@@ -31,14 +31,42 @@ from cplvad.extract.storage import LocalSink, list_videos
 
 CLASSES = ClassList(("Normal", "Fighting", "Shooting"), {"A": "Normal", "B1": "Fighting", "B2": "Shooting"})
 
-words = st.sampled_from(["Normal", "Fighting", "Shooting", "A", "B1", "B2-0-0", "B1-B2", "x", "-1", "0", "16",
-                         "..", ".", "/", "\\", "#", ",", '"', "path", "label", "__0", "v.mp4", "a__3.npy"])
+words = st.sampled_from(
+    [
+        "Normal",
+        "Fighting",
+        "Shooting",
+        "A",
+        "B1",
+        "B2-0-0",
+        "B1-B2",
+        "x",
+        "-1",
+        "0",
+        "16",
+        "..",
+        ".",
+        "/",
+        "\\",
+        "#",
+        ",",
+        '"',
+        "path",
+        "label",
+        "__0",
+        "v.mp4",
+        "a__3.npy",
+    ]
+)
 text_token = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=6)
 token = st.one_of(words, text_token, st.integers(-2, 10**6).map(str))
 line = st.lists(token, max_size=7).map(" ".join)
 structured = st.lists(line, max_size=6).map("\n".join)
-content = st.one_of(structured.map(str.encode), st.binary(max_size=120),
-                    st.text(max_size=80).map(lambda t: t.encode("utf-8", "surrogatepass")))
+content = st.one_of(
+    structured.map(str.encode),
+    st.binary(max_size=120),
+    st.text(max_size=80).map(lambda t: t.encode("utf-8", "surrogatepass")),
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +95,23 @@ def test_text_annotations(workdir, data, fmt):
     if result is not None:
         for name, segments in result.items():
             assert isinstance(name, str) and name
-            assert all(isinstance(s, Segment) and isinstance(s.start, int) and isinstance(s.end, int)
-                       and (s.label is None or isinstance(s.label, str)) for s in segments)
+            assert all(
+                isinstance(s, Segment)
+                and isinstance(s.start, int)
+                and isinstance(s.end, int)
+                and (s.label is None or isinstance(s.label, str))
+                for s in segments
+            )
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10**20) | st.floats(allow_nan=True) | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["start", "end", "label", "v1", "x"]) | st.text(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["start", "end", "label", "v1", "x"]) | st.text(max_size=4), children, max_size=4
+        )
+    ),
     max_leaves=12,
 )
 
@@ -88,17 +125,25 @@ def test_json_annotations(workdir, value):
     result = _parses_or_our_error(lambda: read_annotations(path, "json"))
     if result is not None:
         assert all(isinstance(n, str) for n in result)
-        assert all(isinstance(s.start, int) and isinstance(s.end, int) and (s.label is None or isinstance(s.label, str))
-                   for segments in result.values() for s in segments)
+        assert all(
+            isinstance(s.start, int)
+            and isinstance(s.end, int)
+            and (s.label is None or isinstance(s.label, str))
+            for segments in result.values()
+            for s in segments
+        )
 
 
 # ------------------------------------------------------------------------------------------ feature lists
 
-list_path = st.lists(st.sampled_from(["", ".", "..", "x", "Fighting", "v__0.npy", "v__1.npy", "w.npy", "a b"])
-                     | text_token, min_size=1, max_size=4).map(lambda parts: ("/" if parts[0] == "" else "")
-                                                               + "/".join(parts))
+list_path = st.lists(
+    st.sampled_from(["", ".", "..", "x", "Fighting", "v__0.npy", "v__1.npy", "w.npy", "a b"]) | text_token,
+    min_size=1,
+    max_size=4,
+).map(lambda parts: ("/" if parts[0] == "" else "") + "/".join(parts))
 csv_rows = st.lists(st.tuples(list_path, words | text_token), max_size=6).map(
-    lambda rows: "path,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows))
+    lambda rows: "path,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows)
+)
 
 
 @given(data=st.one_of(csv_rows.map(str.encode), content), rebased=st.booleans())
@@ -133,7 +178,8 @@ manifest_values = st.fixed_dictionaries(
         "annotations_format": st.sampled_from(["auto", "ucf", "json", "bogus"]),
         "features_root": st.none() | st.sampled_from(["f", "/tmp/x", ""]),
         "frames_per_snippet": st.integers(-2, 40) | st.text(max_size=3),
-        "label_codes": st.dictionaries(text_token, words | text_token, max_size=3) | st.lists(st.integers(), max_size=2),
+        "label_codes": st.dictionaries(text_token, words | text_token, max_size=3)
+        | st.lists(st.integers(), max_size=2),
         "unknown": st.integers(),
     },
 )
@@ -151,8 +197,14 @@ def test_dataset_manifests(workdir, data):
 # ----------------------------------------------------------------------------------------- predictions
 
 any_array = hnp.arrays(
-    dtype=st.one_of(hnp.integer_dtypes(), hnp.floating_dtypes(), hnp.boolean_dtypes(), hnp.unicode_string_dtypes(),
-                    hnp.byte_string_dtypes(), hnp.complex_number_dtypes()),
+    dtype=st.one_of(
+        hnp.integer_dtypes(),
+        hnp.floating_dtypes(),
+        hnp.boolean_dtypes(),
+        hnp.unicode_string_dtypes(),
+        hnp.byte_string_dtypes(),
+        hnp.complex_number_dtypes(),
+    ),
     shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
 )
 
@@ -161,8 +213,10 @@ def _consistent(binary: np.ndarray, classes: np.ndarray, names=("a", "b")) -> di
     return {"names": np.array(names), "lengths": np.array([1, 2]), "binary": binary, "classes": classes}
 
 
-@given(arrays=st.dictionaries(st.sampled_from(["names", "lengths", "binary", "classes", "other"]), any_array),
-       garbage=st.none() | st.binary(max_size=60))
+@given(
+    arrays=st.dictionaries(st.sampled_from(["names", "lengths", "binary", "classes", "other"]), any_array),
+    garbage=st.none() | st.binary(max_size=60),
+)
 @example(arrays=_consistent(np.array(["x", "y", "z"]), np.zeros((3, 2))), garbage=None)
 @example(arrays=_consistent(np.zeros(3, np.complex64), np.zeros((3, 2), np.complex64)), garbage=None)
 @example(arrays=_consistent(np.zeros(3), np.zeros((3, 2)), names=(b"caf\xe9", b"b")), garbage=None)
@@ -185,7 +239,9 @@ def test_predictions_files(workdir, arrays, garbage):
 
 # ------------------------------------------------------------------------------------------- video lists
 
-video_rows = st.lists(st.tuples(list_path.map(lambda p: p + ".mp4"), st.none() | words | text_token), max_size=5)
+video_rows = st.lists(
+    st.tuples(list_path.map(lambda p: p + ".mp4"), st.none() | words | text_token), max_size=5
+)
 
 
 @given(rows=video_rows, data=st.none() | content, suffix=st.sampled_from([".csv", ".txt"]))
@@ -205,8 +261,17 @@ def test_video_lists(workdir, rows, data, suffix):
 
 # ----------------------------------------------------------------------------------- extraction manifests
 
-@given(value=json_values | st.fixed_dictionaries({"format": st.just("cplvad-extraction/1"), "settings": json_values,
-                                                  "videos": st.dictionaries(text_token, json_values, max_size=3)}))
+
+@given(
+    value=json_values
+    | st.fixed_dictionaries(
+        {
+            "format": st.just("cplvad-extraction/1"),
+            "settings": json_values,
+            "videos": st.dictionaries(text_token, json_values, max_size=3),
+        }
+    )
+)
 def test_extraction_manifests(workdir, value):
     (workdir / "m").mkdir(exist_ok=True)
     (workdir / "m" / "x.extraction.json").write_text(json.dumps(value))
@@ -216,19 +281,60 @@ def test_extraction_manifests(workdir, value):
         result.to_json()
         result.list_csv()
         for entry in result.videos.values():
-            assert all(not PurePosixPath(f).is_absolute() and ".." not in PurePosixPath(f).parts
-                       for f in entry.get("files", []) if entry["status"] == "ok")
+            assert all(
+                not PurePosixPath(f).is_absolute() and ".." not in PurePosixPath(f).parts
+                for f in entry.get("files", [])
+                if entry["status"] == "ok"
+            )
 
 
 # ------------------------------------------------------------------------------------- --set and params
 
-keys = st.sampled_from(["train.lr", "train.epochs", "model.max_len", "seed", "car.thresholds", "train", "x.y",
-                        "train.lr.x", ".", "", "tracking.tracking_uri", "extract.sampling", "model"])
-yaml_values = st.sampled_from(["3", "1e-3", "[0.5, 0.7]", "{a: 1}", "mean:4", "center", "null", "'", "[", "-1",
-                               "true", "!!python/object:os.system", "&a [*a]", "\x00"]) | text_token
+keys = st.sampled_from(
+    [
+        "train.lr",
+        "train.epochs",
+        "model.max_len",
+        "seed",
+        "car.thresholds",
+        "train",
+        "x.y",
+        "train.lr.x",
+        ".",
+        "",
+        "tracking.tracking_uri",
+        "extract.sampling",
+        "model",
+    ]
+)
+yaml_values = (
+    st.sampled_from(
+        [
+            "3",
+            "1e-3",
+            "[0.5, 0.7]",
+            "{a: 1}",
+            "mean:4",
+            "center",
+            "null",
+            "'",
+            "[",
+            "-1",
+            "true",
+            "!!python/object:os.system",
+            "&a [*a]",
+            "\x00",
+        ]
+    )
+    | text_token
+)
 
 
-@given(overrides=st.lists(st.one_of(st.tuples(keys, yaml_values).map("=".join), st.text(max_size=12)), max_size=4))
+@given(
+    overrides=st.lists(
+        st.one_of(st.tuples(keys, yaml_values).map("=".join), st.text(max_size=12)), max_size=4
+    )
+)
 def test_set_overrides(overrides):
     config = _parses_or_our_error(lambda: load_config(None, overrides))
     assert config is None or isinstance(config, Config)
@@ -239,10 +345,16 @@ def test_set_overrides(overrides):
     assert data is None or isinstance(data, dict)
 
 
-@given(data=st.one_of(content, st.dictionaries(st.sampled_from(["train", "model", "seed", "x"]),
-                                               st.dictionaries(st.sampled_from(string.ascii_lowercase), json_values,
-                                                               max_size=2) | json_values, max_size=3)
-                      .map(lambda d: yaml.safe_dump(d).encode())))
+@given(
+    data=st.one_of(
+        content,
+        st.dictionaries(
+            st.sampled_from(["train", "model", "seed", "x"]),
+            st.dictionaries(st.sampled_from(string.ascii_lowercase), json_values, max_size=2) | json_values,
+            max_size=3,
+        ).map(lambda d: yaml.safe_dump(d).encode()),
+    )
+)
 def test_params_files(workdir, data):
     path = workdir / "params.yaml"
     path.write_bytes(data)
@@ -250,4 +362,3 @@ def test_params_files(workdir, data):
     assert raw is None or isinstance(raw, dict)
     config = _parses_or_our_error(lambda: load_config(path))
     assert config is None or isinstance(config, Config)
-

@@ -24,11 +24,19 @@ def _run_local(tmp_path: Path, *args: str) -> tuple[Path, str]:
     """``python -m pipelines run-local --tiny ARGS`` into ``tmp_path``, tracked in a fresh SQLite store:
     the pipeline run's folder and the tracking URI."""
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "MLFLOW_TRACKING_URI": tracking}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "MLFLOW_TRACKING_URI": tracking,
+    }
     env.pop("MLFLOW_EXPERIMENT_NAME", None)
     res = subprocess.run(
         [sys.executable, "-m", "pipelines", "run-local", "--tiny", "--out", str(tmp_path / "root"), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     assert "training pipeline finished" in res.stdout and "frame_auc_binary = " in res.stdout
@@ -44,13 +52,23 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path):
     shards = sorted(run.glob("for-loop-*-iteration-*/extract-features/features"))
     assert len(shards) == 2
     for k, shard in enumerate(shards):
-        assert (shard / f"train.shard{k}-of-2.csv").is_file() and (shard / f"test.shard{k}-of-2.extraction.json").is_file()
+        assert (shard / f"train.shard{k}-of-2.csv").is_file() and (
+            shard / f"test.shard{k}-of-2.extraction.json"
+        ).is_file()
     dataset = run / "merge-features" / "dataset"
-    for name in ("dataset.yaml", "annotations.txt", "features/train.csv", "features/test.csv",
-                 "features/train.extraction.json", "features/test.extraction.json"):
+    for name in (
+        "dataset.yaml",
+        "annotations.txt",
+        "features/train.csv",
+        "features/test.csv",
+        "features/train.extraction.json",
+        "features/test.extraction.json",
+    ):
         assert (dataset / name).is_file(), name
     train_rows = (dataset / "features" / "train.csv").read_text().splitlines()[1:]
-    assert len(train_rows) == 6 and all((dataset / "features" / r.split(",")[0]).is_file() for r in train_rows)
+    assert len(train_rows) == 6 and all(
+        (dataset / "features" / r.split(",")[0]).is_file() for r in train_rows
+    )
     assert not (dataset / "videos").exists()  # the videos stay in the source artifact
 
     # models, pseudo labels, evaluation
@@ -60,7 +78,13 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path):
     metrics = json.loads((run / "evaluate" / "metrics").read_text())
     assert 0 <= metrics["frame_auc_binary"] <= 100 and "map_avg" in metrics
     evaluation = run / "evaluate" / "evaluation"
-    for name in ("metrics.json", "predictions.npz", "summary.json", "plots/roc_binary.csv", "plots/timelines.png"):
+    for name in (
+        "metrics.json",
+        "predictions.npz",
+        "summary.json",
+        "plots/roc_binary.csv",
+        "plots/timelines.png",
+    ):
         assert (evaluation / name).is_file(), name
     report = (run / "evaluate" / "report").read_text()
     assert "frame_auc_binary" in report and "data:image/png;base64," in report
@@ -74,9 +98,16 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path):
     assert str(version.version) == "1" and version.tags["dataset"] == "cplvad-demo-videos"
     parent = client.get_run(version.run_id)
     assert parent.data.metrics["frame_auc_binary"] == pytest.approx(metrics["frame_auc_binary"])
-    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert sorted(c.info.run_name for c in children) == ["evaluate", "extract", "pseudo_labels", "train_stage1",
-                                                         "train_stage2"]
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert sorted(c.info.run_name for c in children) == [
+        "evaluate",
+        "extract",
+        "pseudo_labels",
+        "train_stage1",
+        "train_stage2",
+    ]
     # opened by the first step (found by the others through the pipeline run's name), closed by register
     assert parent.data.tags["cplvad.pipeline_run"].startswith("local-") and parent.info.status == "FINISHED"
     assert parent.info.start_time < min(c.info.start_time for c in children)
@@ -91,9 +122,20 @@ def test_training_pipeline_trains_on_a_published_release_without_extraction(mini
     published-features branch (no videos, no shards, no merge), and training, pseudo labels, evaluation on
     all 290 test videos and registration read that dataset."""
     release = mini_releases["ucf-crime"]
-    run, tracking = _run_local(tmp_path, "--set", "data.dataset=ucf-crime", "--set", f"data.features_root={release}")
-    assert sorted(p.name for p in run.iterdir()) == ["evaluate", "open-run", "plan-data", "pseudo-labels", "register",
-                                                     "resolve-data", "split-params", "train-stage1", "train-stage2"]
+    run, tracking = _run_local(
+        tmp_path, "--set", "data.dataset=ucf-crime", "--set", f"data.features_root={release}"
+    )
+    assert sorted(p.name for p in run.iterdir()) == [
+        "evaluate",
+        "open-run",
+        "plan-data",
+        "pseudo-labels",
+        "register",
+        "resolve-data",
+        "split-params",
+        "train-stage1",
+        "train-stage2",
+    ]
     manifest = yaml.safe_load((run / "resolve-data" / "dataset" / "dataset.yaml").read_text())
     assert manifest["train_features_root"] == str(release.resolve())  # the release is read where it is
     assert is_model_dir(run / "train-stage2" / "model")

@@ -19,11 +19,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_local(args: list[str], tmp_path: Path, tracking: str) -> str:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("MLFLOW_EXPERIMENT_NAME", None)
-    res = subprocess.run([sys.executable, "-m", "pipelines", "run-local", "--pipeline", "scoring", "--tiny", *args],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines", "run-local", "--pipeline", "scoring", "--tiny", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     assert "scoring pipeline finished" in res.stdout
     return res.stdout
@@ -31,16 +40,27 @@ def run_local(args: list[str], tmp_path: Path, tracking: str) -> str:
 
 @pytest.mark.slow
 def test_scoring_pipeline_runs_locally_and_a_second_run_skips_every_video(model_dir, tmp_path):
-    demo = write_demo_videos(tmp_path / "demo", DemoConfig(train_normal=1, train_abnormal=1, test_normal=1,
-                                                            test_abnormal=1)).parent
+    demo = write_demo_videos(
+        tmp_path / "demo", DemoConfig(train_normal=1, train_abnormal=1, test_normal=1, test_abnormal=1)
+    ).parent
     source, out = demo / "videos" / "test", tmp_path / "scores"
     videos = sorted(p.stem for p in source.rglob("*.mp4"))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["--source-uri", str(source), "--model-uri", str(model_dir), "--out-uri", str(out), "--shards", "2"]
+    args = [
+        "--source-uri",
+        str(source),
+        "--model-uri",
+        str(model_dir),
+        "--out-uri",
+        str(out),
+        "--shards",
+        "2",
+    ]
     first = run_local([*args, "--out", str(tmp_path / "root1")], tmp_path, tracking)
 
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{v}.json" for v in videos] + [f"{v}.png" for v in videos] + ["index.json", "index.html"])
+        [f"{v}.json" for v in videos] + [f"{v}.png" for v in videos] + ["index.json", "index.html"]
+    )
     index = json.loads((out / "index.json").read_text())
     assert (index["count"], index["scored"], index["failed"]) == (2, 2, 0)
     doc = json.loads((out / f"{videos[0]}.json").read_text())
@@ -57,11 +77,20 @@ def test_scoring_pipeline_runs_locally_and_a_second_run_skips_every_video(model_
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json") if p.name != "index.json"} == mtimes
 
     mlflow.set_tracking_uri(tracking)
-    runs = MlflowClient().search_runs([mlflow.get_experiment_by_name("cplvad").experiment_id],
-                                      "tags.`cplvad.run` = 'scoring'", order_by=["attributes.start_time ASC"])
+    runs = MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("cplvad").experiment_id],
+        "tags.`cplvad.run` = 'scoring'",
+        order_by=["attributes.start_time ASC"],
+    )
     assert [(r.data.metrics["scored"], r.data.metrics["skipped"]) for r in runs] == [(2, 0), (0, 2)]
     version = json.loads((model_dir / "meta.json").read_text())  # a model directory: the weights checksum
-    assert runs[0].data.params["model_version"].startswith("sha256:") and version["classes"] == ["Normal", "Glitch"]
+    assert runs[0].data.params["model_version"].startswith("sha256:") and version["classes"] == [
+        "Normal",
+        "Glitch",
+    ]
     assert runs[0].data.params["model_uri"] == str(model_dir)
-    assert {a.path for a in MlflowClient().list_artifacts(runs[0].info.run_id)} == {"index.json", "index.html",
-                                                                                   "scoring.json"}
+    assert {a.path for a in MlflowClient().list_artifacts(runs[0].info.run_id)} == {
+        "index.json",
+        "index.html",
+        "scoring.json",
+    }

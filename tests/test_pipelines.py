@@ -19,16 +19,41 @@ if str(REPO) not in sys.path:
 
 IMAGE = "registry.example.com/team/cplvad@sha256:" + "ab" * 32
 GPU_EXECUTORS = {"exec-extract-features", "exec-train-stage1", "exec-train-stage2"}
-TRAINING_COMPONENTS = {"open-run", "split-params", "plan-data", "resolve-data", "prepare-data", "plan-shards", "extract-features", "merge-features",
-                       "train-stage1", "pseudo-labels", "train-stage2", "evaluate", "register"}
-PARAMETERS = {"params", "source_uri", "features_uri", "num_shards", "accelerator_type", "accelerator_count",
-              "tracking_uri", "secret_name", "checkpoint_uri"}
+TRAINING_COMPONENTS = {
+    "open-run",
+    "split-params",
+    "plan-data",
+    "resolve-data",
+    "prepare-data",
+    "plan-shards",
+    "extract-features",
+    "merge-features",
+    "train-stage1",
+    "pseudo-labels",
+    "train-stage2",
+    "evaluate",
+    "register",
+}
+PARAMETERS = {
+    "params",
+    "source_uri",
+    "features_uri",
+    "num_shards",
+    "accelerator_type",
+    "accelerator_count",
+    "tracking_uri",
+    "secret_name",
+    "checkpoint_uri",
+}
 DATA_VOLUME = "ucf-features:/data"
 HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
 def _env() -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("CPLVAD_IMAGE", None)
     return env
 
@@ -36,15 +61,36 @@ def _env() -> dict:
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("kfp-yaml")
-    res = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(out), "--image", IMAGE,
-                          "--set", "train.epochs=3", "--max-parallel-shards", "3", "--data-volume", DATA_VOLUME],
-                         cwd=out, env=_env(),
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "compile",
+            "--out",
+            str(out),
+            "--image",
+            IMAGE,
+            "--set",
+            "train.epochs=3",
+            "--max-parallel-shards",
+            "3",
+            "--data-volume",
+            DATA_VOLUME,
+        ],
+        cwd=out,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"image: {IMAGE}" in res.stdout and f"source commit: {HEAD}" in res.stdout
     specs = {}
     for name in ("training", "ablation"):
-        spec, platform = yaml.safe_load_all((out / f"{name}.yaml").read_text())  # pipeline spec, then platform spec
+        spec, platform = yaml.safe_load_all(
+            (out / f"{name}.yaml").read_text()
+        )  # pipeline spec, then platform spec
         specs[name] = {**spec, "platforms": platform["platforms"]}
     return specs
 
@@ -74,7 +120,9 @@ def test_components_run_the_project_image_without_installing_anything(compiled, 
     for label, ex in executors.items():
         container = ex["container"]
         assert container["image"] == IMAGE, label
-        assert "pip install" not in " ".join(container["command"]), label  # kfp and cplvad come with the image
+        assert "pip install" not in " ".join(container["command"]), (
+            label
+        )  # kfp and cplvad come with the image
         assert "import cplvad" in container["command"][-1] or "from cplvad" in container["command"][-1], label
 
 
@@ -92,7 +140,10 @@ def test_training_pipeline_has_every_stage_and_the_parameters(compiled):
     assert "null" not in json.dumps(default)
     outputs = spec["root"]["outputDefinitions"]["artifacts"]
     assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
-        "model": "system.Model", "metrics": "system.Metrics", "report": "system.HTML"}
+        "model": "system.Model",
+        "metrics": "system.Metrics",
+        "report": "system.HTML",
+    }
     assert _tasks(spec)["register"]["cachingOptions"] == {}  # disabled: registration is a side effect
 
 
@@ -108,14 +159,24 @@ def test_gpu_requests_are_pipeline_parameters_on_extraction_and_training(compile
         assert acc["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}"
     for label, ex in executors.items():  # every task has CPU and memory requests and limits
         res = ex["container"]["resources"]
-        assert {"resourceCpuLimit", "resourceMemoryLimit", "resourceCpuRequest", "resourceMemoryRequest"} <= set(res), label
+        assert {
+            "resourceCpuLimit",
+            "resourceMemoryLimit",
+            "resourceCpuRequest",
+            "resourceMemoryRequest",
+        } <= set(res), label
     assert executors["exec-extract-features"]["container"]["resources"]["resourceMemoryLimit"] == "32G"
     platform = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for label in executors:  # the optional credentials Secret on every task, GPU taint tolerated where GPUs are requested
+    for label in (
+        executors
+    ):  # the optional credentials Secret on every task, GPU taint tolerated where GPUs are requested
         secret = platform[label]["secretAsEnv"][0]
         assert secret["optional"] is True
-        assert {k["envVar"] for k in secret["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                              "MLFLOW_TRACKING_TOKEN"}
+        assert {k["envVar"] for k in secret["keyToEnv"]} >= {
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "MLFLOW_TRACKING_TOKEN",
+        }
         assert ("tolerations" in platform[label]) == (label in gpu), label
 
 
@@ -123,24 +184,36 @@ def test_gpu_requests_are_pipeline_parameters_on_extraction_and_training(compile
 def test_extraction_fans_out_over_shards_with_retries_and_is_collected(compiled, name):
     spec = compiled[name]
     branch = _dag_holding(spec, "plan-shards")["tasks"]  # inside the branch that extracts videos
-    loop_name, loop = next((k, t) for k, t in branch.items()
-                           if t.get("parameterIterator", {}).get("items", {}).get("inputParameter"))
+    loop_name, loop = next(
+        (k, t)
+        for k, t in branch.items()
+        if t.get("parameterIterator", {}).get("items", {}).get("inputParameter")
+    )
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--plan-shards-Output"
     body = spec["components"][loop["componentRef"]["name"]]
     extract = body["dag"]["tasks"]["extract-features"]
     assert extract["retryPolicy"]["maxRetryCount"] == 3 and extract["retryPolicy"]["backoffDuration"] == "60s"
-    assert loop["iteratorPolicy"]["parallelismLimit"] == 3  # --max-parallel-shards: at most 3 GPU pods at once
+    assert (
+        loop["iteratorPolicy"]["parallelismLimit"] == 3
+    )  # --max-parallel-shards: at most 3 GPU pods at once
     for name in ("shard", "params", "videos"):  # fields of the shard's job
         assert extract["inputs"]["parameters"][name]["componentInputParameter"].endswith("loop-item")
-        assert extract["inputs"]["parameters"][name]["parameterExpressionSelector"] == f'parseJson(string_value)["{name}"]'
+        assert (
+            extract["inputs"]["parameters"][name]["parameterExpressionSelector"]
+            == f'parseJson(string_value)["{name}"]'
+        )
     # the GPU parameters reach the loop body (KFP 2.17 leaves them out unless registered as task inputs)
     assert {"pipelinechannel--accelerator_type", "pipelinechannel--accelerator_count"} <= set(
-        body["inputDefinitions"]["parameters"])
+        body["inputDefinitions"]["parameters"]
+    )
     assert {"pipelinechannel--accelerator_type", "pipelinechannel--accelerator_count"} <= set(
-        loop["inputs"]["parameters"])
+        loop["inputs"]["parameters"]
+    )
     merge = branch["merge-features"]
     assert merge["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == loop_name
-    assert body["outputDefinitions"]["artifacts"]["pipelinechannel--extract-features-features"]["isArtifactList"]
+    assert body["outputDefinitions"]["artifacts"]["pipelinechannel--extract-features-features"][
+        "isArtifactList"
+    ]
 
 
 @pytest.mark.parametrize("name", ["training", "ablation"])
@@ -151,19 +224,24 @@ def test_the_data_plan_branches_between_extraction_and_published_features(compil
     spec = compiled[name]
     root = spec["root"]["dag"]["tasks"]
     assert root["plan-data"]["inputs"]["parameters"]["params"] == {
-        "taskOutputParameter": {"outputParameterKey": "data", "producerTask": "split-params"}}
+        "taskOutputParameter": {"outputParameterKey": "data", "producerTask": "split-params"}
+    }
     (branches,) = (t for t in root if t.startswith("condition-branches"))
     conditions = spec["components"][root[branches]["componentRef"]["name"]]["dag"]["tasks"]
-    by_policy = {t["triggerPolicy"]["condition"]: spec["components"][t["componentRef"]["name"]]["dag"]["tasks"]
-                 for t in conditions.values()}
+    by_policy = {
+        t["triggerPolicy"]["condition"]: spec["components"][t["componentRef"]["name"]]["dag"]["tasks"]
+        for t in conditions.values()
+    }
     answer = "inputs.parameter_values['pipelinechannel--plan-data-Output'] == 'extract'"
     assert set(by_policy) == {answer, f"!({answer})"}
     assert set(by_policy[answer]) >= {"prepare-data", "plan-shards", "merge-features"}
     assert set(by_policy[f"!({answer})"]) == {"resolve-data"}  # published features: nothing extracted
     joined = spec["components"][root[branches]["componentRef"]["name"]]["dag"]["outputs"]["artifacts"]
     (selectors,) = (out["artifactSelectors"] for out in joined.values())
-    assert sorted(sel["outputArtifactKey"] for sel in selectors) == ["pipelinechannel--merge-features-dataset",
-                                                                      "pipelinechannel--resolve-data-dataset"]
+    assert sorted(sel["outputArtifactKey"] for sel in selectors) == [
+        "pipelinechannel--merge-features-dataset",
+        "pipelinechannel--resolve-data-dataset",
+    ]
     reads = _tasks(spec)["train-stage1"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]
     assert reads["producerTask"] == branches
 
@@ -181,13 +259,42 @@ def test_the_data_volume_is_mounted_on_every_pod(compiled, name):
 def test_data_paths_must_be_absolute_for_the_pods(tmp_path, capsys):
     from pipelines.cli import main
 
-    rc = main(["compile", "--out", str(tmp_path), "--pipeline", "training", "--set", "data.dataset=ucf-crime",
-               "--set", "data.features_root=UCFClipFeatures"])
-    assert rc == 2 and "data.features_root=UCFClipFeatures: the pods read this path as it is given" in capsys.readouterr().err
+    rc = main(
+        [
+            "compile",
+            "--out",
+            str(tmp_path),
+            "--pipeline",
+            "training",
+            "--set",
+            "data.dataset=ucf-crime",
+            "--set",
+            "data.features_root=UCFClipFeatures",
+        ]
+    )
+    assert (
+        rc == 2
+        and "data.features_root=UCFClipFeatures: the pods read this path as it is given"
+        in capsys.readouterr().err
+    )
     assert main(["compile", "--out", str(tmp_path), "--data-volume", "ucf-features"]) == 2
     assert "--data-volume 'ucf-features': give CLAIM:PATH" in capsys.readouterr().err
-    assert main(["submit", "--host", "http://kfp", "--source-uri", "s3://b/v", "--set", "data.dataset=ucf-crime",
-                 "--set", "data.features_root=/data/UCFClipFeatures"]) == 2
+    assert (
+        main(
+            [
+                "submit",
+                "--host",
+                "http://kfp",
+                "--source-uri",
+                "s3://b/v",
+                "--set",
+                "data.dataset=ucf-crime",
+                "--set",
+                "data.features_root=/data/UCFClipFeatures",
+            ]
+        )
+        == 2
+    )
     assert "source_uri s3://b/v and data.dataset=ucf-crime both choose the data" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
@@ -199,36 +306,78 @@ def test_ablation_shares_stage1_and_pseudo_labels_and_collects_the_grid(compiled
     tasks = _tasks(spec)
     assert "track" in spec["root"]["inputDefinitions"]["parameters"]
     assert sorted(t for t in tasks if t.startswith("train-stage1")) == ["train-stage1"]
-    pseudo = {t: tasks[t]["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"]
-              for t in tasks if t.startswith("pseudo-labels")}
+    pseudo = {
+        t: tasks[t]["inputs"]["parameters"]["overrides"]["runtimeValue"]["constant"]
+        for t in tasks
+        if t.startswith("pseudo-labels")
+    }
     assert sorted(pseudo.values()) == [["car.enabled=false"], ["car.enabled=true"]]
-    loops = [t for t in spec["root"]["dag"]["tasks"].values() if "raw" in t.get("parameterIterator", {}).get("items", {})]
+    loops = [
+        t
+        for t in spec["root"]["dag"]["tasks"].values()
+        if "raw" in t.get("parameterIterator", {}).get("items", {})
+    ]
     rows = [row for loop in loops for row in json.loads(loop["parameterIterator"]["items"]["raw"])]
     assert sorted(r["label"] for r in rows) == sorted(r.label for r in GRID if r.supervision is not None)
     assert {r["supervision"] for r in rows} == {"b_to_c", "c_to_b", "self", "cross"}
     table = spec["root"]["dag"]["tasks"]["ablation-table"]
     arts = table["inputs"]["artifacts"]
-    assert {arts["car_rows"]["taskOutputArtifact"]["producerTask"], arts["nocar_rows"]["taskOutputArtifact"]["producerTask"]} \
-        == {name for name, t in spec["root"]["dag"]["tasks"].items() if "raw" in t.get("parameterIterator", {}).get("items", {})}
+    assert {
+        arts["car_rows"]["taskOutputArtifact"]["producerTask"],
+        arts["nocar_rows"]["taskOutputArtifact"]["producerTask"],
+    } == {
+        name
+        for name, t in spec["root"]["dag"]["tasks"].items()
+        if "raw" in t.get("parameterIterator", {}).get("items", {})
+    }
     assert arts["stage1"]["taskOutputArtifact"]["producerTask"] == "evaluate"
     outputs = spec["root"]["outputDefinitions"]["artifacts"]
     assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
-        "table": "system.Markdown", "results": "system.Dataset", "report": "system.HTML"}
+        "table": "system.Markdown",
+        "results": "system.Dataset",
+        "report": "system.HTML",
+    }
 
 
 def test_image_comes_from_the_environment_and_defaults_to_the_commit_tag(tmp_path):
     code = "import components; print(components.current_image())"
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**_env(), "CPLVAD_IMAGE": "reg/x:1"},
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**_env(), "CPLVAD_IMAGE": "reg/x:1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.stdout.strip() == "reg/x:1", res.stderr
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
-    assert res.stdout.strip() == f"ghcr.io/cplvad/cplvad:sha-{HEAD}", res.stderr  # what CI pushes for this commit
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert res.stdout.strip() == f"ghcr.io/cplvad/cplvad:sha-{HEAD}", (
+        res.stderr
+    )  # what CI pushes for this commit
 
 
 def test_compile_refuses_an_image_that_can_move(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(tmp_path), "--pipeline", "training",
-                          "--image", "ghcr.io/cplvad/cplvad:0.1.0"], cwd=tmp_path, env=_env(), capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "compile",
+            "--out",
+            str(tmp_path),
+            "--pipeline",
+            "training",
+            "--image",
+            "ghcr.io/cplvad/cplvad:0.1.0",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode != 0 and "is not pinned" in res.stderr and "sha-<commit>" in res.stderr
     assert not (tmp_path / "training.yaml").exists()
 
@@ -242,8 +391,10 @@ def test_compiled_pipeline_pins_the_image_and_records_its_commit(compiled):
             assert PINNED.fullmatch(ex["container"]["image"]), label
         for label, ex in spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
             assert ex["podMetadata"]["annotations"]["cplvad.io/source-commit"].startswith(HEAD), label
-            assert {"fieldPath": "metadata.annotations['cplvad.io/source-commit']",  # for the MLflow run
-                    "name": "CPLVAD_SOURCE_COMMIT"} in ex["fieldPathAsEnv"], label
+            assert {
+                "fieldPath": "metadata.annotations['cplvad.io/source-commit']",  # for the MLflow run
+                "name": "CPLVAD_SOURCE_COMMIT",
+            } in ex["fieldPathAsEnv"], label
 
 
 def test_each_step_gets_only_the_params_it_reads(compiled):
@@ -254,13 +405,24 @@ def test_each_step_gets_only_the_params_it_reads(compiled):
     spec = compiled["training"]
     tasks = _tasks(spec)
     steps = tasks["split-params"]["inputs"]["parameters"]["steps"]["runtimeValue"]["constant"]
-    for task, step in (("evaluate", "evaluate"), ("train-stage1", "train_stage1"), ("pseudo-labels", "pseudo_labels"),
-                       ("train-stage2", "train_stage2"), ("plan-shards", "extract"), ("prepare-data", "prepare_data"),
-                       ("plan-data", "data"), ("resolve-data", "data")):
-        source = tasks[task]["inputs"]["parameters"]["params"]  # (plan-shards hands them to the extraction jobs)
+    for task, step in (
+        ("evaluate", "evaluate"),
+        ("train-stage1", "train_stage1"),
+        ("pseudo-labels", "pseudo_labels"),
+        ("train-stage2", "train_stage2"),
+        ("plan-shards", "extract"),
+        ("prepare-data", "prepare_data"),
+        ("plan-data", "data"),
+        ("resolve-data", "data"),
+    ):
+        source = tasks[task]["inputs"]["parameters"][
+            "params"
+        ]  # (plan-shards hands them to the extraction jobs)
         # inside a branch, split-params' output comes in as the branch's input of that name
-        assert source in ({"taskOutputParameter": {"outputParameterKey": step, "producerTask": "split-params"}},
-                          {"componentInputParameter": f"pipelinechannel--split-params-{step}"}), task
+        assert source in (
+            {"taskOutputParameter": {"outputParameterKey": step, "producerTask": "split-params"}},
+            {"componentInputParameter": f"pipelinechannel--split-params-{step}"},
+        ), task
     assert not {key.split(".")[0] for key in steps["evaluate"]} & {"model", "train", "clip", "extract"}
 
     params = spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]
@@ -268,7 +430,9 @@ def test_each_step_gets_only_the_params_it_reads(compiled):
     before = c.split_params.python_func(params=params, steps=steps)
     after = c.split_params.python_func(params=smoothed, steps=steps)
     assert set(before[5]) == {"eval", "tracking"} and before[5] != after[5]  # evaluate
-    assert before[:5] == after[:5] and before[6] == after[6]  # videos, extraction, training, pseudo labels, data
+    assert (
+        before[:5] == after[:5] and before[6] == after[6]
+    )  # videos, extraction, training, pseudo labels, data
     assert before[2]["train"]["epochs"] == 3 and before[2]["predict"] == {"false_alarm_rate": 0.01}
 
 
@@ -277,15 +441,34 @@ def test_training_is_retried_and_the_tracked_steps_find_the_pipeline_run(compile
     tasks = _tasks(spec)
     for name in ("train-stage1", "train-stage2"):
         retry = tasks[name]["retryPolicy"]
-        assert retry["maxRetryCount"] == 2 and retry["backoffDuration"] == "120s" and retry["backoffFactor"] == 2.0
-        assert tasks[name]["inputs"]["parameters"]["checkpoint_uri"]["componentInputParameter"] == "checkpoint_uri"
+        assert (
+            retry["maxRetryCount"] == 2
+            and retry["backoffDuration"] == "120s"
+            and retry["backoffFactor"] == 2.0
+        )
+        assert (
+            tasks[name]["inputs"]["parameters"]["checkpoint_uri"]["componentInputParameter"]
+            == "checkpoint_uri"
+        )
     platform = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for label in ("exec-open-run", "exec-train-stage1", "exec-pseudo-labels", "exec-train-stage2", "exec-evaluate",
-                  "exec-register"):
-        assert {"fieldPath": "metadata.labels['workflows.argoproj.io/workflow']",
-                "name": "CPLVAD_PIPELINE_RUN"} in platform[label]["fieldPathAsEnv"], label
-    assert not any(env["name"] == "CPLVAD_PIPELINE_RUN" for env in platform["exec-extract-features"]["fieldPathAsEnv"])
-    assert tasks["open-run"]["cachingOptions"] == {} and tasks["split-params"]["dependentTasks"] == ["open-run"]
+    for label in (
+        "exec-open-run",
+        "exec-train-stage1",
+        "exec-pseudo-labels",
+        "exec-train-stage2",
+        "exec-evaluate",
+        "exec-register",
+    ):
+        assert {
+            "fieldPath": "metadata.labels['workflows.argoproj.io/workflow']",
+            "name": "CPLVAD_PIPELINE_RUN",
+        } in platform[label]["fieldPathAsEnv"], label
+    assert not any(
+        env["name"] == "CPLVAD_PIPELINE_RUN" for env in platform["exec-extract-features"]["fieldPathAsEnv"]
+    )
+    assert tasks["open-run"]["cachingOptions"] == {} and tasks["split-params"]["dependentTasks"] == [
+        "open-run"
+    ]
 
 
 class FakeClient:
@@ -313,24 +496,63 @@ def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
 
     FakeClient.instances.clear()
     monkeypatch.setattr(kfp, "Client", FakeClient)
-    rc = main(["submit", "--host", "https://kubeflow.example.com/pipeline", "--namespace", "team-a", "--experiment",
-               "exp", "--token", "TOKEN", "--source-uri", "s3://videos/ucf", "--accelerator-type", "nvidia.com/gpu",
-               "--accelerator-count", "2", "--shards", "16", "--tracking-uri", "http://mlflow:5000",
-               "--params", str(REPO / "configs" / "paper-ucf.yaml"), "--set", "train.epochs=7",
-               "--set", "data.dataset=demo",  # the recipe's settings on videos of our own (--source-uri)
-               "--features-uri", "s3://feats/ucf/", "--pipeline-root", "s3://kfp/root", "--wait", "--timeout", "60"])
+    rc = main(
+        [
+            "submit",
+            "--host",
+            "https://kubeflow.example.com/pipeline",
+            "--namespace",
+            "team-a",
+            "--experiment",
+            "exp",
+            "--token",
+            "TOKEN",
+            "--source-uri",
+            "s3://videos/ucf",
+            "--accelerator-type",
+            "nvidia.com/gpu",
+            "--accelerator-count",
+            "2",
+            "--shards",
+            "16",
+            "--tracking-uri",
+            "http://mlflow:5000",
+            "--params",
+            str(REPO / "configs" / "paper-ucf.yaml"),
+            "--set",
+            "train.epochs=7",
+            "--set",
+            "data.dataset=demo",  # the recipe's settings on videos of our own (--source-uri)
+            "--features-uri",
+            "s3://feats/ucf/",
+            "--pipeline-root",
+            "s3://kfp/root",
+            "--wait",
+            "--timeout",
+            "60",
+        ]
+    )
     assert rc == 0
     client = FakeClient.instances[-1]
-    assert client.kwargs["host"] == "https://kubeflow.example.com/pipeline" and client.kwargs["existing_token"] == "TOKEN"
+    assert (
+        client.kwargs["host"] == "https://kubeflow.example.com/pipeline"
+        and client.kwargs["existing_token"] == "TOKEN"
+    )
     func, kwargs = client.runs[0]
     assert func is training_pipeline
     assert kwargs["namespace"] == "team-a" and kwargs["experiment_name"] == "exp"
     assert kwargs["pipeline_root"] == "s3://kfp/root"
     args = kwargs["arguments"]
-    assert args["source_uri"] == "s3://videos/ucf" and args["accelerator_count"] == 2 and args["num_shards"] == 16
+    assert (
+        args["source_uri"] == "s3://videos/ucf"
+        and args["accelerator_count"] == 2
+        and args["num_shards"] == 16
+    )
     assert args["tracking_uri"] == "http://mlflow:5000"
     assert args["checkpoint_uri"] == "s3://feats/ucf/checkpoints"  # derived from --features-uri
-    assert args["params"]["train"]["epochs"] == 7 and args["params"]["model"]["width"] == 512  # paper-ucf.yaml + --set
+    assert (
+        args["params"]["train"]["epochs"] == 7 and args["params"]["model"]["width"] == 512
+    )  # paper-ucf.yaml + --set
     assert client.waited == ("run-123", 60)
     assert "submitted run run-123" in capsys.readouterr().out
 
@@ -367,15 +589,44 @@ def test_library_is_free_of_orchestration_imports():
 
 
 def test_scoring_pipeline_fans_out_over_gpu_shards_and_collects_the_index(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--pipeline", "scoring", "--out", str(tmp_path),
-                          "--image", IMAGE], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "compile",
+            "--pipeline",
+            "scoring",
+            "--out",
+            str(tmp_path),
+            "--image",
+            IMAGE,
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     spec, platform = yaml.safe_load_all((tmp_path / "scoring.yaml").read_text())
     spec = {**spec, "platforms": platform["platforms"]}
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"source_uri", "out_uri", "model_uri", "params", "num_shards", "accelerator_type",
-                           "accelerator_count", "tracking_uri", "secret_name"}
-    assert params["model_uri"]["defaultValue"] == "models:/cplvad@champion" and "defaultValue" not in params["source_uri"]
+    assert set(params) == {
+        "source_uri",
+        "out_uri",
+        "model_uri",
+        "params",
+        "num_shards",
+        "accelerator_type",
+        "accelerator_count",
+        "tracking_uri",
+        "secret_name",
+    }
+    assert (
+        params["model_uri"]["defaultValue"] == "models:/cplvad@champion"
+        and "defaultValue" not in params["source_uri"]
+    )
     loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--plan-scoring-Output"
     score = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]["score-shard"]
@@ -387,6 +638,7 @@ def test_scoring_pipeline_fans_out_over_gpu_shards_and_collects_the_index(tmp_pa
     assert all(ex["container"]["image"] == IMAGE for ex in executors.values())
     collect = spec["root"]["dag"]["tasks"]["collect-scores"]
     assert collect["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == next(
-        k for k, t in spec["root"]["dag"]["tasks"].items() if "parameterIterator" in t)
+        k for k, t in spec["root"]["dag"]["tasks"].items() if "parameterIterator" in t
+    )
     assert collect["cachingOptions"] == {}
     assert "tolerations" in spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-score-shard"]

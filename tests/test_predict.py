@@ -53,13 +53,28 @@ def test_events_boundaries_classes_and_filtering():
     probs = np.tile(np.array([[0.6, 0.1, 0.3]], np.float32), (9, 1))  # normal most likely: still class B
     probs[7:] = [0.2, 0.7, 0.1]
     events = find_events(binary, probs, 0.5, 1, classes, fps=16.0)
-    assert [(e.start_snippet, e.end_snippet) for e in events] == [(2, 4), (5, 6), (7, 9)]  # >= threshold is in
+    assert [(e.start_snippet, e.end_snippet) for e in events] == [
+        (2, 4),
+        (5, 6),
+        (7, 9),
+    ]  # >= threshold is in
     first = events[0].to_json()
-    assert first == {"start_frame": 32, "end_frame": 64, "start_s": 2.0, "end_s": 4.0, "class": "B",
-                     "score": pytest.approx(0.9), "class_probability": pytest.approx(0.3),
-                     "start_snippet": 2, "end_snippet": 4}
+    assert first == {
+        "start_frame": 32,
+        "end_frame": 64,
+        "start_s": 2.0,
+        "end_s": 4.0,
+        "class": "B",
+        "score": pytest.approx(0.9),
+        "class_probability": pytest.approx(0.3),
+        "start_snippet": 2,
+        "end_snippet": 4,
+    }
     assert events[2].label == "A" and events[2].end_frame == 144  # closed by the end of the video
-    assert [(e.start_snippet, e.end_snippet) for e in find_events(binary, probs, 0.5, 2, classes)] == [(2, 4), (7, 9)]
+    assert [(e.start_snippet, e.end_snippet) for e in find_events(binary, probs, 0.5, 2, classes)] == [
+        (2, 4),
+        (7, 9),
+    ]
     assert find_events(binary, probs, 0.5, 1, classes)[0].start_s is None  # no fps: no seconds
 
 
@@ -82,17 +97,38 @@ def test_event_tracker_in_pieces_equals_whole_video():
 
 def test_video_prediction_report_events_and_plot(model_dir, probes, tmp_path):
     out = tmp_path / "out"
-    results = predict([probes["glitch"], probes["normal"]], model_dir, out, config(), plot=True, threshold=0.5)
+    results = predict(
+        [probes["glitch"], probes["normal"]], model_dir, out, config(), plot=True, threshold=0.5
+    )
     assert [r.error for r in results] == [None, None]
     glitch, normal = (read(r.report) for r in results)
-    assert {p.name for p in out.iterdir()} == {"glitch.json", "glitch.png", "normal.json", "normal.png", "index.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "glitch.json",
+        "glitch.png",
+        "normal.json",
+        "normal.png",
+        "index.json",
+    }
 
     sha = hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
-    assert glitch["schema"] == SCHEMA and glitch["input"] == str(probes["glitch"]) and glitch["input_kind"] == "video"
+    assert (
+        glitch["schema"] == SCHEMA
+        and glitch["input"] == str(probes["glitch"])
+        and glitch["input_kind"] == "video"
+    )
     assert glitch["model"]["version"] == f"sha256:{sha[:12]}" and glitch["model"]["weights_sha256"] == sha
     assert glitch["classes"] == ["Normal", "Glitch"]
-    assert (glitch["threshold"], glitch["threshold_source"], glitch["false_alarm_rate"]) == (0.5, "user", None)
-    assert (glitch["fps"], glitch["frames"], glitch["snippets"], glitch["scored_frames"]) == (25.0, 320, 20, 320)
+    assert (glitch["threshold"], glitch["threshold_source"], glitch["false_alarm_rate"]) == (
+        0.5,
+        "user",
+        None,
+    )
+    assert (glitch["fps"], glitch["frames"], glitch["snippets"], glitch["scored_frames"]) == (
+        25.0,
+        320,
+        20,
+        320,
+    )
     assert glitch["duration_s"] == 12.8 and glitch["frames_per_snippet"] == 16
     snippet = np.array(glitch["snippet_scores"])
     np.testing.assert_array_equal(glitch["frame_scores"], np.repeat(snippet, 16))
@@ -106,11 +142,16 @@ def test_video_prediction_report_events_and_plot(model_dir, probes, tmp_path):
     assert iou((best["start_frame"], best["end_frame"]), PLANTED) >= 0.3, glitch["events"]
     for e in glitch["events"]:
         assert e["start_frame"] == 16 * e["start_snippet"] and e["end_frame"] == 16 * e["end_snippet"]
-        assert e["start_s"] == round(e["start_frame"] / FPS, 3) and e["end_s"] == round(e["end_frame"] / FPS, 3)
+        assert e["start_s"] == round(e["start_frame"] / FPS, 3) and e["end_s"] == round(
+            e["end_frame"] / FPS, 3
+        )
         assert min(snippet[e["start_snippet"] : e["end_snippet"]]) >= 0.5 and e["score"] == max(
-            snippet[e["start_snippet"] : e["end_snippet"]])
+            snippet[e["start_snippet"] : e["end_snippet"]]
+        )
     again = find_events(snippet, probs, 0.5, 1, glitch["classes"], fps=FPS)
-    assert [(e.start_frame, e.end_frame) for e in again] == [(e["start_frame"], e["end_frame"]) for e in glitch["events"]]
+    assert [(e.start_frame, e.end_frame) for e in again] == [
+        (e["start_frame"], e["end_frame"]) for e in glitch["events"]
+    ]
 
     png = (out / "glitch.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
@@ -120,18 +161,21 @@ def test_features_input_matches_the_video_and_default_threshold_is_calibrated(mo
     extract(str(probes["glitch"].parent), str(tmp_path / "f"), config(), progress=False, log=lambda _: None)
     npy = tmp_path / "f" / "Normal" / "glitch__0.npy"  # videos directly in the source folder: label Normal
     cfg = config()
-    video, = predict([probes["glitch"]], model_dir, tmp_path / "v", cfg)
-    with_fps, = predict([npy], model_dir, tmp_path / "a", cfg, fps=FPS)
-    without, = predict([npy], model_dir, tmp_path / "b", cfg)
+    (video,) = predict([probes["glitch"]], model_dir, tmp_path / "v", cfg)
+    (with_fps,) = predict([npy], model_dir, tmp_path / "a", cfg, fps=FPS)
+    (without,) = predict([npy], model_dir, tmp_path / "b", cfg)
     v, a, b = read(video.report), read(with_fps.report), read(without.report)
 
     meta = json.loads((model_dir / "meta.json").read_text())["extra"]["calibration"]
     assert v["threshold_source"] == "calibrated" and v["threshold"] == round(meta["threshold"], 6)
     assert v["false_alarm_rate"] == 0.01
     assert a["input_kind"] == "features" and a["frames"] == 320 and a["fps"] == 25.0
-    np.testing.assert_allclose(a["snippet_scores"], v["snippet_scores"], atol=1e-5)  # features match extraction
+    np.testing.assert_allclose(
+        a["snippet_scores"], v["snippet_scores"], atol=1e-5
+    )  # features match extraction
     assert [(e["start_frame"], e["end_frame"], e["class"]) for e in a["events"]] == [
-        (e["start_frame"], e["end_frame"], e["class"]) for e in v["events"]]
+        (e["start_frame"], e["end_frame"], e["class"]) for e in v["events"]
+    ]
     assert b["fps"] is None and b["duration_s"] is None and all(e["start_s"] is None for e in b["events"])
 
     # the in-memory features are the extracted ones
@@ -145,12 +189,16 @@ def test_ten_crop_models_are_scored_on_the_centre_crop(probes, tmp_path):
     extract(str(probes["normal"].parent), str(tmp_path / "f"), cfg, progress=False, log=lambda _: None)
     [(_, encoded)] = list(FeatureEncoder(cfg, torch.device("cpu")).videos([str(probes["normal"])]))
     assert encoded.features.shape == (20, 64)
-    np.testing.assert_allclose(encoded.features, np.load(tmp_path / "f" / "Normal" / "normal__0.npy"),
-                               rtol=1e-5, atol=1e-6)
-    streamed = np.concatenate([
-        x for x in FeatureEncoder(cfg, torch.device("cpu")).stream(str(probes["normal"]))
-        if not isinstance(x, VideoInfo)
-    ])
+    np.testing.assert_allclose(
+        encoded.features, np.load(tmp_path / "f" / "Normal" / "normal__0.npy"), rtol=1e-5, atol=1e-6
+    )
+    streamed = np.concatenate(
+        [
+            x
+            for x in FeatureEncoder(cfg, torch.device("cpu")).stream(str(probes["normal"]))
+            if not isinstance(x, VideoInfo)
+        ]
+    )
     np.testing.assert_allclose(streamed, encoded.features, rtol=1e-5, atol=1e-6)
 
 
@@ -158,9 +206,23 @@ def test_ten_crop_models_are_scored_on_the_centre_crop(probes, tmp_path):
 
 
 def test_stream_prints_events_then_a_summary_and_equals_batch(model_dir, probes, tmp_path):
-    batch, = predict([probes["glitch"]], model_dir, tmp_path / "batch", config(), threshold=0.5)
-    res = CliRunner().invoke(cli, ["predict", "--stream", str(probes["glitch"]), "--model", str(model_dir),
-                                   "--out", str(tmp_path / "s"), "--threshold", "0.5", *CLI, *SETS])
+    (batch,) = predict([probes["glitch"]], model_dir, tmp_path / "batch", config(), threshold=0.5)
+    res = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--stream",
+            str(probes["glitch"]),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "s"),
+            "--threshold",
+            "0.5",
+            *CLI,
+            *SETS,
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [x["type"] for x in lines] == ["event"] * (len(lines) - 1) + ["summary"] and len(lines) >= 2
@@ -177,11 +239,15 @@ def test_stream_reports_each_event_as_soon_as_it_ends(model_dir, tmp_path):
     """The glitch ends at snippet ~12 of 100: its event comes out after the first chunk of 32 snippets."""
     video = make_video(tmp_path / "long.mp4", 1600, 999, (PLANTED,))
     predictor = open_predictor(model_dir, config(), torch.device("cpu"))
-    runner = PredictRunner(predictor, PredictOptions(out=tmp_path / "o", threshold=0.5),
-                           lambda: make_encoder(predictor, config()))
+    runner = PredictRunner(
+        predictor,
+        PredictOptions(out=tmp_path / "o", threshold=0.5),
+        lambda: make_encoder(predictor, config()),
+    )
     seen = []
-    [result] = runner.stream([Input(video, "video")], on_event=lambda r, e: seen.append(
-        (e, runner.last_scorer.snippets)))
+    [result] = runner.stream(
+        [Input(video, "video")], on_event=lambda r, e: seen.append((e, runner.last_scorer.snippets))
+    )
     assert result.ok and result.snippets == 100
     first, scored_then = seen[0]
     assert iou((first.start_frame, first.end_frame), PLANTED) >= 0.3 and scored_then == 32
@@ -244,8 +310,9 @@ def test_bad_inputs_fail_clearly_and_the_others_are_scored(model_dir, probes, tm
     assert f"feature file {src / 'broken.npy'} is not a readable .npy array" in err
     assert good.exists()
 
-    streamed = CliRunner().invoke(cli, [*args[:1], str(src / "text.mp4"), str(src / "wide.npy"), *args[2:],
-                                        "--stream"])
+    streamed = CliRunner().invoke(
+        cli, [*args[:1], str(src / "text.mp4"), str(src / "wide.npy"), *args[2:], "--stream"]
+    )
     assert streamed.exit_code == 1
     lines = [json.loads(line) for line in streamed.stdout.splitlines()]
     assert [x["type"] for x in lines] == ["error", "error"]
@@ -284,7 +351,9 @@ def test_usage_and_model_errors_exit_2(model_dir, probes, tmp_path):
     (other / "config.json").write_text(json.dumps(cfg))
     res = run(str(probes["glitch"]), "--model", str(other))
     assert res.exit_code == 2
-    assert "scores 64-d features but its CLIP (cplvad-tiny32) gives 32-d embeddings" in " ".join(res.output.split())
+    assert "scores 64-d features but its CLIP (cplvad-tiny32) gives 32-d embeddings" in " ".join(
+        res.output.split()
+    )
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -303,10 +372,13 @@ def test_registry_uri_reports_the_registered_version(model_dir, probes, tmp_path
     setup_mlflow(cfg)
     with mlflow.start_run() as run:
         pass
-    assert register_model(model_dir, run.info.run_id, cfg, dataset="glitch", metrics={"frame_auc_binary": 90.0}) == "1"
+    assert (
+        register_model(model_dir, run.info.run_id, cfg, dataset="glitch", metrics={"frame_auc_binary": 90.0})
+        == "1"
+    )
     promote(cfg)
     for uri in ("models:/cplvad@champion", "models:/cplvad/1"):
-        result, = predict([probes["normal"]], uri, tmp_path / "out", cfg)
+        (result,) = predict([probes["normal"]], uri, tmp_path / "out", cfg)
         model = read(result.report)["model"]
         assert (model["source"], model["version"], model["registered_model"]) == (uri, "1", "cplvad")
         assert model["weights_sha256"] == hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
@@ -329,23 +401,36 @@ def test_a_rerun_skips_what_is_done_and_the_index_lists_every_input(model_dir, p
     assert (index["count"], index["scored"], index["failed"]) == (3, 2, 1)
     entries = {e["name"]: e for e in index["videos"]}
     glitch = read(out / "glitch.json")
-    assert entries["glitch"]["report"] == "glitch.json" and entries["glitch"]["events"] == len(glitch["events"]) >= 1
-    assert entries["glitch"]["peak_score"] == max(glitch["snippet_scores"]) and entries["glitch"]["top_class"] == "Glitch"
+    assert (
+        entries["glitch"]["report"] == "glitch.json"
+        and entries["glitch"]["events"] == len(glitch["events"]) >= 1
+    )
+    assert (
+        entries["glitch"]["peak_score"] == max(glitch["snippet_scores"])
+        and entries["glitch"]["top_class"] == "Glitch"
+    )
     assert entries["glitch"]["event_classes"] == {"Glitch": len(glitch["events"])}
     assert entries["normal"]["events"] == 0 and entries["normal"]["top_class"] is None
-    assert entries["broken"]["status"] == "failed" and "not a readable video file" in entries["broken"]["error"]
+    assert (
+        entries["broken"]["status"] == "failed" and "not a readable video file" in entries["broken"]["error"]
+    )
     assert glitch["input_bytes"] == (src / "glitch.mp4").stat().st_size
 
     before = (out / "glitch.json").stat().st_mtime_ns
     again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 1 and "scored 0 of 3 inputs (2 already done, skipped)" in " ".join(again.stderr.split())
+    assert again.exit_code == 1 and "scored 0 of 3 inputs (2 already done, skipped)" in " ".join(
+        again.stderr.split()
+    )
     assert (out / "glitch.json").stat().st_mtime_ns == before and read(out / "index.json")["count"] == 3
 
     # another threshold, a changed input or --rescore: scored again
-    other = CliRunner().invoke(cli, [*args[:-len(CLI) - 2], "--threshold", "0.6", *CLI])
-    assert "scored 2 of 3 inputs" in " ".join(other.stderr.split()) and read(out / "glitch.json")["threshold"] == 0.6
+    other = CliRunner().invoke(cli, [*args[: -len(CLI) - 2], "--threshold", "0.6", *CLI])
+    assert (
+        "scored 2 of 3 inputs" in " ".join(other.stderr.split())
+        and read(out / "glitch.json")["threshold"] == 0.6
+    )
     shutil.copy(probes["glitch"], src / "normal.mp4")
-    changed = CliRunner().invoke(cli, [*args[:-len(CLI) - 2], "--threshold", "0.6", *CLI])
+    changed = CliRunner().invoke(cli, [*args[: -len(CLI) - 2], "--threshold", "0.6", *CLI])
     assert "scored 1 of 3 inputs (1 already done, skipped)" in " ".join(changed.stderr.split())
     assert CliRunner().invoke(cli, [*args, "--rescore"]).stderr.count("already done") == 0
 
@@ -360,16 +445,31 @@ def test_s3_prefix_scored_into_s3_with_plots_index_and_review_page(model_dir, pr
     client.create_bucket(Bucket="cams")
     for name in ("glitch", "normal"):
         client.upload_file(str(probes[name]), "cams", f"night/cam1/{name}.mp4")
-    args = ["predict", "s3://cams/night", "--model", str(model_dir), "--out", "s3://cams/scores", "--plot", "--report",
-            "--threshold", "0.5", *CLI]
+    args = [
+        "predict",
+        "s3://cams/night",
+        "--model",
+        str(model_dir),
+        "--out",
+        "s3://cams/scores",
+        "--plot",
+        "--report",
+        "--threshold",
+        "0.5",
+        *CLI,
+    ]
     try:
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 0, res.output
         keys = {o["Key"] for o in client.list_objects_v2(Bucket="cams", Prefix="scores/")["Contents"]}
-        assert keys == {f"scores/{k}" for k in ("glitch.json", "glitch.png", "normal.json", "normal.png", "index.json",
-                                                "index.html")}
+        assert keys == {
+            f"scores/{k}"
+            for k in ("glitch.json", "glitch.png", "normal.json", "normal.png", "index.json", "index.html")
+        }
         doc = json.loads(client.get_object(Bucket="cams", Key="scores/glitch.json")["Body"].read())
-        local = read(predict([probes["glitch"]], model_dir, tmp_path / "local", config(), threshold=0.5)[0].report)
+        local = read(
+            predict([probes["glitch"]], model_dir, tmp_path / "local", config(), threshold=0.5)[0].report
+        )
         assert doc["input"] == "s3://cams/night/cam1/glitch.mp4" and doc["events"] == local["events"]
         assert doc["input_bytes"] == probes["glitch"].stat().st_size
         page = client.get_object(Bucket="cams", Key="scores/index.html")["Body"].read().decode()
@@ -384,9 +484,25 @@ def test_stream_urls_need_live_and_passwords_are_never_shown(model_dir, tmp_path
     from cplvad.predict.inputs import list_inputs
 
     [cam] = list_inputs(["rtsp://admin:s3cret@10.0.0.7:554/live/ch1"])
-    assert (cam.kind, cam.name, cam.display) == ("stream", "10.0.0.7-554-live-ch1", "rtsp://admin:***@10.0.0.7:554/live/ch1")
-    res = CliRunner().invoke(cli, ["predict", "rtsp://admin:s3cret@10.0.0.7:554/live/ch1", "--model", str(model_dir),
-                                   "--out", str(tmp_path / "o"), *CLI])
+    assert (cam.kind, cam.name, cam.display) == (
+        "stream",
+        "10.0.0.7-554-live-ch1",
+        "rtsp://admin:***@10.0.0.7:554/live/ch1",
+    )
+    res = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "rtsp://admin:s3cret@10.0.0.7:554/live/ch1",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            *CLI,
+        ],
+    )
     assert res.exit_code == 1 and "s3cret" not in res.output
-    assert "rtsp://admin:***@10.0.0.7:554/live/ch1 is a network stream: score it with --live" in " ".join(res.output.split())
+    assert "rtsp://admin:***@10.0.0.7:554/live/ch1 is a network stream: score it with --live" in " ".join(
+        res.output.split()
+    )
     assert "s3cret" not in (tmp_path / "o" / "index.json").read_text()

@@ -47,7 +47,9 @@ def store(tmp_path, monkeypatch):
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-def register(model_dir: Path, auc: float, *, checksum: str | None = CHECKSUM, validation: float | None = None) -> str:
+def register(
+    model_dir: Path, auc: float, *, checksum: str | None = CHECKSUM, validation: float | None = None
+) -> str:
     """Register a copy of ``model_dir`` as the new candidate, with the given test metric, data checksum and
     (as the issue-19 contract writes it into meta.json) validation video AUC."""
     config = tiny_config()
@@ -55,8 +57,14 @@ def register(model_dir: Path, auc: float, *, checksum: str | None = CHECKSUM, va
     shutil.copytree(model_dir, copy)
     if validation is not None:
         update_meta(copy, validation={"video_auc": validation, "videos": 4, "fraction": 0.2})
-    return register_model(copy, open_parent(config), config, dataset="cplvad-demo",
-                          metrics={"frame_auc_binary": auc}, data_checksum=checksum)
+    return register_model(
+        copy,
+        open_parent(config),
+        config,
+        dataset="cplvad-demo",
+        metrics={"frame_auc_binary": auc},
+        data_checksum=checksum,
+    )
 
 
 def champion() -> str:
@@ -73,7 +81,11 @@ def test_promotion_needs_the_same_data_and_a_minimum_gain(model_dir, store):
     assert not result.promoted and "different data" in result.reason and "dddddddddddd" in result.reason
     register(model_dir, 70.3)  # +0.3 < promote_min_delta 0.5
     result = promote(config)
-    assert not result.promoted and "tracking.promote_min_delta = 0.5" in result.reason and "+0.30" in result.reason
+    assert (
+        not result.promoted
+        and "tracking.promote_min_delta = 0.5" in result.reason
+        and "+0.30" in result.reason
+    )
     register(model_dir, 70.6)
     result = promote(config)
     assert result.promoted and champion() == "4" and "+0.60" in result.reason
@@ -90,7 +102,9 @@ def test_promotion_compares_validation_auc_when_both_models_have_one(model_dir, 
     config = tiny_config()
     register(model_dir, 80.0, validation=60.0)
     assert promote(config).promoted
-    register(model_dir, 70.0, validation=65.0)  # worse on the test list, better on validation: validation decides
+    register(
+        model_dir, 70.0, validation=65.0
+    )  # worse on the test list, better on validation: validation decides
     result = promote(config)
     assert result.promoted and "validation.video_auc" in result.reason and champion() == "2"
     version = MlflowClient().get_model_version("cplvad", "2")
@@ -103,10 +117,17 @@ def test_promotion_compares_validation_auc_when_both_models_have_one(model_dir, 
 
 
 def test_batch_requests_are_read_row_by_row_with_clear_errors():
-    videos = read_batch(pd.DataFrame({"name": ["a", None], "features": [np.zeros((3, 8)), [[1.0] * 8] * 5]}), 8)
-    assert [(n, f.shape, f.dtype) for n, f in videos] == [("a", (3, 8), np.float32), ("video1", (5, 8), np.float32)]
+    videos = read_batch(
+        pd.DataFrame({"name": ["a", None], "features": [np.zeros((3, 8)), [[1.0] * 8] * 5]}), 8
+    )
+    assert [(n, f.shape, f.dtype) for n, f in videos] == [
+        ("a", (3, 8), np.float32),
+        ("video1", (5, 8), np.float32),
+    ]
     assert read_batch([{"features": np.ones((2, 8))}], 8)[0][1].shape == (2, 8)
-    with pytest.raises(ValueError, match=r"row 0 \(x\): features of shape \(3, 4\); this model scores \(T, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"row 0 \(x\): features of shape \(3, 4\); this model scores \(T, 8\)"
+    ):
         read_batch([{"name": "x", "features": np.zeros((3, 4))}], 8)
     with pytest.raises(ValueError, match="row 1 .* not a non-empty"):
         read_batch([{"features": np.zeros((3, 8))}, {"features": [[1.0] * 8, [1.0] * 7]}], 8)
@@ -135,11 +156,29 @@ def test_the_registered_model_serves_a_batch_of_videos_of_different_lengths(mode
 
     port = _free_port()
     exe = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen([str(exe), "models", "serve", "-m", "models:/cplvad@candidate", "--env-manager", "local",
-                             "-h", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, "MLFLOW_TRACKING_URI": store,  # the venv's uvicorn, as when activated
-                                 "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "models",
+            "serve",
+            "-m",
+            "models:/cplvad@candidate",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": store,  # the venv's uvicorn, as when activated
+            "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -152,12 +191,18 @@ def test_the_registered_model_serves_a_batch_of_videos_of_different_lengths(mode
                     pytest.fail(f"mlflow models serve did not start: {proc.stderr.read().decode()[-3000:]}")
                 time.sleep(0.5)
         rng = np.random.default_rng(0)
-        rows = [{"name": "short", "features": rng.normal(size=(5, meta.feature_dim)).tolist()},
-                {"name": "long", "features": rng.normal(size=(300, meta.feature_dim)).tolist()}]
+        rows = [
+            {"name": "short", "features": rng.normal(size=(5, meta.feature_dim)).tolist()},
+            {"name": "long", "features": rng.normal(size=(300, meta.feature_dim)).tolist()},
+        ]
         status, body = _post(f"{url}/invocations", {"dataframe_records": rows})
         assert status == 200, body
         short, long = body["predictions"]
-        assert (short["name"], len(short["anomaly"]), np.shape(short["classes"])) == ("short", 5, (5, len(meta.classes)))
+        assert (short["name"], len(short["anomaly"]), np.shape(short["classes"])) == (
+            "short",
+            5,
+            (5, len(meta.classes)),
+        )
         assert (long["name"], len(long["anomaly"]), long["class_names"]) == ("long", 300, meta.classes)
         assert all(0.0 <= s <= 1.0 for s in long["anomaly"])
         status, body = _post(f"{url}/invocations", {"dataframe_records": [{"features": [[0.5] * 3]}]})

@@ -29,14 +29,31 @@ SCREENSHOT_COPY = os.environ.get("CPLVAD_REVIEW_SCREENSHOT")
 def predictions(model_dir, tmp_path_factory) -> Path:
     """Three WebM (VP8) videos scored into OUT = root/out; the videos are in root/videos (../videos from OUT)."""
     root = tmp_path_factory.mktemp("review")
-    videos = {"double": (400, 995, ((60, 110), (250, 320))), "single": (320, 999, (PLANTED,)), "quiet": (320, 998, ())}
+    videos = {
+        "double": (400, 995, ((60, 110), (250, 320))),
+        "single": (320, 999, (PLANTED,)),
+        "quiet": (320, 998, ()),
+    }
     for name, (frames, seed, anomalies) in videos.items():
         (root / "videos").mkdir(exist_ok=True)
         write_video(root / "videos" / f"{name}.webm", scene(frames, seed, anomalies), fps=FPS, codec="libvpx")
     np_feats = root / "videos" / "features.npy"
     np_feats.write_bytes(b"not an array")  # a failed input, listed at the end of the page
-    res = CliRunner().invoke(cli, ["predict", str(root / "videos"), "--model", str(model_dir), "--out",
-                                   str(root / "out"), "--threshold", "0.5", "--report", *CLI])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(root / "videos"),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(root / "out"),
+            "--threshold",
+            "0.5",
+            "--report",
+            *CLI,
+        ],
+    )
     assert res.exit_code == 1, res.output
     return root / "out"
 
@@ -49,8 +66,14 @@ def test_the_page_ranks_videos_and_is_self_contained(predictions):
     page = (predictions / "index.html").read_text()
     found = docs(predictions)
     ranked = sorted(found, key=lambda k: -max(found[k]["snippet_scores"]))
-    assert [page.index(f'data-name="{name}"') for name in ranked] == sorted(page.index(f'data-name="{n}"') for n in ranked)
-    assert len(found["double"]["events"]) == 2 and len(found["single"]["events"]) == 1 and not found["quiet"]["events"]
+    assert [page.index(f'data-name="{name}"') for name in ranked] == sorted(
+        page.index(f'data-name="{n}"') for n in ranked
+    )
+    assert (
+        len(found["double"]["events"]) == 2
+        and len(found["single"]["events"]) == 1
+        and not found["quiet"]["events"]
+    )
     assert page.count('class="event"') == 3 and page.count("<svg") == 3
     assert 'src="../videos/single.webm"' in page and "features.npy" in page and "Failed inputs" in page
     for external in ("http://", "https://", "<link", "<script src", "@import", "url("):
@@ -69,10 +92,25 @@ class DevTools:
         import websocket
 
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-port=0",
-             "--window-size=1200,1500", "--autoplay-policy=no-user-gesture-required", "--mute-audio", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "--window-size=1200,1500",
+                "--autoplay-policy=no-user-gesture-required",
+                "--mute-audio",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not port_file.is_file() or not port_file.read_text().strip():
@@ -113,57 +151,84 @@ class DevTools:
 VISIBLE = "[...document.querySelectorAll('.video')].filter(v => !v.classList.contains('hidden')).map(v => v.dataset.name)"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium; .ci/run does)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium; .ci/run does)"
+)
 def test_the_page_in_headless_chromium(predictions, tmp_path):
     found = docs(predictions)
     browser = DevTools(tmp_path / "profile")
     try:
         browser.call("Page.navigate", url=(predictions / "index.html").as_uri())
-        assert browser.wait_for("document.readyState === 'complete' && document.querySelectorAll('.video').length")
+        assert browser.wait_for(
+            "document.readyState === 'complete' && document.querySelectorAll('.video').length"
+        )
 
         # ranking: highest peak first, numbered
         ranked = sorted(found, key=lambda k: -max(found[k]["snippet_scores"]))
         assert browser.js(VISIBLE) == ranked
-        assert browser.js("[...document.querySelectorAll('.rank')].map(r => r.textContent)") == ["#1", "#2", "#3"]
+        assert browser.js("[...document.querySelectorAll('.rank')].map(r => r.textContent)") == [
+            "#1",
+            "#2",
+            "#3",
+        ]
 
         # the event list of the video with two events: classes, times and scores from its JSON
-        rows = browser.js("[...document.querySelectorAll('.video[data-name=double] .event')].map(r => "
-                          "[...r.cells].slice(0, 3).map(c => c.textContent))")
-        assert rows == [[e["class"], f"{e['start_s']:.1f}–{e['end_s']:.1f} s", f"{e['score']:.2f}"]
-                        for e in found["double"]["events"]]
+        rows = browser.js(
+            "[...document.querySelectorAll('.video[data-name=double] .event')].map(r => "
+            "[...r.cells].slice(0, 3).map(c => c.textContent))"
+        )
+        assert rows == [
+            [e["class"], f"{e['start_s']:.1f}–{e['end_s']:.1f} s", f"{e['score']:.2f}"]
+            for e in found["double"]["events"]
+        ]
 
         # filters: by class, then by minimum score
         def choose(cls: str) -> None:
-            browser.js(f"{{ const s = document.getElementById('class-filter'); s.value = {json.dumps(cls)}; "
-                       "s.dispatchEvent(new Event('change')); }")
+            browser.js(
+                f"{{ const s = document.getElementById('class-filter'); s.value = {json.dumps(cls)}; "
+                "s.dispatchEvent(new Event('change')); }"
+            )
 
         def set_threshold(value: float) -> float:
             """Set the slider; returns its value (snapped to its 0.01 steps)."""
-            return browser.js(f"(() => {{ const t = document.getElementById('threshold'); t.value = {value}; "
-                              "t.dispatchEvent(new Event('input')); return parseFloat(t.value); })()")
+            return browser.js(
+                f"(() => {{ const t = document.getElementById('threshold'); t.value = {value}; "
+                "t.dispatchEvent(new Event('input')); return parseFloat(t.value); })()"
+            )
 
         choose("Glitch")
         assert browser.js(VISIBLE) == [n for n in ranked if found[n]["events"]]
         choose("")
-        assert browser.js(VISIBLE) == ["quiet"] and browser.js("document.getElementById('shown-count').textContent") == "1"
+        assert (
+            browser.js(VISIBLE) == ["quiet"]
+            and browser.js("document.getElementById('shown-count').textContent") == "1"
+        )
         choose("*")
         low = min(max(found[n]["snippet_scores"]) for n in ("double", "single"))
-        cut = round((low + max(found["quiet"]["snippet_scores"])) / 2, 2)  # between the quiet video and the others
+        cut = round(
+            (low + max(found["quiet"]["snippet_scores"])) / 2, 2
+        )  # between the quiet video and the others
         cut = set_threshold(cut)
         assert browser.js(VISIBLE) == [n for n in ranked if n != "quiet"]
-        assert float(browser.js("document.querySelector('.filter-threshold').getAttribute('y1')")) == pytest.approx(100 * (1 - cut))
+        assert float(
+            browser.js("document.querySelector('.filter-threshold').getAttribute('y1')")
+        ) == pytest.approx(100 * (1 - cut))
         scores = [e["score"] for e in found["double"]["events"]]
         strong = set_threshold((scores[0] + scores[1]) / 2)
-        shown = browser.js("[...document.querySelectorAll('.video[data-name=double] .event')]"
-                           ".filter(r => !r.classList.contains('hidden')).length")
+        shown = browser.js(
+            "[...document.querySelectorAll('.video[data-name=double] .event')]"
+            ".filter(r => !r.classList.contains('hidden')).length"
+        )
         assert shown == sum(x >= strong for x in scores) and (shown == 1 or abs(scores[0] - scores[1]) < 0.01)
         set_threshold(0)
 
         # the player jumps to the second event of "double"
         second = found["double"]["events"][1]
         browser.js("document.querySelectorAll('.video[data-name=double] .jump')[1].click()")
-        position = browser.wait_for("(() => { const p = document.querySelector('.video[data-name=double] .player'); "
-                                    "return p.readyState >= 1 && p.currentTime > 0 && p.currentTime; })()")
+        position = browser.wait_for(
+            "(() => { const p = document.querySelector('.video[data-name=double] .player'); "
+            "return p.readyState >= 1 && p.currentTime > 0 && p.currentTime; })()"
+        )
         assert position == pytest.approx(second["start_s"], abs=0.5)
         browser.js("document.querySelector('.video[data-name=double] .player').pause()")
 

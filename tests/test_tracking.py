@@ -41,8 +41,13 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     client = MlflowClient()
     parent = client.get_run(record["run_id"])
     assert parent.data.params["train.epochs"] == "2" and "frame_auc_binary" in parent.data.metrics
-    assert parent.data.tags["cplvad.dataset"] == "cplvad-demo" and len(parent.data.tags["cplvad.data_checksum"]) == 64
-    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{record['run_id']}'")
+    assert (
+        parent.data.tags["cplvad.dataset"] == "cplvad-demo"
+        and len(parent.data.tags["cplvad.data_checksum"]) == 64
+    )
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{record['run_id']}'"
+    )
     names = {c.info.run_name for c in children}
     assert names == {"train_stage1", "pseudo_labels", "train_stage2", "evaluate"}
     stage1 = next(c for c in children if c.info.run_name == "train_stage1")
@@ -68,7 +73,9 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     assert not again.promoted and "already the champion" in again.reason
 
     # a second run (other seed) becomes the candidate; it is promoted only if it is better
-    res = runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "run2", "--quiet", *sets("seed=1")])
+    res = runner.invoke(
+        cli, ["run", "--dataset", str(demo_manifest), "--out", "run2", "--quiet", *sets("seed=1")]
+    )
     assert res.exit_code == 0, res.output
     cand = client.get_model_version_by_alias("cplvad", "candidate")
     assert str(cand.version) == "2"
@@ -81,10 +88,24 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     # the champion loads back by URI: as a model directory, and as an MLflow pyfunc
     model_dir = resolve_model("models:/cplvad@champion", config)
     assert is_model_dir(model_dir)
-    res = runner.invoke(cli, ["evaluate", "--dataset", str(demo_manifest), "--model", "models:/cplvad@champion",
-                              "--out", "champion.json", "--quiet"])
+    res = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            "--dataset",
+            str(demo_manifest),
+            "--model",
+            "models:/cplvad@champion",
+            "--out",
+            "champion.json",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert json.loads((in_tmp / "champion.json").read_text()).keys() == json.loads((in_tmp / "run/metrics.json").read_text()).keys()
+    assert (
+        json.loads((in_tmp / "champion.json").read_text()).keys()
+        == json.loads((in_tmp / "run/metrics.json").read_text()).keys()
+    )
     batch = pd.DataFrame({"name": ["long", "short"], "features": [np.zeros((40, 512)), np.ones((7, 512))]})
     out = mlflow.pyfunc.load_model("models:/cplvad@champion").predict(batch)
     assert [r["name"] for r in out] == ["long", "short"]
@@ -93,12 +114,19 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
 
 def test_promotion_refuses_other_data(demo_manifest, in_tmp):
     runner = CliRunner()
-    assert runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "a", "--quiet", *sets()]).exit_code == 0
+    assert (
+        runner.invoke(
+            cli, ["run", "--dataset", str(demo_manifest), "--out", "a", "--quiet", *sets()]
+        ).exit_code
+        == 0
+    )
     config = load_config(None)
     assert promote(config).promoted
     mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
     client = MlflowClient()
-    res = runner.invoke(cli, ["run", "--dataset", str(demo_manifest), "--out", "b", "--quiet", *sets("seed=3")])
+    res = runner.invoke(
+        cli, ["run", "--dataset", str(demo_manifest), "--out", "b", "--quiet", *sets("seed=3")]
+    )
     assert res.exit_code == 0
     client.set_model_version_tag("cplvad", "2", "data_checksum", "0" * 64)
     result = promote(config)
@@ -115,7 +143,9 @@ def test_promote_without_candidate_is_a_clear_error(in_tmp):
 
 
 def test_ablation_grid(demo_manifest, in_tmp):
-    res = CliRunner().invoke(cli, ["ablate", "--dataset", str(demo_manifest), "--out", "abl", "--quiet", *sets()])
+    res = CliRunner().invoke(
+        cli, ["ablate", "--dataset", str(demo_manifest), "--out", "abl", "--quiet", *sets()]
+    )
     assert res.exit_code == 0, res.output
     lines = (in_tmp / "abl/ablation.md").read_text().splitlines()
     assert len(lines) == 2 + 6 and "cross, CAR on (CPL-VAD)" in lines[-1]
@@ -124,9 +154,13 @@ def test_ablation_grid(demo_manifest, in_tmp):
     assert csv_rows[0].startswith("row,supervision,car,frame_auc_binary") and len(csv_rows) == 7
     mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
     client = MlflowClient()
-    parent = client.search_runs([client.get_experiment_by_name("cplvad").experiment_id], "attributes.run_name = 'ablation'")
+    parent = client.search_runs(
+        [client.get_experiment_by_name("cplvad").experiment_id], "attributes.run_name = 'ablation'"
+    )
     assert len(parent) == 1
-    children = client.search_runs([parent[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'")
+    children = client.search_runs(
+        [parent[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'"
+    )
     assert len(children) == 6
 
 
@@ -140,8 +174,14 @@ def test_relative_stores_are_anchored_at_the_dvc_project_root(tmp_path, monkeypa
     assert absolute_sqlite("sqlite:///mlflow.db") == f"sqlite:///{project / 'mlflow.db'}"
     assert absolute_sqlite("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
     assert artifact_location(load_config(None), "sqlite:///x") == (project / "mlruns").as_uri()
-    assert artifact_location(load_config(None, ["tracking.artifact_location=arts"]), "http://h") == (project / "arts").as_uri()
-    assert artifact_location(load_config(None, ["tracking.artifact_location=s3://b/m"]), "http://h") == "s3://b/m"
+    assert (
+        artifact_location(load_config(None, ["tracking.artifact_location=arts"]), "http://h")
+        == (project / "arts").as_uri()
+    )
+    assert (
+        artifact_location(load_config(None, ["tracking.artifact_location=s3://b/m"]), "http://h")
+        == "s3://b/m"
+    )
     assert artifact_location(load_config(None), "http://server:5000") is None  # the server decides
     monkeypatch.setenv("DVC_EXP_NAME", "smooth-2")
     assert dvc_experiment_tags() == {"dvc.exp_name": "smooth-2"}

@@ -27,8 +27,14 @@ def training_set(classes: dict[str, int], crops: int = 2, n: int = 32) -> Traini
                 labels.append(np.eye(len(names), dtype=np.float32)[c])
                 abnormal.append(c > 0)
     size = len(keys)
-    return TrainingSet(torch.zeros(size, n, 4), torch.full((size,), n), torch.from_numpy(np.stack(labels)),
-                       torch.tensor(abnormal), keys, videos)
+    return TrainingSet(
+        torch.zeros(size, n, 4),
+        torch.full((size,), n),
+        torch.from_numpy(np.stack(labels)),
+        torch.tensor(abnormal),
+        keys,
+        videos,
+    )
 
 
 def held_videos(data: TrainingSet, split) -> set[str]:
@@ -42,7 +48,9 @@ def test_split_is_stratified_by_class_and_keeps_crops_together():
     # 5 of 20 normal; 3 of 12 abnormal in proportion: (i + 0.5) / 8 -> .0625 .1875 | (i + 0.5) / 4 -> .125
     assert split.videos == 8 == len(held)
     assert sum(v.startswith("Normal") for v in held) == 5
-    assert sum(v.startswith("Fighting") for v in held) == 2 and sum(v.startswith("Shooting") for v in held) == 1
+    assert (
+        sum(v.startswith("Fighting") for v in held) == 2 and sum(v.startswith("Shooting") for v in held) == 1
+    )
     for i in split.validation.tolist():  # every crop of a held-out video is held out, none of the others
         assert data.videos[i] in held
     for i in split.train.tolist():
@@ -67,10 +75,18 @@ def test_tiny_sets_hold_out_one_of_each_kind_or_refuse():
 def test_video_auc_averages_crops_of_top_k_snippet_scores(monkeypatch):
     # per sample (n = 32 valid snippets -> k = 3): the mean of its three highest snippet scores
     data = training_set({"Normal": 2, "Fighting": 2}, crops=2)
-    top = torch.tensor([0.1, 0.3,  # Normal0: video score 0.2
-                        0.6, 0.6,  # Normal1: 0.6
-                        0.5, 0.9,  # Fighting0: 0.7
-                        0.4, 0.4])  # Fighting1: 0.4
+    top = torch.tensor(
+        [
+            0.1,
+            0.3,  # Normal0: video score 0.2
+            0.6,
+            0.6,  # Normal1: 0.6
+            0.5,
+            0.9,  # Fighting0: 0.7
+            0.4,
+            0.4,
+        ]
+    )  # Fighting1: 0.4
     snippets = top[:, None].repeat(1, 32)
 
     def fake_scores(model, x, lengths):
@@ -92,13 +108,17 @@ def test_both_stages_report_validation_on_the_same_held_out_videos(demo_manifest
     assert all(0 <= h["val_video_auc"] <= 100 for h in result.history)
     meta = json.loads((stage1 / "meta.json").read_text())
     # demo fixture: 6 normal + 6 abnormal videos, 2 crops each -> 2 + 2 held out, 8 videos = 16 samples trained on
-    assert meta["extra"]["validation"] == {"video_auc": result.history[-1]["val_video_auc"], "videos": 4,
-                                           "fraction": 0.25}
+    assert meta["extra"]["validation"] == {
+        "video_auc": result.history[-1]["val_video_auc"],
+        "videos": 4,
+        "fraction": 0.25,
+    }
     assert meta["train_samples"] == 16
     pseudo = make_pseudo_labels(demo_manifest, stage1, cfg, out=tmp_path / "pseudo.npz", progress=False)
     assert len(PseudoLabels.load(tmp_path / "pseudo.npz").keys) == len(pseudo.keys) == 24  # every sample
-    stage2 = train_stage(demo_manifest, tmp_path / "stage2", cfg, stage=2, pseudo_path=tmp_path / "pseudo.npz",
-                         progress=False)
+    stage2 = train_stage(
+        demo_manifest, tmp_path / "stage2", cfg, stage=2, pseudo_path=tmp_path / "pseudo.npz", progress=False
+    )
     meta2 = json.loads((tmp_path / "stage2" / "meta.json").read_text())
     assert meta2["extra"]["validation"]["videos"] == 4 and meta2["train_samples"] == 16
     assert meta2["extra"]["validation"]["video_auc"] == stage2.history[-1]["val_video_auc"]

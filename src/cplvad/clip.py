@@ -52,7 +52,11 @@ class ClipBundle:
     @property
     def weights_id(self) -> str:
         """Identity of the weights: their checksum, or the seed of the random initialisation."""
-        return f"sha256:{self.weights_sha256}" if self.weights_sha256 else f"random-init-seed-{RANDOM_WEIGHTS_SEED}"
+        return (
+            f"sha256:{self.weights_sha256}"
+            if self.weights_sha256
+            else f"random-init-seed-{RANDOM_WEIGHTS_SEED}"
+        )
 
 
 @cache
@@ -96,13 +100,18 @@ def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBund
     sha256 = file_sha256(weights) if weights is not None else None
     if tagged is not None:
         verify(tagged, sha256)  # type: ignore[arg-type]
-        warn_on_activation_mismatch(bool(open_clip.get_model_config(cfg.model).get("quick_gelu")), tagged,
-                                    cfg.model, cfg.pretrained)
+        warn_on_activation_mismatch(
+            bool(open_clip.get_model_config(cfg.model).get("quick_gelu")), tagged, cfg.model, cfg.pretrained
+        )
     if weights is not None and _is_torchscript(weights):
         model = open_clip.load_openai_model(str(weights), precision="fp32", device="cpu")
     elif weights is not None:
-        model = open_clip.create_model(cfg.model, pretrained=str(weights), device="cpu",
-                                       force_preprocess_cfg=tagged.preprocess if tagged else None)
+        model = open_clip.create_model(
+            cfg.model,
+            pretrained=str(weights),
+            device="cpu",
+            force_preprocess_cfg=tagged.preprocess if tagged else None,
+        )
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
@@ -118,7 +127,11 @@ def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBund
     size = size[0] if isinstance(size, tuple | list) else size
     mean = tuple(getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
     std = tuple(getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
-    embed_dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") else int(model.visual.output_dim)
+    embed_dim = (
+        int(model.text_projection.shape[-1])
+        if hasattr(model, "text_projection")
+        else int(model.visual.output_dim)
+    )
     return ClipBundle(
         model=model,
         preprocess=preprocess,
@@ -143,5 +156,7 @@ def _weights_file(cfg: ClipConfig) -> tuple[Path | None, TaggedWeights | None]:
         return tagged.path, tagged
     tags = known_tags(cfg.model)
     known = f"its tags: {', '.join(tags)}" if tags else "open_clip has no pretrained weights for it"
-    raise ConfigError(f"clip.pretrained {value!r} is neither a file nor an open_clip pretrained tag of "
-                      f"{cfg.model} ({known}); give a weights file, a tag, or 'none'")
+    raise ConfigError(
+        f"clip.pretrained {value!r} is neither a file nor an open_clip pretrained tag of "
+        f"{cfg.model} ({known}); give a weights file, a tag, or 'none'"
+    )

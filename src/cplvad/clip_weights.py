@@ -55,8 +55,10 @@ def _hub_location(model: str, tag: str) -> tuple[str, tuple[str, ...], dict]:
 
     cfg = open_clip.get_pretrained_cfg(model, tag)
     if not cfg.get("hf_hub"):
-        raise ConfigError(f"clip.pretrained {tag!r}: open_clip has no Hugging Face location for {model} {tag}; "
-                          "download its weights yourself and set clip.pretrained to the file")
+        raise ConfigError(
+            f"clip.pretrained {tag!r}: open_clip has no Hugging Face location for {model} {tag}; "
+            "download its weights yourself and set clip.pretrained to the file"
+        )
     parts = cfg["hf_hub"].split("/")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
     if not filename:
@@ -117,7 +119,9 @@ def tagged_weights(model: str, tag: str) -> TaggedWeights:
             raise DataError(_missing_message(model, tag, repo, names[0], error))
     blob = path.resolve().name
     preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
-    return TaggedWeights(path, blob if _SHA256.fullmatch(blob) else None, preprocess, bool(cfg.get("quick_gelu")))
+    return TaggedWeights(
+        path, blob if _SHA256.fullmatch(blob) else None, preprocess, bool(cfg.get("quick_gelu"))
+    )
 
 
 def _missing_message(model: str, tag: str, repo: str, name: str, error: Exception | None) -> str:

@@ -85,35 +85,61 @@ class DataConfig(_Section):
     @classmethod
     def _local(cls, v: str | None) -> str | None:
         if v is not None and "://" in v:
-            raise ValueError("features and their lists are read in place, from a folder; a URL is not supported "
-                             "(copy the release onto a disk; on Kubeflow, a volume mounted in every pod)")
+            raise ValueError(
+                "features and their lists are read in place, from a folder; a URL is not supported "
+                "(copy the release onto a disk; on Kubeflow, a volume mounted in every pod)"
+            )
         return v
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         kind = dataset_kind(self.dataset)
-        given = [k for k in ("train_videos", "test_videos", "features_root", "train_features_root",
-                             "test_features_root", "train_list") if getattr(self, k) is not None]
+        given = [
+            k
+            for k in (
+                "train_videos",
+                "test_videos",
+                "features_root",
+                "train_features_root",
+                "test_features_root",
+                "train_list",
+            )
+            if getattr(self, k) is not None
+        ]
         allowed = {
             "demo": (),
             "benchmark": ("features_root", "train_features_root", "test_features_root", "train_list"),
-            "manifest": ("train_videos", "test_videos", "features_root", "train_features_root", "test_features_root"),
+            "manifest": (
+                "train_videos",
+                "test_videos",
+                "features_root",
+                "train_features_root",
+                "test_features_root",
+            ),
         }[kind]
         wrong = [k for k in given if k not in allowed]
         if wrong:
-            what = {"demo": "the built-in demo videos, generated and extracted by the pipeline",
-                    "benchmark": "a built-in benchmark: its published features, nothing to extract",
-                    "manifest": "a dataset manifest, which names its own lists"}[kind]
-            raise ValueError(f"data.{wrong[0]} does not apply to data.dataset={self.dataset!r} ({what}); "
-                             f"unset data.{wrong[0]} or choose another data.dataset")
+            what = {
+                "demo": "the built-in demo videos, generated and extracted by the pipeline",
+                "benchmark": "a built-in benchmark: its published features, nothing to extract",
+                "manifest": "a dataset manifest, which names its own lists",
+            }[kind]
+            raise ValueError(
+                f"data.{wrong[0]} does not apply to data.dataset={self.dataset!r} ({what}); "
+                f"unset data.{wrong[0]} or choose another data.dataset"
+            )
         videos = [k for k in ("train_videos", "test_videos") if k in given]
         if len(videos) == 1:
             other = "test_videos" if videos[0] == "train_videos" else "train_videos"
-            raise ValueError(f"data.{videos[0]} is set but data.{other} is not; videos are extracted for both splits")
+            raise ValueError(
+                f"data.{videos[0]} is set but data.{other} is not; videos are extracted for both splits"
+            )
         roots = [k for k in given if k.endswith("features_root")]
         if videos and roots:
-            raise ValueError(f"data.{roots[0]} contradicts data.train_videos: extracted features are written by "
-                             "the pipeline; a features root rebases existing lists")
+            raise ValueError(
+                f"data.{roots[0]} contradicts data.train_videos: extracted features are written by "
+                "the pipeline; a features root rebases existing lists"
+            )
         return self
 
 
@@ -388,7 +414,11 @@ def _section_fields(path: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = Config
     for part in path:
         field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+        if (
+            field is None
+            or not isinstance(field.annotation, type)
+            or not issubclass(field.annotation, BaseModel)
+        ):
             break
         model = field.annotation
     return sorted(model.model_fields)
@@ -460,7 +490,9 @@ def load_config(params: str | Path | None = None, overrides: Iterable[str] = ())
     return config_from_dict(data, source)
 
 
-def config_from_params(params: Mapping[str, Any], overrides: Iterable[str] = (), source: str = "params") -> Config:
+def config_from_params(
+    params: Mapping[str, Any], overrides: Iterable[str] = (), source: str = "params"
+) -> Config:
     """A params mapping (e.g. a pipeline parameter) plus ``section.key=value`` overrides, validated; the
     mapping itself is left unchanged."""
     overrides = list(overrides)

@@ -40,8 +40,9 @@ def describe(exc: BaseException) -> Failure:
             message = rule(cause)
             if message is not None:
                 return Failure(redact(message), EXIT_ERROR)
-    return Failure(redact(f"unexpected {type(exc).__name__}: {_detail(exc)}. This is probably a bug in cplvad"),
-                   EXIT_BUG)
+    return Failure(
+        redact(f"unexpected {type(exc).__name__}: {_detail(exc)}. This is probably a bug in cplvad"), EXIT_BUG
+    )
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -76,14 +77,32 @@ def _tracking_uri() -> str:
 
 def _is_connection_error(exc: BaseException) -> bool:
     names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"ConnectionError", "MaxRetryError", "NewConnectionError", "Timeout", "TimeoutError",
-                         "ConnectTimeout", "ReadTimeout", "ProtocolError"})
+    return bool(
+        names
+        & {
+            "ConnectionError",
+            "MaxRetryError",
+            "NewConnectionError",
+            "Timeout",
+            "TimeoutError",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "ProtocolError",
+        }
+    )
 
 
 def _connection_reason(exc: BaseException) -> str:
     text = str(exc)
-    for phrase in ("Connection refused", "Name or service not known", "timed out", "No route to host",
-                   "Temporary failure in name resolution", "Connection reset", "certificate verify failed"):
+    for phrase in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "No route to host",
+        "Temporary failure in name resolution",
+        "Connection reset",
+        "certificate verify failed",
+    ):
         if phrase.lower() in text.lower():
             return phrase.lower()
     return "no connection"
@@ -95,12 +114,16 @@ def _mlflow(exc: BaseException) -> str | None:
     where = f"the MLflow tracking server at {_tracking_uri()}"
     text = str(exc)
     if any(_is_connection_error(c) for c in _chain(exc)) or "Max retries exceeded" in text:
-        return (f"cannot reach {where} ({_connection_reason(exc)}); check MLFLOW_TRACKING_URI "
-                "(or tracking.tracking_uri) and that the server is up, or run without tracking (--no-track)")
+        return (
+            f"cannot reach {where} ({_connection_reason(exc)}); check MLFLOW_TRACKING_URI "
+            "(or tracking.tracking_uri) and that the server is up, or run without tracking (--no-track)"
+        )
     code = str(getattr(exc, "error_code", ""))
     if code in ("PERMISSION_DENIED", "UNAUTHENTICATED") or "401" in text or "403" in text:
-        return (f"{where} refused the request ({_detail(exc)}); check MLFLOW_TRACKING_USERNAME / "
-                "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN")
+        return (
+            f"{where} refused the request ({_detail(exc)}); check MLFLOW_TRACKING_USERNAME / "
+            "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
+        )
     return f"MLflow ({_tracking_uri()}): {_detail(exc)}"
 
 
@@ -119,15 +142,24 @@ def _s3(exc: BaseException) -> str | None:
         return None
     name = type(exc).__name__
     if name in ("NoCredentialsError", "PartialCredentialsError"):
-        return "S3: no usable AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"):
+        return (
+            "S3: no usable AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+        )
+    if name in (
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+    ):
         return f"S3: {_detail(exc)}; check AWS_ENDPOINT_URL and that the storage service is up"
     response = getattr(exc, "response", None) or {}
     error = response.get("Error", {}) if isinstance(response, dict) else {}
     if error:
         operation = getattr(exc, "operation_name", "request")
-        return (f"S3 {operation} failed: {error.get('Code', '?')} ({error.get('Message', '')}); check the bucket, "
-                "the prefix and the credentials (AWS_* variables)")
+        return (
+            f"S3 {operation} failed: {error.get('Code', '?')} ({error.get('Message', '')}); check the bucket, "
+            "the prefix and the credentials (AWS_* variables)"
+        )
     return f"S3: {_detail(exc)}; check the bucket, the prefix and the AWS_* variables"
 
 
@@ -135,8 +167,10 @@ def _torch_file(exc: BaseException) -> str | None:
     name = type(exc).__name__
     text = str(exc)
     if name == "UnpicklingError" or "PytorchStreamReader" in text or "weights_only" in text:
-        return (f"a file could not be read as a PyTorch file of cplvad ({_detail(exc)}); it is truncated, "
-                "damaged or not a file cplvad wrote")
+        return (
+            f"a file could not be read as a PyTorch file of cplvad ({_detail(exc)}); it is truncated, "
+            "damaged or not a file cplvad wrote"
+        )
     return None
 
 
@@ -173,8 +207,10 @@ def _os(exc: BaseException) -> str | None:
 def _memory(exc: BaseException) -> str | None:
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         device = "GPU" if type(exc).__name__ == "OutOfMemoryError" else "host"
-        return (f"out of {device} memory ({_detail(exc)}); lower the batch size (train.batch_size, "
-                "extract.batch_size) or use a machine with more memory")
+        return (
+            f"out of {device} memory ({_detail(exc)}); lower the batch size (train.batch_size, "
+            "extract.batch_size) or use a machine with more memory"
+        )
     return None
 
 
@@ -183,5 +219,12 @@ def _ours(exc: BaseException) -> str | None:
 
 
 _RULES: tuple[Callable[[BaseException], str | None], ...] = (
-    _ours, _mlflow, _s3, _connection, _torch_file, _video, _memory, _os,
+    _ours,
+    _mlflow,
+    _s3,
+    _connection,
+    _torch_file,
+    _video,
+    _memory,
+    _os,
 )

@@ -91,7 +91,9 @@ def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
         np.savez_compressed(tmp, **arrays)
 
 
-def load_npz(path: str | os.PathLike[str], keys: Sequence[str], what: str, remedy: str) -> dict[str, np.ndarray]:
+def load_npz(
+    path: str | os.PathLike[str], keys: Sequence[str], what: str, remedy: str
+) -> dict[str, np.ndarray]:
     """The arrays ``keys`` of an ``.npz`` file, read without pickle. A missing, unreadable or incomplete file
     is a DataError naming ``what`` it is and ending with the ``remedy``."""
     path = Path(path)
@@ -134,8 +136,21 @@ def load_torch(path: str | os.PathLike[str], what: str, remedy: str) -> Any:
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; {remedy}") from None
     except pickle.UnpicklingError:
-        raise DataError(f"{path} is not {what}: it holds Python objects besides weights, which cplvad never "
-                        f"loads (nothing in it was run); {remedy}") from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, IndexError, KeyError) as exc:
+        raise DataError(
+            f"{path} is not {what}: it holds Python objects besides weights, which cplvad never "
+            f"loads (nothing in it was run); {remedy}"
+        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        AttributeError,
+        TypeError,
+        IndexError,
+        KeyError,
+    ) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path} is not {what}: it is truncated or damaged ({detail[:200]}); {remedy}") from None
+        raise DataError(
+            f"{path} is not {what}: it is truncated or damaged ({detail[:200]}); {remedy}"
+        ) from None

@@ -26,18 +26,31 @@ from urllib.parse import unquote, urlsplit
 
 MASK = "***"
 SECRET_VARIABLES = (
-    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "KF_PIPELINES_TOKEN", "KF_PIPELINES_COOKIES", "DATABRICKS_TOKEN", "HF_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "KF_PIPELINES_TOKEN",
+    "KF_PIPELINES_COOKIES",
+    "DATABRICKS_TOKEN",
+    "HF_TOKEN",
 )
 URL_VARIABLES = (
-    "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3", "DVC_REMOTE_URL", "KF_PIPELINES_ENDPOINT",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "DVC_REMOTE_URL",
+    "KF_PIPELINES_ENDPOINT",
 )
 MIN_SECRET_LENGTH = 4
 """Shorter values are not masked as literals (masking every "ab" would garble the text); the URL and query
 rules still mask them where they appear in a URL."""
 
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s/@:?#'\"<>]*)(?P<colon>:?)[^\s/@?#'\"<>]*@")
+_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s/@:?#'\"<>]*)(?P<colon>:?)[^\s/@?#'\"<>]*@"
+)
 _SECRET_NAME = r"[\w.\-]*(?:token|key|secret|passw|pwd|signature|sig|credential|auth|session|cookie)[\w.\-]*"
 _QUERY = re.compile(rf"(?P<head>[?&;]{_SECRET_NAME}=)[^&\s'\"#<>]+", re.IGNORECASE)
 _AUTH_HEADER = re.compile(r"\b(?P<head>(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=\-]{8,}")

@@ -49,5 +49,3 @@ def report(exc: BaseException, *, debug: bool, write: Callable[[str], None]) -> 
         message += f"; re-run with --debug (or {DEBUG_VARIABLE}=1) for the traceback and report it"
     write(f"error: {message}")
     return failure.exit_code
-
-

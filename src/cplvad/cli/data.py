@@ -16,7 +16,9 @@ from cplvad.io import write_json
 
 
 @cli.command("demo-data")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write the dataset into.")
+@click.option(
+    "--out", type=click.Path(file_okay=False), required=True, help="Folder to write the dataset into."
+)
 @click.option("--seed", type=int, default=None, help="Random seed (default: demo.seed).")
 @config_options
 def demo_data(out: str, seed: int | None, config: Config) -> None:
@@ -31,7 +33,9 @@ def demo_data(out: str, seed: int | None, config: Config) -> None:
 
 
 @cli.command("metrics")
-@click.option("--predictions", type=click.Path(dir_okay=False), required=True, help="Predictions .npz (P.npz format).")
+@click.option(
+    "--predictions", type=click.Path(dir_okay=False), required=True, help="Predictions .npz (P.npz format)."
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write metrics.json here.")
 @config_options
 @dataset_option
@@ -47,7 +51,9 @@ def metrics(dataset_path: str, predictions: str, out: str | None, config: Config
 
 
 @cli.command("baseline")
-@click.option("--kind", type=click.Choice(["oracle", "random"]), required=True, help="Which reference predictor.")
+@click.option(
+    "--kind", type=click.Choice(["oracle", "random"]), required=True, help="Which reference predictor."
+)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Predictions .npz to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random predictor.")
 @config_options
@@ -56,6 +62,10 @@ def baseline(dataset_path: str, kind: str, out: str, seed: int, config: Config) 
     """Write reference predictions (oracle = ground truth, or random) to sanity-check `cplvad metrics`."""
     dataset = load_dataset(dataset_path)
     lengths = dataset.test_lengths_from_features()
-    pred = oracle_predictions(dataset, lengths) if kind == "oracle" else random_predictions(dataset, lengths, seed)
+    pred = (
+        oracle_predictions(dataset, lengths)
+        if kind == "oracle"
+        else random_predictions(dataset, lengths, seed)
+    )
     pred.save(out)
     console.print(f"wrote {kind} predictions for {len(pred.names)} test videos to {out}")

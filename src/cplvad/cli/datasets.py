@@ -19,19 +19,29 @@ def datasets(ctx: click.Context) -> None:
         return
     from cplvad.data.benchmarks import load_benchmark
 
-    console.print("demo         synthetic demo videos, generated and extracted by the pipeline (the default of "
-                  "data.dataset)", highlight=False, soft_wrap=True)
+    console.print(
+        "demo         synthetic demo videos, generated and extracted by the pipeline (the default of "
+        "data.dataset)",
+        highlight=False,
+        soft_wrap=True,
+    )
     for name in BENCHMARK_DATASETS:
         b = load_benchmark(name)
-        console.print(f"{name:<12} {b.title}: {len(b.classes)} classes, {b.train_videos} training and {len(b.test)} "
-                      f"test videos; published features ({b.release}) located by data.features_root",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{name:<12} {b.title}: {len(b.classes)} classes, {b.train_videos} training and {len(b.test)} "
+            f"test videos; published features ({b.release}) located by data.features_root",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @datasets.command("check")
 @click.argument("dataset")
-@click.option("--features-root", default=None,
-              help="The features folder (data.features_root): a built-in benchmark's release, or rebases a manifest.")
+@click.option(
+    "--features-root",
+    default=None,
+    help="The features folder (data.features_root): a built-in benchmark's release, or rebases a manifest.",
+)
 @config_options
 def check_cmd(dataset: str, features_root: str | None, config: Config) -> None:
     """Say what DATASET (a built-in name or a dataset.yaml) holds; exit 1 when training could not run."""
@@ -42,14 +52,18 @@ def check_cmd(dataset: str, features_root: str | None, config: Config) -> None:
     kind = dataset_kind(dataset)
     if features_root is not None:
         data = {"dataset": dataset, "features_root": features_root}
-        config = config_from_dict({**config.to_dict(), "data": data}, f"{dataset} --features-root {features_root}")
+        config = config_from_dict(
+            {**config.to_dict(), "data": data}, f"{dataset} --features-root {features_root}"
+        )
     if kind == "manifest" and features_root is not None:
         path = str(resolve_dataset(config.data, command_tempdir("cplvad-check-") / "dataset"))
     else:
         roots = (config.data.features_root, config.data.train_features_root, config.data.test_features_root)
         if kind == "benchmark" and all(r is None for r in roots):
-            raise ConfigError(f"{dataset}: give the folder of its published features with --features-root DIR "
-                              "(or data.features_root)")
+            raise ConfigError(
+                f"{dataset}: give the folder of its published features with --features-root DIR "
+                "(or data.features_root)"
+            )
         path, config = open_dataset(dataset, config)
     report = check_dataset(load_dataset(path))
     for line in report.lines():
@@ -61,23 +75,40 @@ def check_cmd(dataset: str, features_root: str | None, config: Config) -> None:
 @datasets.command("prepare")
 @click.argument("dataset", required=False)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="The dataset folder to write.")
-@click.option("--demo-videos", type=click.Path(file_okay=False), default=None,
-              help="The folder of `cplvad demo-videos` (for data.dataset=demo).")
-@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
-              help="Where an extraction keeps its partial work (default: .<out name>.work beside --out).")
+@click.option(
+    "--demo-videos",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The folder of `cplvad demo-videos` (for data.dataset=demo).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where an extraction keeps its partial work (default: .<out name>.work beside --out).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @config_options
-def prepare_cmd(dataset: str | None, out: str, demo_videos: str | None, work_dir: str | None, quiet: bool,
-                config: Config) -> None:
+def prepare_cmd(
+    dataset: str | None, out: str, demo_videos: str | None, work_dir: str | None, quiet: bool, config: Config
+) -> None:
     """The pipeline's data step: resolve the data section (DATASET: data.dataset, its default) into --out
     (dataset.yaml, lists, annotations, and features/ when videos are extracted; a built-in benchmark is
     checked, not copied)."""
     from cplvad.workflow.data import prepare_data
 
     if dataset is not None and dataset != config.data.dataset:
-        config = config_from_dict({**config.to_dict(), "data": {**config.data.model_dump(), "dataset": dataset}},
-                                  f"DATASET {dataset} with the data section")
+        config = config_from_dict(
+            {**config.to_dict(), "data": {**config.data.model_dump(), "dataset": dataset}},
+            f"DATASET {dataset} with the data section",
+        )
 
-    manifest = prepare_data(config, out, demo_dir=demo_videos, work_dir=work_dir, progress=not quiet,
-                            log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
+    manifest = prepare_data(
+        config,
+        out,
+        demo_dir=demo_videos,
+        work_dir=work_dir,
+        progress=not quiet,
+        log=lambda msg: console.print(msg, highlight=False, soft_wrap=True),
+    )
     console.print(f"data.dataset={config.data.dataset}: wrote {manifest}", highlight=False)

@@ -184,8 +184,12 @@ def extract_merge(dst: str, list_name: str, shards: int) -> None:
     "--out", required=True, type=click.Path(file_okay=False), help="Folder to write the videos into."
 )
 @click.option("--seed", type=int, default=None, help="Random seed (default: demo.seed).")
-@click.option("--features-dir", default="features", show_default=True,
-              help="Where dataset.yaml expects the extracted features, relative to --out (e.g. ../features).")
+@click.option(
+    "--features-dir",
+    default="features",
+    show_default=True,
+    help="Where dataset.yaml expects the extracted features, relative to --out (e.g. ../features).",
+)
 @config_options
 def demo_videos(out: str, seed: int | None, features_dir: str, config: Config) -> None:
     """Write small synthetic videos with anomalies, annotations and a dataset.yaml (no download)."""

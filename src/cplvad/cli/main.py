@@ -33,9 +33,17 @@ class _Group(click.Group):
             except (Exception, KeyboardInterrupt) as exc:
                 if isinstance(exc, click.exceptions.Exit | click.ClickException | click.Abort):
                     raise
-                status = report(exc, debug=debug, write=lambda text: console.print(
-                    text, style="bold red" if text.startswith("error:") else None, markup=False, highlight=False,
-                    soft_wrap=True))
+                status = report(
+                    exc,
+                    debug=debug,
+                    write=lambda text: console.print(
+                        text,
+                        style="bold red" if text.startswith("error:") else None,
+                        markup=False,
+                        highlight=False,
+                        soft_wrap=True,
+                    ),
+                )
         sys.exit(status)
 
 
@@ -69,7 +77,9 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(func)
     def wrapper(*args: Any, params_file: str | None, overrides: tuple[str, ...], **kwargs: Any) -> Any:
-        if kwargs.get("dataset_path") in BENCHMARK_DATASETS:  # --dataset NAME selects data.dataset (see open_dataset)
+        if (
+            kwargs.get("dataset_path") in BENCHMARK_DATASETS
+        ):  # --dataset NAME selects data.dataset (see open_dataset)
             overrides = (f"data.dataset={kwargs['dataset_path']}", *overrides)
         config: Config = load_config(params_file, overrides)
         return func(*args, config=config, **kwargs)
@@ -89,7 +99,10 @@ def seeds_option(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.BadParameter(str(exc)) from None
 
     return click.option(
-        "--seeds", default=None, metavar="S1,S2,...", callback=parse,
+        "--seeds",
+        default=None,
+        metavar="S1,S2,...",
+        callback=parse,
         help="Run once per seed (in OUT/seed-<s>) and report each metric per seed and as mean ± std.",
     )(func)
 
@@ -140,14 +153,20 @@ def open_dataset(spec: str, config: Config) -> tuple[str, Config]:
     from cplvad.data.selection import resolve_dataset
 
     if spec == DEMO_DATASET:
-        raise ConfigError("--dataset demo: the demo is generated and extracted by the pipeline (`make demo`, "
-                          "`dvc repro`); then use --dataset data/dataset/dataset.yaml")
+        raise ConfigError(
+            "--dataset demo: the demo is generated and extracted by the pipeline (`make demo`, "
+            "`dvc repro`); then use --dataset data/dataset/dataset.yaml"
+        )
     if not is_benchmark(spec):
-        config_from_dict({"data": {"dataset": spec}}, f"--dataset {spec}")  # a name that is no dataset: say so
+        config_from_dict(
+            {"data": {"dataset": spec}}, f"--dataset {spec}"
+        )  # a name that is no dataset: say so
         return spec, config
     if config.data.dataset != spec:
-        config = config_from_dict({**config.to_dict(), "data": {**config.data.model_dump(), "dataset": spec}},
-                                  f"--dataset {spec} with the data section")
+        config = config_from_dict(
+            {**config.to_dict(), "data": {**config.data.model_dump(), "dataset": spec}},
+            f"--dataset {spec} with the data section",
+        )
     return str(resolve_dataset(config.data, command_tempdir(f"cplvad-{spec}-") / spec)), config
 
 
@@ -159,9 +178,14 @@ def command_tempdir(prefix: str) -> Path:
 def dataset_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--dataset`` (a manifest or a built-in name); place below ``config_options``: it needs the config."""
 
-    @click.option("--dataset", "dataset_path", required=True, metavar="D.yaml|NAME",
-                  help="Dataset manifest, or a built-in benchmark (ucf-crime, xd-violence) located by "
-                       "data.features_root (see `cplvad datasets`).")
+    @click.option(
+        "--dataset",
+        "dataset_path",
+        required=True,
+        metavar="D.yaml|NAME",
+        help="Dataset manifest, or a built-in benchmark (ucf-crime, xd-violence) located by "
+        "data.features_root (see `cplvad datasets`).",
+    )
     @functools.wraps(func)
     def wrapper(*args: Any, dataset_path: str, config: Config, **kwargs: Any) -> Any:
         dataset_path, config = open_dataset(dataset_path, config)

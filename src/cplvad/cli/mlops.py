@@ -23,16 +23,35 @@ _file = click.Path(dir_okay=False)
 @click.option("--metrics", type=_file, default=None, help="metrics.json of the final evaluation.")
 @click.option("--plots", type=_dir, default=None, help="Plots folder of the final evaluation.")
 @click.option("--extraction-manifest", "manifests", type=_file, multiple=True, help="Extraction manifest(s).")
-@click.option("--register/--no-register", default=True, show_default=True, help="Register the final model as 'candidate'.")
+@click.option(
+    "--register/--no-register",
+    default=True,
+    show_default=True,
+    help="Register the final model as 'candidate'.",
+)
 @click.option("--out", type=_file, default=None, help="Write the run id and model version here (JSON).")
-@click.option("--mlflow-parent", "mlflow_parent", type=_file, default=None, metavar="FILE",
-              help="The pipeline run the stages logged into (their --mlflow-parent FILE); without it, or when "
-                   "it names a closed run, a new parent run is opened.")
+@click.option(
+    "--mlflow-parent",
+    "mlflow_parent",
+    type=_file,
+    default=None,
+    metavar="FILE",
+    help="The pipeline run the stages logged into (their --mlflow-parent FILE); without it, or when "
+    "it names a closed run, a new parent run is opened.",
+)
 @config_options
 @dataset_option
 def track_cmd(
-    dataset_path: str, stage1: str | None, pseudo: str | None, stage2: str | None, metrics: str | None,
-    plots: str | None, manifests: tuple[str, ...], register: bool, out: str | None, mlflow_parent: str | None,
+    dataset_path: str,
+    stage1: str | None,
+    pseudo: str | None,
+    stage2: str | None,
+    metrics: str | None,
+    plots: str | None,
+    manifests: tuple[str, ...],
+    register: bool,
+    out: str | None,
+    mlflow_parent: str | None,
     config: Config,
 ) -> None:
     """Close a pipeline execution's MLflow parent run: add a nested run for every stage that did not log
@@ -42,17 +61,34 @@ def track_cmd(
         return Path(p) if p else None
 
     console.print(preflight.for_tracking(config), highlight=False, soft_wrap=True)
-    outputs = PipelineOutputs(path(stage1), path(pseudo), path(stage2), path(metrics), path(plots),
-                              tuple(Path(m) for m in manifests))
-    result = track_pipeline(dataset_path, outputs, config, record=out, register=register, parent_record=mlflow_parent)
-    console.print(f"MLflow run {result['run_id']} at {result['tracking_uri']}"
-                  + (f"; registered {result['registered_model']} version {result['model_version']} as 'candidate'"
-                     if result["model_version"] else ""))
+    outputs = PipelineOutputs(
+        path(stage1),
+        path(pseudo),
+        path(stage2),
+        path(metrics),
+        path(plots),
+        tuple(Path(m) for m in manifests),
+    )
+    result = track_pipeline(
+        dataset_path, outputs, config, record=out, register=register, parent_record=mlflow_parent
+    )
+    console.print(
+        f"MLflow run {result['run_id']} at {result['tracking_uri']}"
+        + (
+            f"; registered {result['registered_model']} version {result['model_version']} as 'candidate'"
+            if result["model_version"]
+            else ""
+        )
+    )
 
 
 @cli.command("promote")
-@click.option("--metric", default="frame_auc_binary", show_default=True,
-              help="Metric that decides (higher is better) unless both models carry a validation video AUC.")
+@click.option(
+    "--metric",
+    default="frame_auc_binary",
+    show_default=True,
+    help="Metric that decides (higher is better) unless both models carry a validation video AUC.",
+)
 @config_options
 def promote_cmd(metric: str, config: Config) -> None:
     """Make the 'candidate' model the 'champion' if it was evaluated on the same data (data checksum) and
@@ -61,17 +97,26 @@ def promote_cmd(metric: str, config: Config) -> None:
 
     preflight.for_tracking(config)
     result = promote(config, metric)
-    console.print(("[green]promoted[/]: " if result.promoted else "[yellow]not promoted[/]: ") + result.reason)
+    console.print(
+        ("[green]promoted[/]: " if result.promoted else "[yellow]not promoted[/]: ") + result.reason
+    )
 
 
 @cli.command("ablate")
 @click.option("--out", type=_dir, required=True, help="Folder for the models and the ablation report.")
-@click.option("--track/--no-track", default=True, show_default=True, help="Log a parent MLflow run with one child per row.")
+@click.option(
+    "--track/--no-track",
+    default=True,
+    show_default=True,
+    help="Log a parent MLflow run with one child per row.",
+)
 @seeds_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @config_options
 @dataset_option
-def ablate_cmd(dataset_path: str, out: str, track: bool, seeds: list[int] | None, quiet: bool, config: Config) -> None:
+def ablate_cmd(
+    dataset_path: str, out: str, track: bool, seeds: list[int] | None, quiet: bool, config: Config
+) -> None:
     """The paper's Table 3 grid (shared stage 1): ablation.md, ablation.csv and ablation.png in --out
     (with --seeds: mean ± std over the seeds, and each seed's grid in OUT/seed-<s>/)."""
     from cplvad.workflow.ablation import run_ablation

@@ -21,71 +21,161 @@ from cplvad.config import Config
 
 
 def _event_text(e) -> str:  # noqa: ANN001
-    where = f"{e.start_s:.1f}-{e.end_s:.1f} s" if e.start_s is not None else f"frames {e.start_frame}-{e.end_frame}"
+    where = (
+        f"{e.start_s:.1f}-{e.end_s:.1f} s"
+        if e.start_s is not None
+        else f"frames {e.start_frame}-{e.end_frame}"
+    )
     return f"{e.label} {where} (score {e.score:.2f})"
 
 
 @cli.command("predict")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--model", "model", required=True,
-              help="Model directory (the --out of `cplvad train`) or a registry URI such as models:/cplvad@champion.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder or s3://bucket/prefix for OUT/<input name>.json (and .png with --plot) and OUT/index.json.")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    help="Model directory (the --out of `cplvad train`) or a registry URI such as models:/cplvad@champion.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder or s3://bucket/prefix for OUT/<input name>.json (and .png with --plot) and OUT/index.json.",
+)
 @click.option("--plot", is_flag=True, help="Also write a timeline PNG per input.")
-@click.option("--report", "review", is_flag=True,
-              help="Also write the review page OUT/index.html (every prediction in OUT, ranked; see `cplvad report`).")
-@click.option("--rescore", is_flag=True,
-              help="Score every input again (default: skip inputs already in OUT for the same input, model and settings).")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Decision threshold on the anomaly score (default: the model's calibrated one).")
-@click.option("--stream", is_flag=True,
-              help="Read each input chunk by chunk (bounded memory); print every event as a JSON line on stdout "
-                   "as soon as it ends, then a summary line.")
-@click.option("--live", is_flag=True,
-              help="Score network streams (rtsp://, rtmp://, http(s)://, tcp://, udp://, ...) and growing files as "
-                   "they arrive: event_start / event_end JSON lines on stdout, reconnection, SIGINT/SIGTERM stop "
-                   "cleanly.")
-@click.option("--latency", type=click.IntRange(0), default=None,
-              help="--live: snippets of future context before a snippet is scored (predict.latency; AUC vs latency "
-                   "in the README).")
-@click.option("--stall-timeout", type=click.FloatRange(0, min_open=True), default=None,
-              help="--live: seconds without data before a source counts as dropped (predict.stall_timeout).")
-@click.option("--reconnect-attempts", type=click.IntRange(0), default=None,
-              help="--live: attempts without a frame before a source is given up, 0 = never "
-                   "(predict.reconnect_attempts).")
-@click.option("--webhook", default=None, metavar="URL",
-              help="--live: POST every event line as JSON to URL (retried, in the background).")
-@click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
-              help="--live: FFmpeg option for opening network sources, e.g. rtsp_transport=tcp (repeatable).")
-@click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
-              help="Frame rate of .npy feature inputs, for event times in seconds (videos use their own).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-              help="Device for CLIP and the model (default: extract.device).")
+@click.option(
+    "--report",
+    "review",
+    is_flag=True,
+    help="Also write the review page OUT/index.html (every prediction in OUT, ranked; see `cplvad report`).",
+)
+@click.option(
+    "--rescore",
+    is_flag=True,
+    help="Score every input again (default: skip inputs already in OUT for the same input, model and settings).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Decision threshold on the anomaly score (default: the model's calibrated one).",
+)
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Read each input chunk by chunk (bounded memory); print every event as a JSON line on stdout "
+    "as soon as it ends, then a summary line.",
+)
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Score network streams (rtsp://, rtmp://, http(s)://, tcp://, udp://, ...) and growing files as "
+    "they arrive: event_start / event_end JSON lines on stdout, reconnection, SIGINT/SIGTERM stop "
+    "cleanly.",
+)
+@click.option(
+    "--latency",
+    type=click.IntRange(0),
+    default=None,
+    help="--live: snippets of future context before a snippet is scored (predict.latency; AUC vs latency "
+    "in the README).",
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="--live: seconds without data before a source counts as dropped (predict.stall_timeout).",
+)
+@click.option(
+    "--reconnect-attempts",
+    type=click.IntRange(0),
+    default=None,
+    help="--live: attempts without a frame before a source is given up, 0 = never "
+    "(predict.reconnect_attempts).",
+)
+@click.option(
+    "--webhook",
+    default=None,
+    metavar="URL",
+    help="--live: POST every event line as JSON to URL (retried, in the background).",
+)
+@click.option(
+    "--source-option",
+    "source_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="--live: FFmpeg option for opening network sources, e.g. rtsp_transport=tcp (repeatable).",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Frame rate of .npy feature inputs, for event times in seconds (videos use their own).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="Device for CLIP and the model (default: extract.device).",
+)
 @click.option("--workers", type=int, default=None, help="Decode worker processes (extract.workers).")
-@click.option("--batch-size", type=int, default=None, help="Images per CLIP forward pass (extract.batch_size).")
-@click.option("--pretrained", default=None,
-              help="Local CLIP weights file, when the path stored in the model does not exist here (checked "
-                   "against the model's checksum).")
-@click.option("--clip-config-dir", default=None, help="Folder of extra open_clip model configs, if the model needs one.")
+@click.option(
+    "--batch-size", type=int, default=None, help="Images per CLIP forward pass (extract.batch_size)."
+)
+@click.option(
+    "--pretrained",
+    default=None,
+    help="Local CLIP weights file, when the path stored in the model does not exist here (checked "
+    "against the model's checksum).",
+)
+@click.option(
+    "--clip-config-dir", default=None, help="Folder of extra open_clip model configs, if the model needs one."
+)
 @config_options
 def predict_cmd(
-    inputs: tuple[str, ...], model: str, out: str, plot: bool, review: bool, rescore: bool, threshold: float | None,
-    stream: bool, live: bool, latency: int | None, stall_timeout: float | None, reconnect_attempts: int | None,
-    webhook: str | None, source_options: tuple[str, ...],
-    fps: float | None, device: str | None, workers: int | None, batch_size: int | None, pretrained: str | None,
-    clip_config_dir: str | None, config: Config,
+    inputs: tuple[str, ...],
+    model: str,
+    out: str,
+    plot: bool,
+    review: bool,
+    rescore: bool,
+    threshold: float | None,
+    stream: bool,
+    live: bool,
+    latency: int | None,
+    stall_timeout: float | None,
+    reconnect_attempts: int | None,
+    webhook: str | None,
+    source_options: tuple[str, ...],
+    fps: float | None,
+    device: str | None,
+    workers: int | None,
+    batch_size: int | None,
+    pretrained: str | None,
+    clip_config_dir: str | None,
+    config: Config,
 ) -> None:
     """Score INPUT... (video files, folders, .npy feature files, s3://bucket/prefix): per-frame anomaly scores,
     class probabilities and detected events, one JSON per input."""
     from cplvad.predict import predict
 
     if live and (stream or plot):
-        raise click.UsageError("--live reports events as they happen and writes its reports in parts: it cannot be "
-                               "combined with --stream or --plot (use --report for the review page)")
-    config = with_flags(config, {
-        "extract": {"workers": workers, "batch_size": batch_size, "device": device},
-        "predict": {"latency": latency, "stall_timeout": stall_timeout, "reconnect_attempts": reconnect_attempts},
-    })
+        raise click.UsageError(
+            "--live reports events as they happen and writes its reports in parts: it cannot be "
+            "combined with --stream or --plot (use --report for the review page)"
+        )
+    config = with_flags(
+        config,
+        {
+            "extract": {"workers": workers, "batch_size": batch_size, "device": device},
+            "predict": {
+                "latency": latency,
+                "stall_timeout": stall_timeout,
+                "reconnect_attempts": reconnect_attempts,
+            },
+        },
+    )
     preflight.for_prediction(model, out, config)
 
     def on_line(line: dict) -> None:
@@ -98,24 +188,52 @@ def predict_cmd(
 
     def on_result(r) -> None:  # noqa: ANN001
         if stream or live:
-            line = {"type": "summary", "input": r.input.display, "events": len(r.events), "snippets": r.snippets,
-                    "frames": r.frames, "fps": r.fps, "report": str(r.report) if r.report else None,
-                    "plot": str(r.plot) if r.plot else None}
+            line = {
+                "type": "summary",
+                "input": r.input.display,
+                "events": len(r.events),
+                "snippets": r.snippets,
+                "frames": r.frames,
+                "fps": r.fps,
+                "report": str(r.report) if r.report else None,
+                "plot": str(r.plot) if r.plot else None,
+            }
             if r.live:
                 line.update(r.live)
             on_line(line if r.ok else {"type": "error", "input": r.input.display, "error": r.error})
         if r.ok and not live:
             found = "; ".join(_event_text(e) for e in r.events[:5]) + (" ..." if len(r.events) > 5 else "")
             done = " (already scored, skipped)" if r.skipped else ""
-            console.print(f"{r.input.name}: {len(r.events)} event(s){': ' + found if found else ''} -> {r.report}{done}",
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"{r.input.name}: {len(r.events)} event(s){': ' + found if found else ''} -> {r.report}{done}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     start = time.perf_counter()
     results = predict(
-        inputs, model, out, config, plot=plot, threshold=threshold, stream=stream, fps=fps, device=device,
-        pretrained=pretrained, clip_config_dir=clip_config_dir, resume=not rescore, review=review, live=live,
-        webhook=webhook, source_options=_key_values(source_options), on_event=on_event, on_result=on_result, on_line=on_line,
-        log=lambda text: console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True),
+        inputs,
+        model,
+        out,
+        config,
+        plot=plot,
+        threshold=threshold,
+        stream=stream,
+        fps=fps,
+        device=device,
+        pretrained=pretrained,
+        clip_config_dir=clip_config_dir,
+        resume=not rescore,
+        review=review,
+        live=live,
+        webhook=webhook,
+        source_options=_key_values(source_options),
+        on_event=on_event,
+        on_result=on_result,
+        on_line=on_line,
+        log=lambda text: console.print(
+            f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True
+        ),
     )
     _print_totals(results, time.perf_counter() - start, out)
     if any(not r.ok for r in results):
@@ -127,7 +245,9 @@ def _key_values(items: tuple[str, ...]) -> list[tuple[str, str]]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp", param_hint="--source-option")
+            raise click.BadParameter(
+                f"{item!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp", param_hint="--source-option"
+            )
         pairs.append((key, value))
     return pairs
 
@@ -138,8 +258,11 @@ def _print_totals(results: list, seconds: float, out: str) -> None:
     video = sum(r.video_seconds or 0.0 for r in ok)
     rate = f", {video / seconds:,.1f} video-s/s" if video else ""
     skip_note = f" ({skipped} already done, skipped)" if skipped else ""
-    console.print(f"scored {len(ok)} of {len(results)} inputs{skip_note} ({video:,.1f} s of video) in {seconds:.1f} s"
-                  f"{rate}; outputs in {out}", highlight=False)
+    console.print(
+        f"scored {len(ok)} of {len(results)} inputs{skip_note} ({video:,.1f} s of video) in {seconds:.1f} s"
+        f"{rate}; outputs in {out}",
+        highlight=False,
+    )
     failures = [r.error for r in results if not r.ok]
     if failures:
         console.print(f"[bold red]{len(failures)} input(s) failed[/]:", highlight=False)

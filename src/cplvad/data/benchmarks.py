@@ -91,17 +91,31 @@ def is_benchmark(name: str) -> bool:
 def load_benchmark(name: str) -> Benchmark:
     """The package's metadata of a built-in benchmark; ConfigError for an unknown name."""
     if not is_benchmark(name):
-        raise ConfigError(f"{name!r} is not a built-in benchmark; the built-in ones are {', '.join(BENCHMARK_DATASETS)}")
-    raw = json.loads((resources.files("cplvad.data") / "benchmark_metadata" / f"{name}.json").read_text("utf-8"))
+        raise ConfigError(
+            f"{name!r} is not a built-in benchmark; the built-in ones are {', '.join(BENCHMARK_DATASETS)}"
+        )
+    raw = json.loads(
+        (resources.files("cplvad.data") / "benchmark_metadata" / f"{name}.json").read_text("utf-8")
+    )
     layout = raw["layout"]
     return Benchmark(
-        name=raw["name"], title=raw["title"], source=raw["source"], release=raw["release"],
-        classes=tuple(raw["classes"]), label_codes=dict(raw["label_codes"]),
-        frames_per_snippet=raw["frames_per_snippet"], crops=raw["crops"], test_crop=raw["test_crop"],
-        train_videos=raw["train_videos"], train_dir=layout["train_dir"], test_dir=layout["test_dir"],
-        class_folders=layout["class_folders"], normal_folders=tuple(layout["normal_folders"]),
+        name=raw["name"],
+        title=raw["title"],
+        source=raw["source"],
+        release=raw["release"],
+        classes=tuple(raw["classes"]),
+        label_codes=dict(raw["label_codes"]),
+        frames_per_snippet=raw["frames_per_snippet"],
+        crops=raw["crops"],
+        test_crop=raw["test_crop"],
+        train_videos=raw["train_videos"],
+        train_dir=layout["train_dir"],
+        test_dir=layout["test_dir"],
+        class_folders=layout["class_folders"],
+        normal_folders=tuple(layout["normal_folders"]),
         test=tuple(TestVideo(*row) for row in raw["test"]),
-        annotations=raw["annotations"], segments=raw["segments"],
+        annotations=raw["annotations"],
+        segments=raw["segments"],
     )
 
 
@@ -118,8 +132,11 @@ def release_folders(
 ) -> ReleaseFolders:
     """The training and test feature folders from ``data.features_root`` (or the per-split settings)."""
     if features_root is None and (train_root is None or test_root is None):
-        missing = "data.features_root" if train_root is None and test_root is None else (
-            "data.test_features_root" if train_root else "data.train_features_root")
+        missing = (
+            "data.features_root"
+            if train_root is None and test_root is None
+            else ("data.test_features_root" if train_root else "data.train_features_root")
+        )
         raise ConfigError(
             f"{bench.name}: {missing} is not set; give the folder of the published feature release "
             f"({bench.release}), e.g. --set data.features_root=/data/{bench.release.split()[0]}"
@@ -142,10 +159,14 @@ def _hint(bench: Benchmark, folder: Path, split: str) -> str:
     if not bench.train_dir or not parent.is_dir():
         return f"{folder} is not a folder"
     if any(parent.glob("*__0.npy")):
-        return (f"{parent} holds feature files directly, not the {bench.train_dir}/ and {bench.test_dir}/ folders of "
-                f"the release; set data.train_features_root and data.test_features_root to the two folders")
-    return (f"{parent} has no {folder.name}/ folder; the {bench.title} release comes as {bench.train_dir}/ and "
-            f"{bench.test_dir}/ (set data.features_root to their parent, or data.{split}_features_root to the folder)")
+        return (
+            f"{parent} holds feature files directly, not the {bench.train_dir}/ and {bench.test_dir}/ folders of "
+            f"the release; set data.train_features_root and data.test_features_root to the two folders"
+        )
+    return (
+        f"{parent} has no {folder.name}/ folder; the {bench.title} release comes as {bench.train_dir}/ and "
+        f"{bench.test_dir}/ (set data.features_root to their parent, or data.{split}_features_root to the folder)"
+    )
 
 
 def scan_training_features(bench: Benchmark, folder: Path) -> list[tuple[str, str]]:
@@ -166,7 +187,9 @@ def scan_training_features(bench: Benchmark, folder: Path) -> list[tuple[str, st
         if not bench.class_folders:
             m = _XD_LABEL.search(name)
             if m is None:
-                raise DataError(f"{folder / rel}: {bench.title} names carry their labels ('..._label_B1-0-0__0.npy')")
+                raise DataError(
+                    f"{folder / rel}: {bench.title} names carry their labels ('..._label_B1-0-0__0.npy')"
+                )
             label = m["label"]
         try:
             classes.parse(label)
@@ -174,7 +197,9 @@ def scan_training_features(bench: Benchmark, folder: Path) -> list[tuple[str, st
             raise DataError(f"{folder / rel}: {exc}") from None
         rows.append((rel, label))
     if not rows:
-        raise DataError(f"{folder}: no training features of {bench.title} ({bench.release}) found in this folder")
+        raise DataError(
+            f"{folder}: no training features of {bench.title} ({bench.release}) found in this folder"
+        )
     return sorted(rows)
 
 
@@ -187,7 +212,9 @@ def _feature_files(bench: Benchmark, folder: Path) -> list[tuple[str, str]]:
         if entry.name.startswith("."):
             continue
         if entry.is_file() and entry.name.endswith(".npy"):
-            raise DataError(f"{entry.path}: {bench.title} features live in class folders ({folder}/<Class>/*.npy)")
+            raise DataError(
+                f"{entry.path}: {bench.title} features live in class folders ({folder}/<Class>/*.npy)"
+            )
         if not entry.is_dir():
             continue
         label = bench.classes[0] if entry.name in bench.normal_folders else entry.name
@@ -195,9 +222,14 @@ def _feature_files(bench: Benchmark, folder: Path) -> list[tuple[str, str]]:
             inner = Path(entry.path) / bench.classes[1]
             hint = f"; did you mean data.features_root={entry.path}?" if inner.is_dir() else ""
             allowed = ", ".join([*bench.classes[1:], *bench.normal_folders])
-            raise DataError(f"{entry.path}: {entry.name!r} is not a {bench.title} class folder (expected {allowed}){hint}")
-        out += [(f"{entry.name}/{e.name}", label) for e in os.scandir(entry.path)
-                if e.is_file() and e.name.endswith(".npy")]
+            raise DataError(
+                f"{entry.path}: {entry.name!r} is not a {bench.title} class folder (expected {allowed}){hint}"
+            )
+        out += [
+            (f"{entry.name}/{e.name}", label)
+            for e in os.scandir(entry.path)
+            if e.is_file() and e.name.endswith(".npy")
+        ]
     return out
 
 
@@ -235,17 +267,29 @@ def write_benchmark_dataset(
         manifest["test_features_root"] = str(folders.test.resolve())
     if train_list is not None:
         if not Path(train_list).is_file():
-            raise DataError(f"data.train_list {train_list!r} does not exist; give the published training list")
+            raise DataError(
+                f"data.train_list {train_list!r} does not exist; give the published training list"
+            )
         manifest["train_list"] = str(Path(train_list).resolve())
-    header = (f"# {bench.title}, built in to cplvad ({bench.source}); written by cplvad, do not edit.\n"
-              + ("" if folders else "# No features folder given: train.csv is empty (evaluation from predictions only).\n"))
+    header = f"# {bench.title}, built in to cplvad ({bench.source}); written by cplvad, do not edit.\n" + (
+        ""
+        if folders
+        else "# No features folder given: train.csv is empty (evaluation from predictions only).\n"
+    )
     with atomic_dir(out_dir) as tmp:
         write_text(tmp / "dataset.yaml", header + yaml.safe_dump(manifest, sort_keys=False))
         write_text(tmp / "test.csv", _csv([(bench.test_file(v), v.label) for v in bench.test]))
         train_rows = scan_training_features(bench, folders.train) if folders and train_list is None else []
         write_text(tmp / "train.csv", _csv(train_rows))
-        write_json(tmp / "annotations.json", {v: [pairs[i:i + 2] for i in range(0, len(pairs), 2)]
-                                              for v, pairs in bench.annotations.items()})
-        write_json(tmp / "segment_annotations.json",
-                   {v: [[s, e, label] for label, s, e in segs] for v, segs in bench.segments.items()})
+        write_json(
+            tmp / "annotations.json",
+            {
+                v: [pairs[i : i + 2] for i in range(0, len(pairs), 2)]
+                for v, pairs in bench.annotations.items()
+            },
+        )
+        write_json(
+            tmp / "segment_annotations.json",
+            {v: [[s, e, label] for label, s, e in segs] for v, segs in bench.segments.items()},
+        )
     return out_dir / "dataset.yaml"

@@ -51,9 +51,15 @@ class DatasetCheck:
         return not self.problems
 
     def lines(self) -> list[str]:
-        out = [f"{self.name}: {_split_line(self.train)}", f"{self.name}: {_split_line(self.test)}", *self.notes]
+        out = [
+            f"{self.name}: {_split_line(self.train)}",
+            f"{self.name}: {_split_line(self.test)}",
+            *self.notes,
+        ]
         out += [f"problem: {p}" for p in self.problems]
-        out.append("OK: training and evaluation can run" if self.ok else "NOT OK: training or evaluation would fail")
+        out.append(
+            "OK: training and evaluation can run" if self.ok else "NOT OK: training or evaluation would fail"
+        )
         return out
 
 
@@ -62,7 +68,9 @@ def _split_line(s: SplitCheck) -> str:
     if s.crops:
         common, _ = s.crops.most_common(1)[0]
         others = sum(n for c, n in s.crops.items() if c != common)
-        text += f", {common} crop{'s' if common > 1 else ''} per video" + (f" ({others} videos differ)" if others else "")
+        text += f", {common} crop{'s' if common > 1 else ''} per video" + (
+            f" ({others} videos differ)" if others else ""
+        )
     if s.widths:
         text += ", " + " and ".join(f"{w}-d" for w in sorted(s.widths))
     if s.snippets:
@@ -117,15 +125,21 @@ def check_dataset(dataset: Dataset) -> DatasetCheck:
     for s in scans.values():
         for kind, items in (("missing", s.missing), ("unreadable", s.unreadable)):
             if items:
-                problems.append(f"{s.split}: {len(items)} feature file(s) {kind}, e.g. " + "; ".join(items[:EXAMPLES]))
+                problems.append(
+                    f"{s.split}: {len(items)} feature file(s) {kind}, e.g. " + "; ".join(items[:EXAMPLES])
+                )
     widths = scans["train"].widths + scans["test"].widths
     if len(widths) > 1:
-        problems.append(f"feature widths differ ({dict(widths)} files per width): features of different CLIP "
-                        "models are mixed; use one release or re-extract")
+        problems.append(
+            f"feature widths differ ({dict(widths)} files per width): features of different CLIP "
+            "models are mixed; use one release or re-extract"
+        )
     train = scans["train"]
     if lists["train"] is not None and train.found and not (train.normal and train.abnormal):
-        problems.append(f"train: no {'normal' if not train.normal else 'abnormal'} video found; weak supervision "
-                        "needs both")
+        problems.append(
+            f"train: no {'normal' if not train.normal else 'abnormal'} video found; weak supervision "
+            "needs both"
+        )
     if lists["train"] is not None and not train.found:
         problems.append("train: no training feature file found")
     if lists["test"] is not None:
@@ -141,17 +155,26 @@ def check_dataset(dataset: Dataset) -> DatasetCheck:
 
 def _benchmark_notes(name: str, train: SplitCheck, test: SplitCheck) -> list[str]:
     bench = load_benchmark(name)
-    notes = [f"{name}: the published training split has {bench.train_videos} videos with {bench.crops} crops each"]
+    notes = [
+        f"{name}: the published training split has {bench.train_videos} videos with {bench.crops} crops each"
+    ]
     expected = {v.name: v.frames for v in bench.test}
-    off = {n: (t * bench.frames_per_snippet, expected[n]) for n, t in test.snippets.items()
-           if n in expected and t * bench.frames_per_snippet != expected[n]}
+    off = {
+        n: (t * bench.frames_per_snippet, expected[n])
+        for n, t in test.snippets.items()
+        if n in expected and t * bench.frames_per_snippet != expected[n]
+    }
     if test.snippets:
-        text = (f"{name}: test snippet counts x {bench.frames_per_snippet} match the annotated frame counts for "
-                f"{len(test.snippets) - len(off)} of {len(test.snippets)} videos")
+        text = (
+            f"{name}: test snippet counts x {bench.frames_per_snippet} match the annotated frame counts for "
+            f"{len(test.snippets) - len(off)} of {len(test.snippets)} videos"
+        )
         if off:
             worst = max(abs(a - b) for a, b in off.values())
             examples = ", ".join(f"{n} {a} vs {b}" for n, (a, b) in list(off.items())[:EXAMPLES])
-            text += (f"; {len(off)} differ by up to {worst} frames (e.g. {examples}): the published counts of some "
-                     "videos come from another feature release; evaluation uses the features' own length")
+            text += (
+                f"; {len(off)} differ by up to {worst} frames (e.g. {examples}): the published counts of some "
+                "videos come from another feature release; evaluation uses the features' own length"
+            )
         notes.append(text)
     return notes

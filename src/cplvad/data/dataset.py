@@ -164,11 +164,15 @@ def read_feature_list(path: Path, classes: ClassList, features_root: Path | None
             try:
                 row_candidates(listed, path.parent, features_root)
             except Escapes as exc:
-                raise DataError(f"{path}:{lineno}: row {listed!r} is refused: {exc}"
-                                + (f", outside features_root {features_root}" if features_root else "")) from None
+                raise DataError(
+                    f"{path}:{lineno}: row {listed!r} is refused: {exc}"
+                    + (f", outside features_root {features_root}" if features_root else "")
+                ) from None
             name, crop = split_crop(_pure(listed).stem)
             if name in labels and labels[name] != label:
-                raise DataError(f"{path}:{lineno}: video {name!r} is labelled {label!r} here but {labels[name]!r} before")
+                raise DataError(
+                    f"{path}:{lineno}: video {name!r} is labelled {label!r} here but {labels[name]!r} before"
+                )
             labels[name] = label
             rows_by_video.setdefault(name, []).append(FeatureRow(listed, label, crop, lineno))
     if not rows_by_video:
@@ -178,7 +182,9 @@ def read_feature_list(path: Path, classes: ClassList, features_root: Path | None
         try:
             parsed = classes.parse(labels[name])
         except DataError as exc:
-            raise DataError(f"{path}:{rows[0].line}: video {name!r}: {exc}; add the class to the manifest") from None
+            raise DataError(
+                f"{path}:{rows[0].line}: video {name!r}: {exc}; add the class to the manifest"
+            ) from None
         crops = [r.crop for r in rows]
         if len(set(crops)) != len(crops):
             raise DataError(f"{path}:{rows[-1].line}: video {name!r} lists the same crop twice")
@@ -218,10 +224,14 @@ class Dataset:
 
     @cached_property
     def test(self) -> FeatureList:
-        lst = read_feature_list(self._resolve(self.manifest.test_list), self.classes, self.features_root("test"), "test")
+        lst = read_feature_list(
+            self._resolve(self.manifest.test_list), self.classes, self.features_root("test"), "test"
+        )
         for v in lst:
             if len(v.rows) > 1:
-                raise DataError(f"{lst.path}: test video {v.name!r} has {len(v.rows)} crops; the test list uses one crop")
+                raise DataError(
+                    f"{lst.path}: test video {v.name!r} has {len(v.rows)} crops; the test list uses one crop"
+                )
         return lst
 
     def _checked_annotations(self, path: Path, fmt: AnnotationFormat) -> dict[str, list[Segment]]:
@@ -246,8 +256,12 @@ class Dataset:
     def annotations(self) -> dict[str, list[Segment]]:
         """Test annotations of the frame-level ground truth."""
         if self.manifest.annotations is None:
-            raise DataError(f"{self.source or 'dataset manifest'}: no 'annotations' file; it is needed for evaluation")
-        return self._checked_annotations(self._resolve(self.manifest.annotations), self.manifest.annotations_format)
+            raise DataError(
+                f"{self.source or 'dataset manifest'}: no 'annotations' file; it is needed for evaluation"
+            )
+        return self._checked_annotations(
+            self._resolve(self.manifest.annotations), self.manifest.annotations_format
+        )
 
     @cached_property
     def segment_annotations(self) -> dict[str, list[Segment]]:
@@ -277,7 +291,11 @@ class Dataset:
         out = []
         for v, t in zip(self.test, lengths, strict=True):
             video_label = v.classes[0] if len(v.classes) == 1 else v.label
-            out.append(segment_ground_truth(ann.get(v.name, []), int(t), v.abnormal, video_label, self.frames_per_snippet))
+            out.append(
+                segment_ground_truth(
+                    ann.get(v.name, []), int(t), v.abnormal, video_label, self.frames_per_snippet
+                )
+            )
         return out
 
     def describe(self) -> dict[str, Any]:

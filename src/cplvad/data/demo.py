@@ -67,7 +67,9 @@ def _plan_videos(rng: np.random.Generator, cfg: DemoConfig, split: str) -> list[
             # one anomaly inside each part of the video, away from the part's edges
             length = int(rng.integers(6, max(7, part // 3)))
             s = k * part + int(rng.integers(2, part - length - 2))
-            segments.append((s * FRAMES_PER_SNIPPET + int(rng.integers(0, 8)), (s + length) * FRAMES_PER_SNIPPET))
+            segments.append(
+                (s * FRAMES_PER_SNIPPET + int(rng.integers(0, 8)), (s + length) * FRAMES_PER_SNIPPET)
+            )
         videos.append(DemoVideo(f"{cls}{offset + i + 1:03d}_demo", cls, cls, t, tuple(segments)))
     for i in range(n_normal):
         t = int(rng.integers(48, 360))
@@ -149,7 +151,9 @@ def write_demo_dataset(out: str | Path, cfg: DemoConfig | None = None) -> Path:
             "features_root": "features",
             "frames_per_snippet": FRAMES_PER_SNIPPET,
         }
-        header = (f"# Synthetic CPL-VAD demo dataset (cplvad demo-data, seed {cfg.seed}); the format is described in "
-                  "cplvad's docs/architecture.md#data-contract.\n")
+        header = (
+            f"# Synthetic CPL-VAD demo dataset (cplvad demo-data, seed {cfg.seed}); the format is described in "
+            "cplvad's docs/architecture.md#data-contract.\n"
+        )
         write_text(tmp / "dataset.yaml", header + yaml.safe_dump(manifest, sort_keys=False))
     return out / "dataset.yaml"

@@ -17,9 +17,13 @@ def open_features(path: str | Path, expected_dim: int | None = None) -> np.ndarr
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
-        raise DataError(f"feature file {path} does not exist; check features_root in the dataset manifest") from None
+        raise DataError(
+            f"feature file {path} does not exist; check features_root in the dataset manifest"
+        ) from None
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"feature file {path} is not a readable .npy array ({exc}); re-extract this video") from None
+        raise DataError(
+            f"feature file {path} is not a readable .npy array ({exc}); re-extract this video"
+        ) from None
     _check_array(path, arr.shape, arr.dtype, expected_dim)
     return arr
 
@@ -38,13 +42,19 @@ def feature_header(path: str | Path, expected_dim: int | None = None) -> tuple[i
             shape, _, dtype = read(fh)
             available = os.fstat(fh.fileno()).st_size - fh.tell()
     except FileNotFoundError:
-        raise DataError(f"feature file {path} does not exist; check features_root in the dataset manifest") from None
+        raise DataError(
+            f"feature file {path} does not exist; check features_root in the dataset manifest"
+        ) from None
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"feature file {path} is not a readable .npy array ({exc}); re-extract this video") from None
+        raise DataError(
+            f"feature file {path} is not a readable .npy array ({exc}); re-extract this video"
+        ) from None
     _check_array(path, shape, dtype, expected_dim)
     if available < math.prod(shape) * dtype.itemsize:
-        raise DataError(f"feature file {path} is truncated: its header announces {shape} {dtype} but it holds "
-                        f"{available} bytes of data; re-extract this video")
+        raise DataError(
+            f"feature file {path} is truncated: its header announces {shape} {dtype} but it holds "
+            f"{available} bytes of data; re-extract this video"
+        )
     return shape
 
 
@@ -70,7 +80,9 @@ def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarr
     arr = np.asarray(open_features(path, expected_dim), dtype=np.float32)
     if not np.isfinite(arr).all():
         bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
-        raise DataError(f"feature file {path} holds NaN/inf values (first at snippet {bad}); re-extract this video")
+        raise DataError(
+            f"feature file {path} holds NaN/inf values (first at snippet {bad}); re-extract this video"
+        )
     return arr
 
 

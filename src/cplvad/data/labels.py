@@ -22,7 +22,9 @@ class ClassList:
 
     def __post_init__(self) -> None:
         if len(self.names) < 2:
-            raise DataError(f"a dataset needs the normal class and at least one anomaly class, got {list(self.names)}")
+            raise DataError(
+                f"a dataset needs the normal class and at least one anomaly class, got {list(self.names)}"
+            )
         if len(set(self.names)) != len(self.names):
             raise DataError(f"class names must be unique, got {list(self.names)}")
         unknown = sorted({v for v in self.codes.values() if v not in self.names})
@@ -61,7 +63,9 @@ class ClassList:
             name = self.resolve(token)
             if name is None:
                 allowed = list(self.names) + [c for c in self.codes if c not in self.names]
-                raise DataError(f"label {label!r}: {token!r} is not a class name or label code; allowed: {allowed}")
+                raise DataError(
+                    f"label {label!r}: {token!r} is not a class name or label code; allowed: {allowed}"
+                )
             if name not in names:
                 names.append(name)
         if not names:

@@ -47,13 +47,19 @@ def plan_data(data: DataConfig, demo_dir: str | Path | None = None) -> DataPlan:
     """
     kind = dataset_kind(data.dataset)
     if kind == "benchmark":  # a pipeline trains: the features must be there
-        release_folders(load_benchmark(data.dataset), data.features_root, data.train_features_root,
-                        data.test_features_root)
+        release_folders(
+            load_benchmark(data.dataset),
+            data.features_root,
+            data.train_features_root,
+            data.test_features_root,
+        )
         return DataPlan(kind, data.dataset, None)
     if kind == "demo":
         if demo_dir is None:
-            raise ConfigError("data.dataset=demo: the demo videos come from `cplvad demo-videos --out DIR`; "
-                              "pass that folder (--demo-videos DIR)")
+            raise ConfigError(
+                "data.dataset=demo: the demo videos come from `cplvad demo-videos --out DIR`; "
+                "pass that folder (--demo-videos DIR)"
+            )
         demo = Path(demo_dir)
         videos = {split: str(demo / f"{split}_videos.csv") for split in ("train", "test")}
         plan = DataPlan(kind, DEMO_DATASET, demo / MANIFEST_FILE, videos)
@@ -64,7 +70,9 @@ def plan_data(data: DataConfig, demo_dir: str | Path | None = None) -> DataPlan:
         raise DataError(f"data.dataset: the dataset manifest {plan.manifest} does not exist")
     for split, src in plan.videos.items():
         if not is_s3(src) and not Path(src).exists():
-            raise DataError(f"data.{split}_videos: {src} does not exist; give a folder or list of videos, or s3://")
+            raise DataError(
+                f"data.{split}_videos: {src} does not exist; give a folder or list of videos, or s3://"
+            )
     return plan
 
 
@@ -79,20 +87,30 @@ def resolve_dataset(data: DataConfig, out_dir: str | Path) -> Path:
     if kind == "benchmark":
         bench = load_benchmark(data.dataset)
         given = any(getattr(data, k) is not None for k in _ROOT_KEYS)
-        folders = release_folders(bench, data.features_root, data.train_features_root, data.test_features_root) \
-            if given else None
+        folders = (
+            release_folders(bench, data.features_root, data.train_features_root, data.test_features_root)
+            if given
+            else None
+        )
         if data.train_list is not None and folders is None:
-            raise ConfigError("data.train_list is rebased onto the training features: set data.features_root too")
+            raise ConfigError(
+                "data.train_list is rebased onto the training features: set data.features_root too"
+            )
         return write_benchmark_dataset(bench, out_dir, folders, data.train_list)
     plan = plan_data(data)
     if plan.needs_extraction:
-        raise ConfigError(f"data.train_videos: {data.dataset} needs its videos extracted first "
-                          "(`cplvad datasets prepare` or `dvc repro`)")
+        raise ConfigError(
+            f"data.train_videos: {data.dataset} needs its videos extracted first "
+            "(`cplvad datasets prepare` or `dvc repro`)"
+        )
     raw = read_manifest(plan.manifest)  # type: ignore[arg-type]
     roots = {k: str(Path(getattr(data, k)).resolve()) for k in _ROOT_KEYS if getattr(data, k) is not None}
     with atomic_dir(out_dir) as tmp:
-        write_manifest(tmp / MANIFEST_FILE, {**absolute_paths(raw, plan.manifest.parent), **roots},  # type: ignore[union-attr]
-                       f"from {plan.manifest}")
+        write_manifest(
+            tmp / MANIFEST_FILE,
+            {**absolute_paths(raw, plan.manifest.parent), **roots},  # type: ignore[union-attr]
+            f"from {plan.manifest}",
+        )
     return Path(out_dir) / MANIFEST_FILE
 
 
@@ -116,4 +134,6 @@ def absolute_paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
 
 
 def write_manifest(path: Path, manifest: dict[str, Any], origin: str) -> None:
-    write_text(path, f"# written by cplvad {origin}; do not edit\n" + yaml.safe_dump(manifest, sort_keys=False))
+    write_text(
+        path, f"# written by cplvad {origin}; do not edit\n" + yaml.safe_dump(manifest, sort_keys=False)
+    )

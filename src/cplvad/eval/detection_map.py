@@ -130,14 +130,18 @@ def detection_map(
     a label that resolves to no class (UCF's normal ``A``) never matches.
     """
     m = len(classes)
-    frame_probs = [np.repeat(np.asarray(p, dtype=np.float32), frames_per_snippet, axis=0) for p in snippet_probs]
+    frame_probs = [
+        np.repeat(np.asarray(p, dtype=np.float32), frames_per_snippet, axis=0) for p in snippet_probs
+    ]
     c_scores = [class_scores(p) for p in frame_probs]
     frame_probs = [p * (c > 0.0) for p, c in zip(frame_probs, c_scores, strict=True)]
 
     per_class_props: list[list[Proposal]] = []
     per_class_gt: list[dict[int, list[tuple[int, int]]]] = []
     for c in range(m):
-        props = [prop for i, p in enumerate(frame_probs) for prop in video_proposals(p[:, c], c_scores[i][c], i)]
+        props = [
+            prop for i, p in enumerate(frame_probs) for prop in video_proposals(p[:, c], c_scores[i][c], i)
+        ]
         per_class_props.append(props)
         gt: dict[int, list[tuple[int, int]]] = {}
         for i, segs in enumerate(gt_segments):

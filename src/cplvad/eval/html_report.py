@@ -6,8 +6,10 @@ import base64
 import html
 from pathlib import Path
 
-PAGE = ("<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-        "<h2>{title}</h2>{body}</body></html>")
+PAGE = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+    "<h2>{title}</h2>{body}</body></html>"
+)
 
 
 def _image(path: Path, alt: str) -> str:
@@ -19,11 +21,15 @@ def _image(path: Path, alt: str) -> str:
 
 def evaluation_page(metrics: dict[str, float | None], *, title: str, model: str, timelines: Path) -> str:
     """The metrics as a table and the score timelines (``plots/timelines.png`` of an evaluation)."""
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{'n/a' if v is None else f'{v:.2f}'}</td></tr>"
-                   for k, v in metrics.items())
-    body = (f"<p>Model {html.escape(model)}; metrics in percent (published protocol).</p>"
-            f"<table border='1' cellpadding='4'><tr><th>metric</th><th>value</th></tr>{rows}</table>"
-            f"<h3>Anomaly scores over time</h3>{_image(timelines, 'score timelines')}")
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{'n/a' if v is None else f'{v:.2f}'}</td></tr>"
+        for k, v in metrics.items()
+    )
+    body = (
+        f"<p>Model {html.escape(model)}; metrics in percent (published protocol).</p>"
+        f"<table border='1' cellpadding='4'><tr><th>metric</th><th>value</th></tr>{rows}</table>"
+        f"<h3>Anomaly scores over time</h3>{_image(timelines, 'score timelines')}"
+    )
     return PAGE.format(title=html.escape(title), body=body)
 
 

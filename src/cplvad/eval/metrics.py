@@ -45,13 +45,17 @@ def smooth_per_video(scores: np.ndarray, lengths: np.ndarray, window: int) -> np
     return out
 
 
-def frame_auc_ap(frame_gt: np.ndarray, snippet_scores: np.ndarray, frames_per_snippet: int) -> tuple[float | None, float | None]:
+def frame_auc_ap(
+    frame_gt: np.ndarray, snippet_scores: np.ndarray, frames_per_snippet: int
+) -> tuple[float | None, float | None]:
     """Frame AUC and AP in percent (None when the ground truth holds a single class)."""
     frames = np.repeat(snippet_scores, frames_per_snippet)
     if len(np.unique(frame_gt)) < 2:
         warnings.warn("frame ground truth holds a single class; AUC/AP are undefined", stacklevel=2)
         return None, None
-    return 100.0 * float(roc_auc_score(frame_gt, frames)), 100.0 * float(average_precision_score(frame_gt, frames))
+    return 100.0 * float(roc_auc_score(frame_gt, frames)), 100.0 * float(
+        average_precision_score(frame_gt, frames)
+    )
 
 
 def compute_metrics(
@@ -68,7 +72,9 @@ def compute_metrics(
     auc_b, ap_b = frame_auc_ap(frame_gt, binary, fps)
     auc_c, ap_c = frame_auc_ap(frame_gt, category, fps)
     per_video = [c for _, _, c in pred.videos()]
-    maps = detection_map(per_video, dataset.segment_ground_truth(pred.lengths), dataset.classes, IOU_THRESHOLDS, fps)
+    maps = detection_map(
+        per_video, dataset.segment_ground_truth(pred.lengths), dataset.classes, IOU_THRESHOLDS, fps
+    )
     metrics: dict[str, float | None] = {
         "frame_auc_binary": auc_b,
         "frame_ap_binary": ap_b,
@@ -84,8 +90,12 @@ def compute_metrics(
 
 def configured_metrics(dataset: Dataset, pred: Predictions, cfg: EvalConfig) -> dict[str, float | None]:
     """``compute_metrics`` with the ``eval`` section's settings."""
-    return compute_metrics(dataset, pred, smoothing=cfg.smoothing,
-                           author_script=cfg.author_script if cfg.report_author_protocol else None)
+    return compute_metrics(
+        dataset,
+        pred,
+        smoothing=cfg.smoothing,
+        author_script=cfg.author_script if cfg.report_author_protocol else None,
+    )
 
 
 def _median_then_gaussian(s: np.ndarray) -> np.ndarray:
@@ -99,7 +109,9 @@ def _median_then_gaussian(s: np.ndarray) -> np.ndarray:
     return s
 
 
-def author_protocol(frame_gt: np.ndarray, pred: Predictions, fps: int, script: str) -> dict[str, float | None]:
+def author_protocol(
+    frame_gt: np.ndarray, pred: Predictions, fps: int, script: str
+) -> dict[str, float | None]:
     """Frame AUC/AP as the authors' test scripts compute them (eastbrother87/CPLVAD, test_ucf.py and
     test_xd.py): the snippet scores of all test videos are concatenated in list order and filtered as one
     sequence, so every filter runs across video boundaries. ``ucf``: the binary score goes through a
@@ -128,5 +140,7 @@ def metrics_table(metrics: dict[str, float | None], title: str = "metrics") -> T
     return table
 
 
-def print_metrics(metrics: dict[str, float | None], title: str = "metrics", console: Console | None = None) -> None:
+def print_metrics(
+    metrics: dict[str, float | None], title: str = "metrics", console: Console | None = None
+) -> None:
     (console or Console()).print(metrics_table(metrics, title))

@@ -77,7 +77,9 @@ def timeline_figure(dataset: Dataset, pred: Predictions, frame_gt: np.ndarray, v
         gt = frame_gt[offsets[i] : offsets[i + 1]]
         ax.fill_between(frames, 0, gt, step="post", color="tab:red", alpha=0.15, lw=0, label="annotated")
         draw_scores(ax, binary, classes, fps)
-        ax.set_title(f"{name} ({dataset.test.videos[dataset.test.index[name]].label})", fontsize=9, loc="left")
+        ax.set_title(
+            f"{name} ({dataset.test.videos[dataset.test.index[name]].label})", fontsize=9, loc="left"
+        )
         ax.set_ylabel("score", fontsize=8)
     axes[0, 0].legend(loc="upper right", fontsize=7, ncols=3)
     axes[-1, 0].set_xlabel("frame")

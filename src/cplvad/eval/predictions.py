@@ -60,21 +60,32 @@ class Predictions:
     @classmethod
     def load(cls, path: str | Path) -> Predictions:
         path = Path(path)
-        data = load_npz(path, REQUIRED_KEYS, "predictions", "write it with `cplvad evaluate --predictions-out` "
-                        "(names as a string array, see the README's predictions format)")
+        data = load_npz(
+            path,
+            REQUIRED_KEYS,
+            "predictions",
+            "write it with `cplvad evaluate --predictions-out` "
+            "(names as a string array, see the README's predictions format)",
+        )
         names, lengths, binary, classes = (data[k] for k in REQUIRED_KEYS)
         if names.dtype.kind not in "US":
             raise DataError(f"predictions {path}: 'names' must be a string array, got dtype {names.dtype}")
         for key, array in (("binary", binary), ("classes", classes)):
             if array.dtype.kind not in "biuf":
-                raise DataError(f"predictions {path}: {key!r} must hold real numbers, got dtype {array.dtype}")
+                raise DataError(
+                    f"predictions {path}: {key!r} must hold real numbers, got dtype {array.dtype}"
+                )
         if names.ndim != 1 or lengths.shape != names.shape:
-            raise DataError(f"predictions {path}: 'names' and 'lengths' must be 1-D arrays of the same length")
+            raise DataError(
+                f"predictions {path}: 'names' and 'lengths' must be 1-D arrays of the same length"
+            )
         if not np.issubdtype(lengths.dtype, np.integer) or (lengths < 1).any():
             raise DataError(f"predictions {path}: 'lengths' must be positive integers (snippets per video)")
         total = int(lengths.sum())
         if binary.shape != (total,):
-            raise DataError(f"predictions {path}: 'binary' has shape {binary.shape}, expected ({total},) = sum(lengths)")
+            raise DataError(
+                f"predictions {path}: 'binary' has shape {binary.shape}, expected ({total},) = sum(lengths)"
+            )
         if classes.ndim != 2 or classes.shape[0] != total:
             raise DataError(f"predictions {path}: 'classes' has shape {classes.shape}, expected ({total}, M)")
         texts = [n.decode("utf-8", NAME_ERRORS) if isinstance(n, bytes) else str(n) for n in names.tolist()]
@@ -106,7 +117,9 @@ def validate(pred: Predictions, dataset: Dataset, source: str = "predictions") -
         if missing:
             parts.append(f"{len(missing)} test video(s) missing, e.g. {missing[:3]}")
         if extra:
-            parts.append(f"{len(extra)} video(s) not in the test list, e.g. {extra[:3]} (names carry no crop suffix)")
+            parts.append(
+                f"{len(extra)} video(s) not in the test list, e.g. {extra[:3]} (names carry no crop suffix)"
+            )
         raise DataError(f"{source}: {'; '.join(parts)}; predict exactly the videos of {dataset.test.path}")
 
     per_video = {name: (b, c) for name, b, c in pred.videos()}
@@ -114,7 +127,9 @@ def validate(pred: Predictions, dataset: Dataset, source: str = "predictions") -
         bad_b, bad_c = ~np.isfinite(b), ~np.isfinite(c).all(axis=1)
         if bad_b.any() or bad_c.any():
             snip = int(np.argmax(bad_b | bad_c))
-            raise DataError(f"{source}: video {name!r} has NaN/inf scores (first at snippet {snip}); fix the model output")
+            raise DataError(
+                f"{source}: video {name!r} has NaN/inf scores (first at snippet {snip}); fix the model output"
+            )
         if (b < 0).any() or (b > 1).any():
             raise DataError(f"{source}: video {name!r}: 'binary' values must be probabilities in [0, 1]")
         sums = c.sum(axis=1)

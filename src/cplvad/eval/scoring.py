@@ -81,6 +81,13 @@ def predict_test_set(
         for video, path in zip(test, paths, strict=True):
             yield video.name, load_features(path, expected_dim=feature_dim)
 
-    items = list(tqdm(score_videos(model, videos(), device, batch_size), total=len(test), desc="scoring",
-                      unit="video", disable=not progress))
+    items = list(
+        tqdm(
+            score_videos(model, videos(), device, batch_size),
+            total=len(test),
+            desc="scoring",
+            unit="video",
+            disable=not progress,
+        )
+    )
     return Predictions.from_videos(items)

@@ -63,14 +63,19 @@ def prepare_videos(config: Config, out: str | Path, source_uri: str = "") -> dic
     check_source(config.data, source_uri)
     if source_uri:
         root = source_uri.rstrip("/") if is_s3(source_uri) else str(Path(source_uri).resolve())
-        return {**copy_source_metadata(root, out), "videos": {k: f"{root}/{v}" for k, v in VIDEO_LISTS.items()}}
+        return {
+            **copy_source_metadata(root, out),
+            "videos": {k: f"{root}/{v}" for k, v in VIDEO_LISTS.items()},
+        }
     if dataset_kind(config.data.dataset) == "demo":
         write_demo_videos(out, config.demo, features_dir=FEATURES_DIR)
         return {"source": "cplvad demo-videos", "demo_seed": config.demo.seed, "videos": dict(VIDEO_LISTS)}
     plan = plan_data(config.data)
     if not plan.needs_extraction:
-        raise ConfigError(f"data.dataset={plan.dataset} names no videos to extract (data.train_videos, "
-                          "data.test_videos): its features are read where they are")
+        raise ConfigError(
+            f"data.dataset={plan.dataset} names no videos to extract (data.train_videos, "
+            "data.test_videos): its features are read where they are"
+        )
     Path(out).mkdir(parents=True, exist_ok=True)
     write_extracted_manifest(plan, Path(out))
     videos = {k: v if is_s3(v) else str(Path(v).resolve()) for k, v in plan.videos.items()}
@@ -89,7 +94,9 @@ def copy_source_metadata(source_uri: str, out: str | Path) -> dict[str, Any]:
     source = open_sink(source_uri.rstrip("/"))
     raw = source.read_bytes("dataset.yaml")
     if raw is None:
-        raise DataError(f"{source.uri('dataset.yaml')} does not exist: a source needs dataset.yaml beside its video lists")
+        raise DataError(
+            f"{source.uri('dataset.yaml')} does not exist: a source needs dataset.yaml beside its video lists"
+        )
     manifest = yaml.safe_load(raw)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +105,9 @@ def copy_source_metadata(source_uri: str, out: str | Path) -> dict[str, Any]:
         if not rel:
             continue
         if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
-            raise DataError(f"dataset.yaml {key}: {rel!r} must be a path relative to dataset.yaml inside the source")
+            raise DataError(
+                f"dataset.yaml {key}: {rel!r} must be a path relative to dataset.yaml inside the source"
+            )
         content = source.read_bytes(rel)
         if content is None:
             raise DataError(f"{source.uri(rel)} (dataset.yaml {key}) does not exist")
@@ -130,16 +139,21 @@ def extract_shard(videos: dict[str, str], dst: str, config: Config, shard: str) 
     failed: dict[str, str] = {}
     counts = {}
     for split in VIDEO_LISTS:
-        report = extract(videos[split], dst, config, list_name=f"{split}.csv",
-                         shard=(index, num_shards), progress=False)
-        print(f"{split} shard {shard}: extracted {report.extracted}, skipped {report.skipped}, "
-              f"failed {len(report.failed)} of {report.selected} videos in {report.seconds:.1f} s; "
-              f"manifest {report.sink.uri(report.names.manifest)}")
+        report = extract(
+            videos[split], dst, config, list_name=f"{split}.csv", shard=(index, num_shards), progress=False
+        )
+        print(
+            f"{split} shard {shard}: extracted {report.extracted}, skipped {report.skipped}, "
+            f"failed {len(report.failed)} of {report.selected} videos in {report.seconds:.1f} s; "
+            f"manifest {report.sink.uri(report.names.manifest)}"
+        )
         failed.update(report.failed)
         counts[split] = report.selected
     if failed:
-        raise DataError(f"{len(failed)} video(s) of shard {shard} failed ({_reasons(failed)}); "
-                        "see the shard's extraction manifest")
+        raise DataError(
+            f"{len(failed)} video(s) of shard {shard} failed ({_reasons(failed)}); "
+            "see the shard's extraction manifest"
+        )
     return counts
 
 
@@ -175,8 +189,13 @@ def merge_dataset(
     dataset = load_dataset(out / "dataset.yaml")
     dataset.train.samples()  # every listed feature file is there
     dataset.test.samples()
-    return {"name": dataset.name, "classes": len(dataset.classes.names), "train_videos": len(dataset.train),
-            "test_videos": len(dataset.test), "shards": shards}
+    return {
+        "name": dataset.name,
+        "classes": len(dataset.classes.names),
+        "train_videos": len(dataset.train),
+        "test_videos": len(dataset.test),
+        "shards": shards,
+    }
 
 
 def _reasons(failures: dict[str, str]) -> str:

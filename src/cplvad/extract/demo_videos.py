@@ -206,7 +206,8 @@ def write_demo_videos(out: str | Path, cfg: DemoConfig | None = None, features_d
                 rows.append((rel, v.label))
             write_text(tmp / f"{split}_videos.csv", list_csv(rows))
         annotations = [
-            DemoVideo(v.name, v.label, v.label, v.frames // FRAMES_PER_SNIPPET, v.segments) for v in plans["test"]
+            DemoVideo(v.name, v.label, v.label, v.frames // FRAMES_PER_SNIPPET, v.segments)
+            for v in plans["test"]
         ]
         write_text(tmp / "annotations.txt", "\n".join(ucf_annotation_line(v) for v in annotations) + "\n")
         manifest = {

@@ -103,9 +103,13 @@ class Manifest:
         for name, entry in self.videos.items():
             ok = entry["status"] == "ok"
             valid = (
-                isinstance(entry["index"], int) and isinstance(entry["label"], str)
-                and (isinstance(entry["snippets"], int) and isinstance(entry["files"], list) if ok
-                     else entry["status"] == "failed" and isinstance(entry["reason"], str))
+                isinstance(entry["index"], int)
+                and isinstance(entry["label"], str)
+                and (
+                    isinstance(entry["snippets"], int) and isinstance(entry["files"], list)
+                    if ok
+                    else entry["status"] == "failed" and isinstance(entry["reason"], str)
+                )
             )
             if not valid:
                 raise ValueError(f"video {name!r} has an incomplete entry")
@@ -161,8 +165,10 @@ def list_problem(files: list[str], label: str, sink: Sink) -> str | None:
     """Why a video's files could not be listed and read back from the list, or None. Checked before its
     files are written, so the manifest never says ``ok`` for a video the list cannot hold."""
     if any("\\" in f for f in files):
-        return ("its name holds a backslash, which lists read as a folder separator (Windows paths); "
-                "rename the file")
+        return (
+            "its name holds a backslash, which lists read as a folder separator (Windows paths); "
+            "rename the file"
+        )
     if label != label.strip():
         return f"its label {label!r} starts or ends with spaces, which lists strip; rename its folder"
     try:

@@ -105,22 +105,43 @@ def extract(
     encoder = BatchEncoder(bundle, plan, device, cfg.batch_size)
     manifest = _new_manifest(config, bundle, weights, encoder, src=src, names=names, shard=shard)
     todo = _not_yet_extracted(manifest, _previous_manifest(sink, names, log), sink, selected)
-    report = ExtractionReport(manifest, names, sink, selected=len(selected), skipped=len(selected) - len(todo))
+    report = ExtractionReport(
+        manifest, names, sink, selected=len(selected), skipped=len(selected) - len(todo)
+    )
     if report.skipped:
-        log(f"{report.skipped} of {len(selected)} videos are already extracted with these settings; skipping them")
+        log(
+            f"{report.skipped} of {len(selected)} videos are already extracted with these settings; skipping them"
+        )
     offsets = sample_offsets(cfg.sampling, cfg.frames_per_snippet)
     job = decode_job(
-        cfg.frames_per_snippet, offsets, plan, encoder.frames_per_batch, resize_on_device=device.type == "cuda"
+        cfg.frames_per_snippet,
+        offsets,
+        plan,
+        encoder.frames_per_batch,
+        resize_on_device=device.type == "cuda",
     )
     run = _ExtractionRun(report, dict(todo), crops=cfg.crops, sampled_per_snippet=len(offsets))
-    run.process(todo, job, SnippetAssembler(encoder, len(offsets)), workers=cfg.workers, pin=device.type == "cuda",
-                strict=strict, progress=progress)
+    run.process(
+        todo,
+        job,
+        SnippetAssembler(encoder, len(offsets)),
+        workers=cfg.workers,
+        pin=device.type == "cuda",
+        strict=strict,
+        progress=progress,
+    )
     manifest.save(sink, names)
     return report
 
 
 def _new_manifest(
-    config: Config, bundle: ClipBundle, weights: str, encoder: BatchEncoder, *, src: str, names: OutputNames,
+    config: Config,
+    bundle: ClipBundle,
+    weights: str,
+    encoder: BatchEncoder,
+    *,
+    src: str,
+    names: OutputNames,
     shard: tuple[int, int] | None,
 ) -> Manifest:
     """The settings every output depends on (hashed into ``settings_id``) and the facts of this run."""
@@ -171,7 +192,12 @@ class _ExtractionRun:
     """Writes each encoded video's files and manifest entry as it completes; records failures."""
 
     def __init__(
-        self, report: ExtractionReport, sources: dict[int, VideoSource], *, crops: int, sampled_per_snippet: int
+        self,
+        report: ExtractionReport,
+        sources: dict[int, VideoSource],
+        *,
+        crops: int,
+        sampled_per_snippet: int,
     ) -> None:
         self.report = report
         self.sources = sources
@@ -180,8 +206,15 @@ class _ExtractionRun:
         self.last_save = time.perf_counter()
 
     def process(
-        self, todo: list[tuple[int, VideoSource]], job: DecodeJob, assembler: SnippetAssembler, *, workers: int,
-        pin: bool, strict: bool, progress: bool,
+        self,
+        todo: list[tuple[int, VideoSource]],
+        job: DecodeJob,
+        assembler: SnippetAssembler,
+        *,
+        workers: int,
+        pin: bool,
+        strict: bool,
+        progress: bool,
     ) -> None:
         """Decode in workers, encode in batches, write as videos complete; the manifest survives an error."""
         report = self.report
@@ -198,12 +231,16 @@ class _ExtractionRun:
                         if isinstance(item, Failed):
                             self.fail(item.index, item.reason)
                         elif self.finish(item):
-                            bar.set_postfix_str(f"{report.frames / (time.perf_counter() - start):,.0f} frames/s")
+                            bar.set_postfix_str(
+                                f"{report.frames / (time.perf_counter() - start):,.0f} frames/s"
+                            )
                         report.stopped_early = strict and bool(report.failed)
                     if report.stopped_early:
                         break
         except BaseException:
-            with contextlib.suppress(Exception):  # keep what is done for the resume; the error is what matters
+            with contextlib.suppress(
+                Exception
+            ):  # keep what is done for the resume; the error is what matters
                 report.sink.write_bytes(report.names.manifest, report.manifest.to_json())
             raise
         finally:

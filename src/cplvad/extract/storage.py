@@ -119,7 +119,9 @@ def _list_entries(text: str, where: str) -> list[tuple[int, str, str | None]]:
     try:
         header = [h.strip().lower() for h in next(reader, [])]
         if not header or header[0] != "path" or header[1:2] not in ([], ["label"]):
-            raise DataError(f"{where}: a CSV video list needs the header 'path,label' (or 'path'), got {header}")
+            raise DataError(
+                f"{where}: a CSV video list needs the header 'path,label' (or 'path'), got {header}"
+            )
         return [
             (reader.line_num, r[0].strip(), r[1].strip() if len(r) > 1 and r[1].strip() else None)
             for r in reader
@@ -140,8 +142,9 @@ def _parse_list(text: str, where: str, resolve: Any, default_label: str) -> list
         try:
             sources.append(_source(resolve(path), path, default_label, label, listed_in_file=True))
         except Escapes as exc:
-            raise DataError(f"{where}:{line}: row {path!r} is refused: {exc}, outside the bucket; fix the "
-                            "row") from None
+            raise DataError(
+                f"{where}:{line}: row {path!r} is refused: {exc}, outside the bucket; fix the row"
+            ) from None
     return sources
 
 
@@ -175,8 +178,10 @@ def _list_s3_prefix(src: str, default_label: str) -> list[VideoSource]:
     videos = sorted(k for k in keys if PurePosixPath(k).suffix.lower() in VIDEO_EXTENSIONS)
     for k in videos:
         if {".", ".."} & set(k[len(prefix) :].split("/")):
-            raise DataError(f"{src}: object key {k!r} has a '.' or '..' segment, which could name another object "
-                            "once normalised; rename the object (or leave it out of the prefix)")
+            raise DataError(
+                f"{src}: object key {k!r} has a '.' or '..' segment, which could name another object "
+                "once normalised; rename the object (or leave it out of the prefix)"
+            )
     return [_source(f"s3://{bucket}/{k}", k[len(prefix) :], default_label) for k in videos]
 
 
@@ -187,7 +192,9 @@ def _read_s3_text(uri: str) -> str:
     except s3_exceptions() as exc:
         raise DataError(s3_error("read", uri, exc)) from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"video list {uri} is not UTF-8 text ({exc}); S3 keys are UTF-8, so must the list be") from None
+        raise DataError(
+            f"video list {uri} is not UTF-8 text ({exc}); S3 keys are UTF-8, so must the list be"
+        ) from None
 
 
 def object_size(uri: str) -> int | None:
@@ -256,6 +263,7 @@ class Sink:
     def delete(self, rel: str) -> None:
         """Remove ``rel``; nothing happens when it does not exist."""
         raise NotImplementedError
+
     def name_problem(self, rel: str) -> str | None:
         """Why ``rel`` cannot name an object here, or None."""
         return None
@@ -319,8 +327,10 @@ class S3Sink(Sink):
         try:
             rel.encode("utf-8")
         except UnicodeEncodeError:
-            return ("its name is not valid UTF-8, which S3 keys must be; rename the file, or extract to a local "
-                    "folder (lists keep such names byte for byte)")
+            return (
+                "its name is not valid UTF-8, which S3 keys must be; rename the file, or extract to a local "
+                "folder (lists keep such names byte for byte)"
+            )
         return None
 
     def write_bytes(self, rel: str, data: bytes) -> None:

@@ -79,8 +79,15 @@ def decode_snippets(
     ``source``: how to open a live source (options, timeouts, notices); it is read once, so ``skip_unused`` is
     ignored.
     """
-    decode = functools.partial(_decode, path, frames_per_snippet, offsets, snippets_per_chunk, decoder_threads,
-                               source=source or VideoSourceOptions())
+    decode = functools.partial(
+        _decode,
+        path,
+        frames_per_snippet,
+        offsets,
+        snippets_per_chunk,
+        decoder_threads,
+        source=source or VideoSourceOptions(),
+    )
     if source is not None:
         yield from decode(None)
         return
@@ -135,9 +142,11 @@ def _decode(
                     if frame is None:
                         raise _OrderMismatch(f"sampled frame {frames - 1} was not decoded")
                     if size and (frame.width, frame.height) != (seen["width"], seen["height"]):
-                        source.notice(f"the frame size changed from {seen['width']}x{seen['height']} to "
-                                      f"{frame.width}x{frame.height} at frame {frames - 1}; frames are rescaled to "
-                                      f"the first size, {size['width']}x{size['height']}")
+                        source.notice(
+                            f"the frame size changed from {seen['width']}x{seen['height']} to "
+                            f"{frame.width}x{frame.height} at frame {frames - 1}; frames are rescaled to "
+                            f"the first size, {size['width']}x{size['height']}"
+                        )
                     seen = {"width": frame.width, "height": frame.height}
                     size = size or seen
                     # a size change mid-stream is rescaled to the first frame's size so chunks stack
@@ -197,7 +206,9 @@ def _sampled_frames(
             index = order.get(frame.pts) if frame.pts is not None else None
             # the first frame shown is a key frame, never skipped: if it is missing, the decoder dropped frames
             if index is None or index < following or (following == 0 and index > 0):
-                raise _OrderMismatch(f"a decoded frame's timestamp ({frame.pts}) does not follow the packets'")
+                raise _OrderMismatch(
+                    f"a decoded frame's timestamp ({frame.pts}) does not follow the packets'"
+                )
             yield from [None] * (index - following)
             yield frame
             following = index + 1

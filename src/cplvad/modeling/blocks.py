@@ -17,12 +17,16 @@ from torch import nn
 class MaskedConv1d(nn.Module):
     """Conv1d whose output is masked; with stride s the mask is downsampled by nearest neighbour."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = True):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = True
+    ):
         super().__init__()
         if kernel % 2 != 1:
             raise ValueError("kernel size must be odd so outputs stay centred")
         self.stride = stride
-        self.conv = nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=bias)
+        self.conv = nn.Conv1d(
+            c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=bias
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.conv(x)

@@ -30,7 +30,9 @@ class LevelOutputs:
 
 
 @functools.lru_cache(maxsize=16)
-def _pyramid_layout(n: int, levels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _pyramid_layout(
+    n: int, levels: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where position j of level i lies when the levels are concatenated with one gap between them.
 
     Returns index (L, n) into the concatenation, level ids (L, n), and in-level flags (L, n).

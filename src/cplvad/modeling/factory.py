@@ -96,8 +96,10 @@ def load_trainable_state(model: CPLVAD, state: dict[str, torch.Tensor], source: 
         result = model.load_state_dict(state, strict=False)
     except (RuntimeError, TypeError, AttributeError) as exc:  # shapes, or values that are not tensors
         detail = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{source}: weights do not fit the model described by its config.json ({detail}); "
-                        "retrain or restore it") from None
+        raise DataError(
+            f"{source}: weights do not fit the model described by its config.json ({detail}); "
+            "retrain or restore it"
+        ) from None
     missing = [k for k in result.missing_keys if not k.startswith(_FROZEN_PREFIX)]
     if missing or result.unexpected_keys:
         raise DataError(
@@ -132,7 +134,9 @@ def read_model_config(model_dir: str | Path) -> tuple[Config, ModelMeta]:
             "pass the --out folder of `cplvad train`"
         )
     try:
-        config = config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text()), str(model_dir / CONFIG_FILE))
+        config = config_from_dict(
+            json.loads((model_dir / CONFIG_FILE).read_text()), str(model_dir / CONFIG_FILE)
+        )
         meta = ModelMeta(**json.loads((model_dir / META_FILE).read_text()))
     except (ValueError, TypeError) as exc:  # JSON, UTF-8 or shape errors of config.json / meta.json
         raise DataError(f"{model_dir}: unreadable model description ({exc}); retrain or restore it") from None
@@ -155,14 +159,18 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     model = build_model(config, meta)
     state = load_torch(Path(model_dir) / WEIGHTS_FILE, "a cplvad model file", MODEL_REMEDY)
     if not isinstance(state, dict):
-        raise DataError(f"{Path(model_dir) / WEIGHTS_FILE} is not a cplvad model file (no state dict); {MODEL_REMEDY}")
+        raise DataError(
+            f"{Path(model_dir) / WEIGHTS_FILE} is not a cplvad model file (no state dict); {MODEL_REMEDY}"
+        )
     load_trainable_state(model, state, str(model_dir))
     if not bool(model.prompts.cache_valid):
         raise DataError(f"{model_dir}: the saved model has no encoded prompts; save it with cplvad again")
     return model.to(device).eval(), config, meta
 
 
-def check_classes(meta: ModelMeta, classes: Sequence[str], model_dir: str | Path, dataset_source: str) -> None:
+def check_classes(
+    meta: ModelMeta, classes: Sequence[str], model_dir: str | Path, dataset_source: str
+) -> None:
     if list(classes) != meta.classes:
         raise DataError(
             f"model {model_dir} was trained on classes {meta.classes} but {dataset_source} has {list(classes)}; "

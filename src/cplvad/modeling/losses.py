@@ -56,7 +56,9 @@ def abnormality_logit(class_logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(class_logits[..., 1:], dim=-1) - class_logits[..., 0]
 
 
-def soft_focal(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, gamma: float, alpha: float) -> torch.Tensor:
+def soft_focal(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, gamma: float, alpha: float
+) -> torch.Tensor:
     """Focal loss for soft targets: |y - p|^gamma * BCE(z, y) * alpha_t, averaged over valid positions."""
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -67,7 +69,12 @@ def soft_focal(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, g
 
 
 def level_focal(
-    logits: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, gamma: float, alpha: float
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    gamma: float,
+    alpha: float,
 ) -> torch.Tensor:
     """Focal loss of every level's logits (B, L, n), upsampled to the snippets of ``target`` (B, n)."""
     up = upsample_levels(logits, mask, target.shape[1])  # (B, L, n); every level has the same valid snippets,

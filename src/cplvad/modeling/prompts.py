@@ -61,7 +61,9 @@ class PromptTokens:
         in_prefix = pos < self.prefix_len[:, None]  # (M, S)
         from_prefix = self.prefix[:, pos[0].clamp(max=sp - 1)]  # (M, S, W)
         from_suffix = self.suffix[:, (pos - self.prefix_len[:, None]).clamp(0, ss - 1)]  # (L, M, S, W)
-        return torch.where(in_prefix[None, ..., None], from_prefix[None], from_suffix), self.prefix_len + ss - 1
+        return torch.where(
+            in_prefix[None, ..., None], from_prefix[None], from_suffix
+        ), self.prefix_len + ss - 1
 
 
 class FrozenTextEncoder(nn.Module):
@@ -115,10 +117,12 @@ class FrozenTextEncoder(nn.Module):
         dtype = self.transformer.get_cast_dtype()
         pos = self.positional_embedding.to(dtype)
         suffix_pos = pos[tokens.prefix_len[:, None] + torch.arange(ss, device=pos.device)]  # (M, Ss, W)
-        x = torch.cat([
-            (tokens.prefix.to(dtype) + pos[:sp]).reshape(-1, width),
-            (tokens.suffix.to(dtype)[:, None] + suffix_pos[None]).reshape(-1, width),
-        ])
+        x = torch.cat(
+            [
+                (tokens.prefix.to(dtype) + pos[:sp]).reshape(-1, width),
+                (tokens.suffix.to(dtype)[:, None] + suffix_pos[None]).reshape(-1, width),
+            ]
+        )
         layout = _SharedLayout(classes, sp, levels, ss, _suffix_mask(tokens.prefix_len, sp, ss, levels))
         for block in self.transformer.resblocks:
             x = x + block.ls_1(_shared_attention(block.attn, block.ln_1(x), layout))
@@ -235,7 +239,9 @@ class PromptLearner(nn.Module):
         prefix_len = words_end + n_type
         longest = int(prefix_len.max()) + n_level + 1
         if longest > self.encoder.context_length:
-            raise ValueError(f"prompts need {longest} tokens, CLIP's context is {self.encoder.context_length}")
+            raise ValueError(
+                f"prompts need {longest} tokens, CLIP's context is {self.encoder.context_length}"
+            )
         pos = torch.arange(int(prefix_len.max()))[None, :]
         offset = pos - words_end[:, None]  # position relative to the first type token
         is_type = (offset >= 0) & (offset < n_type)

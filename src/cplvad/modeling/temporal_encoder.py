@@ -23,7 +23,9 @@ class PyramidEncoder(nn.Module):
         width = cfg.width
         self.embed = nn.ModuleList([MaskedConv1d(in_dim, width, 3), MaskedConv1d(width, width, 3)])
         self.embed_norms = nn.ModuleList([ChannelLayerNorm(width), ChannelLayerNorm(width)])
-        self.register_buffer("pos", sinusoid_encoding(cfg.max_len, width) / math.sqrt(width), persistent=False)
+        self.register_buffer(
+            "pos", sinusoid_encoding(cfg.max_len, width) / math.sqrt(width), persistent=False
+        )
 
         def block(stride: int, global_attn: bool) -> TransformerBlock:
             window = None if global_attn else cfg.window

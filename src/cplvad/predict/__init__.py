@@ -61,14 +61,24 @@ def predict(
     ``config.predict``), event lines through ``on_line``, messages through ``log``.
     """
     items = list_inputs(inputs)
-    predictor = open_predictor(model, config, resolve_device(device or config.extract.device, "--device / extract.device"))
-    options = PredictOptions(
-        out=str(out), plot=plot, threshold=threshold, fps=fps,
-        min_event_snippets=config.predict.min_event_snippets, resume=resume,
+    predictor = open_predictor(
+        model, config, resolve_device(device or config.extract.device, "--device / extract.device")
     )
-    runner = PredictRunner(predictor, options, lambda: make_encoder(predictor, config, pretrained, clip_config_dir))
+    options = PredictOptions(
+        out=str(out),
+        plot=plot,
+        threshold=threshold,
+        fps=fps,
+        min_event_snippets=config.predict.min_event_snippets,
+        resume=resume,
+    )
+    runner = PredictRunner(
+        predictor, options, lambda: make_encoder(predictor, config, pretrained, clip_config_dir)
+    )
     if live:
-        results = LiveRunner(runner, live_options(config, webhook, source_options), log).run(items, on_line, on_result)
+        results = LiveRunner(runner, live_options(config, webhook, source_options), log).run(
+            items, on_line, on_result
+        )
     elif stream:
         results = runner.stream(items, on_event, on_result)
     else:
@@ -77,14 +87,26 @@ def predict(
     return results
 
 
-def live_options(config: Config, webhook: str | None, source_options: Sequence[tuple[str, str]]) -> LiveOptions:
+def live_options(
+    config: Config, webhook: str | None, source_options: Sequence[tuple[str, str]]
+) -> LiveOptions:
     c = config.predict
-    settings = LiveSettings(stall_timeout=c.stall_timeout, reconnect_attempts=c.reconnect_attempts,
-                            backoff=c.reconnect_backoff, backoff_max=c.reconnect_backoff_max,
-                            options=tuple(source_options))
-    return LiveOptions(latency=c.latency, settings=settings, webhook=webhook, webhook_timeout=c.webhook_timeout,
-                       webhook_retries=c.webhook_retries, part_snippets=c.live_part_snippets,
-                       flush_seconds=c.live_flush_seconds)
+    settings = LiveSettings(
+        stall_timeout=c.stall_timeout,
+        reconnect_attempts=c.reconnect_attempts,
+        backoff=c.reconnect_backoff,
+        backoff_max=c.reconnect_backoff_max,
+        options=tuple(source_options),
+    )
+    return LiveOptions(
+        latency=c.latency,
+        settings=settings,
+        webhook=webhook,
+        webhook_timeout=c.webhook_timeout,
+        webhook_retries=c.webhook_retries,
+        part_snippets=c.live_part_snippets,
+        flush_seconds=c.live_flush_seconds,
+    )
 
 
 def finish_outputs(sink: Sink, results: Sequence[InputResult], review: bool) -> None:
@@ -94,5 +116,19 @@ def finish_outputs(sink: Sink, results: Sequence[InputResult], review: bool) -> 
         write_review_page(sink)
 
 
-__all__ = ["Event", "Input", "InputResult", "LiveOptions", "LiveRunner", "PredictOptions", "PredictRunner", "Predictor",
-           "finish_outputs", "list_inputs", "live_options", "make_encoder", "open_predictor", "predict"]
+__all__ = [
+    "Event",
+    "Input",
+    "InputResult",
+    "LiveOptions",
+    "LiveRunner",
+    "PredictOptions",
+    "PredictRunner",
+    "Predictor",
+    "finish_outputs",
+    "list_inputs",
+    "live_options",
+    "make_encoder",
+    "open_predictor",
+    "predict",
+]

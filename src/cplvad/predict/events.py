@@ -50,8 +50,17 @@ class Event:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Event:
-        return cls(d["start_snippet"], d["end_snippet"], d["start_frame"], d["end_frame"], d["start_s"], d["end_s"],
-                   d["class"], d["class_probability"], d["score"])
+        return cls(
+            d["start_snippet"],
+            d["end_snippet"],
+            d["start_frame"],
+            d["end_frame"],
+            d["start_s"],
+            d["end_s"],
+            d["class"],
+            d["class_probability"],
+            d["score"],
+        )
 
 
 class EventTracker:

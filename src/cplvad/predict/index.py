@@ -48,8 +48,15 @@ def entry_from_report(name: str, doc: dict[str, Any], report: str, plot: str | N
 
 
 def failed_entry(name: str, display: str, kind: str, error: str) -> dict[str, Any]:
-    return {"name": name, "input": display, "input_kind": kind, "status": "failed", "report": None, "plot": None,
-            "error": error}
+    return {
+        "name": name,
+        "input": display,
+        "input_kind": kind,
+        "status": "failed",
+        "report": None,
+        "plot": None,
+        "error": error,
+    }
 
 
 def read_index(sink: Sink) -> dict[str, Any] | None:

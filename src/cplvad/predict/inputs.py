@@ -37,7 +37,9 @@ class Input:
     def __post_init__(self) -> None:
         object.__setattr__(self, "uri", str(self.uri))
         if not self.name:
-            object.__setattr__(self, "name", stream_name(self.uri) if self.kind == "stream" else _stem(self.uri))
+            object.__setattr__(
+                self, "name", stream_name(self.uri) if self.kind == "stream" else _stem(self.uri)
+            )
 
     @property
     def path(self) -> Path:
@@ -93,7 +95,9 @@ def _expand(given: str) -> list[Input]:
     path = Path(given)
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (*VIDEO_EXTENSIONS, FEATURE_SUFFIX)
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in (*VIDEO_EXTENSIONS, FEATURE_SUFFIX)
         )
         if not files:
             raise DataError(

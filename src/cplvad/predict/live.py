@@ -103,8 +103,9 @@ class _Session:
         self.result = InputResult(inp)
         self.name = f"{inp.name}.{stamp}"
         self.scorer = SlidingScorer(p.model, p.device, latency, runner.options.batch_size)
-        self.tracker = EventTracker(runner.threshold.value, runner.options.min_event_snippets, p.classes,
-                                    runner.frames_per_snippet)
+        self.tracker = EventTracker(
+            runner.threshold.value, runner.options.min_event_snippets, p.classes, runner.frames_per_snippet
+        )
         self.times: deque[tuple[int, float]] = deque(maxlen=latency + 4 * QUEUE_SNIPPETS)
         """(session snippet, arrival time) of recent snippets."""
         self.received = 0
@@ -154,16 +155,29 @@ class LiveRunner:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         sessions = [_Session(inp, self.runner, self.options.latency, stamp) for inp in inputs]
         out: queue.Queue[SourceItem] = queue.Queue(maxsize=QUEUE_SNIPPETS * len(inputs))
-        sources = {i: LiveSource(i, inp, encoder.job, self.options.settings, out)
-                   for i, inp in enumerate(inputs) if inp.kind != "features"}
+        sources = {
+            i: LiveSource(i, inp, encoder.job, self.options.settings, out)
+            for i, inp in enumerate(inputs)
+            if inp.kind != "features"
+        }
         for i, session in enumerate(sessions):
             if i not in sources:
                 session.ended = "not a live source"
-                session.result.error = (f"{session.result.input.display}: feature files are not live sources; "
-                                        "score them without --live")
+                session.result.error = (
+                    f"{session.result.input.display}: feature files are not live sources; "
+                    "score them without --live"
+                )
         self._on_line = on_line
-        self._webhook = webhook = (Webhook(self.options.webhook, self.log, timeout=self.options.webhook_timeout,
-                                           retries=self.options.webhook_retries) if self.options.webhook else None)
+        self._webhook = webhook = (
+            Webhook(
+                self.options.webhook,
+                self.log,
+                timeout=self.options.webhook_timeout,
+                retries=self.options.webhook_retries,
+            )
+            if self.options.webhook
+            else None
+        )
         for source in sources.values():
             source.start()
         with self._signals():
@@ -173,8 +187,10 @@ class LiveRunner:
                 self._finish(session, "stopped")
         if webhook:
             stats = webhook.close()
-            self.log(f"webhook {webhook.display}: {stats.delivered} delivered, {stats.failed} failed, "
-                     f"{stats.dropped} dropped")
+            self.log(
+                f"webhook {webhook.display}: {stats.delivered} delivered, {stats.failed} failed, "
+                f"{stats.dropped} dropped"
+            )
         for session in sessions:
             if on_result:
                 on_result(session.result)
@@ -182,7 +198,9 @@ class LiveRunner:
 
     # ----------------------------------------------------------------------------------------- the loop
 
-    def _loop(self, sessions: list[_Session], sources: dict[int, LiveSource], out: queue.Queue[SourceItem]) -> None:
+    def _loop(
+        self, sessions: list[_Session], sources: dict[int, LiveSource], out: queue.Queue[SourceItem]
+    ) -> None:
         active = set(sources)
         deadline: float | None = None
         last_flush = time.monotonic()
@@ -222,7 +240,9 @@ class LiveRunner:
             if session.tracker.fps is None:
                 session.tracker.fps = session.result.fps = item.fps
             fps = f" ({item.fps:g} fps)" if item.fps else ""
-            self.log(f"{name}: connected{fps}" + (f" after {item.attempt} attempt(s)" if item.attempt > 1 else ""))
+            self.log(
+                f"{name}: connected{fps}" + (f" after {item.attempt} attempt(s)" if item.attempt > 1 else "")
+            )
         elif isinstance(item, Notice):
             self.log(f"{name}: {item.text}")
         elif isinstance(item, Dropped):
@@ -273,30 +293,46 @@ class LiveRunner:
 
     def _maybe_started(self, session: _Session) -> None:
         current = session.tracker.current()
-        if current is not None and (session.announced is None or session.announced[0] != current.start_snippet):
+        if current is not None and (
+            session.announced is None or session.announced[0] != current.start_snippet
+        ):
             self._started(session, current)
 
     def _started(self, session: _Session, event: Event) -> None:
         start_time = session.time_of(event.start_snippet) or time.time()
         session.announced = (event.start_snippet, start_time)
         session.events += 1
-        self._emit({
-            "type": "event_start", "input": session.result.input.display, "event": session.events,
-            "start_snippet": event.start_snippet, "start_frame": event.start_frame, "start_s": event.start_s,
-            "start_time": _utc(start_time), "class": event.label, "score": event.score,
-            "received_snippets": session.received,
-        })
+        self._emit(
+            {
+                "type": "event_start",
+                "input": session.result.input.display,
+                "event": session.events,
+                "start_snippet": event.start_snippet,
+                "start_frame": event.start_frame,
+                "start_s": event.start_s,
+                "start_time": _utc(start_time),
+                "class": event.label,
+                "score": event.score,
+                "received_snippets": session.received,
+            }
+        )
 
     def _ended(self, session: _Session, event: Event) -> None:
         if session.announced is None or session.announced[0] != event.start_snippet:
             self._started(session, event)  # it started and ended within one scored batch
         assert session.announced is not None
         end_time = session.time_of(event.end_snippet - 1) or time.time()
-        self._emit({
-            "type": "event_end", "input": session.result.input.display, "event": session.events,
-            **event.to_json(), "start_time": _utc(session.announced[1]), "end_time": _utc(end_time),
-            "received_snippets": session.received,
-        })
+        self._emit(
+            {
+                "type": "event_end",
+                "input": session.result.input.display,
+                "event": session.events,
+                **event.to_json(),
+                "start_time": _utc(session.announced[1]),
+                "end_time": _utc(end_time),
+                "received_snippets": session.received,
+            }
+        )
         session.announced = None
         session.part_events.append(event)
 
@@ -312,9 +348,16 @@ class LiveRunner:
         self._write_part(session, final=True)
         r = session.result
         r.snippets, r.frames = session.received, session.received * self.runner.frames_per_snippet
-        r.live = {"events": session.events, "reconnects": max(session.connections - 1, 0), "parts": session.part + 1,
-                  "ended": reason, "started_at": _utc(session.started_at)}
-        self.log(f"{r.input.display}: ended ({reason}); {session.received} snippets, {session.events} event(s)")
+        r.live = {
+            "events": session.events,
+            "reconnects": max(session.connections - 1, 0),
+            "parts": session.part + 1,
+            "ended": reason,
+            "started_at": _utc(session.started_at),
+        }
+        self.log(
+            f"{r.input.display}: ended ({reason}); {session.received} snippets, {session.events} event(s)"
+        )
 
     # ----------------------------------------------------------------------------------------- reports
 
@@ -322,15 +365,24 @@ class LiveRunner:
         r = session.result
         m = len(self.runner.predictor.classes)
         binary = np.concatenate(session.part_binary) if session.part_binary else np.zeros(0, np.float32)
-        classes = np.concatenate(session.part_classes) if session.part_classes else np.zeros((0, m), np.float32)
+        classes = (
+            np.concatenate(session.part_classes) if session.part_classes else np.zeros((0, m), np.float32)
+        )
         if not len(binary):
             return  # nothing scored in this part yet
         fps_frames = self.runner.frames_per_snippet
         name = session.name if session.part == 0 else f"{session.name}.part{session.part:04d}"
         first_time = session.time_of(session.part_first)
-        live = {"part": session.part, "first_snippet": session.part_first, "first_frame": session.part_first * fps_frames,
-                "started_at": _utc(session.started_at), "part_started_at": _utc(first_time) if first_time else None,
-                "updated_at": _utc(time.time()), "reconnects": max(session.connections - 1, 0), "final": final}
+        live = {
+            "part": session.part,
+            "first_snippet": session.part_first,
+            "first_frame": session.part_first * fps_frames,
+            "started_at": _utc(session.started_at),
+            "part_started_at": _utc(first_time) if first_time else None,
+            "updated_at": _utc(time.time()),
+            "reconnects": max(session.connections - 1, 0),
+            "final": final,
+        }
         r.frames = len(binary) * fps_frames
         self.runner.write_document(r, binary, classes, list(session.part_events), name=name, live=live)
 

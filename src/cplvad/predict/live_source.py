@@ -80,7 +80,9 @@ SourceItem = Snippet | Connected | Dropped | Finished | Notice
 
 
 class LiveSource:
-    def __init__(self, index: int, inp: Input, job: DecodeJob, settings: LiveSettings, out: queue.Queue[Any]) -> None:
+    def __init__(
+        self, index: int, inp: Input, job: DecodeJob, settings: LiveSettings, out: queue.Queue[Any]
+    ) -> None:
         self.index = index
         self.input = inp
         self.job = job
@@ -114,16 +116,25 @@ class LiveSource:
         options = dict(self.settings.options)
         if self.input.is_local:
             options.setdefault("follow", "1")  # a growing file: wait for appended data at its end
-        return VideoSourceOptions(options, self.settings.stall_timeout,
-                                  notice=lambda text: self._put(Notice(self.index, text)),
-                                  opened=lambda fps: setattr(self, "_fps", fps))
+        return VideoSourceOptions(
+            options,
+            self.settings.stall_timeout,
+            notice=lambda text: self._put(Notice(self.index, text)),
+            opened=lambda fps: setattr(self, "_fps", fps),
+        )
 
     def _segment(self, attempt: int) -> tuple[str, int]:
         """Read until the source ends or fails; returns why it ended and how many snippets came."""
         received = 0
         try:
-            snippets = decode_snippets(self.input.uri, self.job.frames_per_snippet, self.job.offsets, 1,
-                                       decoder_threads=1, source=self._open_options())
+            snippets = decode_snippets(
+                self.input.uri,
+                self.job.frames_per_snippet,
+                self.job.offsets,
+                1,
+                decoder_threads=1,
+                source=self._open_options(),
+            )
             for item in snippets:
                 if isinstance(item, VideoInfo):
                     break
@@ -139,8 +150,11 @@ class LiveSource:
 
     def _reason(self, text: str, received: int) -> str:
         if "ExitError" in text:  # PyAV's timeout of an open or a read
-            return (f"no data for {self.settings.stall_timeout:g} s" if received or self.input.is_local
-                    else f"did not open within {self.settings.stall_timeout:g} s")
+            return (
+                f"no data for {self.settings.stall_timeout:g} s"
+                if received or self.input.is_local
+                else f"did not open within {self.settings.stall_timeout:g} s"
+            )
         return text.replace("not a readable video file", "cannot open it", 1)
 
     def _run(self) -> None:

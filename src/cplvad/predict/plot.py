@@ -45,15 +45,32 @@ def timeline_figure(
         k = class_names.index(e.label)
         x0, x1 = e.start_frame * scale, e.end_frame * scale
         ax.axvspan(x0, x1, color=_colour(k), alpha=0.25, lw=0)
-        ax.text((x0 + x1) / 2, 1.01, f"{e.label} {e.score:.2f}", ha="center", va="bottom", fontsize=7,
-                color=_colour(k), fontweight="bold", clip_on=False, transform=ax.get_xaxis_transform())
+        ax.text(
+            (x0 + x1) / 2,
+            1.01,
+            f"{e.label} {e.score:.2f}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color=_colour(k),
+            fontweight="bold",
+            clip_on=False,
+            transform=ax.get_xaxis_transform(),
+        )
     ax.set_ylabel("anomaly score", fontsize=8)
     ax.legend(loc="upper left", fontsize=7, ncols=3, framealpha=0.6)
     ax.set_title(title, fontsize=9, loc="left", pad=14)
 
     end = len(binary) * frames_per_snippet * scale
-    image = strip.imshow(classes.T, aspect="auto", interpolation="nearest", cmap="magma", vmin=0, vmax=1,
-                         extent=(0, end, m - 0.5, -0.5))
+    image = strip.imshow(
+        classes.T,
+        aspect="auto",
+        interpolation="nearest",
+        cmap="magma",
+        vmin=0,
+        vmax=1,
+        extent=(0, end, m - 0.5, -0.5),
+    )
     strip.set_yticks(range(m), list(class_names), fontsize=7)
     for k, label in enumerate(strip.get_yticklabels()):
         if k:

@@ -81,7 +81,9 @@ class Predictor:
             "clip_model": self.config.clip.model,
         }
 
-    def encoding_config(self, runtime: Config, pretrained: str | None = None, config_dir: str | None = None) -> Config:
+    def encoding_config(
+        self, runtime: Config, pretrained: str | None = None, config_dir: str | None = None
+    ) -> Config:
         """How to encode videos: the model's CLIP and snippet sampling, this run's workers / batch / device.
 
         ``pretrained`` / ``config_dir`` say where the model's CLIP weights / configs are on this machine

@@ -95,7 +95,15 @@ def build_report(
     return doc
 
 
-IDENTITY_FIELDS = ("schema", "input", "input_kind", "input_bytes", "threshold", "threshold_source", "min_event_snippets")
+IDENTITY_FIELDS = (
+    "schema",
+    "input",
+    "input_kind",
+    "input_bytes",
+    "threshold",
+    "threshold_source",
+    "min_event_snippets",
+)
 MODEL_IDENTITY = ("source", "version", "weights_sha256")
 
 

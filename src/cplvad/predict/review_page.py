@@ -35,8 +35,18 @@ PAGE_FILE = "index.html"
 MAX_POINTS = 600
 WIDTH, HEIGHT = 1000, 100
 """SVG coordinates of a timeline (it is stretched to the page's width)."""
-PALETTE = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e", "#2ca02c", "#7f7f7f",
-           "#1f77b4")
+PALETTE = (
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+    "#ff7f0e",
+    "#2ca02c",
+    "#7f7f7f",
+    "#1f77b4",
+)
 
 
 def _video_url(doc: dict[str, Any], sink: Sink) -> str | None:
@@ -45,7 +55,7 @@ def _video_url(doc: dict[str, Any], sink: Sink) -> str | None:
         return None
     given = Path(str(doc.get("input")))
     root = sink.root.resolve()
-    for candidate in ([given] if given.is_absolute() else [Path.cwd() / given, root / given]):
+    for candidate in [given] if given.is_absolute() else [Path.cwd() / given, root / given]:
         if candidate.is_file():
             return quote(Path(os.path.relpath(candidate.resolve(), root)).as_posix())
     return None
@@ -65,8 +75,13 @@ def _item(name: str, doc: dict[str, Any], sink: Sink) -> dict[str, Any]:
     fps = doc.get("fps")
     events = []
     for e in doc.get("events") or []:
-        events.append({**e, "x0": (e["start_snippet"] - first) / max(len(scores), 1),
-                       "x1": (e["end_snippet"] - first) / max(len(scores), 1)})
+        events.append(
+            {
+                **e,
+                "x0": (e["start_snippet"] - first) / max(len(scores), 1),
+                "x1": (e["end_snippet"] - first) / max(len(scores), 1),
+            }
+        )
     return {
         "name": name,
         "input": str(doc.get("input")),
@@ -108,11 +123,14 @@ def _when(e: dict[str, Any]) -> str:
 def _timeline(it: dict[str, Any], colours: dict[str, str]) -> str:
     s = it["scores"]
     xs = np.linspace(0, WIDTH, len(s) + 1)
-    pts = " ".join(f"{x:.1f},{HEIGHT * (1 - v):.1f}" for x, v in zip(np.repeat(xs, 2)[1:-1], np.repeat(s, 2), strict=True))
+    pts = " ".join(
+        f"{x:.1f},{HEIGHT * (1 - v):.1f}"
+        for x, v in zip(np.repeat(xs, 2)[1:-1], np.repeat(s, 2), strict=True)
+    )
     spans = "".join(
         f'<rect class="span" data-event="{i}" x="{WIDTH * e["x0"]:.1f}" y="0" width="{max(WIDTH * (e["x1"] - e["x0"]), 1):.1f}" '
         f'height="{HEIGHT}" fill="{colours[e["class"]]}" fill-opacity="0.3"><title>{html.escape(e["class"])} '
-        f'{_when(e)}, score {e["score"]:.2f}</title></rect>'
+        f"{_when(e)}, score {e['score']:.2f}</title></rect>"
         for i, e in enumerate(it["events"])
     )
     model_y = HEIGHT * (1 - it["threshold"])
@@ -139,24 +157,31 @@ def _card(rank: int, it: dict[str, Any], colours: dict[str, str]) -> str:
         f'<tr class="event" data-event="{i}" data-class="{esc(e["class"])}" data-score="{e["score"]:.6f}" '
         f'data-start="{e["start_s"] if e.get("start_s") is not None else ""}">'
         f'<td><span class="dot" style="background:{colours[e["class"]]}"></span>{esc(e["class"])}</td>'
-        f'<td>{_when(e)}</td><td>{e["score"]:.2f}</td><td>{e["class_probability"]:.2f}</td>'
-        f'<td>{"<button class=jump>▶ play</button>" if it["video"] and e.get("start_s") is not None else ""}</td></tr>'
+        f"<td>{_when(e)}</td><td>{e['score']:.2f}</td><td>{e['class_probability']:.2f}</td>"
+        f"<td>{'<button class=jump>▶ play</button>' if it['video'] and e.get('start_s') is not None else ''}</td></tr>"
         for i, e in enumerate(it["events"])
     )
-    table = (f'<table class="events"><tr><th>class</th><th>when</th><th>score</th><th>P(class)</th><th></th></tr>'
-             f"{rows}</table>" if rows else '<p class="none">no event above the model threshold</p>')
-    player = (f'<video class="player" controls preload="none" src="{esc(it["video"])}"></video>' if it["video"]
-              else '<p class="none">video not reachable from this page</p>')
+    table = (
+        f'<table class="events"><tr><th>class</th><th>when</th><th>score</th><th>P(class)</th><th></th></tr>'
+        f"{rows}</table>"
+        if rows
+        else '<p class="none">no event above the model threshold</p>'
+    )
+    player = (
+        f'<video class="player" controls preload="none" src="{esc(it["video"])}"></video>'
+        if it["video"]
+        else '<p class="none">video not reachable from this page</p>'
+    )
     top = max(it["events"], key=lambda e: e["score"])["class"] if it["events"] else "—"
-    duration = f'{it["duration_s"]:.1f} s' if it["duration_s"] else ""
-    part = f' · part {it["live"]["part"]} from snippet {it["live"]["first_snippet"]}' if it["live"] else ""
+    duration = f"{it['duration_s']:.1f} s" if it["duration_s"] else ""
+    part = f" · part {it['live']['part']} from snippet {it['live']['first_snippet']}" if it["live"] else ""
     return (
         f'<section class="video" data-name="{esc(it["name"])}" data-peak="{it["peak"]:.6f}" '
         f'data-classes="{esc(json.dumps(classes))}">'
         f'<h2><span class="rank">#{rank}</span> {esc(it["name"])} <span class="peak">peak {it["peak"]:.2f}</span>'
         f' <span class="top">{esc(top)}</span></h2>'
         f'<p class="meta">{esc(it["input"])} · {duration} · {len(it["events"])} event(s) · threshold '
-        f'{it["threshold"]:.3f} · model {esc(str(it["model"]))}{esc(part)}</p>'
+        f"{it['threshold']:.3f} · model {esc(str(it['model']))}{esc(part)}</p>"
         f'{_timeline(it, colours)}<div class="body">{table}{player}</div></section>'
     )
 
@@ -217,9 +242,13 @@ def render(items: list[dict[str, Any]], failed: list[dict[str, Any]], title: str
     colours = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(classes)}
     options = "".join(f'<option value="{esc(c)}">{esc(c)}</option>' for c in classes)
     cards = "".join(_card(rank, it, colours) for rank, it in enumerate(items, 1))
-    failures = ("<section class='failed'><h2>Failed inputs</h2><ul>" + "".join(
-        f"<li>{esc(str(e.get('input')))}: {esc(str(e.get('error')))}</li>" for e in failed) + "</ul></section>"
-                if failed else "")
+    failures = (
+        "<section class='failed'><h2>Failed inputs</h2><ul>"
+        + "".join(f"<li>{esc(str(e.get('input')))}: {esc(str(e.get('error')))}</li>" for e in failed)
+        + "</ul></section>"
+        if failed
+        else ""
+    )
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     events = sum(len(it["events"]) for it in items)
     return (

@@ -117,7 +117,9 @@ class PredictRunner:
 
     # ------------------------------------------------------------------------------------------- batch
 
-    def run(self, inputs: Sequence[Input], on_result: Callable[[InputResult], None] | None = None) -> list[InputResult]:
+    def run(
+        self, inputs: Sequence[Input], on_result: Callable[[InputResult], None] | None = None
+    ) -> list[InputResult]:
         """Score every input; results in input order (``on_result`` is called as each one finishes)."""
         results = [InputResult(inp) for inp in inputs]
 
@@ -160,8 +162,15 @@ class PredictRunner:
         p = self.predictor
         for i, binary, classes in score_videos(p.model, features(), p.device, self.options.batch_size):
             r = results[i]
-            events = find_events(binary, classes, self.threshold.value, self.options.min_event_snippets,
-                                 p.classes, self.frames_per_snippet, r.fps)
+            events = find_events(
+                binary,
+                classes,
+                self.threshold.value,
+                self.options.min_event_snippets,
+                p.classes,
+                self.frames_per_snippet,
+                r.fps,
+            )
             self.write_document(r, binary, classes, events)
             if on_result:
                 on_result(r)
@@ -210,8 +219,9 @@ class PredictRunner:
     def _stream_one(self, r: InputResult, on_event: Callable[[InputResult, Event], None] | None) -> None:
         p, inp = self.predictor, r.input
         r.fps = self.options.fps if inp.kind == "features" else probe_fps(inp.uri)
-        tracker = EventTracker(self.threshold.value, self.options.min_event_snippets, p.classes,
-                               self.frames_per_snippet, r.fps)
+        tracker = EventTracker(
+            self.threshold.value, self.options.min_event_snippets, p.classes, self.frames_per_snippet, r.fps
+        )
         scorer = StreamScorer(p.model, p.device, tracker, source=inp.display)
         self.last_scorer = scorer
         events: list[Event] = []
@@ -228,7 +238,9 @@ class PredictRunner:
                 block = np.asarray(arr[s : s + scorer.n], dtype=np.float32)
                 if not np.isfinite(block).all():
                     bad = s + int(np.argwhere(~np.isfinite(block))[0, 0])
-                    raise CplvadError(f"feature file {inp.path} holds NaN/inf values (first at snippet {bad})")
+                    raise CplvadError(
+                        f"feature file {inp.path} holds NaN/inf values (first at snippet {bad})"
+                    )
                 emit(scorer.add(block))
             r.frames = len(arr) * self.frames_per_snippet
         else:
@@ -243,15 +255,24 @@ class PredictRunner:
 
     # ------------------------------------------------------------------------------------------ output
 
-    def _document(self, r: InputResult, binary: np.ndarray, classes: np.ndarray, events: list[Event],
-                  **extra: Any) -> dict[str, Any]:
+    def _document(
+        self, r: InputResult, binary: np.ndarray, classes: np.ndarray, events: list[Event], **extra: Any
+    ) -> dict[str, Any]:
         inp = r.input
         return build_report(
-            input_path=inp.display, input_kind=inp.kind,
+            input_path=inp.display,
+            input_kind=inp.kind,
             input_bytes=object_size(inp.uri) if inp.kind != "stream" else None,
-            predictor=self.predictor, threshold=self.threshold, min_event_snippets=self.options.min_event_snippets,
-            fps=r.fps, frames=r.frames, frames_per_snippet=self.frames_per_snippet, binary=binary, classes=classes,
-            events=events, **extra,
+            predictor=self.predictor,
+            threshold=self.threshold,
+            min_event_snippets=self.options.min_event_snippets,
+            fps=r.fps,
+            frames=r.frames,
+            frames_per_snippet=self.frames_per_snippet,
+            binary=binary,
+            classes=classes,
+            events=events,
+            **extra,
         )
 
     def _location(self, rel: str) -> str | Path:
@@ -261,8 +282,15 @@ class PredictRunner:
         r.error = reason
         r.entry = failed_entry(r.input.name, r.input.display, r.input.kind, reason)
 
-    def write_document(self, r: InputResult, binary: np.ndarray, classes: np.ndarray, events: list[Event],
-               name: str | None = None, **extra: Any) -> dict[str, Any]:
+    def write_document(
+        self,
+        r: InputResult,
+        binary: np.ndarray,
+        classes: np.ndarray,
+        events: list[Event],
+        name: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
         """Write the document (and the plot) of ``r`` as ``OUT/<name>.json``; returns the document."""
         p, opts = self.predictor, self.options
         name = name or r.input.name
@@ -273,10 +301,21 @@ class PredictRunner:
         plot = None
         if opts.plot:
             plot = f"{name}.png"
-            title = (f"{r.input.display.rsplit('/', 1)[-1]}  |  model {p.version}  |  threshold "
-                     f"{self.threshold.value:.3f} ({self.threshold.source})  |  {len(events)} event(s)")
-            self._write_plot(plot, binary, classes, p.classes, events, self.threshold.value,
-                             self.frames_per_snippet, r.fps, title)
+            title = (
+                f"{r.input.display.rsplit('/', 1)[-1]}  |  model {p.version}  |  threshold "
+                f"{self.threshold.value:.3f} ({self.threshold.source})  |  {len(events)} event(s)"
+            )
+            self._write_plot(
+                plot,
+                binary,
+                classes,
+                p.classes,
+                events,
+                self.threshold.value,
+                self.frames_per_snippet,
+                r.fps,
+                title,
+            )
             r.plot = self._location(plot)
         r.entry = entry_from_report(name, doc, f"{name}.json", plot)
         return doc

@@ -34,7 +34,9 @@ SHARD_SCHEMA = "cplvad-scoring-shard/1"
 
 def _videos(source: str, shard: tuple[int, int] | None) -> list[Input]:
     if not source:
-        raise DataError("no source to score: give the s3:// prefix, folder or list file of the videos (source_uri)")
+        raise DataError(
+            "no source to score: give the s3:// prefix, folder or list file of the videos (source_uri)"
+        )
     return [Input(v.uri, "video", v.name) for _, v in select_videos(source.rstrip("/"), "Normal", shard)]
 
 
@@ -52,7 +54,9 @@ def score_shard(source: str, model: str, out: str, config: Config, shard: tuple[
     entries (``SHARD_SCHEMA``). Videos already in ``out`` for the same model and settings are skipped."""
     started = time.perf_counter()
     predictor = open_predictor(model, config, resolve_device(config.extract.device, "extract.device"))
-    options = PredictOptions(out=out.rstrip("/"), plot=True, min_event_snippets=config.predict.min_event_snippets)
+    options = PredictOptions(
+        out=out.rstrip("/"), plot=True, min_event_snippets=config.predict.min_event_snippets
+    )
     runner = PredictRunner(predictor, options, lambda: make_encoder(predictor, config))
     results = runner.run(_videos(source, shard))
     return {
@@ -109,10 +113,23 @@ def _log_run(record: dict[str, Any], sink: Sink, config: Config) -> str:
     from cplvad.tracking.runs import setup_mlflow
 
     setup_mlflow(config)
-    params = {k: record[k] for k in ("source", "model_uri", "model_version", "registered_model", "weights_sha256",
-                                     "threshold", "shards")}
+    params = {
+        k: record[k]
+        for k in (
+            "source",
+            "model_uri",
+            "model_version",
+            "registered_model",
+            "weights_sha256",
+            "threshold",
+            "shards",
+        )
+    }
     metrics = {k: float(record[k]) for k in ("videos", "scored", "skipped", "events", "video_seconds")}
-    with mlflow.start_run(run_name="scoring") as run, tempfile.TemporaryDirectory(prefix="cplvad-scoring-") as tmp:
+    with (
+        mlflow.start_run(run_name="scoring") as run,
+        tempfile.TemporaryDirectory(prefix="cplvad-scoring-") as tmp,
+    ):
         mlflow.set_tags({"cplvad.run": "scoring", "cplvad.output": sink.uri("").rstrip("/")})
         mlflow.log_params({k: "" if v is None else v for k, v in params.items()})
         mlflow.log_metrics({**metrics, "failed": float(len(record["failed"]))})
@@ -124,4 +141,3 @@ def _log_run(record: dict[str, Any], sink: Sink, config: Config) -> str:
         (Path(tmp) / "scoring.json").write_text(json.dumps(record, indent=2, default=str))
         mlflow.log_artifact(str(Path(tmp) / "scoring.json"))
         return run.info.run_id
-

@@ -81,15 +81,20 @@ class SlidingScorer:
         starts = np.maximum(0, ends - self.n + 1)
         binary, classes = [], []
         for s in range(0, len(targets), self.batch_size):
-            b, c = self._score_windows(starts[s : s + self.batch_size] - first, ends[s : s + self.batch_size] - first,
-                                       targets[s : s + self.batch_size] - first)
+            b, c = self._score_windows(
+                starts[s : s + self.batch_size] - first,
+                ends[s : s + self.batch_size] - first,
+                targets[s : s + self.batch_size] - first,
+            )
             binary.append(b)
             classes.append(c)
         self.scored = int(targets[-1]) + 1
         self._feats = self._feats[max(0, len(self._feats) - self.n) :]  # the final window needs n
         return np.concatenate(binary), np.concatenate(classes)
 
-    def _score_windows(self, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _score_windows(
+        self, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Windows [starts[i], ends[i]] of ``_feats``, each scored at targets[i]."""
         windows = np.zeros((len(starts), self.n, self._feats.shape[1]), np.float32)
         lengths = ends - starts + 1

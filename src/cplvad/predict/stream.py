@@ -20,7 +20,9 @@ from cplvad.predict.events import Event, EventTracker
 
 
 class StreamScorer:
-    def __init__(self, model: CPLVAD, device: torch.device, tracker: EventTracker, source: str = "input") -> None:
+    def __init__(
+        self, model: CPLVAD, device: torch.device, tracker: EventTracker, source: str = "input"
+    ) -> None:
         self.model = model.eval()
         self.device = device
         self.tracker = tracker
@@ -73,7 +75,9 @@ class StreamScorer:
 
     def _score(self, feats: np.ndarray) -> list[Event]:
         x, lengths = chunk(np.asarray(feats, dtype=np.float32), self.n)
-        b, c = score_chunks(self.model, torch.from_numpy(x).to(self.device), torch.from_numpy(lengths).to(self.device))
+        b, c = score_chunks(
+            self.model, torch.from_numpy(x).to(self.device), torch.from_numpy(lengths).to(self.device)
+        )
         b = b[0, : len(feats)].cpu().numpy()
         c = c[0, : len(feats)].cpu().numpy()
         self._binary.append(b)

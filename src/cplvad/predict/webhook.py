@@ -62,7 +62,9 @@ class Webhook:
             self._queue.put_nowait(payload)
         except queue.Full:
             self.stats.dropped += 1
-            self.log(f"webhook {self.display}: {self._queue.maxsize} events are waiting; an event was dropped")
+            self.log(
+                f"webhook {self.display}: {self._queue.maxsize} events are waiting; an event was dropped"
+            )
 
     def close(self, wait: float = 5.0) -> WebhookStats:
         """Deliver what is queued within ``wait`` seconds, then stop (events still queued are dropped)."""
@@ -97,8 +99,9 @@ class Webhook:
             if attempt and self._abandon.wait(self.backoff * 2 ** (attempt - 1)):
                 break
             try:
-                request = urllib.request.Request(self.url, data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     response.read()
                 self.stats.delivered += 1
@@ -108,5 +111,7 @@ class Webhook:
             except (urllib.error.URLError, OSError) as exc:
                 reason = str(getattr(exc, "reason", exc))
         self.stats.failed += 1
-        self.log(f"webhook {self.display}: gave up on a {payload.get('type', 'event')} line after "
-                 f"{self.retries + 1} attempt(s) ({reason})")
+        self.log(
+            f"webhook {self.display}: gave up on a {payload.get('type', 'event')} line after "
+            f"{self.retries + 1} attempt(s) ({reason})"
+        )

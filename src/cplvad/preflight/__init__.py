@@ -100,4 +100,11 @@ def for_tracking(config: Config) -> str:
     return _summary(start, [f"MLflow at {check_tracking(config)} writable"])
 
 
-__all__ = ["for_extraction", "for_prediction", "for_scoring", "for_tracking", "for_training", "for_training_run"]
+__all__ = [
+    "for_extraction",
+    "for_prediction",
+    "for_scoring",
+    "for_tracking",
+    "for_training",
+    "for_training_run",
+]

@@ -35,8 +35,10 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise DataError(f"{what} {path} cannot be written ({exc.strerror} in {existing}); "
-                        "choose a writable location or fix its permissions") from None
+        raise DataError(
+            f"{what} {path} cannot be written ({exc.strerror} in {existing}); "
+            "choose a writable location or fix its permissions"
+        ) from None
 
 
 def check_clip_weights(clip: ClipConfig) -> None:
@@ -50,8 +52,10 @@ def check_clip_weights(clip: ClipConfig) -> None:
         if is_tag(clip.model, clip.pretrained):  # found in (or downloaded into) the cache when first loaded
             return
         tags = ", ".join(known_tags(clip.model)) or "none for this model"
-        raise ConfigError(f"clip.pretrained {clip.pretrained!r} is neither a file nor an open_clip pretrained tag of "
-                          f"{clip.model} ({tags}); give a weights file, a tag or 'none'")
+        raise ConfigError(
+            f"clip.pretrained {clip.pretrained!r} is neither a file nor an open_clip pretrained tag of "
+            f"{clip.model} ({tags}); give a weights file, a tag or 'none'"
+        )
     check_weights_file(path, "clip.pretrained")
 
 
@@ -69,7 +73,9 @@ def check_weights_file(path: Path, what: str) -> None:
                 fh.seek(8)
                 json.loads(fh.read(length))
     except OSError as exc:
-        raise DataError(f"{what} {path} cannot be read ({exc.strerror or exc}); check its permissions") from None
+        raise DataError(
+            f"{what} {path} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
     except (zipfile.BadZipFile, struct.error, ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{what} {path} is truncated or damaged ({exc}); {remedy}") from None
     if not head:

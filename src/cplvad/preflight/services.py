@@ -27,8 +27,11 @@ from cplvad.extras import require
 from cplvad.failures import describe
 from cplvad.redact import redact
 
-FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": 1, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": 5}
+FAST_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 1,
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": 5,
+}
 """Upper bounds for the preflight's MLflow requests: at most ~11 s against a server that never answers."""
 PREFLIGHT_TAG = "cplvad.preflight"
 S3_TIMEOUT = 5
@@ -78,7 +81,9 @@ def _s3_client() -> Any:
     from botocore.config import Config as BotoConfig
 
     retries = {"total_max_attempts": 2, "mode": "standard"}
-    return boto3.client("s3", config=BotoConfig(connect_timeout=S3_TIMEOUT, read_timeout=S3_TIMEOUT, retries=retries))
+    return boto3.client(
+        "s3", config=BotoConfig(connect_timeout=S3_TIMEOUT, read_timeout=S3_TIMEOUT, retries=retries)
+    )
 
 
 def _s3_call(action: str, uri: str, call: Any, **kwargs: Any) -> Any:
@@ -87,8 +92,10 @@ def _s3_call(action: str, uri: str, call: Any, **kwargs: Any) -> Any:
     try:
         return call(**kwargs)
     except s3_exceptions() as exc:
-        raise ServiceError(f"preflight: {s3_error(action, uri, exc)}; check the bucket, the prefix and the "
-                           "AWS_* variables (AWS_ENDPOINT_URL for an S3-compatible server)") from None
+        raise ServiceError(
+            f"preflight: {s3_error(action, uri, exc)}; check the bucket, the prefix and the "
+            "AWS_* variables (AWS_ENDPOINT_URL for an S3-compatible server)"
+        ) from None
 
 
 def check_s3_readable(uri: str) -> None:

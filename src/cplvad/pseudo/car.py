@@ -48,7 +48,9 @@ def aggregate_scales(x: torch.Tensor, sigma_min: float) -> torch.Tensor:
     kernel.diagonal(dim1=1, dim2=2).zero_()  # j != i
     w = kernel.sum(dim=2)  # (N, L, n)
     total = w.sum(dim=1, keepdim=True)
-    w = torch.where(total > 0, w / total.clamp(min=torch.finfo(w.dtype).tiny), torch.full_like(w, 1.0 / levels))
+    w = torch.where(
+        total > 0, w / total.clamp(min=torch.finfo(w.dtype).tiny), torch.full_like(w, 1.0 / levels)
+    )
     return (w * x).sum(dim=1)
 
 
@@ -88,7 +90,9 @@ def drop_short_runs(b: torch.Tensor, min_length: int) -> torch.Tensor:
     return b & (ends - starts + 1 >= min_length)
 
 
-def topk_fallback(b: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
+def topk_fallback(
+    b: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, abnormal: torch.Tensor
+) -> torch.Tensor:
     """Abnormal videos without any run keep their top-k snippets (k = floor(V/16) + 1)."""
     empty = abnormal & ~b.any(dim=1)
     if not empty.any():
@@ -210,7 +214,9 @@ def refine(
     return label_runs(scores, valid, abnormal, cfg)
 
 
-def label_runs(scores: torch.Tensor, valid: torch.Tensor, abnormal: torch.Tensor, cfg: CarConfig) -> torch.Tensor:
+def label_runs(
+    scores: torch.Tensor, valid: torch.Tensor, abnormal: torch.Tensor, cfg: CarConfig
+) -> torch.Tensor:
     """The rule after the scale aggregation: (N, n) aggregated scores -> runs -> flat-Gaussian labels."""
     keep = valid & abnormal[:, None]
     if cfg.rule == "official":

@@ -49,8 +49,14 @@ class PseudoLabels:
     @classmethod
     def load(cls, path: str | Path) -> PseudoLabels:
         d = load_npz(path, KEYS, "pseudo labels", "regenerate them with `cplvad pseudo-labels`")
-        return cls([str(k) for k in d["keys"]], d["lengths"], d["abnormal"], d["pseudo_b"], d["pseudo_c"],
-                   json.loads(str(d["car"])))
+        return cls(
+            [str(k) for k in d["keys"]],
+            d["lengths"],
+            d["abnormal"],
+            d["pseudo_b"],
+            d["pseudo_c"],
+            json.loads(str(d["car"])),
+        )
 
     def digest(self) -> str:
         h = hashlib.sha256("\n".join(self.keys).encode("utf-8", NAME_ERRORS))
@@ -58,7 +64,9 @@ class PseudoLabels:
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()
 
-    def check_matches(self, keys: list[str], lengths: np.ndarray, n: int, source: str = "pseudo labels") -> None:
+    def check_matches(
+        self, keys: list[str], lengths: np.ndarray, n: int, source: str = "pseudo labels"
+    ) -> None:
         """Refuse labels made for another training list (or another n)."""
         if self.keys != keys:
             ours, theirs = set(keys), set(self.keys)
@@ -92,14 +100,21 @@ class PseudoLabels:
 
 @torch.no_grad()
 def generate(
-    model: CPLVAD, data: TrainingSet, car: CarConfig, device: torch.device, batch_size: int = 64, progress: bool = True
+    model: CPLVAD,
+    data: TrainingSet,
+    car: CarConfig,
+    device: torch.device,
+    batch_size: int = 64,
+    progress: bool = True,
 ) -> PseudoLabels:
     """Score every training sample with the stage-1 model and refine both branches with CAR."""
     model.eval().to(device)
     n = data.features.shape[1]
     out_b, out_c = [], []
     order = torch.arange(len(data))
-    for start in tqdm(range(0, len(data), batch_size), desc="pseudo labels", unit="batch", disable=not progress):
+    for start in tqdm(
+        range(0, len(data), batch_size), desc="pseudo labels", unit="batch", disable=not progress
+    ):
         idx = order[start : start + batch_size]
         x = data.features[idx].to(device)
         mask = data.masks(idx).to(device)

@@ -44,7 +44,7 @@ def open_parent(config: Config, *, run_name: str = "pipeline", tags: dict[str, s
     run = client.create_run(experiment_id, run_name=dvc.get("dvc.exp_name", run_name), tags=tags)
     params = [mlflow.entities.Param(k, str(v)) for k, v in config.flat().items()]
     for i in range(0, len(params), MAX_PARAMS_PER_CALL):
-        client.log_batch(run.info.run_id, params=params[i:i + MAX_PARAMS_PER_CALL])
+        client.log_batch(run.info.run_id, params=params[i : i + MAX_PARAMS_PER_CALL])
     return run.info.run_id
 
 
@@ -66,9 +66,16 @@ def _parent_by_key(config: Config, key: str) -> str:
     if not re.fullmatch(r"[\w.:-]+", key):
         raise ConfigError(f"${PIPELINE_RUN_ENV} = {key!r}: use letters, digits, '.', ':', '_' or '-'")
     experiment_id = setup_mlflow(config)
-    found = mlflow_module().MlflowClient().search_runs(
-        [experiment_id], f"tags.`{PIPELINE_RUN_TAG}` = '{key}'", order_by=["attributes.start_time ASC"],
-        max_results=1)
+    found = (
+        mlflow_module()
+        .MlflowClient()
+        .search_runs(
+            [experiment_id],
+            f"tags.`{PIPELINE_RUN_TAG}` = '{key}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1,
+        )
+    )
     return found[0].info.run_id if found else open_parent(config, tags={PIPELINE_RUN_TAG: key})
 
 
@@ -96,8 +103,10 @@ def log_outcome(run_id: str, tags: dict[str, str], metrics: dict[str, float | No
     entities = mlflow_module().entities
     stamp = int(time.time() * 1000)
     mlflow_module().MlflowClient().log_batch(
-        run_id, metrics=[entities.Metric(k, float(v), stamp, 0) for k, v in metrics.items() if v is not None],
-        tags=[entities.RunTag(k, v) for k, v in tags.items()])
+        run_id,
+        metrics=[entities.Metric(k, float(v), stamp, 0) for k, v in metrics.items() if v is not None],
+        tags=[entities.RunTag(k, v) for k, v in tags.items()],
+    )
 
 
 def close_parent(run_id: str, status: str = "FINISHED") -> None:

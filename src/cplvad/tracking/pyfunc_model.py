@@ -24,7 +24,9 @@ class CplvadPyfunc(PythonModel):
 
         try:
             videos = read_batch(model_input, self.meta.feature_dim)
-        except ValueError as exc:  # the scoring server shows this type's message (HTTP 400), not a generic one
+        except (
+            ValueError
+        ) as exc:  # the scoring server shows this type's message (HTTP 400), not a generic one
             raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from None
         return score_batch(self.model, self.meta.classes, videos, self.device)
 

@@ -20,8 +20,20 @@ CANDIDATE, CHAMPION = "candidate", "champion"
 MODEL_ARTIFACT = "model"
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-RUNTIME_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "pydantic", "pyyaml", "click", "rich", "tqdm",
-                    "matplotlib", "open_clip_torch", "mlflow")
+RUNTIME_PACKAGES = (
+    "torch",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "pydantic",
+    "pyyaml",
+    "click",
+    "rich",
+    "tqdm",
+    "matplotlib",
+    "open_clip_torch",
+    "mlflow",
+)
 VALIDATION_KEY = "validation"
 """``meta.json`` ``extra.validation`` of a model trained with a validation split:
 ``{"video_auc": <percent>, "videos": <int>, "fraction": <float>}``."""
@@ -39,7 +51,12 @@ def _requirements() -> list[str]:
 
 
 def register_model(
-    model_dir: str | Path, run_id: str, config: Config, *, dataset: str, metrics: dict[str, float | None],
+    model_dir: str | Path,
+    run_id: str,
+    config: Config,
+    *,
+    dataset: str,
+    metrics: dict[str, float | None],
     data_checksum: str | None = None,
 ) -> str:
     """Log the model directory as a pyfunc model in ``run_id`` (with its signature and an input example),
@@ -102,19 +119,25 @@ def promote(config: Config, metric: str = "frame_auc_binary") -> Promotion:
 
     cand = by_alias(CANDIDATE)
     if cand is None:
-        raise CplvadError(f"registered model {name!r} has no '{CANDIDATE}' version; run the pipeline (or `cplvad track`) first")
+        raise CplvadError(
+            f"registered model {name!r} has no '{CANDIDATE}' version; run the pipeline (or `cplvad track`) first"
+        )
     champ = by_alias(CHAMPION)
     key = _decisive_tag(cand, champ, metric)
     if key not in cand.tags:
-        raise CplvadError(f"{name} version {cand.version} has no {metric!r}; recorded: "
-                          f"{sorted(k[7:] for k in cand.tags if k.startswith('metric.'))}")
+        raise CplvadError(
+            f"{name} version {cand.version} has no {metric!r}; recorded: "
+            f"{sorted(k[7:] for k in cand.tags if k.startswith('metric.'))}"
+        )
     value = float(cand.tags[key])
     label = key.removeprefix("metric.")
 
     def result(promoted: bool, reason: str) -> Promotion:
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, cand.version)
-        return Promotion(promoted, reason, cand.version, cand.version if promoted else champ and champ.version)
+        return Promotion(
+            promoted, reason, cand.version, cand.version if promoted else champ and champ.version
+        )
 
     if champ is None:
         return result(True, f"no champion yet: version {cand.version} ({label} {value:.2f}) becomes champion")
@@ -126,11 +149,17 @@ def promote(config: Config, metric: str = "frame_auc_binary") -> Promotion:
     margin = config.tracking.promote_min_delta
     gain = value - best
     if gain > 0 and gain >= margin:
-        return result(True, f"version {cand.version} beats champion version {champ.version} on {label}: "
-                            f"{value:.2f} vs {best:.2f} (+{gain:.2f}, margin {margin:g}); promoted")
-    return result(False, f"version {cand.version} does not beat champion version {champ.version} on {label} by the "
-                         f"margin tracking.promote_min_delta = {margin:g}: {value:.2f} vs {best:.2f} ({gain:+.2f}); "
-                         "champion kept")
+        return result(
+            True,
+            f"version {cand.version} beats champion version {champ.version} on {label}: "
+            f"{value:.2f} vs {best:.2f} (+{gain:.2f}, margin {margin:g}); promoted",
+        )
+    return result(
+        False,
+        f"version {cand.version} does not beat champion version {champ.version} on {label} by the "
+        f"margin tracking.promote_min_delta = {margin:g}: {value:.2f} vs {best:.2f} ({gain:+.2f}); "
+        "champion kept",
+    )
 
 
 def _decisive_tag(cand: Any, champ: Any | None, metric: str) -> str:
@@ -145,13 +174,17 @@ def _other_data(cand: Any, champ: Any) -> str | None:
     ours, theirs = cand.tags.get("data_checksum"), champ.tags.get("data_checksum")
     if not ours or not theirs:
         unknown = ", ".join(str(v.version) for v, checksum in ((cand, ours), (champ, theirs)) if not checksum)
-        return (f"not comparable: version(s) {unknown} carry no data checksum (registered without `cplvad track`, "
-                "or before checksums were recorded), so the data they were evaluated on is unknown; champion kept")
+        return (
+            f"not comparable: version(s) {unknown} carry no data checksum (registered without `cplvad track`, "
+            "or before checksums were recorded), so the data they were evaluated on is unknown; champion kept"
+        )
     if ours != theirs:
-        return (f"not comparable: the candidate (version {cand.version}, dataset {cand.tags.get('dataset')!r}, data "
-                f"checksum {ours[:12]}) and the champion (version {champ.version}, dataset "
-                f"{champ.tags.get('dataset')!r}, data checksum {theirs[:12]}) were evaluated on different data; "
-                "champion kept")
+        return (
+            f"not comparable: the candidate (version {cand.version}, dataset {cand.tags.get('dataset')!r}, data "
+            f"checksum {ours[:12]}) and the champion (version {champ.version}, dataset "
+            f"{champ.tags.get('dataset')!r}, data checksum {theirs[:12]}) were evaluated on different data; "
+            "champion kept"
+        )
     return None
 
 
@@ -182,5 +215,7 @@ def resolve_model(model: str | Path, config: Config) -> Path:
         mlmodel = yaml.safe_load((local / "MLmodel").read_text())
         model_dir = local / mlmodel["flavors"]["python_function"]["artifacts"]["model_dir"]["path"]
     except (OSError, KeyError, TypeError, yaml.YAMLError):
-        raise CplvadError(f"{text} is not a cplvad model (its MLmodel names no 'model_dir' artifact)") from None
+        raise CplvadError(
+            f"{text} is not a cplvad model (its MLmodel names no 'model_dir' artifact)"
+        ) from None
     return model_dir

@@ -58,7 +58,7 @@ def absolute_sqlite(uri: str) -> str:
     """``sqlite:///mlflow.db`` -> ``sqlite:////<project root>/mlflow.db``: the store does not move with the cwd."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(project_root() / uri[len(prefix):])
+        return prefix + str(project_root() / uri[len(prefix) :])
     return uri
 
 
@@ -71,13 +71,19 @@ def use_tracking_uri(uri: str) -> None:
 
 def experiment_name(config: Config) -> str:
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or config.tracking.experiment
+
+
 def artifact_location(config: Config, tracking_uri: str) -> str | None:
     """Where a new experiment keeps its artifacts: the configured location (a relative path anchored at the
     project root), else ``<project root>/mlruns`` for a local SQLite store (MLflow's ``./mlruns``, anchored)."""
     location = config.tracking.artifact_location
     if location is None:
         return (project_root() / "mlruns").as_uri() if tracking_uri.startswith("sqlite:") else None
-    return location if "://" in location or Path(location).is_absolute() else (project_root() / location).as_uri()
+    return (
+        location
+        if "://" in location or Path(location).is_absolute()
+        else (project_root() / location).as_uri()
+    )
 
 
 def setup_mlflow(config: Config) -> str:
@@ -104,7 +110,9 @@ def dvc_experiment_tags() -> dict[str, str]:
 def git_commit(cwd: str | Path = ".") -> str | None:
     """HEAD of the checkout at ``cwd``, else ``$CPLVAD_SOURCE_COMMIT``, else None."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         out = None
     if out is not None and out.returncode == 0:
@@ -147,14 +155,17 @@ class StageRun:
         if self.run_id is None:
             client = mlflow_module().MlflowClient()
             experiment_id = client.get_run(self.parent_id).info.experiment_id
-            run = client.create_run(experiment_id, run_name=self.name,
-                                    tags={PARENT_TAG: self.parent_id, STAGE_TAG: self.name})
+            run = client.create_run(
+                experiment_id, run_name=self.name, tags={PARENT_TAG: self.parent_id, STAGE_TAG: self.name}
+            )
             self.run_id = run.info.run_id
         return self.run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
         if self._live:
-            mlflow_module().MlflowClient().log_batch(self._run(), params=[_param(k, v) for k, v in params.items()])
+            mlflow_module().MlflowClient().log_batch(
+                self._run(), params=[_param(k, v) for k, v in params.items()]
+            )
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         if self._live and metrics:
@@ -177,10 +188,15 @@ class StageRun:
         if not self._live:
             return
         try:
-            self.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+            self.log_metrics(
+                {f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"])
+            )
         except Exception as exc:  # MLflow raises its own and the HTTP client's exceptions
-            log.warning("MLflow stopped taking the losses of %s (%s); they are logged when the pipeline ends",
-                        self.name, exc)
+            log.warning(
+                "MLflow stopped taking the losses of %s (%s); they are logged when the pipeline ends",
+                self.name,
+                exc,
+            )
             self._live = False
 
     def end(self, status: str) -> None:
@@ -213,9 +229,16 @@ def stage_run(name: str, parent_id: str | None) -> Iterator[StageRun]:
 def record_extraction(run: StageRun, report: ExtractionReport, list_name: str) -> None:
     """An extraction (one video list): counts, speed, and its manifest when it is a local file."""
     run.log_params({"list": list_name})
-    run.log_metrics({"videos": report.selected, "extracted": report.extracted, "skipped": report.skipped,
-                     "failed": len(report.failed), "seconds": report.seconds,
-                     "frames_per_second": report.frames / max(report.seconds, 1e-9)})
+    run.log_metrics(
+        {
+            "videos": report.selected,
+            "extracted": report.extracted,
+            "skipped": report.skipped,
+            "failed": len(report.failed),
+            "seconds": report.seconds,
+            "frames_per_second": report.frames / max(report.seconds, 1e-9),
+        }
+    )
     manifest = report.sink.uri(report.names.manifest)
     if not is_s3(manifest):
         run.log_artifact(Path(manifest))
@@ -231,7 +254,9 @@ def record_model(run: StageRun, model_dir: Path, *, history: bool) -> None:
         run.log_metrics({"calibrated_threshold": calibration["threshold"]})
     if history:
         for record in _read_json(model_dir / "history.json") or []:
-            run.log_metrics({f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+            run.log_metrics(
+                {f"train_{k}": v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"])
+            )
     for name in ("meta.json", "history.json", "config.json"):
         run.log_artifact(model_dir / name)
 
@@ -241,8 +266,9 @@ def record_pseudo_labels(run: StageRun, pseudo: PseudoLabels) -> None:
     run.log_metrics(pseudo.stats())
 
 
-def record_evaluation(run: StageRun, metrics: dict[str, float | None], metrics_file: Path | None,
-                      plots: Path | None) -> None:
+def record_evaluation(
+    run: StageRun, metrics: dict[str, float | None], metrics_file: Path | None, plots: Path | None
+) -> None:
     run.log_metrics({k: v for k, v in metrics.items() if v is not None})
     if metrics_file is not None:
         run.log_artifact(metrics_file)

@@ -31,16 +31,26 @@ def signature() -> Any:
     types = mlflow_module().types
     schema, col, array, dtype = types.Schema, types.ColSpec, types.schema.Array, types.DataType
     return mlflow_module().models.ModelSignature(
-        inputs=schema([col(array(array(dtype.double)), "features"), col(dtype.string, "name", required=False)]),
-        outputs=schema([col(dtype.string, "name"), col(array(dtype.double), "anomaly"),
-                        col(array(array(dtype.double)), "classes"), col(array(dtype.string), "class_names")]),
+        inputs=schema(
+            [col(array(array(dtype.double)), "features"), col(dtype.string, "name", required=False)]
+        ),
+        outputs=schema(
+            [
+                col(dtype.string, "name"),
+                col(array(dtype.double), "anomaly"),
+                col(array(array(dtype.double)), "classes"),
+                col(array(dtype.string), "class_names"),
+            ]
+        ),
     )
 
 
 def input_example(feature_dim: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
-    return [{"name": f"video{i}", "features": rng.normal(size=(t, feature_dim)).round(3).tolist()}
-            for i, t in enumerate(EXAMPLE_LENGTHS)]
+    return [
+        {"name": f"video{i}", "features": rng.normal(size=(t, feature_dim)).round(3).tolist()}
+        for i, t in enumerate(EXAMPLE_LENGTHS)
+    ]
 
 
 def _rows(model_input: Any) -> list[Mapping[str, Any]]:
@@ -58,21 +68,30 @@ def read_batch(model_input: Any, feature_dim: int) -> list[tuple[str, np.ndarray
         name = row.get("name")
         name = f"video{i}" if name is None or (isinstance(name, float) and np.isnan(name)) else str(name)
         if "features" not in row:
-            raise ValueError(f"row {i} ({name}) has no 'features'; send one row per video with its (T, D) features")
+            raise ValueError(
+                f"row {i} ({name}) has no 'features'; send one row per video with its (T, D) features"
+            )
         try:  # rows may arrive as lists, arrays, or an object array of 1-d arrays
             feats = np.stack([np.asarray(r, dtype=np.float32) for r in row["features"]])
         except (TypeError, ValueError):
-            raise ValueError(f"row {i} ({name}): 'features' is not a non-empty (T, D) array of numbers") from None
+            raise ValueError(
+                f"row {i} ({name}): 'features' is not a non-empty (T, D) array of numbers"
+            ) from None
         if feats.ndim != 2 or feats.shape[1] != feature_dim:
-            raise ValueError(f"row {i} ({name}): features of shape {feats.shape}; this model scores (T, {feature_dim}) "
-                             "snippet features with T >= 1")
+            raise ValueError(
+                f"row {i} ({name}): features of shape {feats.shape}; this model scores (T, {feature_dim}) "
+                "snippet features with T >= 1"
+            )
         videos.append((name, feats))
     if not videos:
         raise ValueError("the request holds no videos")
     return videos
 
 
-def score_batch(model: CPLVAD, class_names: list[str], videos: list[tuple[str, np.ndarray]],
-                device: torch.device) -> list[dict[str, Any]]:
-    return [{"name": name, "anomaly": anomaly, "classes": classes, "class_names": class_names}
-            for name, anomaly, classes in score_videos(model, videos, device)]
+def score_batch(
+    model: CPLVAD, class_names: list[str], videos: list[tuple[str, np.ndarray]], device: torch.device
+) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "anomaly": anomaly, "classes": classes, "class_names": class_names}
+        for name, anomaly, classes in score_videos(model, videos, device)
+    ]

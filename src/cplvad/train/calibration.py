@@ -23,7 +23,11 @@ CALIBRATION_KEY = "calibration"
 
 
 def calibrate(
-    model_dir: str | Path, dataset: Dataset, false_alarm_rate: float, device: torch.device, progress: bool = True
+    model_dir: str | Path,
+    dataset: Dataset,
+    false_alarm_rate: float,
+    device: torch.device,
+    progress: bool = True,
 ) -> dict[str, float | int]:
     """Score every normal training video (first crop, full length) and store the threshold in meta.json."""
     model, _, _ = load_model(model_dir, device)
@@ -36,10 +40,18 @@ def calibrate(
         for video, path in zip(normal, paths, strict=True):
             yield video.name, load_features(path, expected_dim=model.feature_dim)
 
-    scores = np.concatenate([
-        b for _, b, _ in tqdm(score_videos(model, videos(), device), total=len(normal), desc="calibrating",
-                              unit="video", disable=not progress)
-    ])
+    scores = np.concatenate(
+        [
+            b
+            for _, b, _ in tqdm(
+                score_videos(model, videos(), device),
+                total=len(normal),
+                desc="calibrating",
+                unit="video",
+                disable=not progress,
+            )
+        ]
+    )
     result = {
         "threshold": float(np.quantile(scores, 1.0 - false_alarm_rate)),
         "false_alarm_rate": false_alarm_rate,

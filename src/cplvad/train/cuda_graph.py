@@ -17,7 +17,9 @@ StepFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 class GraphedStep:
     """``step(idx) -> parts``: copy the batch indices in, replay the graph, return its static outputs."""
 
-    def __init__(self, step_fn: StepFn, optimizer: torch.optim.Optimizer, example_idx: torch.Tensor, warmup: int = 3):
+    def __init__(
+        self, step_fn: StepFn, optimizer: torch.optim.Optimizer, example_idx: torch.Tensor, warmup: int = 3
+    ):
         self.static_idx = example_idx.clone()
         self._warm_up(step_fn, optimizer, warmup)
         self.graph = torch.cuda.CUDAGraph()
@@ -31,8 +33,10 @@ class GraphedStep:
         """Run a few steps on a side stream (required before capture) without changing the training:
         learning rate 0, and the optimizer state put back afterwards."""
         saved_lr = [g["lr"] for g in optimizer.param_groups]
-        saved_state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
-                       for p, s in optimizer.state.items()}
+        saved_state = {
+            p: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
+            for p, s in optimizer.state.items()
+        }
         for g in optimizer.param_groups:
             g["lr"] = 0.0
         try:

@@ -56,8 +56,14 @@ class TrainingSet:
     def subset(self, idx: torch.Tensor) -> TrainingSet:
         """The samples at ``idx``, in that order."""
         pick = idx.tolist()
-        return TrainingSet(self.features[idx], self.lengths[idx], self.labels[idx], self.abnormal[idx],
-                           [self.keys[i] for i in pick], [self.videos[i] for i in pick] if self.videos else [])
+        return TrainingSet(
+            self.features[idx],
+            self.lengths[idx],
+            self.labels[idx],
+            self.abnormal[idx],
+            [self.keys[i] for i in pick],
+            [self.videos[i] for i in pick] if self.videos else [],
+        )
 
     def check_trainable(self, source: str) -> None:
         n_abnormal = int(self.abnormal.sum())
@@ -79,7 +85,9 @@ def load_training_set(dataset: Dataset, n: int, progress: bool = True) -> Traini
     samples = train.samples()  # locates every file first: a missing one fails before any reading
     feats, lengths, labels, abnormal, keys, videos = [], [], [], [], [], []
     dim: int | None = None
-    for video_idx, row, path in tqdm(samples, desc="loading training features", unit="crop", disable=not progress):
+    for video_idx, row, path in tqdm(
+        samples, desc="loading training features", unit="crop", disable=not progress
+    ):
         video = train.videos[video_idx]
         arr = load_features(path, expected_dim=dim)
         dim = arr.shape[1]
@@ -102,7 +110,9 @@ def load_training_set(dataset: Dataset, n: int, progress: bool = True) -> Traini
     return ts
 
 
-def batches(abnormal: torch.Tensor, batch_size: int, balanced: bool, rng: np.random.Generator) -> Iterator[torch.Tensor]:
+def batches(
+    abnormal: torch.Tensor, batch_size: int, balanced: bool, rng: np.random.Generator
+) -> Iterator[torch.Tensor]:
     """One epoch of sample indices.
 
     Balanced: each batch holds batch_size/2 abnormal and batch_size/2 normal samples; the epoch covers the

@@ -71,9 +71,13 @@ class TrainResult:
     def summary(self) -> dict[str, float | int | bool]:
         """Flat facts of the run, e.g. for artifact metadata: epochs, seconds, resumption, final losses."""
         last = self.history[-1] if self.history else {}
-        return {"epochs": len(self.history), "seconds": round(self.seconds, 1), "skipped": self.skipped,
-                "resumed_from_epoch": self.resumed_from,
-                **{f"final_{k}": v for k, v in last.items() if k != "epoch"}}
+        return {
+            "epochs": len(self.history),
+            "seconds": round(self.seconds, 1),
+            "skipped": self.skipped,
+            "resumed_from_epoch": self.resumed_from,
+            **{f"final_{k}": v for k, v in last.items() if k != "epoch"},
+        }
 
 
 EpochHook = Callable[[dict[str, float]], None]
@@ -117,8 +121,15 @@ class _Targets:
 
 
 def _step_loss(
-    model: CPLVAD, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, abnormal: torch.Tensor,
-    targets: _Targets | None, idx: torch.Tensor, config: Config, autocast: Any,
+    model: CPLVAD,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    abnormal: torch.Tensor,
+    targets: _Targets | None,
+    idx: torch.Tensor,
+    config: Config,
+    autocast: Any,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The step's loss and its parts (detached, still on the device: no synchronisation here)."""
     with autocast:
@@ -132,10 +143,14 @@ def _step_loss(
         cfg = config.stage2
         focal = torch.zeros((), device=x.device)
         if targets.for_b is not None:
-            focal = focal + level_focal(binary, out.mask, targets.for_b[idx], mask, cfg.focal_gamma, cfg.focal_alpha)
+            focal = focal + level_focal(
+                binary, out.mask, targets.for_b[idx], mask, cfg.focal_gamma, cfg.focal_alpha
+            )
         if targets.for_c is not None:
             z = abnormality_logit(classes)
-            focal = focal + level_focal(z, out.mask, targets.for_c[idx], mask, cfg.focal_gamma, cfg.focal_alpha)
+            focal = focal + level_focal(
+                z, out.mask, targets.for_c[idx], mask, cfg.focal_gamma, cfg.focal_alpha
+            )
         loss = loss + cfg.focal_weight * focal
         parts["focal"] = focal.detach()
     parts["loss"] = loss.detach()
@@ -202,11 +217,18 @@ def train(
     save_model(session.model, config, session.meta, out_dir)
     write_json(out_dir / HISTORY_FILE, session.history)
     (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    return TrainResult(out_dir, session.history, skipped=False, seconds=time.perf_counter() - t0,
-                       resumed_from=session.start_epoch)
+    return TrainResult(
+        out_dir,
+        session.history,
+        skipped=False,
+        seconds=time.perf_counter() - t0,
+        resumed_from=session.start_epoch,
+    )
 
 
-def _check_inputs(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLabels | None) -> _Targets | None:
+def _check_inputs(
+    config: Config, data: TrainingSet, stage: int, pseudo: PseudoLabels | None
+) -> _Targets | None:
     """Refuse what cannot be trained; the stage-2 targets aligned with the samples."""
     if stage not in (1, 2):
         raise DataError(f"stage must be 1 or 2, got {stage}")
@@ -293,7 +315,9 @@ def _read_history(out_dir: Path) -> list[dict[str, float]]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def _new_session(config: Config, data: TrainingSet, stage: int, classes: list[str], dataset_name: str) -> _Session:
+def _new_session(
+    config: Config, data: TrainingSet, stage: int, classes: list[str], dataset_name: str
+) -> _Session:
     """A fresh model and optimizer on the configured device; the batch order's generator."""
     device = resolve_device(config.train.device, "train.device")
     model, meta = create_model(config, classes, data.feature_dim, stage, dataset_name)
@@ -327,8 +351,12 @@ def _resume_or_start(new_session: Callable[[], _Session], out_dir: Path, fp: str
             return session
         except (DataError, KeyError, TypeError, ValueError, RuntimeError) as exc:
             reason = str(exc).split("; ")[0] if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
-            log.warning("cannot resume from %s (%s); kept as %s, training starts again from epoch 1",
-                        ckpt_path, reason, set_aside(ckpt_path).name)
+            log.warning(
+                "cannot resume from %s (%s); kept as %s, training starts again from epoch 1",
+                ckpt_path,
+                reason,
+                set_aside(ckpt_path).name,
+            )
             session = new_session()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / FINGERPRINT_FILE).write_text(fp + "\n")
@@ -356,7 +384,9 @@ def _step_runner(session: _Session, config: Config, data: TrainingSet, targets: 
     use_amp = device.type == "cuda" and config.train.amp
     # the autocast weight cache cannot live across graph replays
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not session.use_graph) if use_amp else nullcontext()
+        torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not session.use_graph)
+        if use_amp
+        else nullcontext()
     )
     features = data.features.to(device) if device.type == "cuda" else data.features
     labels, abnormal = data.labels.to(device), data.abnormal.to(device)
@@ -367,7 +397,9 @@ def _step_runner(session: _Session, config: Config, data: TrainingSet, targets: 
 
     def step_fn(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mask = positions < lengths[idx][:, None]
-        return _step_loss(model, features[idx], mask, labels[idx], abnormal[idx], targets, idx, config, autocast)
+        return _step_loss(
+            model, features[idx], mask, labels[idx], abnormal[idx], targets, idx, config, autocast
+        )
 
     graphed: GraphedStep | None = None
 
@@ -387,7 +419,14 @@ def _step_runner(session: _Session, config: Config, data: TrainingSet, targets: 
 
 
 def _run_epoch(
-    session: _Session, step: Step, config: Config, data: TrainingSet, *, epoch: int, stage: int, progress: bool
+    session: _Session,
+    step: Step,
+    config: Config,
+    data: TrainingSet,
+    *,
+    epoch: int,
+    stage: int,
+    progress: bool,
 ) -> dict[str, float]:
     """One pass over the balanced batches; the epoch's mean loss parts and its duration."""
     session.model.train()
@@ -396,8 +435,13 @@ def _run_epoch(
     on_device = torch.cat(epoch_batches).to(session.device).split([len(b) for b in epoch_batches])
     sums: dict[str, torch.Tensor] = {}
     seen = 0
-    bar = tqdm(on_device, desc=f"stage {stage} epoch {epoch + 1}/{config.train.epochs}", unit="batch",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        on_device,
+        desc=f"stage {stage} epoch {epoch + 1}/{config.train.epochs}",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    )
     tick = time.perf_counter()
     for i, idx in enumerate(bar):
         parts = step(idx)
@@ -405,11 +449,19 @@ def _run_epoch(
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v * len(idx)
         if progress and i % LOG_EVERY == 0:  # reading the loss synchronises the GPU: not every step
-            bar.set_postfix(loss=f"{parts['loss'].item():.4f}", videos_s=f"{seen / (time.perf_counter() - tick):.0f}")
-    record = {"epoch": epoch + 1, **{k: v.item() / seen for k, v in sums.items()}, "seconds": time.perf_counter() - tick}
+            bar.set_postfix(
+                loss=f"{parts['loss'].item():.4f}", videos_s=f"{seen / (time.perf_counter() - tick):.0f}"
+            )
+    record = {
+        "epoch": epoch + 1,
+        **{k: v.item() / seen for k, v in sums.items()},
+        "seconds": time.perf_counter() - tick,
+    }
     if progress:
-        tqdm.write(f"stage {stage} epoch {epoch + 1}: " + ", ".join(
-            f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
+        tqdm.write(
+            f"stage {stage} epoch {epoch + 1}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds"))
+        )
     return record
 
 

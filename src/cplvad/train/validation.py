@@ -36,8 +36,9 @@ class Split:
     videos: int
 
 
-def _held_out_in_group(videos: list[str], patterns: dict[str, tuple[int, ...]], count: int,
-                       rng: np.random.Generator) -> list[str]:
+def _held_out_in_group(
+    videos: list[str], patterns: dict[str, tuple[int, ...]], count: int, rng: np.random.Generator
+) -> list[str]:
     """``count`` videos of one group (normal or abnormal), spread over its classes in proportion.
 
     Each class is shuffled; its i-th video gets the rank (i + 0.5) / class size, and the lowest ranks are
@@ -76,7 +77,9 @@ def hold_out(data: TrainingSet, fraction: float, seed: int) -> Split:
             )
         held.update(_held_out_in_group(group, patterns, count, rng))
     is_held = torch.tensor([v in held for v in owners])
-    return Split(train=torch.nonzero(~is_held).flatten(), validation=torch.nonzero(is_held).flatten(), videos=len(held))
+    return Split(
+        train=torch.nonzero(~is_held).flatten(), validation=torch.nonzero(is_held).flatten(), videos=len(held)
+    )
 
 
 @torch.no_grad()

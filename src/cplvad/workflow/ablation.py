@@ -59,7 +59,11 @@ VALIDATION_COLUMN = "val_video_auc"
 
 
 def run_ablation(
-    dataset_path: str | Path, out_dir: str | Path, config: Config, progress: bool = True, track: bool = True,
+    dataset_path: str | Path,
+    out_dir: str | Path,
+    config: Config,
+    progress: bool = True,
+    track: bool = True,
     seeds: Sequence[int] | None = None,
 ) -> list[dict[str, object]]:
     """The grid with ``config.seed``, or once per seed of ``seeds`` (rows then hold means, ``<column>_std``
@@ -94,10 +98,14 @@ def run_grid(dataset_path: str | Path, out: Path, config: Config, progress: bool
         if row.supervision is None:
             model_dir = stage1
         else:
-            cfg = config.model_copy(update={"stage2": config.stage2.model_copy(update={"supervision": row.supervision})})
+            cfg = config.model_copy(
+                update={"stage2": config.stage2.model_copy(update={"supervision": row.supervision})}
+            )
             model_dir = out / row.slug
             train_stage(dataset_path, model_dir, cfg, stage=2, pseudo_path=pseudo[row.car], progress=progress)
-        metrics = evaluate(dataset_path, model_dir, config, metrics_out=model_dir / "metrics.json", progress=progress).metrics
+        metrics = evaluate(
+            dataset_path, model_dir, config, metrics_out=model_dir / "metrics.json", progress=progress
+        ).metrics
         rows.append({**_record(row, metrics), **_validation_auc(model_dir)})
     return rows
 
@@ -153,10 +161,18 @@ def write_reports(rows: list[dict[str, object]], out: Path) -> None:
     lines += [f"| {r['row']} | " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
     if seeds:
         lines[:0] = [f"Mean ± sample standard deviation over seeds {', '.join(seeds)}.", ""]
-        lines += ["", "Per seed:", "", "| setting | seed | " + " | ".join(headers) + " |",
-                  "| --- | ---: |" + " ---: |" * len(columns)]
-        lines += [f"| {r['row']} | {s} | " + " | ".join(_fmt(r["per_seed"][s][c]) for c in columns) + " |"
-                  for r in rows for s in seeds]
+        lines += [
+            "",
+            "Per seed:",
+            "",
+            "| setting | seed | " + " | ".join(headers) + " |",
+            "| --- | ---: |" + " ---: |" * len(columns),
+        ]
+        lines += [
+            f"| {r['row']} | {s} | " + " | ".join(_fmt(r["per_seed"][s][c]) for c in columns) + " |"
+            for r in rows
+            for s in seeds
+        ]
     write_text(out / "ablation.md", "\n".join(lines) + "\n")
     save_png(_chart(rows), out / "ablation.png")
 
@@ -194,8 +210,15 @@ def _chart(rows: list[dict[str, object]]) -> Figure:
     x = np.arange(len(rows))
     for j, col in enumerate(COLUMNS):
         std = [r.get(f"{col}_std") or 0 for r in rows]
-        ax.bar(x + (j - (len(COLUMNS) - 1) / 2) * width, [r[col] or 0 for r in rows], width, label=col,
-               yerr=std if any(std) else None, capsize=2, error_kw={"elinewidth": 0.8})
+        ax.bar(
+            x + (j - (len(COLUMNS) - 1) / 2) * width,
+            [r[col] or 0 for r in rows],
+            width,
+            label=col,
+            yerr=std if any(std) else None,
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+        )
     ax.set_xticks(x, [str(r["row"]) for r in rows], fontsize=8, rotation=12)
     ax.set_ylabel("%")
     ax.set_ylim(0, 100)
@@ -209,7 +232,9 @@ def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, c
 
     mlflow = mlflow_module()
     experiment_id = setup_mlflow(config)
-    with mlflow.start_run(experiment_id=experiment_id, run_name="ablation", tags=dataset_tags(load_dataset(dataset_path))):
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name="ablation", tags=dataset_tags(load_dataset(dataset_path))
+    ):
         mlflow.log_params(config.flat())
         for r in rows:
             with mlflow.start_run(run_name=str(r["row"]), nested=True):
@@ -217,15 +242,18 @@ def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, c
                 metrics = {c: r[c] for c in (*COLUMNS, VALIDATION_COLUMN) if c in r}
                 log_mean_std(metrics, {c: r.get(f"{c}_std") for c in metrics})
                 for seed, values in r.get("per_seed", {}).items():
-                    with mlflow.start_run(run_name=f"{r['row']}, seed {seed}", nested=True,
-                                          tags={"cplvad.seed": seed}):
+                    with mlflow.start_run(
+                        run_name=f"{r['row']}, seed {seed}", nested=True, tags={"cplvad.seed": seed}
+                    ):
                         mlflow.log_param("seed", seed)
                         mlflow.log_metrics(defined({c: values.get(c) for c in metrics}))
         for name in ("ablation.csv", "ablation.md", "ablation.png"):
             mlflow.log_artifact(str(out / name))
 
 
-def track_ablation(rows: list[dict[str, object]], out: str | Path, dataset_path: str | Path, config: Config) -> None:
+def track_ablation(
+    rows: list[dict[str, object]], out: str | Path, dataset_path: str | Path, config: Config
+) -> None:
     """Log ablation rows (as given to ``write_reports``) and the reports in ``out`` to MLflow: one parent
     run with a child run per row. For rows computed elsewhere, e.g. by parallel Kubeflow tasks."""
     _track(rows, Path(out), dataset_path, config)

@@ -81,19 +81,24 @@ def _claim(work: Path, plan: DataPlan) -> None:
     marker.write_text(selection)
 
 
-def _extract_splits(plan: DataPlan, config: Config, features: Path, *, progress: bool,
-                    log: Callable[[str], None]) -> None:
+def _extract_splits(
+    plan: DataPlan, config: Config, features: Path, *, progress: bool, log: Callable[[str], None]
+) -> None:
     from cplvad.extract.runner import extract
 
     for split, src in plan.videos.items():
         report = extract(src, str(features), config, list_name=f"{split}.csv", progress=progress, log=log)
-        log(f"{split}: extracted {report.extracted}, skipped {report.skipped} (done before), "
-            f"failed {len(report.failed)} of {report.selected} videos from {src}")
+        log(
+            f"{split}: extracted {report.extracted}, skipped {report.skipped} (done before), "
+            f"failed {len(report.failed)} of {report.selected} videos from {src}"
+        )
         if report.failed:
             examples = "; ".join(f"{k}: {v}" for k, v in list(report.failed.items())[:3])
-            raise DataError(f"{len(report.failed)} {split} video(s) of {src} failed extraction ({examples}); every "
-                            f"reason is in {report.sink.uri(report.names.manifest)}. Fix or remove them and re-run: "
-                            "finished videos are not extracted again")
+            raise DataError(
+                f"{len(report.failed)} {split} video(s) of {src} failed extraction ({examples}); every "
+                f"reason is in {report.sink.uri(report.names.manifest)}. Fix or remove them and re-run: "
+                "finished videos are not extracted again"
+            )
 
 
 def write_extracted_manifest(plan: DataPlan, staged: Path) -> None:

@@ -29,7 +29,9 @@ def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers, e.g. --seeds 0,1,2") from None
+        raise ConfigError(
+            f"--seeds {text!r}: expected comma-separated integers, e.g. --seeds 0,1,2"
+        ) from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ConfigError(f"--seeds {text!r}: expected distinct non-negative integers, e.g. --seeds 0,1,2")
     return seeds
@@ -58,8 +60,12 @@ def summarise(per_seed: Mapping[int, Metrics]) -> dict[str, object]:
     mean, std = {}, {}
     for key in keys:
         mean[key], std[key] = mean_std([m.get(key) for m in per_seed.values()])
-    return {"seeds": list(per_seed), "mean": mean, "std": std,
-            "per_seed": {str(s): dict(m) for s, m in per_seed.items()}}
+    return {
+        "seeds": list(per_seed),
+        "mean": mean,
+        "std": std,
+        "per_seed": {str(s): dict(m) for s, m in per_seed.items()},
+    }
 
 
 def format_mean_std(mean: float | None, std: float | None) -> str:
@@ -79,7 +85,9 @@ def seeds_table(summary: Mapping[str, object], title: str) -> Table:
     table.add_column("mean ± std", justify="right")
     for key in mean:
         cells = [per_seed[s].get(key) for s in seeds]
-        table.add_row(key, *("n/a" if v is None else f"{v:.2f}" for v in cells), format_mean_std(mean[key], std[key]))
+        table.add_row(
+            key, *("n/a" if v is None else f"{v:.2f}" for v in cells), format_mean_std(mean[key], std[key])
+        )
     return table
 
 
@@ -97,19 +105,24 @@ def run_seeds(
     metrics per seed, their mean and standard deviation. Tracked: one parent MLflow run, a child per seed."""
     per_seed = {}
     for seed in seeds:
-        results = run_all(dataset_path, seed_dir(out_dir, seed), with_seed(config, seed), progress=progress,
-                          console=console)
+        results = run_all(
+            dataset_path, seed_dir(out_dir, seed), with_seed(config, seed), progress=progress, console=console
+        )
         per_seed[seed] = results["stage2"]
     summary = summarise(per_seed)
     write_json(Path(out_dir) / METRICS_FILE, summary)
     if console is not None:
-        console.print(seeds_table(summary, f"{Path(out_dir)}: stage 2 over seeds {', '.join(map(str, seeds))}"))
+        console.print(
+            seeds_table(summary, f"{Path(out_dir)}: stage 2 over seeds {', '.join(map(str, seeds))}")
+        )
     if track:
         track_seeds(dataset_path, out_dir, summary, config)
     return summary
 
 
-def track_seeds(dataset_path: str | Path, out_dir: str | Path, summary: Mapping[str, object], config: Config) -> str:
+def track_seeds(
+    dataset_path: str | Path, out_dir: str | Path, summary: Mapping[str, object], config: Config
+) -> str:
     """A parent run with the mean and std (``std.<metric>``) and a child run per seed; returns the parent's id.
     No model is registered: register one seed's model with a single-seed run."""
     import mlflow

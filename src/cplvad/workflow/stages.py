@@ -78,16 +78,29 @@ def train_stage(
     pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
     data = _training_set(dataset, config, progress)
     target = Path(work_dir) if work_dir is not None else Path(out_dir)
-    mirror = CheckpointMirror(checkpoint_uri, fingerprint(config, data, stage, pseudo)) if checkpoint_uri else None
+    mirror = (
+        CheckpointMirror(checkpoint_uri, fingerprint(config, data, stage, pseudo)) if checkpoint_uri else None
+    )
     if mirror is not None:
         mirror.restore(target)
     with stage_run(f"train_stage{stage}", parent_run) as run:
-        result = train(config, data, target, stage=stage, classes=list(dataset.classes.names), dataset_name=dataset.name,
-                       pseudo=pseudo, progress=progress, force=force, replace_stale=replace_stale,
-                       on_epoch=run.log_epoch, on_checkpoint=mirror.push if mirror is not None else None)
+        result = train(
+            config,
+            data,
+            target,
+            stage=stage,
+            classes=list(dataset.classes.names),
+            dataset_name=dataset.name,
+            pseudo=pseudo,
+            progress=progress,
+            force=force,
+            replace_stale=replace_stale,
+            on_epoch=run.log_epoch,
+            on_checkpoint=mirror.push if mirror is not None else None,
+        )
         _calibrate(target, dataset, config, progress)
         if not result.skipped:
-            for record in result.history[:result.resumed_from]:  # epochs of an earlier attempt
+            for record in result.history[: result.resumed_from]:  # epochs of an earlier attempt
                 run.log_epoch(record)
             record_model(run, target, history=False)
     if mirror is not None:
@@ -102,12 +115,22 @@ def _calibrate(model_dir: str | Path, dataset: Dataset, config: Config, progress
     """Calibrate the decision threshold unless the model already has one for the configured false-alarm rate."""
     _, meta = read_model_config(model_dir)
     if meta.extra.get(CALIBRATION_KEY, {}).get("false_alarm_rate") != config.predict.false_alarm_rate:
-        calibrate(model_dir, dataset, config.predict.false_alarm_rate, resolve_device(config.train.device, "train.device"),
-                  progress)
+        calibrate(
+            model_dir,
+            dataset,
+            config.predict.false_alarm_rate,
+            resolve_device(config.train.device, "train.device"),
+            progress,
+        )
 
 
 def make_pseudo_labels(
-    dataset_path: str | Path, model_dir: str | Path, config: Config, *, out: str | Path, progress: bool = True,
+    dataset_path: str | Path,
+    model_dir: str | Path,
+    config: Config,
+    *,
+    out: str | Path,
+    progress: bool = True,
     parent_run: str | None = None,
 ) -> PseudoLabels:
     """Pseudo labels of every training sample from a (stage-1) model, refined with ``config.car``;
@@ -151,7 +174,9 @@ def evaluate(
     model, _, meta = load_model(model_dir, device)
     check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
     with stage_run("evaluate", parent_run) as run:
-        pred = validate(predict_test_set(model, dataset, device, progress=progress), dataset, source=str(model_dir))
+        pred = validate(
+            predict_test_set(model, dataset, device, progress=progress), dataset, source=str(model_dir)
+        )
         metrics = configured_metrics(dataset, pred, config.eval)
         if predictions_out is not None:
             pred.save(predictions_out)
@@ -159,23 +184,39 @@ def evaluate(
             write_plots(dataset, pred, dataset.frame_ground_truth(pred.lengths), plots_dir)
         if metrics_out is not None:
             write_json(metrics_out, metrics)
-        record_evaluation(run, metrics, Path(metrics_out) if metrics_out is not None else None,
-                          Path(plots_dir) if plots_dir is not None else None)
+        record_evaluation(
+            run,
+            metrics,
+            Path(metrics_out) if metrics_out is not None else None,
+            Path(plots_dir) if plots_dir is not None else None,
+        )
     if console is not None:
         print_metrics(metrics, title=f"{dataset.name}: {model_dir}", console=console)
     return Evaluation(metrics, pred)
 
 
 def evaluate_into(
-    dataset_path: str | Path, model_dir: str | Path, config: Config, out_dir: str | Path, *, label: str = "",
+    dataset_path: str | Path,
+    model_dir: str | Path,
+    config: Config,
+    out_dir: str | Path,
+    *,
+    label: str = "",
     parent_run: str | None = None,
 ) -> Evaluation:
     """``evaluate`` with every output in one folder: metrics.json, predictions.npz, plots/ and summary.json
     (``label``, the model, the metrics: what an ablation table collects, see ``read_summary``)."""
     out = Path(out_dir)
-    result = evaluate(dataset_path, model_dir, config, metrics_out=out / METRICS_FILE,
-                      predictions_out=out / PREDICTIONS_FILE, progress=False, plots_dir=out / PLOTS_DIR,
-                      parent_run=parent_run)
+    result = evaluate(
+        dataset_path,
+        model_dir,
+        config,
+        metrics_out=out / METRICS_FILE,
+        predictions_out=out / PREDICTIONS_FILE,
+        progress=False,
+        plots_dir=out / PLOTS_DIR,
+        parent_run=parent_run,
+    )
     write_json(out / SUMMARY_FILE, {"label": label, "model": str(model_dir), "metrics": result.metrics})
     return result
 
@@ -187,16 +228,25 @@ def read_summary(evaluation_dir: str | Path) -> tuple[str, dict[str, float | Non
 
 
 def outputs_in_folders(
-    dataset_dir: str | Path, *, stage1: str | Path, pseudo_dir: str | Path, stage2: str | Path,
+    dataset_dir: str | Path,
+    *,
+    stage1: str | Path,
+    pseudo_dir: str | Path,
+    stage2: str | Path,
     evaluation_dir: str | Path,
 ) -> PipelineOutputs:
     """The files of a pipeline execution whose steps each wrote one folder: a merged dataset folder (with
     its extraction manifests), two model directories, a folder with pseudo.npz and an ``evaluate_into``
     folder."""
     evaluation = Path(evaluation_dir)
-    return PipelineOutputs(stage1=Path(stage1), pseudo=Path(pseudo_dir) / PSEUDO_FILE, stage2=Path(stage2),
-                           metrics=evaluation / METRICS_FILE, plots=evaluation / PLOTS_DIR,
-                           extraction_manifests=tuple(sorted((Path(dataset_dir) / "features").glob("*.extraction.json"))))
+    return PipelineOutputs(
+        stage1=Path(stage1),
+        pseudo=Path(pseudo_dir) / PSEUDO_FILE,
+        stage2=Path(stage2),
+        metrics=evaluation / METRICS_FILE,
+        plots=evaluation / PLOTS_DIR,
+        extraction_manifests=tuple(sorted((Path(dataset_dir) / "features").glob("*.extraction.json"))),
+    )
 
 
 def run_all(
@@ -226,21 +276,47 @@ def run_all(
     stage1, stage2, pseudo = out / "stage1", out / "stage2", out / PSEUDO_FILE
     parent = find_parent(config, record=out / PARENT_RUN_FILE) if track else None
     train_stage(dataset_path, stage1, config, stage=1, progress=progress, parent_run=parent)
-    m1 = evaluate(dataset_path, stage1, config, metrics_out=stage1 / METRICS_FILE, predictions_out=stage1 / PREDICTIONS_FILE, progress=progress, console=console)
+    m1 = evaluate(
+        dataset_path,
+        stage1,
+        config,
+        metrics_out=stage1 / METRICS_FILE,
+        predictions_out=stage1 / PREDICTIONS_FILE,
+        progress=progress,
+        console=console,
+    )
     make_pseudo_labels(dataset_path, stage1, config, out=pseudo, progress=progress, parent_run=parent)
-    train_stage(dataset_path, stage2, config, stage=2, pseudo_path=pseudo, progress=progress, parent_run=parent)
-    m2 = evaluate(dataset_path, stage2, config, metrics_out=stage2 / METRICS_FILE, predictions_out=stage2 / PREDICTIONS_FILE, progress=progress, console=console,
-                  plots_dir=stage2 / "plots", parent_run=parent)
+    train_stage(
+        dataset_path, stage2, config, stage=2, pseudo_path=pseudo, progress=progress, parent_run=parent
+    )
+    m2 = evaluate(
+        dataset_path,
+        stage2,
+        config,
+        metrics_out=stage2 / METRICS_FILE,
+        predictions_out=stage2 / PREDICTIONS_FILE,
+        progress=progress,
+        console=console,
+        plots_dir=stage2 / "plots",
+        parent_run=parent,
+    )
     shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
     if track:
         outputs = PipelineOutputs(stage1, pseudo, stage2, stage2 / METRICS_FILE, stage2 / "plots")
-        track_pipeline(dataset_path, outputs, config, record=out / TRACKING_FILE, parent_record=out / PARENT_RUN_FILE)
+        track_pipeline(
+            dataset_path, outputs, config, record=out / TRACKING_FILE, parent_record=out / PARENT_RUN_FILE
+        )
     return {"stage1": m1.metrics, "stage2": m2.metrics}
 
 
 def track_pipeline(
-    dataset_path: str | Path, outputs: PipelineOutputs, config: Config, *, record: str | Path | None = None,
-    register: bool = True, parent_record: str | Path | None = None,
+    dataset_path: str | Path,
+    outputs: PipelineOutputs,
+    config: Config,
+    *,
+    record: str | Path | None = None,
+    register: bool = True,
+    parent_record: str | Path | None = None,
 ) -> dict[str, str | None]:
     """Close the MLflow parent run of a pipeline execution (the one this process belongs to, see
     ``tracking.pipeline_run.find_parent``; a new one when none is named): add a run for every stage that
@@ -259,12 +335,22 @@ def track_pipeline(
     final = outputs.stage2 or outputs.stage1
     version = None
     if register and final is not None and metrics:
-        version = register_model(final, parent, config, dataset=dataset.name, metrics=metrics,
-                                 data_checksum=tags["cplvad.data_checksum"])
+        version = register_model(
+            final,
+            parent,
+            config,
+            dataset=dataset.name,
+            metrics=metrics,
+            data_checksum=tags["cplvad.data_checksum"],
+        )
     close_parent(parent)
-    result = {"run_id": parent, "model_version": version, "tracking_uri": redact(mlflow_module().get_tracking_uri()),
-              "experiment": experiment_name(config),
-              "registered_model": config.tracking.registered_model if version else None}
+    result = {
+        "run_id": parent,
+        "model_version": version,
+        "tracking_uri": redact(mlflow_module().get_tracking_uri()),
+        "experiment": experiment_name(config),
+        "registered_model": config.tracking.registered_model if version else None,
+    }
     if record is not None:
         write_json(record, result)
     return result
