@@ -1,8 +1,9 @@
 """The error boundary of every command: a failure is one or two lines, never a traceback (unless asked).
 
 ``report`` prints ``cplvad.failures.describe``'s line (credentials masked) and returns the exit status:
-0 success; 1 some inputs failed and the others were done (``extract``, ``extract-merge``, ``predict``);
-2 a usage, configuration, data, storage or service error; 3 an unexpected error (a bug); 130 interrupted.
+0 success; 1 some inputs failed and the others were done (``extract``, ``extract-merge``, ``predict``), or
+the data cannot be used for training (``datasets check``); 2 a usage, configuration, data, storage or
+service error; 3 an unexpected error (a bug); 130 interrupted.
 ``--debug`` (or ``CPLVAD_DEBUG=1``) prints the traceback, masked too, before the line.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import click
@@ -27,6 +28,47 @@ def _event_text(e) -> str:  # noqa: ANN001
         else f"frames {e.start_frame}-{e.end_frame}"
     )
     return f"{e.label} {where} (score {e.score:.2f})"
+
+
+def _print_line(line: dict) -> None:
+    """One JSON line on stdout, flushed: a consumer reads each as it happens."""
+    click.echo(json.dumps(line))
+    sys.stdout.flush()
+
+
+def _print_event(result, event) -> None:  # noqa: ANN001
+    _print_line({"type": "event", "input": result.input.display, **event.to_json()})
+
+
+def _print_result(r, *, json_lines: bool, live: bool) -> None:  # noqa: ANN001
+    """A finished input: a ``summary`` (or ``error``) JSON line with ``--stream`` / ``--live``; a line for
+    people otherwise."""
+    if json_lines:
+        line = {
+            "type": "summary",
+            "input": r.input.display,
+            "events": len(r.events),
+            "snippets": r.snippets,
+            "frames": r.frames,
+            "fps": r.fps,
+            "report": str(r.report) if r.report else None,
+            "plot": str(r.plot) if r.plot else None,
+        }
+        if r.live:
+            line.update(r.live)
+        _print_line(line if r.ok else {"type": "error", "input": r.input.display, "error": r.error})
+    if r.ok and not live:
+        found = "; ".join(_event_text(e) for e in r.events[:5]) + (" ..." if len(r.events) > 5 else "")
+        done = " (already scored, skipped)" if r.skipped else ""
+        console.print(
+            f"{r.input.name}: {len(r.events)} event(s){': ' + found if found else ''} -> {r.report}{done}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _log(text: str) -> None:
+    console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True)
 
 
 @cli.command("predict")
@@ -178,38 +220,6 @@ def predict_cmd(
     )
     preflight.for_prediction(model, out, config)
 
-    def on_line(line: dict) -> None:
-        click.echo(json.dumps(line))
-        sys.stdout.flush()
-
-    def on_event(result, event) -> None:  # noqa: ANN001
-        click.echo(json.dumps({"type": "event", "input": result.input.display, **event.to_json()}))
-        sys.stdout.flush()
-
-    def on_result(r) -> None:  # noqa: ANN001
-        if stream or live:
-            line = {
-                "type": "summary",
-                "input": r.input.display,
-                "events": len(r.events),
-                "snippets": r.snippets,
-                "frames": r.frames,
-                "fps": r.fps,
-                "report": str(r.report) if r.report else None,
-                "plot": str(r.plot) if r.plot else None,
-            }
-            if r.live:
-                line.update(r.live)
-            on_line(line if r.ok else {"type": "error", "input": r.input.display, "error": r.error})
-        if r.ok and not live:
-            found = "; ".join(_event_text(e) for e in r.events[:5]) + (" ..." if len(r.events) > 5 else "")
-            done = " (already scored, skipped)" if r.skipped else ""
-            console.print(
-                f"{r.input.name}: {len(r.events)} event(s){': ' + found if found else ''} -> {r.report}{done}",
-                highlight=False,
-                soft_wrap=True,
-            )
-
     start = time.perf_counter()
     results = predict(
         inputs,
@@ -228,12 +238,10 @@ def predict_cmd(
         live=live,
         webhook=webhook,
         source_options=_key_values(source_options),
-        on_event=on_event,
-        on_result=on_result,
-        on_line=on_line,
-        log=lambda text: console.print(
-            f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True
-        ),
+        on_event=_print_event,
+        on_result=partial(_print_result, json_lines=stream or live, live=live),
+        on_line=_print_line,
+        log=_log,
     )
     _print_totals(results, time.perf_counter() - start, out)
     if any(not r.ok for r in results):

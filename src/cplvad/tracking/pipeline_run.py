@@ -4,7 +4,7 @@ stage; every stage process attaches its own nested run to it (:class:`cplvad.tra
 Stages run in one process (``cplvad run --track``) or in separate ones (DVC stages, Kubeflow steps). A
 stage process finds the parent run of its pipeline by, in this order:
 
-1. ``$CPLVAD_MLFLOW_PARENT_RUN_ID``: a run id (e.g. printed by ``cplvad track-open``);
+1. ``$CPLVAD_MLFLOW_PARENT_RUN_ID``: a run id set by a scheduler or a previous step;
 2. ``$CPLVAD_PIPELINE_RUN``: the name of one execution, kept as the parent's tag ``cplvad.pipeline_run``
    (the Kubeflow training pipeline sets it to the run's Argo workflow name; its first step opens the
    parent, the others find it by the tag);
