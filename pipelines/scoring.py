@@ -12,11 +12,13 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown
 
 import components as c
+from pipelines import common
 from pipelines.common import (
     DEFAULT_ACCELERATOR_TYPE,
     DEFAULT_SECRET,
     EXTRACTION_RETRIES,
     default_params,
+    described,
     on_gpu,
     sized,
 )
@@ -49,14 +51,15 @@ def scoring(
     out_uri: s3:// prefix for the results (resumable); empty: the pipeline's artifacts.
     model_uri: the model, e.g. models:/cplvad@champion (registry, via tracking_uri) or a model directory.
     params: runtime settings (extract.workers / batch_size / device, predict.min_event_snippets, tracking).
-    num_shards: scoring fan-out (at most one shard per video).
+    num_shards: scoring fan-out (at most one shard per video; at most max_parallel_shards at once).
     accelerator_type / accelerator_count: GPU request of each scoring task (e.g. nvidia.com/gpu, 1).
     tracking_uri: MLflow tracking URI (registry and the scoring run); empty: MLFLOW_TRACKING_URI of the pod.
     secret_name: Kubernetes Secret whose AWS_* / MLFLOW_* keys become environment variables (optional).
     """
     plan = sized(c.plan_scoring(source_uri=source_uri, num_shards=num_shards), "light", secret_name)
     plan.set_display_name("plan shards")
-    with dsl.ParallelFor(plan.output, name="score-shards") as shard:
+    # at most MAX_PARALLEL_SHARDS GPU pods at once (read when traced: --max-parallel-shards)
+    with dsl.ParallelFor(plan.output, name="score-shards", parallelism=common.MAX_PARALLEL_SHARDS) as shard:
         score = c.score_shard(
             params=params,
             source_uri=source_uri,
@@ -94,4 +97,4 @@ DESCRIPTION = (
 
 def build() -> Any:
     """The pipeline, traced now: tasks take the components' image at this moment (see ``components.set_image``)."""
-    return dsl.pipeline(name=NAME, description=DESCRIPTION)(scoring)
+    return dsl.pipeline(name=NAME, description=described(DESCRIPTION))(scoring)

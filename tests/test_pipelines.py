@@ -601,6 +601,8 @@ def test_scoring_pipeline_fans_out_over_gpu_shards_and_collects_the_index(tmp_pa
             str(tmp_path),
             "--image",
             IMAGE,
+            "--max-parallel-shards",
+            "2",
         ],
         cwd=tmp_path,
         env=_env(),
@@ -610,6 +612,7 @@ def test_scoring_pipeline_fans_out_over_gpu_shards_and_collects_the_index(tmp_pa
     )
     assert res.returncode == 0, res.stdout + res.stderr
     spec, platform = yaml.safe_load_all((tmp_path / "scoring.yaml").read_text())
+    assert "Compiled from git commit" in spec["pipelineInfo"]["description"]
     spec = {**spec, "platforms": platform["platforms"]}
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert set(params) == {
@@ -629,6 +632,7 @@ def test_scoring_pipeline_fans_out_over_gpu_shards_and_collects_the_index(tmp_pa
     )
     loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--plan-scoring-Output"
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 2  # at most 2 GPU pods at once
     score = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]["score-shard"]
     assert score["retryPolicy"]["maxRetryCount"] == 3 and score["cachingOptions"] == {}
     executors = spec["deploymentSpec"]["executors"]
