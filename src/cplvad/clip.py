@@ -103,43 +103,50 @@ def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBund
         warn_on_activation_mismatch(
             bool(open_clip.get_model_config(cfg.model).get("quick_gelu")), tagged, cfg.model, cfg.pretrained
         )
+    model = _load_model(cfg, weights, tagged).to(device).eval()
+    return _bundle(model, cfg.model, sha256)
+
+
+def _load_model(cfg: ClipConfig, weights: Path | None, tagged: TaggedWeights | None) -> torch.nn.Module:
+    """The open_clip model on the CPU: from a TorchScript (OpenAI) or state-dict file, else random weights
+    from a fixed seed (the same random CLIP in every run, so its features are comparable)."""
+    import open_clip
+
     if weights is not None and _is_torchscript(weights):
-        model = open_clip.load_openai_model(str(weights), precision="fp32", device="cpu")
-    elif weights is not None:
-        model = open_clip.create_model(
+        return open_clip.load_openai_model(str(weights), precision="fp32", device="cpu")
+    if weights is not None:
+        return open_clip.create_model(
             cfg.model,
             pretrained=str(weights),
             device="cpu",
             force_preprocess_cfg=tagged.preprocess if tagged else None,
         )
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            model = open_clip.create_model(cfg.model, pretrained=None, device="cpu")
-    model = model.to(device).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        return open_clip.create_model(cfg.model, pretrained=None, device="cpu")
+
+
+def _bundle(model: torch.nn.Module, name: str, sha256: str | None) -> ClipBundle:
+    """The model with what the extraction needs to feed it: its preprocessing, tokenizer and sizes."""
+    import open_clip
+
+    visual = model.visual
     preprocess = open_clip.image_transform(
-        model.visual.image_size,
+        visual.image_size,
         is_train=False,
-        mean=getattr(model.visual, "image_mean", None),
-        std=getattr(model.visual, "image_std", None),
+        mean=getattr(visual, "image_mean", None),
+        std=getattr(visual, "image_std", None),
     )
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, tuple | list) else size
-    mean = tuple(getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
-    std = tuple(getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
-    embed_dim = (
-        int(model.text_projection.shape[-1])
-        if hasattr(model, "text_projection")
-        else int(model.visual.output_dim)
-    )
+    size = visual.image_size[0] if isinstance(visual.image_size, tuple | list) else visual.image_size
+    projection = getattr(model, "text_projection", None)
     return ClipBundle(
         model=model,
         preprocess=preprocess,
-        tokenizer=open_clip.get_tokenizer(cfg.model),
-        embed_dim=embed_dim,
+        tokenizer=open_clip.get_tokenizer(name),
+        embed_dim=int(projection.shape[-1]) if projection is not None else int(visual.output_dim),
         image_size=int(size),
-        mean=mean,
-        std=std,
+        mean=tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
+        std=tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD),
         weights_sha256=sha256,
     )
 
