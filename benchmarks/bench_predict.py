@@ -30,27 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_extract import make_videos  # noqa: E402
 
 from cplvad.config import Config, load_config  # noqa: E402
+from cplvad.data.benchmarks import load_benchmark  # noqa: E402
 from cplvad.device import resolve_device  # noqa: E402
 from cplvad.modeling.factory import create_model, save_model, update_meta  # noqa: E402
 from cplvad.predict import Input, PredictOptions, PredictRunner, make_encoder, open_predictor  # noqa: E402
 from cplvad.train.calibration import CALIBRATION_KEY  # noqa: E402
 
-CLASSES = [
-    "Normal",
-    "Abuse",
-    "Arrest",
-    "Arson",
-    "Assault",
-    "Burglary",
-    "Explosion",
-    "Fighting",
-    "RoadAccidents",
-    "Robbery",
-    "Shooting",
-    "Shoplifting",
-    "Stealing",
-    "Vandalism",
-]
+CLASSES = list(load_benchmark("ucf-crime").classes)
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -26,26 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cplvad.data.benchmarks import load_benchmark
 from cplvad.data.dataset import load_dataset
 from cplvad.extract.manifest import npy_size
 from cplvad.preflight.features import check_feature_lists
 
-CLASSES = [
-    "Normal",
-    "Abuse",
-    "Arrest",
-    "Arson",
-    "Assault",
-    "Burglary",
-    "Explosion",
-    "Fighting",
-    "RoadAccidents",
-    "Robbery",
-    "Shooting",
-    "Shoplifting",
-    "Stealing",
-    "Vandalism",
-]
+CLASSES = list(load_benchmark("ucf-crime").classes)
 
 
 def _lengths(n: int, mean: int, rng: np.random.Generator) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from cplvad.config import Config, load_config
+from cplvad.data.benchmarks import load_benchmark
 from cplvad.device import resolve_device
 from cplvad.eval.scoring import score_videos
 from cplvad.modeling.factory import create_model, load_model
@@ -32,22 +33,7 @@ from cplvad.pseudo.labels import generate
 from cplvad.train.data import TrainingSet
 from cplvad.train.trainer import train
 
-UCF_CLASSES = [
-    "Normal",
-    "Abuse",
-    "Arrest",
-    "Arson",
-    "Assault",
-    "Burglary",
-    "Explosion",
-    "Fighting",
-    "RoadAccidents",
-    "Robbery",
-    "Shooting",
-    "Shoplifting",
-    "Stealing",
-    "Vandalism",
-]
+UCF_CLASSES = list(load_benchmark("ucf-crime").classes)
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -53,6 +53,22 @@ def tiny_config(*overrides: str) -> Config:
     return load_config(TINY_PARAMS, overrides)
 
 
+def crash_in_third_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupt training (KeyboardInterrupt, as a kill would) when its third epoch asks for batches."""
+    import cplvad.train.trainer as trainer_mod
+
+    calls = {"n": 0}
+    original = trainer_mod.batches
+
+    def batches(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "batches", batches)
+
+
 def tiny_cli_args(*overrides: str) -> list[str]:
     """Command-line options for the tiny settings plus ``--set`` overrides."""
     return ["--params", str(TINY_PARAMS), *(arg for s in overrides for arg in ("--set", s))]

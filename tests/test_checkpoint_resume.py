@@ -11,9 +11,8 @@ import time
 import boto3
 import pytest
 import torch
-from conftest import REPO, tiny_config
+from conftest import REPO, crash_in_third_epoch, tiny_config
 
-import cplvad.train.trainer as trainer_mod
 from cplvad.data import load_dataset
 from cplvad.extract import storage
 from cplvad.train.checkpoint_mirror import CheckpointMirror
@@ -22,19 +21,6 @@ from cplvad.train.trainer import CHECKPOINT_FILE, fingerprint
 from cplvad.workflow import train_stage
 
 CONFIG = ("train.epochs=3", "train.checkpoint_seconds=0")
-
-
-def crash_in_third_epoch(monkeypatch) -> None:
-    calls = {"n": 0}
-    original = trainer_mod.batches
-
-    def batches(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_mod, "batches", batches)
 
 
 @pytest.mark.slow

@@ -7,10 +7,9 @@ import json
 import mlflow
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_cli_args, tiny_config
+from conftest import crash_in_third_epoch, tiny_cli_args, tiny_config
 from mlflow import MlflowClient
 
-import cplvad.train.trainer as trainer_mod
 from cplvad.cli import cli
 from cplvad.errors import ConfigError
 from cplvad.tracking.pipeline_run import PARENT_RUN_ENV, PIPELINE_RUN_ENV, PIPELINE_RUN_TAG, find_parent
@@ -33,19 +32,6 @@ def children(client: MlflowClient, parent_id: str) -> list:
 
 def losses(client: MlflowClient, run) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
-
-
-def crash_in_third_epoch(monkeypatch) -> None:
-    calls = {"n": 0}
-    original = trainer_mod.batches
-
-    def batches(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_mod, "batches", batches)
 
 
 @pytest.mark.slow

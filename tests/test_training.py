@@ -10,7 +10,6 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-import cplvad.train.trainer as trainer_mod
 from cplvad.cli import cli
 from cplvad.config import Config
 from cplvad.data import load_dataset
@@ -86,24 +85,11 @@ def test_training_is_deterministic_and_skips_when_done(stage1, demo_manifest, tm
     )
 
 
-def crash_in_third_epoch(monkeypatch) -> None:
-    calls = {"n": 0}
-    original = trainer_mod.batches
-
-    def batches(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_mod, "batches", batches)
-
-
 def test_interrupted_training_resumes_to_the_same_weights(demo_manifest, tmp_path, monkeypatch):
     cfg = tiny_config(**{"train.epochs": 3, "train.checkpoint_seconds": 0})
     full = train_stage(demo_manifest, tmp_path / "full", cfg, stage=1, progress=False)
     with monkeypatch.context() as m:
-        crash_in_third_epoch(m)
+        conftest.crash_in_third_epoch(m)
         with pytest.raises(KeyboardInterrupt):
             train_stage(demo_manifest, tmp_path / "resumed", cfg, stage=1, progress=False)
     assert (tmp_path / "resumed" / "checkpoint.pt").is_file() and not (
@@ -123,7 +109,7 @@ def test_checkpoints_wait_for_their_interval_which_never_changes_the_weights(
     fingerprint, so a run with another interval resumes or skips the same directory."""
     cfg = tiny_config(**{"train.epochs": 3, "train.checkpoint_seconds": 3600})
     with monkeypatch.context() as m:
-        crash_in_third_epoch(m)
+        conftest.crash_in_third_epoch(m)
         with pytest.raises(KeyboardInterrupt):
             train_stage(demo_manifest, tmp_path / "run", cfg, stage=1, progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()

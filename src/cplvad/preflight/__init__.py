@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset
-from cplvad.extract.storage import is_s3
+from cplvad.io import is_s3
 from cplvad.preflight.features import FeatureCheck, check_feature_lists
 from cplvad.preflight.files import check_clip_weights, check_writable_dir
 from cplvad.preflight.services import check_s3_readable, check_s3_writable, check_tracking
@@ -74,10 +74,7 @@ def for_prediction(model: str | Path, out: str | Path, config: Config) -> str:
     are checked when the first video needs them; inputs fail one by one, with their reasons.)"""
     start = time.perf_counter()
     parts = [f"MLflow at {check_tracking(config)}"] if str(model).startswith(REGISTRY_PREFIXES) else []
-    if is_s3(str(out)):
-        check_s3_writable(str(out))
-    else:
-        check_writable_dir(out, "--out")
+    _check_output(str(out))
     return _summary(start, [*parts, f"{out} writable"])
 
 
@@ -87,11 +84,16 @@ def for_extraction(src: str, dst: str, config: Config) -> str:
     if is_s3(src):
         check_s3_readable(src)
     check_clip_weights(config.clip)
-    if is_s3(dst):
-        check_s3_writable(dst)
-    else:
-        check_writable_dir(dst, "--out")
+    _check_output(dst)
     return _summary(start, [f"{src} readable", f"{dst} writable"])
+
+
+def _check_output(out: str) -> None:
+    """``--out``, a folder or an ``s3://`` prefix, takes new files."""
+    if is_s3(out):
+        check_s3_writable(out)
+    else:
+        check_writable_dir(out, "--out")
 
 
 def for_tracking(config: Config) -> str:
