@@ -285,7 +285,8 @@ def report_cmd(out: str, title: str | None) -> None:
     """Write the review page OUT/index.html for a folder (or s3:// prefix) of `cplvad predict` outputs:
     videos ranked by peak anomaly score, with timelines, events, class and score filters and a player."""
     from cplvad.errors import DataError
-    from cplvad.extract.storage import is_s3, open_sink
+    from cplvad.extract.storage import open_sink
+    from cplvad.io import is_s3
     from cplvad.predict.review_page import collect, write_review_page
 
     if not is_s3(out) and not Path(out).is_dir():

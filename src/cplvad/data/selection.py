@@ -16,8 +16,7 @@ import yaml
 from cplvad.config import DEMO_DATASET, DataConfig, dataset_kind
 from cplvad.data.benchmarks import load_benchmark, release_folders, write_benchmark_dataset
 from cplvad.errors import ConfigError, DataError
-from cplvad.extract.storage import is_s3
-from cplvad.io import atomic_dir, write_text
+from cplvad.io import atomic_dir, is_s3, write_text
 
 MANIFEST_FILE = "dataset.yaml"
 _PATH_KEYS = ("train_list", "test_list", "annotations", "segment_annotations")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
-from cplvad.extract.storage import is_s3
+from cplvad.io import is_s3
 
 FEATURE_SUFFIX = ".npy"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
