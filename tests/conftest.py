@@ -1,5 +1,5 @@
 """Shared fixtures: the demo dataset (generated once per session), the real benchmark metadata, and a
-local S3 server (moto) for storage tests."""
+local S3 server (moto) for storage tests, and PostgreSQL with an `mlflow server` (tests/services.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import services
 from filelock import FileLock
 from hypothesis import HealthCheck, settings
+from services import free_port
 
 from cplvad.config import Config, DemoConfig, load_config
 from cplvad.data import load_dataset
@@ -109,19 +112,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "model"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A local S3 server (moto_server from the venv) on 127.0.0.1, started once and stopped at the end."""
     exe = Path(sys.executable).with_name("moto_server")
     if not exe.exists():
         pytest.skip(f"{exe} not found; install the dev extra (moto[server])")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -207,3 +204,22 @@ def mini_releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "ucf-crime": write_mini_release(base / "UCFClipFeatures", "ucf-crime"),
         "xd-violence": write_mini_release(base / "xd", "xd-violence"),
     }
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL cluster on 127.0.0.1 for this test session (``.ci/run`` installs PostgreSQL)."""
+    if services.postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    with services.postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 with its backend store in a PostgreSQL database, shared by the
+    session's tests (starting one takes ~20 s): give each test experiment and registered-model names of
+    its own. Its URL."""
+    database = services.create_database(postgres_cluster, f"mlflow_{uuid.uuid4().hex[:12]}")
+    with services.mlflow_server(tmp_path_factory.mktemp("mlflow-server"), database) as url:
+        yield url

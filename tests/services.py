@@ -1,0 +1,144 @@
+"""Real services for tests, started on 127.0.0.1 in a test's temporary folder: PostgreSQL (Debian's
+``postgresql`` package) and an ``mlflow server`` whose backend store is that database.
+
+Users run MLflow as a server with a database behind it, so the registry, promotion and secret tests run
+against that rather than a file store. ``.ci/run`` installs PostgreSQL; where it is missing the tests that
+need it skip and say why.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PG_USER = "cplvad"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, what: str, log: Path, timeout: float = 120) -> None:
+    """Until ``port`` accepts connections; a clear failure when ``proc`` exits first or never listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise RuntimeError(
+                    f"{what} did not start on port {port} (exit code {proc.poll()}):\n{tail}"
+                ) from None
+            time.sleep(0.2)
+
+
+def postgres_bin() -> Path | None:
+    """The folder of Debian's PostgreSQL server programs, or None when PostgreSQL is not installed."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def _as_server_user() -> list[str]:
+    """PostgreSQL refuses to run as root: run its programs as the ``postgres`` account then."""
+    if os.geteuid() != 0:
+        return []
+    return ["runuser", "-u", "postgres", "--"]
+
+
+@contextmanager
+def postgres(root: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL cluster in ``root`` listening on 127.0.0.1; yields its base URL
+    ``postgresql://cplvad@127.0.0.1:PORT`` (trust authentication: loopback only, test data only)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
+    root.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        uid = pwd.getpwnam("postgres").pw_uid
+        for path in (root, *root.parents):
+            if str(path) in ("/", "/tmp"):
+                break
+            os.chmod(path, os.stat(path).st_mode | 0o711)  # let the server account reach its folder
+        os.chown(root, uid, -1)
+    data, log, port = root / "data", root / "server.log", free_port()
+    run = _as_server_user()
+    subprocess.run(
+        [*run, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    start = [*run, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
+    subprocess.run(start, check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield f"postgresql://{PG_USER}@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*run, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def create_database(base_url: str, name: str) -> str:
+    """A new database on the cluster of ``base_url``; its URL."""
+    host_port = base_url.rsplit("@", 1)[1]
+    host, port = host_port.split(":")
+    bindir = postgres_bin()
+    assert bindir is not None
+    subprocess.run(
+        [str(bindir / "createdb"), "-h", host, "-p", port, "-U", PG_USER, name],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return f"{base_url}/{name}"
+
+
+@contextmanager
+def mlflow_server(root: Path, backend_store_uri: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``mlflow server`` on a free 127.0.0.1 port with this backend store and artifacts proxied into
+    ``root/artifacts``; yields its URL. ``env`` adds variables (e.g. basic-auth settings)."""
+    root.mkdir(parents=True, exist_ok=True)
+    port, log = free_port(), root / "mlflow-server.log"
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    cmd = [
+        mlflow,
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        str(root / "artifacts"),
+    ]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=root
+        )
+    try:
+        wait_for_port(port, proc, "mlflow server", log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
