@@ -77,8 +77,8 @@ def collect_scores(
     from pathlib import Path
 
     from cplvad.config import apply_overrides, config_from_dict
-    from cplvad.extract.storage import open_sink
     from cplvad.predict.scoring_job import collect
+    from cplvad.storage.location import open_location
 
     config = config_from_dict(
         apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'"
@@ -95,7 +95,7 @@ def collect_scores(
     record = collect(parts, out, config, source=source_uri, model=model_uri)
     Path(index.path).mkdir(parents=True, exist_ok=True)
     (Path(index.path) / "scoring.json").write_text(json.dumps(record, indent=1))
-    Path(report.path).write_bytes(open_sink(out).read_bytes("index.html"))
+    Path(report.path).write_bytes(open_location(out).read_bytes("index.html"))
     Path(summary.path).write_text(
         f"# Scoring of {source_uri}\n\n- model `{model_uri}` version {record['model_version']}\n"
         f"- {record['scored']} scored, {record['skipped']} skipped (done before), {len(record['failed'])} failed "

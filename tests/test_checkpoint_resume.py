@@ -8,13 +8,11 @@ import subprocess
 import sys
 import time
 
-import boto3
 import pytest
 import torch
-from conftest import REPO, crash_in_third_epoch, tiny_config
+from conftest import REPO, crash_in_third_epoch, empty_bucket, tiny_config
 
 from cplvad.data import load_dataset
-from cplvad.extract import storage
 from cplvad.train.checkpoint_mirror import CheckpointMirror
 from cplvad.train.data import load_training_set
 from cplvad.train.trainer import CHECKPOINT_FILE, fingerprint
@@ -94,9 +92,7 @@ def test_a_killed_training_pod_is_resumed_by_its_retry_through_s3(demo_manifest,
 
     import components
 
-    storage.s3_client.cache_clear()
-    client = boto3.client("s3")
-    client.create_bucket(Bucket="ckpt-retry")
+    client = empty_bucket("ckpt-retry")
     uri = "s3://ckpt-retry/run/checkpoints"
     params = tiny_config(*CONFIG).to_dict()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
@@ -140,4 +136,3 @@ def test_a_killed_training_pod_is_resumed_by_its_retry_through_s3(demo_manifest,
     history = json.loads((tmp_path / "pod2" / "history.json").read_text())
     assert history[0] == saved["history"][0]  # epoch 1 (its loss and duration) comes from the killed pod
     assert "Contents" not in client.list_objects_v2(Bucket="ckpt-retry", Prefix="run/checkpoints/")
-    storage.s3_client.cache_clear()

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import mlflow
 import numpy as np
 import pytest
 import yaml
+from conftest import empty_bucket
 from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def test_second_repro_does_no_work(reproduced):
 
 def test_cache_round_trip_through_an_s3_remote(reproduced, s3_env, tmp_path):
     repo, _ = reproduced
-    boto3.client("s3").create_bucket(Bucket="dvc-store")
+    client = empty_bucket("dvc-store")
     dvc = str(BIN / "dvc")
     env = {**_env(), **{k: os.environ[k] for k in os.environ if k.startswith("AWS_")}}
     for cmd in (
@@ -152,7 +152,7 @@ def test_cache_round_trip_through_an_s3_remote(reproduced, s3_env, tmp_path):
         sh(cmd, repo, env)
     pushed = sh([dvc, "push"], repo, env)
     assert "pushed" in pushed.lower()
-    objects = boto3.client("s3").list_objects_v2(Bucket="dvc-store", Prefix="cplvad/")
+    objects = client.list_objects_v2(Bucket="dvc-store", Prefix="cplvad/")
     assert objects["KeyCount"] > 10
 
     clone = tmp_path / "clone"

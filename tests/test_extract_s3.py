@@ -1,4 +1,4 @@
-"""Extraction from and to S3, against a local moto_server (started by the ``s3_env`` fixture)."""
+"""Extraction from and to S3, against a real S3 server (SeaweedFS, started by the ``s3_env`` fixture)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,18 @@ import io
 import json
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import empty_bucket
 from test_extract import TINY, make_video
 
 from cplvad.cli import cli
-from cplvad.extract import storage
 
 
 @pytest.fixture
 def s3(s3_env: str):
-    storage.s3_client.cache_clear()  # the cached client would keep another test's endpoint
-    client = boto3.client("s3")
-    client.create_bucket(Bucket="vids")
-    yield client
-    storage.s3_client.cache_clear()
+    return empty_bucket("vids")
 
 
 def _upload(client, root: Path, prefix: str) -> None:
@@ -97,26 +92,28 @@ def test_unreadable_s3_object_in_a_list_is_recorded(s3, tmp_path):
     manifest = json.loads((out / "features.extraction.json").read_text())
     assert manifest["videos"]["b"]["status"] == "ok"
     reason = manifest["videos"]["gone"]["reason"]
-    assert "cannot read s3://vids/raw/Normal/gone.mp4" in reason and "404" in reason
+    assert "cannot read s3://vids/raw/Normal/gone.mp4" in reason and "NoSuchKey" in reason
 
 
 def test_missing_bucket_is_a_usage_error(s3, tmp_path):
     res = CliRunner().invoke(
         cli, ["extract", "--videos", "s3://no-such-bucket/raw", "--out", str(tmp_path), *TINY]
     )
-    assert res.exit_code == 2 and "cannot list s3://no-such-bucket/raw" in res.output
+    assert res.exit_code == 2, res.output
+    assert "cannot read s3://no-such-bucket/raw" in res.output and "NoSuchBucket" in res.output
 
 
 def test_workers_read_s3_with_the_environment_of_the_call(s3, tmp_path, monkeypatch):
     """Decode workers fork from a long-lived server, yet each pool's workers use the caller's environment now.
 
-    The main process lists with its cached client; only the worker makes a client from the environment, so
-    a wrong endpoint must fail the read and the right one must succeed, whatever the server started with.
+    The videos are named by a local list, so only the workers reach S3: with a wrong endpoint the read must
+    fail (and this may be what starts the fork server), with the right one it must succeed.
     """
     make_video(tmp_path / "local" / "a.mp4", 16)
     _upload(s3, tmp_path / "local", "env/raw")
-    storage.s3_client()  # the main process keeps this client (right endpoint) for listing
-    args = ["extract", "--videos", "s3://vids/env/raw", "--workers", "1", *TINY]
+    videos = tmp_path / "videos.txt"
+    videos.write_text("s3://vids/env/raw/a.mp4\n")
+    args = ["extract", "--videos", str(videos), "--workers", "1", *TINY]
     with monkeypatch.context() as m:
         m.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
         m.setenv("AWS_MAX_ATTEMPTS", "1")
@@ -125,7 +122,7 @@ def test_workers_read_s3_with_the_environment_of_the_call(s3, tmp_path, monkeypa
     reason = json.loads((tmp_path / "wrong" / "features.extraction.json").read_text())["videos"]["a"][
         "reason"
     ]
-    assert "127.0.0.1:9" in reason
+    assert "cannot read s3://vids/env/raw/a.mp4" in reason and "127.0.0.1:9" in reason
     right = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "right")])
     assert right.exit_code == 0, right.output
-    assert (tmp_path / "right" / "Normal" / "a__0.npy").is_file()
+    assert (tmp_path / "right" / "raw" / "a__0.npy").is_file()  # labelled by its folder

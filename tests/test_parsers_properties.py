@@ -27,7 +27,8 @@ from cplvad.data.labels import ClassList
 from cplvad.errors import CplvadError
 from cplvad.eval.predictions import Predictions
 from cplvad.extract.manifest import Manifest
-from cplvad.extract.storage import LocalSink, list_videos
+from cplvad.extract.sources import list_videos
+from cplvad.storage.location import open_location
 
 CLASSES = ClassList(("Normal", "Fighting", "Shooting"), {"A": "Normal", "B1": "Fighting", "B2": "Shooting"})
 
@@ -275,7 +276,7 @@ def test_video_lists(workdir, rows, data, suffix):
 def test_extraction_manifests(workdir, value):
     (workdir / "m").mkdir(exist_ok=True)
     (workdir / "m" / "x.extraction.json").write_text(json.dumps(value))
-    result = _parses_or_our_error(lambda: Manifest.load(LocalSink(workdir / "m"), "x.extraction.json"))
+    result = _parses_or_our_error(lambda: Manifest.load(open_location(workdir / "m"), "x.extraction.json"))
     if result is not None:
         assert isinstance(result.videos, dict)
         result.to_json()

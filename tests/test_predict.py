@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import empty_bucket
 from glitch import CLI, FPS, PLANTED, SETS, config, make_video
 
 from cplvad.cli import cli
@@ -436,13 +437,7 @@ def test_a_rerun_skips_what_is_done_and_the_index_lists_every_input(model_dir, p
 
 
 def test_s3_prefix_scored_into_s3_with_plots_index_and_review_page(model_dir, probes, s3_env, tmp_path):
-    import boto3
-
-    from cplvad.extract import storage
-
-    storage.s3_client.cache_clear()
-    client = boto3.client("s3")
-    client.create_bucket(Bucket="cams")
+    client = empty_bucket("cams")
     for name in ("glitch", "normal"):
         client.upload_file(str(probes[name]), "cams", f"night/cam1/{name}.mp4")
     args = [
@@ -458,26 +453,23 @@ def test_s3_prefix_scored_into_s3_with_plots_index_and_review_page(model_dir, pr
         "0.5",
         *CLI,
     ]
-    try:
-        res = CliRunner().invoke(cli, args)
-        assert res.exit_code == 0, res.output
-        keys = {o["Key"] for o in client.list_objects_v2(Bucket="cams", Prefix="scores/")["Contents"]}
-        assert keys == {
-            f"scores/{k}"
-            for k in ("glitch.json", "glitch.png", "normal.json", "normal.png", "index.json", "index.html")
-        }
-        doc = json.loads(client.get_object(Bucket="cams", Key="scores/glitch.json")["Body"].read())
-        local = read(
-            predict([probes["glitch"]], model_dir, tmp_path / "local", config(), threshold=0.5)[0].report
-        )
-        assert doc["input"] == "s3://cams/night/cam1/glitch.mp4" and doc["events"] == local["events"]
-        assert doc["input_bytes"] == probes["glitch"].stat().st_size
-        page = client.get_object(Bucket="cams", Key="scores/index.html")["Body"].read().decode()
-        assert page.count('class="video"') == 2 and "video not reachable from this page" in page
-        again = CliRunner().invoke(cli, args)
-        assert again.exit_code == 0 and "(2 already done, skipped)" in " ".join(again.stderr.split())
-    finally:
-        storage.s3_client.cache_clear()
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="cams", Prefix="scores/")["Contents"]}
+    assert keys == {
+        f"scores/{k}"
+        for k in ("glitch.json", "glitch.png", "normal.json", "normal.png", "index.json", "index.html")
+    }
+    doc = json.loads(client.get_object(Bucket="cams", Key="scores/glitch.json")["Body"].read())
+    local = read(
+        predict([probes["glitch"]], model_dir, tmp_path / "local", config(), threshold=0.5)[0].report
+    )
+    assert doc["input"] == "s3://cams/night/cam1/glitch.mp4" and doc["events"] == local["events"]
+    assert doc["input_bytes"] == probes["glitch"].stat().st_size
+    page = client.get_object(Bucket="cams", Key="scores/index.html")["Body"].read().decode()
+    assert page.count('class="video"') == 2 and "video not reachable from this page" in page
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "(2 already done, skipped)" in " ".join(again.stderr.split())
 
 
 def test_stream_urls_need_live_and_passwords_are_never_shown(model_dir, tmp_path):

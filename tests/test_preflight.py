@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from conftest import tiny_config
+from conftest import empty_bucket, tiny_config
 
 from cplvad import preflight
 from cplvad.config import ClipConfig
 from cplvad.errors import ConfigError, CplvadError
-from cplvad.preflight import services
 from cplvad.preflight.files import check_clip_weights
 
 
@@ -25,12 +23,10 @@ def test_clip_weights_may_be_none_a_file_or_an_open_clip_tag(tmp_path):
 
 
 def test_prediction_to_s3_probes_the_prefix_and_leaves_nothing(s3_env, tmp_path):
-    services._s3_client.cache_clear()  # a client made before s3_env would talk to another endpoint
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="scores")
+    s3 = empty_bucket("scores")
     summary = preflight.for_prediction(tmp_path / "model", "s3://scores/night-1", tiny_config())
     assert "s3://scores/night-1 writable" in summary
     assert s3.list_objects_v2(Bucket="scores").get("KeyCount") == 0  # the probe object was deleted
-    with pytest.raises(CplvadError, match="s3://no-such-bucket/x"):
+    with pytest.raises(CplvadError, match=r"cannot write s3://no-such-bucket/x/.*NoSuchBucket"):
         preflight.for_prediction(tmp_path / "model", "s3://no-such-bucket/x", tiny_config())
     assert not (tmp_path / "s3:").exists()  # no local folder made of the URL

@@ -2,9 +2,10 @@
 
 Our own errors (``CplvadError``) already say which file or setting is wrong and what to do. The errors of
 the libraries we call that we can anticipate are described the same way: MLflow and connection errors
-(which service, at which address, credentials masked), boto/S3 errors, unreadable PyTorch files, PyAV
-decoding errors, OS errors on the user's paths, running out of memory. Anything else is a bug, and says
-so. The CLI's error boundary (``cli/boundary.py``) prints these; preflight checks reuse them.
+(which service, at which address, credentials masked), S3 errors (botocore's, also where they caused the
+OSError s3fs raised) and fsspec's timeouts, unreadable PyTorch files, PyAV decoding errors, OS errors on
+the user's paths, running out of memory. Anything else is a bug, and says so. The CLI's error boundary
+(``cli/boundary.py``) prints these; preflight checks and the storage layer reuse them.
 """
 
 from __future__ import annotations
@@ -137,10 +138,16 @@ def _connection(exc: BaseException) -> str | None:
     return f"cannot connect to {target} ({_connection_reason(exc)}); check the address and that the service is up"
 
 
+S3_LIBRARIES = ("botocore", "boto3", "aiobotocore", "s3fs")
+
+
 def _s3(exc: BaseException) -> str | None:
-    if not (_from(exc, "botocore") or _from(exc, "boto3")):
+    """botocore's errors, raised by boto3 or aiobotocore, or the cause of the OSError that s3fs makes of one
+    (``FileNotFoundError`` for NoSuchKey, ``PermissionError`` for 403...): described from the S3 error."""
+    found = next((c for c in _chain(exc) if any(_from(c, p) for p in S3_LIBRARIES)), None)
+    if found is None:
         return None
-    name = type(exc).__name__
+    exc, name = found, type(found).__name__
     if name in ("NoCredentialsError", "PartialCredentialsError"):
         return (
             "S3: no usable AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
@@ -161,6 +168,15 @@ def _s3(exc: BaseException) -> str | None:
             "the prefix and the credentials (AWS_* variables)"
         )
     return f"S3: {_detail(exc)}; check the bucket, the prefix and the AWS_* variables"
+
+
+def _storage_timeout(exc: BaseException) -> str | None:
+    """fsspec's timeout of a remote filesystem call (its other errors are OSErrors or the library's own)."""
+    if not (_from(exc, "fsspec") and "Timeout" in type(exc).__name__):
+        return None
+    return (
+        "a storage request timed out; check the storage address (AWS_ENDPOINT_URL for S3) and that it is up"
+    )
 
 
 def _torch_file(exc: BaseException) -> str | None:
@@ -222,6 +238,7 @@ _RULES: tuple[Callable[[BaseException], str | None], ...] = (
     _ours,
     _mlflow,
     _s3,
+    _storage_timeout,
     _connection,
     _torch_file,
     _video,

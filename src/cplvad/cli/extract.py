@@ -163,9 +163,9 @@ def extract_cmd(
 def extract_merge(dst: str, list_name: str, shards: int) -> None:
     """Merge the lists and manifests of shards 0..N-1 into the final list and manifest."""
     from cplvad.extract.manifest import merge_shards, output_names
-    from cplvad.extract.storage import open_sink
+    from cplvad.storage.location import open_location
 
-    sink = open_sink(dst)
+    sink = open_location(dst)
     merged = merge_shards(sink, list_name, shards)
     names = output_names(list_name)
     failures = merged.failures()

@@ -285,13 +285,12 @@ def report_cmd(out: str, title: str | None) -> None:
     """Write the review page OUT/index.html for a folder (or s3:// prefix) of `cplvad predict` outputs:
     videos ranked by peak anomaly score, with timelines, events, class and score filters and a player."""
     from cplvad.errors import DataError
-    from cplvad.extract.storage import open_sink
-    from cplvad.io import is_s3
     from cplvad.predict.review_page import collect, write_review_page
+    from cplvad.storage.location import is_url, open_location
 
-    if not is_s3(out) and not Path(out).is_dir():
+    if not is_url(out) and not Path(out).is_dir():
         raise DataError(f"{out} is not a folder; give the --out folder of `cplvad predict`")
-    sink = open_sink(out)
+    sink = open_location(out)
     items, _ = collect(sink)
     if not items:
         raise DataError(f"{out} holds no prediction document (OUT/<name>.json of `cplvad predict`)")

@@ -16,7 +16,8 @@ import yaml
 from cplvad.config import DEMO_DATASET, DataConfig, dataset_kind
 from cplvad.data.benchmarks import load_benchmark, release_folders, write_benchmark_dataset
 from cplvad.errors import ConfigError, DataError
-from cplvad.io import atomic_dir, is_s3, write_text
+from cplvad.io import atomic_dir, write_text
+from cplvad.storage.location import is_url
 
 MANIFEST_FILE = "dataset.yaml"
 _PATH_KEYS = ("train_list", "test_list", "annotations", "segment_annotations")
@@ -68,7 +69,7 @@ def plan_data(data: DataConfig, demo_dir: str | Path | None = None) -> DataPlan:
     if not plan.manifest.is_file():  # type: ignore[union-attr]
         raise DataError(f"data.dataset: the dataset manifest {plan.manifest} does not exist")
     for split, src in plan.videos.items():
-        if not is_s3(src) and not Path(src).exists():
+        if not is_url(src) and not Path(src).exists():
             raise DataError(
                 f"data.{split}_videos: {src} does not exist; give a folder or list of videos, or s3://"
             )

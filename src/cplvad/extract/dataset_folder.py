@@ -25,8 +25,7 @@ from cplvad.data.dataset import load_dataset
 from cplvad.data.selection import plan_data
 from cplvad.errors import ConfigError, DataError
 from cplvad.extract.manifest import merge_shards
-from cplvad.extract.storage import open_sink
-from cplvad.io import is_s3
+from cplvad.storage.location import is_url, open_location
 
 VIDEO_LISTS = {"train": "train_videos.csv", "test": "test_videos.csv"}
 """The source's video list of each split."""
@@ -62,7 +61,7 @@ def prepare_videos(config: Config, out: str | Path, source_uri: str = "") -> dic
 
     check_source(config.data, source_uri)
     if source_uri:
-        root = source_uri.rstrip("/") if is_s3(source_uri) else str(Path(source_uri).resolve())
+        root = source_uri.rstrip("/") if is_url(source_uri) else str(Path(source_uri).resolve())
         return {
             **copy_source_metadata(root, out),
             "videos": {k: f"{root}/{v}" for k, v in VIDEO_LISTS.items()},
@@ -78,20 +77,20 @@ def prepare_videos(config: Config, out: str | Path, source_uri: str = "") -> dic
         )
     Path(out).mkdir(parents=True, exist_ok=True)
     write_extracted_manifest(plan, Path(out))
-    videos = {k: v if is_s3(v) else str(Path(v).resolve()) for k, v in plan.videos.items()}
+    videos = {k: v if is_url(v) else str(Path(v).resolve()) for k, v in plan.videos.items()}
     return {"source": str(Path(plan.dataset).resolve()), "videos": videos}
 
 
 def resolve_videos(videos: dict[str, str], folder: str | Path) -> dict[str, str]:
     """The video source of each split, a relative one taken inside ``folder`` (where each pod has the
     prepared folder: the demo's videos travel in it)."""
-    return {k: v if is_s3(v) else str(Path(folder) / v) for k, v in videos.items()}
+    return {k: v if is_url(v) else str(Path(folder) / v) for k, v in videos.items()}
 
 
 def copy_source_metadata(source_uri: str, out: str | Path) -> dict[str, Any]:
     """Copy ``dataset.yaml`` and its annotation files from the source to ``out`` (the videos stay where they
     are, read by the extraction), pointing the manifest at the lists the merge writes; returns its name."""
-    source = open_sink(source_uri.rstrip("/"))
+    source = open_location(source_uri.rstrip("/"))
     raw = source.read_bytes("dataset.yaml")
     if raw is None:
         raise DataError(
@@ -175,7 +174,7 @@ def merge_dataset(
     if not features_uri:
         for part in shard_dirs:
             shutil.copytree(part, features, dirs_exist_ok=True)
-    sink = open_sink(features_uri.rstrip("/") or str(features))
+    sink = open_location(features_uri.rstrip("/") or str(features))
     failures: dict[str, str] = {}
     for split in VIDEO_LISTS:
         failures.update(merge_shards(sink, f"{split}.csv", shards).failures())

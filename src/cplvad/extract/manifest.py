@@ -24,8 +24,8 @@ import numpy as np
 from cplvad import __version__
 from cplvad.containment import Escapes, inside
 from cplvad.errors import DataError
-from cplvad.extract.storage import Sink
 from cplvad.io import NAME_ERRORS
+from cplvad.storage.location import Location
 
 FORMAT = "cplvad-extraction/1"
 
@@ -80,7 +80,7 @@ class Manifest:
         return settings_id(self.settings)
 
     @classmethod
-    def load(cls, sink: Sink, rel: str) -> Manifest | None:
+    def load(cls, sink: Location, rel: str) -> Manifest | None:
         data = sink.read_bytes(rel)
         if data is None:
             return None
@@ -155,13 +155,13 @@ class Manifest:
                 writer.writerows((f, entry["label"]) for f in entry["files"])
         return buf.getvalue()
 
-    def save(self, sink: Sink, names: OutputNames) -> None:
+    def save(self, sink: Location, names: OutputNames) -> None:
         """Write the manifest, then the list derived from it (each atomically)."""
         sink.write_bytes(names.manifest, self.to_json())
         sink.write_bytes(names.list, self.list_csv().encode("utf-8", NAME_ERRORS))
 
 
-def list_problem(files: list[str], label: str, sink: Sink) -> str | None:
+def list_problem(files: list[str], label: str, sink: Location) -> str | None:
     """Why a video's files could not be listed and read back from the list, or None. Checked before its
     files are written, so the manifest never says ``ok`` for a video the list cannot hold."""
     if any("\\" in f for f in files):
@@ -178,7 +178,7 @@ def list_problem(files: list[str], label: str, sink: Sink) -> str | None:
     return sink.name_problem(files[0])
 
 
-def merge_shards(sink: Sink, list_name: str, shards: int) -> Manifest:
+def merge_shards(sink: Location, list_name: str, shards: int) -> Manifest:
     """Merge the manifests of shards 0..shards-1 into the final list and manifest; return the merged one."""
     if shards < 1:
         raise DataError(f"--shards {shards}: expected the number of shards N >= 1 used with --shard K/N")

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cplvad.extract.storage import local_copy
 from cplvad.extract.transforms import CropPlan, frames_tensor, resize_rgb
 from cplvad.extract.video import VideoError, VideoInfo, decode_snippets
+from cplvad.storage.location import local_copy
 
 TASKS_PER_WORKER = 2
 CHUNK_BYTES = 8 << 20

@@ -28,10 +28,11 @@ from cplvad.extract.assemble import Encoded, SnippetAssembler
 from cplvad.extract.clip_encoder import BatchEncoder
 from cplvad.extract.manifest import Manifest, OutputNames, list_problem, npy_bytes, output_names
 from cplvad.extract.pool import DecodeJob, Failed, Started, decode_events, decode_job
-from cplvad.extract.storage import Sink, VideoSource, list_videos, open_sink
+from cplvad.extract.sources import VideoSource, list_videos
 from cplvad.extract.transforms import CropPlan
 from cplvad.extract.video import sample_offsets
 from cplvad.redact import redact
+from cplvad.storage.location import Location, open_location
 
 CHECKPOINT_SECONDS = 1.0
 
@@ -40,7 +41,7 @@ CHECKPOINT_SECONDS = 1.0
 class ExtractionReport:
     manifest: Manifest
     names: OutputNames
-    sink: Sink
+    sink: Location
     selected: int
     skipped: int
     extracted: int = 0
@@ -98,7 +99,7 @@ def extract(
     cfg = config.extract
     log(preflight.for_extraction(src, dst, config))
     selected = select_videos(src, default_label, shard)
-    sink, names = open_sink(dst), output_names(list_name, shard)
+    sink, names = open_location(dst), output_names(list_name, shard)
     device = resolve_device(cfg.device, "extract.device")
     bundle, weights = load_clip(config, device)
     plan = CropPlan(cfg.crops, bundle.image_size)
@@ -166,7 +167,7 @@ def _new_manifest(
     return Manifest(settings, info=info)
 
 
-def _previous_manifest(sink: Sink, names: OutputNames, log: Callable[[str], None]) -> Manifest | None:
+def _previous_manifest(sink: Location, names: OutputNames, log: Callable[[str], None]) -> Manifest | None:
     """The manifest of an earlier run, if any; a damaged one is set aside (kept) and the run starts afresh."""
     try:
         return Manifest.load(sink, names.manifest)
@@ -177,7 +178,7 @@ def _previous_manifest(sink: Sink, names: OutputNames, log: Callable[[str], None
 
 
 def _not_yet_extracted(
-    manifest: Manifest, previous: Manifest | None, sink: Sink, selected: list[tuple[int, VideoSource]]
+    manifest: Manifest, previous: Manifest | None, sink: Location, selected: list[tuple[int, VideoSource]]
 ) -> list[tuple[int, VideoSource]]:
     """Carry over the previous run's finished videos (same settings, files intact); return the others."""
     if previous is not None:

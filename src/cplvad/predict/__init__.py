@@ -16,7 +16,6 @@ from typing import Any
 
 from cplvad.config import Config
 from cplvad.device import resolve_device
-from cplvad.extract.storage import Sink
 from cplvad.predict.events import Event
 from cplvad.predict.index import update_index
 from cplvad.predict.inputs import Input, list_inputs
@@ -25,6 +24,7 @@ from cplvad.predict.live_source import LiveSettings
 from cplvad.predict.predictor import Predictor, open_predictor
 from cplvad.predict.review_page import write_review_page
 from cplvad.predict.run import InputResult, PredictOptions, PredictRunner, make_encoder
+from cplvad.storage.location import Location
 
 
 def predict(
@@ -109,7 +109,7 @@ def live_options(
     )
 
 
-def finish_outputs(sink: Sink, results: Sequence[InputResult], review: bool) -> None:
+def finish_outputs(sink: Location, results: Sequence[InputResult], review: bool) -> None:
     """``OUT/index.json`` with every input of this run, and the review page when asked for."""
     update_index(sink, [r.entry for r in results if r.entry is not None])
     if review:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from cplvad import __version__
-from cplvad.extract.storage import Sink
+from cplvad.storage.location import Location
 
 INDEX_FILE = "index.json"
 INDEX_SCHEMA = "cplvad-prediction-index/1"
@@ -59,7 +59,7 @@ def failed_entry(name: str, display: str, kind: str, error: str) -> dict[str, An
     }
 
 
-def read_index(sink: Sink) -> dict[str, Any] | None:
+def read_index(sink: Location) -> dict[str, Any] | None:
     raw = sink.read_bytes(INDEX_FILE)
     try:
         doc = json.loads(raw) if raw is not None else None
@@ -68,7 +68,7 @@ def read_index(sink: Sink) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("schema") == INDEX_SCHEMA else None
 
 
-def update_index(sink: Sink, entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def update_index(sink: Location, entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Merge ``entries`` into ``OUT/index.json`` (written whole: atomic rename or one PUT); return it."""
     old = read_index(sink)
     by_name = {e["name"]: e for e in (old or {}).get("videos", [])}

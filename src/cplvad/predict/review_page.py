@@ -27,9 +27,9 @@ from urllib.parse import quote
 import numpy as np
 
 from cplvad import __version__
-from cplvad.extract.storage import LocalSink, Sink
 from cplvad.predict.index import INDEX_FILE, read_index
 from cplvad.predict.report import read_report
+from cplvad.storage.location import Location
 
 PAGE_FILE = "index.html"
 MAX_POINTS = 600
@@ -49,12 +49,12 @@ PALETTE = (
 )
 
 
-def _video_url(doc: dict[str, Any], sink: Sink) -> str | None:
+def _video_url(doc: dict[str, Any], sink: Location) -> str | None:
     """The input's path relative to the page, when it is a local file that exists."""
-    if not isinstance(sink, LocalSink) or doc.get("input_kind") not in ("video", "stream"):
+    if sink.local is None or doc.get("input_kind") not in ("video", "stream"):
         return None
     given = Path(str(doc.get("input")))
-    root = sink.root.resolve()
+    root = sink.local.resolve()
     for candidate in [given] if given.is_absolute() else [Path.cwd() / given, root / given]:
         if candidate.is_file():
             return quote(Path(os.path.relpath(candidate.resolve(), root)).as_posix())
@@ -68,7 +68,7 @@ def _downsample(scores: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(scores, bounds[:-1])
 
 
-def _item(name: str, doc: dict[str, Any], sink: Sink) -> dict[str, Any]:
+def _item(name: str, doc: dict[str, Any], sink: Location) -> dict[str, Any]:
     scores = np.asarray(doc.get("snippet_scores") or [0.0], dtype=np.float64)
     live = doc.get("live") or {}
     first = int(live.get("first_snippet", 0))
@@ -100,7 +100,7 @@ def _item(name: str, doc: dict[str, Any], sink: Sink) -> dict[str, Any]:
     }
 
 
-def collect(sink: Sink) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def collect(sink: Location) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every prediction document under the root (ranked by peak score), and the failed inputs of the index."""
     items = []
     for rel in sorted(sink.sizes()):
@@ -264,7 +264,7 @@ def render(items: list[dict[str, Any]], failed: list[dict[str, Any]], title: str
     )
 
 
-def write_review_page(sink: Sink, title: str | None = None) -> str:
+def write_review_page(sink: Location, title: str | None = None) -> str:
     """Write ``index.html`` at the root of ``sink`` (atomically / one PUT); returns where it went."""
     items, failed = collect(sink)
     name = title or f"cplvad review: {sink.uri('').rstrip('/')}"

@@ -29,7 +29,6 @@ from cplvad.errors import CplvadError, DataError
 from cplvad.eval.scoring import score_videos
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.pool import Failed
-from cplvad.extract.storage import LocalSink, object_size, open_sink
 from cplvad.extract.video import VideoError, VideoInfo, probe_fps
 from cplvad.predict.events import Event, EventTracker, find_events
 from cplvad.predict.index import entry_from_report, failed_entry
@@ -38,6 +37,7 @@ from cplvad.predict.predictor import Predictor, Threshold
 from cplvad.predict.report import build_report, identity, read_report, report_json
 from cplvad.predict.stream import StreamScorer
 from cplvad.preflight.files import check_clip_weights
+from cplvad.storage.location import object_size, open_location
 
 
 @dataclass
@@ -100,7 +100,7 @@ class PredictRunner:
     ) -> None:
         self.predictor = predictor
         self.options = options
-        self.sink = open_sink(str(options.out))
+        self.sink = open_location(str(options.out))
         self.threshold: Threshold = predictor.threshold(options.threshold)
         self.frames_per_snippet = predictor.config.extract.frames_per_snippet
         self._make_encoder = encoder
@@ -276,7 +276,7 @@ class PredictRunner:
         )
 
     def _location(self, rel: str) -> str | Path:
-        return self.sink.root / rel if isinstance(self.sink, LocalSink) else self.sink.uri(rel)
+        return self.sink.local / rel if self.sink.local is not None else self.sink.uri(rel)
 
     def _fail(self, r: InputResult, reason: str) -> None:
         r.error = reason
@@ -323,8 +323,8 @@ class PredictRunner:
     def _write_plot(self, rel: str, *args: Any) -> None:
         from cplvad.predict.plot import write_timeline  # matplotlib only when plotting
 
-        if isinstance(self.sink, LocalSink):
-            write_timeline(self.sink.root / rel, *args)
+        if self.sink.local is not None:
+            write_timeline(self.sink.local / rel, *args)
             return
         with tempfile.TemporaryDirectory(prefix="cplvad-plot-") as tmp:
             self.sink.write_bytes(rel, write_timeline(Path(tmp) / rel, *args).read_bytes())

@@ -21,12 +21,12 @@ from cplvad.config import Config
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
 from cplvad.extract.runner import select_videos
-from cplvad.extract.storage import Sink, open_sink
 from cplvad.predict.index import INDEX_FILE, update_index
 from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import open_predictor
 from cplvad.predict.review_page import PAGE_FILE, write_review_page
 from cplvad.predict.run import PredictOptions, PredictRunner, make_encoder
+from cplvad.storage.location import Location, open_location
 
 DEFAULT_MODEL = "models:/cplvad@champion"
 SHARD_SCHEMA = "cplvad-scoring-shard/1"
@@ -80,7 +80,7 @@ def collect(
 ) -> dict[str, Any]:
     """Merge the shards' entries into ``OUT/index.json``, write ``OUT/index.html`` and (``track``) log one
     MLflow run; returns the run's record (counts, model version, run id, where the index and page are)."""
-    sink = open_sink(out.rstrip("/"))
+    sink = open_location(out.rstrip("/"))
     index = update_index(sink, [e for s in shards for e in s["entries"]])
     page = write_review_page(sink, f"cplvad scoring: {source}")
     described = shards[0]["model"] if shards else {}
@@ -107,7 +107,7 @@ def collect(
     return record
 
 
-def _log_run(record: dict[str, Any], sink: Sink, config: Config) -> str:
+def _log_run(record: dict[str, Any], sink: Location, config: Config) -> str:
     import mlflow
 
     from cplvad.tracking.runs import setup_mlflow

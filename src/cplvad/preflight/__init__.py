@@ -14,10 +14,10 @@ from pathlib import Path
 
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset
-from cplvad.io import is_s3
 from cplvad.preflight.features import FeatureCheck, check_feature_lists
 from cplvad.preflight.files import check_clip_weights, check_writable_dir
-from cplvad.preflight.services import check_s3_readable, check_s3_writable, check_tracking
+from cplvad.preflight.services import check_readable, check_tracking, check_writable
+from cplvad.storage.location import is_url
 
 REGISTRY_PREFIXES = ("models:/", "runs:/")
 
@@ -81,17 +81,17 @@ def for_prediction(model: str | Path, out: str | Path, config: Config) -> str:
 def for_extraction(src: str, dst: str, config: Config) -> str:
     """``extract``: the source readable, the destination writable (S3 with short timeouts), the weights."""
     start = time.perf_counter()
-    if is_s3(src):
-        check_s3_readable(src)
+    if is_url(src):
+        check_readable(src)
     check_clip_weights(config.clip)
     _check_output(dst)
     return _summary(start, [f"{src} readable", f"{dst} writable"])
 
 
 def _check_output(out: str) -> None:
-    """``--out``, a folder or an ``s3://`` prefix, takes new files."""
-    if is_s3(out):
-        check_s3_writable(out)
+    """``--out``, a folder or an ``s3://`` (any remote) prefix, takes new files."""
+    if is_url(out):
+        check_writable(out)
     else:
         check_writable_dir(out, "--out")
 

@@ -7,8 +7,9 @@ calls only (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``_BACKOFF_FACTOR`` / ``_TIMEO
 the user are kept), so an unreachable server fails in seconds; the logging at the end of the run keeps the
 user's settings. An ``s3://`` artifact location is checked like any S3 output.
 
-S3: a source prefix must list (or a list file be readable), an output prefix must take a small object,
-which is deleted again; with a client that gives up after ``S3_TIMEOUT`` seconds and two attempts.
+Storage (``s3://`` and any other remote location): a source (prefix or list file) must be there, an output
+prefix must take a small object, which is deleted again; S3 is reached with short timeouts and two
+attempts (``cplvad.storage.location.QUICK_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from functools import cache
-from typing import Any
 
 from cplvad.config import Config
-from cplvad.errors import ServiceError
+from cplvad.errors import DataError, ServiceError
 from cplvad.extras import require
 from cplvad.failures import describe
 from cplvad.redact import redact
+from cplvad.storage.location import filesystem_path, open_location, storage_errors
 
 FAST_HTTP = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 1,
@@ -34,7 +34,6 @@ FAST_HTTP = {
 }
 """Upper bounds for the preflight's MLflow requests: at most ~11 s against a server that never answers."""
 PREFLIGHT_TAG = "cplvad.preflight"
-S3_TIMEOUT = 5
 PROBE_PREFIX = ".cplvad-preflight-"
 
 
@@ -71,51 +70,40 @@ def check_tracking(config: Config) -> str:
             raise ServiceError(f"preflight: {describe(exc).message}") from exc
     uri = redact(mlflow.get_tracking_uri())
     if artifacts.startswith("s3://"):
-        check_s3_writable(artifacts)
+        check_writable(artifacts)
     return uri
 
 
-@cache
-def _s3_client() -> Any:
-    boto3 = require("boto3", "reading or writing s3:// paths")
-    from botocore.config import Config as BotoConfig
+def check_readable(uri: str) -> None:
+    """A remote list file or prefix (``s3://``, any fsspec URL) is there and can be read."""
+    fs, path = filesystem_path(uri, quick=True)
+    with _reporting("read", uri):
+        try:
+            fs.info(path)
+        except FileNotFoundError as exc:
+            if exc.__cause__ is not None:  # the store's own error, e.g. S3's NoSuchBucket
+                raise
+            raise DataError(
+                f"{uri} does not exist (no object, and nothing under that prefix); check the bucket and the prefix"
+            ) from None
 
-    retries = {"total_max_attempts": 2, "mode": "standard"}
-    return boto3.client(
-        "s3", config=BotoConfig(connect_timeout=S3_TIMEOUT, read_timeout=S3_TIMEOUT, retries=retries)
-    )
+
+def check_writable(uri: str) -> None:
+    """A remote prefix takes a new object (written, then deleted)."""
+    location = open_location(uri, quick=True)
+    probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    with _reporting("write", uri):
+        location.write_bytes(probe, b"")
+    with _reporting("delete a test object in", uri):
+        location.delete(probe)
 
 
-def _s3_call(action: str, uri: str, call: Any, **kwargs: Any) -> Any:
-    from cplvad.extract.storage import s3_error, s3_exceptions
-
+@contextlib.contextmanager
+def _reporting(action: str, uri: str) -> Iterator[None]:
+    """A storage failure as a ServiceError of the preflight (the reason says where to look)."""
     try:
-        return call(**kwargs)
-    except s3_exceptions() as exc:
-        raise ServiceError(
-            f"preflight: {s3_error(action, uri, exc)}; check the bucket, the prefix and the "
-            "AWS_* variables (AWS_ENDPOINT_URL for an S3-compatible server)"
-        ) from None
-
-
-def check_s3_readable(uri: str) -> None:
-    """An ``s3://`` list file can be read, or an ``s3://`` prefix listed."""
-    from cplvad.extract.storage import LIST_SUFFIXES, split_s3
-
-    bucket, key = split_s3(uri)
-    client = _s3_client()
-    if key.lower().endswith(LIST_SUFFIXES):
-        _s3_call("read", uri, client.head_object, Bucket=bucket, Key=key)
-    else:
-        _s3_call("list", uri, client.list_objects_v2, Bucket=bucket, Prefix=key, MaxKeys=1)
-
-
-def check_s3_writable(uri: str) -> None:
-    """An ``s3://`` prefix takes a new object (written, then deleted)."""
-    from cplvad.extract.storage import split_s3
-
-    bucket, prefix = split_s3(uri)
-    key = f"{prefix.strip('/')}/{PROBE_PREFIX}{uuid.uuid4().hex}".lstrip("/")
-    client = _s3_client()
-    _s3_call("write", uri, client.put_object, Bucket=bucket, Key=key, Body=b"")
-    _s3_call("delete a test object in", uri, client.delete_object, Bucket=bucket, Key=key)
+        yield
+    except DataError as exc:
+        raise ServiceError(f"preflight: {exc}") from None
+    except storage_errors() as exc:
+        raise ServiceError(f"preflight: cannot {action} {uri}: {describe(exc).message}") from None

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset
 from cplvad.extras import require
-from cplvad.io import is_s3
 from cplvad.pseudo.labels import PseudoLabels
 
 if TYPE_CHECKING:
@@ -239,9 +238,8 @@ def record_extraction(run: StageRun, report: ExtractionReport, list_name: str) -
             "frames_per_second": report.frames / max(report.seconds, 1e-9),
         }
     )
-    manifest = report.sink.uri(report.names.manifest)
-    if not is_s3(manifest):
-        run.log_artifact(Path(manifest))
+    if report.sink.local is not None:
+        run.log_artifact(report.sink.local / report.names.manifest)
 
 
 def record_model(run: StageRun, model_dir: Path, *, history: bool) -> None:

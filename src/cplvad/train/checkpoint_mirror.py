@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cplvad.extract.storage import Sink, open_sink
 from cplvad.modeling.factory import MODEL_FILES
+from cplvad.storage.location import Location, open_location
 from cplvad.train.trainer import CHECKPOINT_FILE, FINGERPRINT_FILE
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 class CheckpointMirror:
     def __init__(self, uri: str, fingerprint: str) -> None:
-        self.sink: Sink = open_sink(f"{uri.rstrip('/')}/{fingerprint}")
+        self.sink: Location = open_location(f"{uri.rstrip('/')}/{fingerprint}")
         self.fingerprint = fingerprint
 
     def restore(self, out_dir: str | Path) -> bool:
