@@ -18,6 +18,7 @@ from typing import Any
 
 from cplvad import __version__
 from cplvad.extract.storage import Sink
+from cplvad.predict.report import utf8
 
 INDEX_FILE = "index.json"
 INDEX_SCHEMA = "cplvad-prediction-index/1"
@@ -84,5 +85,5 @@ def update_index(sink: Sink, entries: Iterable[dict[str, Any]]) -> dict[str, Any
         "events": sum(e.get("events") or 0 for e in videos),
         "videos": videos,
     }
-    sink.write_bytes(INDEX_FILE, (json.dumps(index, indent=1, allow_nan=False) + "\n").encode())
+    sink.write_bytes(INDEX_FILE, utf8(json.dumps(index, indent=1, allow_nan=False) + "\n"))
     return index
