@@ -2,7 +2,7 @@
 
 Fields:
 
-- ``schema``, ``cplvad_version``; ``input`` (the path or URI given, a URL without its password),
+- ``schema``, ``cplvad_version``; ``input`` (the path or URI given, a URL without its credentials),
   ``input_kind`` (``video``, ``features`` or ``stream``), ``input_bytes`` (size of the input file, null for a
   stream);
 - ``model``: ``source`` (directory or URI given), ``path`` (local directory), ``version``, ``registered_model``,
