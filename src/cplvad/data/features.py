@@ -68,7 +68,8 @@ def _unreadable(path: Path) -> Iterator[None]:
         ) from None
     except ValueError:
         raise DataError(
-            f"feature file {path} is not a readable .npy array (its header is cut short or damaged); re-extract this video"
+            f"feature file {path} is not a readable .npy array (its header is cut short or damaged); "
+            "re-extract this video"
         ) from None
 
 

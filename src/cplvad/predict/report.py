@@ -121,7 +121,10 @@ def printable(text: str) -> str:
     """``text`` with the undecodable bytes of the file names it quotes written as ``\\xNN``: a name that is
     not UTF-8 is held as surrogate escapes (``cplvad.io.NAME_ERRORS``), which no file encoding, page or
     plotting library takes."""
-    return text.encode("utf-8", NAME_ERRORS).decode("utf-8", "backslashreplace")
+    try:
+        return text.encode("utf-8", NAME_ERRORS).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (e.g. from a JSON "\\udXXX")
+        return text.encode("utf-8", "backslashreplace").decode()
 
 
 def utf8(text: str) -> bytes:
