@@ -21,8 +21,32 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "tiny", False):
         if args.params is not None:
             raise SystemExit("--tiny is --params configs/tiny.yaml: give one or the other")
-        return default_params(TINY_PARAMS, args.set)
-    return default_params(args.params, args.set)
+        return _no_credentials(default_params(TINY_PARAMS, args.set), "params")
+    return _no_credentials(default_params(args.params, args.set), "params")
+
+
+def _no_credentials(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``values``, refused when one holds a credential (a URI's user info or secret query parameter): a
+    pipeline's arguments are written into its YAML, the cluster's run record and every pod's spec."""
+    from cplvad.errors import ConfigError
+    from cplvad.redact import has_credentials, strip_credentials
+    from pipelines.common import DEFAULT_SECRET
+
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else f"--{key.replace('_', '-')}"
+        if isinstance(value, dict):
+            _no_credentials(value, name)
+        elif isinstance(value, str) and has_credentials(value):
+            raise ConfigError(
+                f"{name} holds a credential, which would be written into the pipeline (its YAML, the run's "
+                f"arguments, every pod's spec): give {strip_credentials(value)!r} and the credentials as a "
+                f"Kubernetes Secret that every pod gets as environment variables, e.g. `kubectl create secret "
+                f"generic {DEFAULT_SECRET} --from-literal=MLFLOW_TRACKING_USERNAME=... "
+                "--from-literal=MLFLOW_TRACKING_PASSWORD=...` (or MLFLOW_TRACKING_TOKEN; AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY for S3), named by --secret-name / the secret_name parameter "
+                f"(default {DEFAULT_SECRET}); for run-local, export those variables here"
+            )
+    return values
 
 
 def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +97,7 @@ def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
         values["checkpoint_uri"] = values["features_uri"].rstrip("/") + "/checkpoints"
     if pipeline == "ablation" and getattr(args, "no_track", False):
         values["track"] = False
-    return values
+    return _no_credentials(values)
 
 
 def _common(p: argparse.ArgumentParser, *, pipelines_multi: bool = False) -> None:

@@ -207,10 +207,19 @@ def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(postgres_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_service(
+    postgres_cluster: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[services.MlflowService]:
     """A real ``mlflow server`` on 127.0.0.1 with its backend store in a PostgreSQL database, shared by the
     session's tests (starting one takes ~20 s): give each test experiment and registered-model names of
-    its own. Its URL."""
+    its own. Its URL, folder and database (``mlflow_server``: the URL alone)."""
     database = services.create_database(postgres_cluster, f"mlflow_{uuid.uuid4().hex[:12]}")
-    with services.mlflow_server(tmp_path_factory.mktemp("mlflow-server"), database) as url:
-        yield url
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with services.mlflow_server(root, database) as url:
+        yield services.MlflowService(url, root, database)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_service: services.MlflowService) -> str:
+    """The URL of the session's ``mlflow server`` (``mlflow_service``)."""
+    return mlflow_service.url

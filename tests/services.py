@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 PG_USER = "cplvad"
@@ -110,6 +111,28 @@ def create_database(base_url: str, name: str) -> str:
         stdout=subprocess.DEVNULL,
     )
     return f"{base_url}/{name}"
+
+
+def dump_database(url: str) -> bytes:
+    """The whole database of ``url`` (``postgresql://USER@HOST:PORT/NAME``) as ``pg_dump`` writes it."""
+    bindir = postgres_bin()
+    assert bindir is not None
+    user_host, port_name = url.removeprefix("postgresql://").rsplit(":", 1)
+    user, host = user_host.split("@")
+    port, name = port_name.split("/")
+    return subprocess.run(
+        [str(bindir / "pg_dump"), "-h", host, "-p", port, "-U", user, name], check=True, capture_output=True
+    ).stdout
+
+
+@dataclass(frozen=True)
+class MlflowService:
+    """A running ``mlflow server``: its URL, its folder (``artifacts/``, ``mlflow-server.log``) and the URL
+    of its backend store."""
+
+    url: str
+    root: Path
+    database: str
 
 
 @contextmanager

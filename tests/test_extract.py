@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -13,6 +18,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+import cplvad
 from cplvad.cli import cli
 from cplvad.config import Config
 from cplvad.data import load_dataset, open_features
@@ -486,3 +492,38 @@ def test_shards_then_merge_equal_one_run(videos, tmp_path):
     merged, single = manifest_of(dst, "train"), manifest_of(whole, "train")
     assert merged["settings_id"] == single["settings_id"]
     assert list(merged["videos"]) == list(single["videos"])
+
+
+@pytest.mark.slow
+def test_a_killed_extraction_leaves_no_decode_worker_and_no_traceback(tmp_path):
+    """SIGKILL of `cplvad extract` mid-run: its decode workers (children of the fork server) end at their
+    next message to it, quietly (no BrokenPipeError / ConnectionResetError traceback on the terminal)."""
+    psutil = pytest.importorskip("psutil")
+    for i in range(8):
+        make_video(tmp_path / "videos" / "Normal" / f"v{i}.mp4", 480, seed=i)
+    command = [sys.executable, "-c", "from cplvad.cli import main; main()", "extract", "--videos"]
+    command += [str(tmp_path / "videos"), "--out", str(tmp_path / "out"), "--workers", "2", "--crops", "10"]
+    env = {**os.environ, "PYTHONPATH": str(Path(cplvad.__file__).parents[1])}
+    stderr = tmp_path / "stderr"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen([*command, *TINY], stdout=subprocess.DEVNULL, stderr=err, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # until both workers run: grandchildren, under the fork server
+            family = psutil.Process(proc.pid).children(recursive=True)
+            workers = [p for p in family if p.ppid() != proc.pid]
+            if len(workers) == 2:
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGSTOP)  # mid-run: the workers have work queued for it
+        time.sleep(1)
+        assert proc.poll() is None, "the extraction ended before it could be killed"
+        proc.kill()
+        proc.wait()
+        _, alive = psutil.wait_procs(family, timeout=60)
+        assert alive == [], f"left running: {alive}"
+    finally:
+        proc.kill()
+    text = stderr.read_text()
+    assert "Traceback" not in text and "Error" not in text, text

@@ -131,10 +131,7 @@ def test_an_unreachable_tracking_server_fails_fast_before_training_and_never_sho
     seconds = time.monotonic() - start
     assert done.returncode == 2, done.stderr
     line = one_line_error(done.stderr)
-    assert (
-        "cannot reach the MLflow tracking server at http://user:***@127.0.0.1" in line
-        and "--no-track" in line
-    )
+    assert "cannot reach the MLflow tracking server at http://127.0.0.1:" in line and "--no-track" in line
     assert PASSWORD not in done.stdout + done.stderr
     assert not (tmp_path / "run").exists() and "epoch" not in done.stderr  # stopped before training
     # process start-up and imports included; MLflow's default retries alone took minutes
@@ -181,7 +178,7 @@ def test_credentials_are_masked_in_output_logs_warnings_and_mlflow(
     import mlflow
 
     run = mlflow.MlflowClient().get_run(run_id)
-    assert run.data.params["tracking.tracking_uri"] == "http://user:***@mlflow.example:5000"
+    assert run.data.params["tracking.tracking_uri"] == "http://mlflow.example:5000"  # stored without it
     assert not any(PASSWORD in str(v) for v in (*run.data.params.values(), *run.data.tags.values()))
     assert (
         redact(f"GET {url}/api?X-Amz-Signature=abcd&x=1 Bearer abcdefghijkl")

@@ -42,9 +42,17 @@ def test_feature_file_checks(tmp_path):
     np.save(nan, arr)
     with pytest.raises(DataError, match="NaN/inf.*snippet 2"):
         load_features(nan)
-    (tmp_path / "junk.npy").write_bytes(b"not numpy")
-    with pytest.raises(DataError, match="not a readable"):
-        open_features(tmp_path / "junk.npy")
+    (tmp_path / "junk.npy").write_bytes(
+        b"daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+    )  # any file a list may name
+    for read in (open_features, feature_header):
+        with pytest.raises(DataError, match="junk.npy is not a NumPy file") as err:
+            read(tmp_path / "junk.npy")
+        assert "daemon" not in str(err.value) and "pickle" not in str(err.value)  # never its content
+    (tmp_path / "header.npy").write_bytes(b"\x93NUMPY\x01\x00\x20\x00{'secret': 'in a header'}  \n")
+    with pytest.raises(DataError, match="header is cut short or damaged") as err:
+        feature_header(tmp_path / "header.npy")
+    assert "secret" not in str(err.value)
     with pytest.raises(DataError, match="does not exist"):
         open_features(tmp_path / "missing.npy")
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)

@@ -479,7 +479,7 @@ def test_stream_urls_need_live_and_passwords_are_never_shown(model_dir, tmp_path
     assert (cam.kind, cam.name, cam.display) == (
         "stream",
         "10.0.0.7-554-live-ch1",
-        "rtsp://admin:***@10.0.0.7:554/live/ch1",
+        "rtsp://10.0.0.7:554/live/ch1",
     )
     res = CliRunner().invoke(
         cli,
@@ -494,7 +494,7 @@ def test_stream_urls_need_live_and_passwords_are_never_shown(model_dir, tmp_path
         ],
     )
     assert res.exit_code == 1 and "s3cret" not in res.output
-    assert "rtsp://admin:***@10.0.0.7:554/live/ch1 is a network stream: score it with --live" in " ".join(
+    assert "rtsp://10.0.0.7:554/live/ch1 is a network stream: score it with --live" in " ".join(
         res.output.split()
     )
     assert "s3cret" not in (tmp_path / "o" / "index.json").read_text()

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cplvad.errors import ConfigError
-from cplvad.redact import redact
+from cplvad.redact import strip_credentials_in
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 DEMO_DATASET = "demo"
@@ -392,13 +392,16 @@ class Config(_Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+    def to_dict(self, *, keep_credentials: bool = False) -> dict[str, Any]:
+        """The config as JSON values, in the form every file, log and upload takes: credentials stripped
+        from every value (``cplvad.redact.strip_credentials``: a tracking URI without its user info).
+        ``keep_credentials``: as given, only to build another ``Config`` in this process (never written)."""
+        data = self.model_dump(mode="json")
+        return data if keep_credentials else strip_credentials_in(data)
 
     def flat(self) -> dict[str, Any]:
-        """``section.key -> value``, e.g. for MLflow params: credentials in values (a tracking URI's
-        password) are masked."""
-        return {k: redact(v) if isinstance(v, str) else v for k, v in _flatten(self.to_dict())}
+        """``section.key -> value``, e.g. for MLflow params (credentials stripped, as ``to_dict``)."""
+        return dict(_flatten(self.to_dict()))
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -1,4 +1,4 @@
-"""Credentials never reach the screen, a log or MLflow.
+"""Credentials never reach the screen, a log, a file or MLflow.
 
 ``redact(text)`` masks, anywhere in a text: the user info of URLs (``http://user:PASSWORD@host`` ->
 ``http://user:***@host``), the values of query parameters whose name says they are secret (``token``,
@@ -9,6 +9,13 @@ variables), wherever they show up, e.g. in a library's exception message.
 
 ``redacted_output()`` applies it to everything a command lets out: its stdout and stderr (MLflow writes run
 URLs straight to stdout), every log record (message, arguments and traceback) of any logger, and warnings.
+
+``strip_credentials(text)`` is the form in which a text is *stored*: in a file cplvad writes (a model's
+``config.json``, ``mlflow_parent.json``, ``mlflow_run.json``), in what it uploads (MLflow params, tags,
+artifacts, registered models) or compiles (pipeline YAML). URLs lose their user info and their secret query
+parameters altogether (``http://bob:PW@host/x?token=T&a=1`` -> ``http://host/x?a=1``), so no masked stub of
+a credential is kept either. Credentials reach a run through the environment instead
+(``split_credentials`` moves those of a tracking URI there).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ _USERINFO = re.compile(
 _SECRET_NAME = r"[\w.\-]*(?:token|key|secret|passw|pwd|signature|sig|credential|auth|session|cookie)[\w.\-]*"
 _QUERY = re.compile(rf"(?P<head>[?&;]{_SECRET_NAME}=)[^&\s'\"#<>]+", re.IGNORECASE)
 _AUTH_HEADER = re.compile(r"\b(?P<head>(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=\-]{8,}")
+_URL = re.compile(r"\b(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s'\"<>]*)")
 
 
 def _environment_secrets() -> set[str]:
@@ -69,16 +77,66 @@ def _environment_secrets() -> set[str]:
     return {v for s in secrets if len(s) >= MIN_SECRET_LENGTH for v in (s, unquote(s))}
 
 
+def _mask_literals(text: str) -> str:
+    text = _AUTH_HEADER.sub(lambda m: m["head"] + MASK, text)
+    for secret in sorted(_environment_secrets(), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
 def redact(text: str) -> str:
     """``text`` with every credential masked (see the module docstring)."""
     if not text:
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user'] + ':' if m['colon'] else ''}{MASK}@", text)
     text = _QUERY.sub(lambda m: m["head"] + MASK, text)
-    text = _AUTH_HEADER.sub(lambda m: m["head"] + MASK, text)
-    for secret in sorted(_environment_secrets(), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
+    return _mask_literals(text)
+
+
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """``http://bob:p%40ss@host/x?token=T&a=1`` -> (``http://host/x?a=1``, ``bob``, ``p@ss``): the URI without
+    user info and secret query parameters, and the (decoded) user name and password of its user info."""
+    match = _URL.fullmatch(uri)
+    if match is None:
+        return uri, None, None
+    rest = match["rest"]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    path, hash_, fragment = rest[end:].partition("#")
+    path, question, query = path.partition("?")
+    parts = query.split("&")
+    kept = [p for p in parts if not re.fullmatch(_SECRET_NAME, p.partition("=")[0], re.IGNORECASE)]
+    if len(kept) < len(parts):
+        query = "&".join(kept)
+        question = "?" if query else ""
+    bare = f"{match['scheme']}{host}{path}{question}{query}{hash_}{fragment}"
+    user, colon, password = userinfo.partition(":")
+    return bare, (unquote(user) or None) if at else None, unquote(password) if colon else None
+
+
+def strip_credentials(text: str) -> str:
+    """``text`` as it may be stored (see the module docstring): every URL in it without user info and secret
+    query parameters; authorisation values and the environment's credential values, should they appear
+    outside a URL, masked."""
+    if not text:
+        return text
+    return _mask_literals(_URL.sub(lambda m: split_credentials(m[0])[0], text))
+
+
+def has_credentials(text: str) -> bool:
+    """Whether ``text`` holds a credential that ``strip_credentials`` would remove."""
+    return strip_credentials(text) != text
+
+
+def strip_credentials_in(value: Any) -> Any:
+    """``value`` (JSON-like: mappings, lists, strings) with ``strip_credentials`` applied to every string."""
+    if isinstance(value, str):
+        return strip_credentials(value)
+    if isinstance(value, dict):
+        return {k: strip_credentials_in(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strip_credentials_in(v) for v in value]
+    return value
 
 
 class RedactingStream:

@@ -109,7 +109,7 @@ def seeds_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def with_flags(config: Config, flags: dict[str, dict[str, Any]]) -> Config:
     """Command-line flags override the params file and ``--set`` (validated like them)."""
-    data = config.to_dict()
+    data = config.to_dict(keep_credentials=True)
     given = []
     for section, values in flags.items():
         for key, value in values.items():
@@ -164,7 +164,7 @@ def open_dataset(spec: str, config: Config) -> tuple[str, Config]:
         return spec, config
     if config.data.dataset != spec:
         config = config_from_dict(
-            {**config.to_dict(), "data": {**config.data.model_dump(), "dataset": spec}},
+            {**config.to_dict(keep_credentials=True), "data": {**config.data.model_dump(), "dataset": spec}},
             f"--dataset {spec} with the data section",
         )
     return str(resolve_dataset(config.data, command_tempdir(f"cplvad-{spec}-") / spec)), config

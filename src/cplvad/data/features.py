@@ -4,51 +4,45 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from cplvad.errors import DataError
 
+NPY_MAGIC = b"\x93NUMPY"
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
 
 def open_features(path: str | Path, expected_dim: int | None = None) -> np.ndarray:
-    """Memory-map a (T, D) float feature file; only its header is read here."""
+    """Memory-map a (T, D) float feature file; only its header is read here (and checked: ``feature_header``)."""
     path = Path(path)
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(
-            f"feature file {path} does not exist; check features_root in the dataset manifest"
-        ) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(
-            f"feature file {path} is not a readable .npy array ({exc}); re-extract this video"
-        ) from None
-    _check_array(path, arr.shape, arr.dtype, expected_dim)
-    return arr
+    feature_header(path, expected_dim)
+    with _unreadable(path):
+        return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def feature_header(path: str | Path, expected_dim: int | None = None) -> tuple[int, ...]:
-    """The shape (T, D) of a feature file from its ``.npy`` header alone, checked like ``open_features``, and
-    that the file holds all the data the header announces. No memory map: about 5x cheaper per file, which
-    matters for checking the ~16,000 files of a 10-crop release."""
+    """The shape (T, D) of a feature file from its ``.npy`` header alone, checked (a float (T, D) array of
+    ``expected_dim`` columns), and that the file holds all the data the header announces. No memory map:
+    about 5x cheaper per file, which matters for checking the ~16,000 files of a 10-crop release."""
     path = Path(path)
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    try:
-        with path.open("rb") as fh:
-            read = readers.get(np.lib.format.read_magic(fh))
-            if read is None:  # a newer header version: let numpy read it
-                return open_features(path, expected_dim).shape
+    with _unreadable(path), path.open("rb") as fh:
+        if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise DataError(
+                f"feature file {path} is not a NumPy file (.npy); a list row must name a .npy feature file "
+                "(as `cplvad extract` writes them): fix the list or re-extract this video"
+            )
+        fh.seek(0)
+        read = _HEADER_READERS.get(np.lib.format.read_magic(fh))
+        if read is None:  # a newer header version: let numpy read it
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            shape, dtype, available = arr.shape, arr.dtype, arr.nbytes
+        else:
             shape, _, dtype = read(fh)
             available = os.fstat(fh.fileno()).st_size - fh.tell()
-    except FileNotFoundError:
-        raise DataError(
-            f"feature file {path} does not exist; check features_root in the dataset manifest"
-        ) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(
-            f"feature file {path} is not a readable .npy array ({exc}); re-extract this video"
-        ) from None
     _check_array(path, shape, dtype, expected_dim)
     if available < math.prod(shape) * dtype.itemsize:
         raise DataError(
@@ -56,6 +50,27 @@ def feature_header(path: str | Path, expected_dim: int | None = None) -> tuple[i
             f"{available} bytes of data; re-extract this video"
         )
     return shape
+
+
+@contextmanager
+def _unreadable(path: Path) -> Iterator[None]:
+    """Reading errors as a DataError naming the file. Not with numpy's message for a bad header: it quotes
+    the file's bytes, and a list may name any file (say /etc/passwd)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise DataError(
+            f"feature file {path} does not exist; check features_root in the dataset manifest"
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise DataError(
+            f"feature file {path} is not a readable .npy array ({exc}); re-extract this video"
+        ) from None
+    except ValueError:
+        raise DataError(
+            f"feature file {path} is not a readable .npy array (its header is cut short or damaged); "
+            "re-extract this video"
+        ) from None
 
 
 def _check_array(path: Path, shape: tuple[int, ...], dtype: np.dtype, expected_dim: int | None) -> None:

@@ -7,7 +7,8 @@ frame by frame as decoded, and are received straight into one (pinned, on CUDA) 
 pickling, the GIL released while they arrive, and no shared-memory segment to size (containers often
 have a tiny /dev/shm). A receiver thread drains the workers into a bounded queue, so they keep decoding
 while the main thread waits for the GPU; the bound is the backpressure. A worker that dies (a decoder
-crash) fails only the video it was on and is replaced.
+crash) fails only the video it was on and is replaced; a worker whose main process is gone (killed) ends
+quietly at its next message.
 """
 
 from __future__ import annotations
@@ -167,14 +168,15 @@ def _worker_main(conn: Connection, data: socket.socket, job: DecodeJob, env: dic
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run cleanups (temporary S3 downloads)
     torch.set_num_threads(1)  # parallelism comes from the processes
-    while (task := conn.recv()) is not None:
-        for event in decode_video(*task, job, decoder_threads=1):
-            if isinstance(event, _Frames):
-                conn.send(("chunk", event.index, (len(event.frames), *event.frames[0].shape)))
-                for frame in event.frames:
-                    data.sendall(np.ascontiguousarray(frame))  # no copy: decoded frames are contiguous
-            else:
-                conn.send(event)
+    with contextlib.suppress(EOFError, ConnectionError):  # the main process is gone (killed): just end
+        while (task := conn.recv()) is not None:
+            for event in decode_video(*task, job, decoder_threads=1):
+                if isinstance(event, _Frames):
+                    conn.send(("chunk", event.index, (len(event.frames), *event.frames[0].shape)))
+                    for frame in event.frames:
+                        data.sendall(np.ascontiguousarray(frame))  # no copy: decoded frames are contiguous
+                else:
+                    conn.send(event)
 
 
 _END = object()

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from cplvad import __version__
+from cplvad.predict.report import utf8
 from cplvad.storage.location import Location
 
 INDEX_FILE = "index.json"
@@ -84,5 +85,5 @@ def update_index(sink: Location, entries: Iterable[dict[str, Any]]) -> dict[str,
         "events": sum(e.get("events") or 0 for e in videos),
         "videos": videos,
     }
-    sink.write_bytes(INDEX_FILE, (json.dumps(index, indent=1, allow_nan=False) + "\n").encode())
+    sink.write_bytes(INDEX_FILE, utf8(json.dumps(index, indent=1, allow_nan=False) + "\n"))
     return index

@@ -6,7 +6,8 @@ udp, ...; scored with ``--live``).
 
 Any file that is not ``.npy`` is treated as a video (an unreadable one fails with its reason). Outputs are
 named after the input's file name without extension (a stream: after its host, port and path), so two
-inputs with the same name are refused. A password in a URL is never printed or recorded (``display``).
+inputs with the same name are refused. A URL's credentials (user info, secret query parameters) are never
+printed or recorded (``display``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
 from cplvad.io import is_s3
+from cplvad.redact import strip_credentials
 
 FEATURE_SUFFIX = ".npy"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -51,23 +53,12 @@ class Input:
 
     @property
     def display(self) -> str:
-        """The URI as printed and recorded: without the password of a URL."""
-        return redact(self.uri)
+        """The URI as printed and recorded: without the credentials of a URL."""
+        return strip_credentials(self.uri)
 
 
 def is_stream_url(text: str) -> bool:
     return bool(_URL.match(text)) and not is_s3(text) and not text.lower().startswith("file://")
-
-
-def redact(uri: str) -> str:
-    """``rtsp://user:secret@cam/x`` -> ``rtsp://user:***@cam/x``."""
-    if not _URL.match(uri):
-        return uri
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def stream_name(url: str) -> str:
@@ -115,7 +106,7 @@ def list_inputs(paths: Sequence[str | Path]) -> list[Input]:
     """Expand folders and S3 prefixes, check that everything exists and that output names are unique."""
     found = [item for given in paths for item in _expand(str(given))]
     if not found:
-        raise DataError(f"no video found in {', '.join(redact(str(p)) for p in paths)}")
+        raise DataError(f"no video found in {', '.join(strip_credentials(str(p)) for p in paths)}")
     seen: dict[str, Input] = {}
     for item in found:
         if item.name in seen:

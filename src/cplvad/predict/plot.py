@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from cplvad.eval.plots import draw_scores, save_png
 from cplvad.predict.events import Event
+from cplvad.predict.report import printable
 
 CLASS_COLOURS = colormaps["tab10"].colors
 
@@ -59,7 +60,7 @@ def timeline_figure(
         )
     ax.set_ylabel("anomaly score", fontsize=8)
     ax.legend(loc="upper left", fontsize=7, ncols=3, framealpha=0.6)
-    ax.set_title(title, fontsize=9, loc="left", pad=14)
+    ax.set_title(printable(title), fontsize=9, loc="left", pad=14)
 
     end = len(binary) * frames_per_snippet * scale
     image = strip.imshow(

@@ -27,8 +27,9 @@ from urllib.parse import quote
 import numpy as np
 
 from cplvad import __version__
+from cplvad.io import NAME_ERRORS
 from cplvad.predict.index import INDEX_FILE, read_index
-from cplvad.predict.report import read_report
+from cplvad.predict.report import read_report, utf8
 from cplvad.storage.location import Location
 
 PAGE_FILE = "index.html"
@@ -57,7 +58,7 @@ def _video_url(doc: dict[str, Any], sink: Location) -> str | None:
     root = sink.local.resolve()
     for candidate in [given] if given.is_absolute() else [Path.cwd() / given, root / given]:
         if candidate.is_file():
-            return quote(Path(os.path.relpath(candidate.resolve(), root)).as_posix())
+            return quote(Path(os.path.relpath(candidate.resolve(), root)).as_posix(), errors=NAME_ERRORS)
     return None
 
 
@@ -268,5 +269,5 @@ def write_review_page(sink: Location, title: str | None = None) -> str:
     """Write ``index.html`` at the root of ``sink`` (atomically / one PUT); returns where it went."""
     items, failed = collect(sink)
     name = title or f"cplvad review: {sink.uri('').rstrip('/')}"
-    sink.write_bytes(PAGE_FILE, render(items, failed, name).encode())
+    sink.write_bytes(PAGE_FILE, utf8(render(items, failed, name)))
     return sink.uri(PAGE_FILE)

@@ -34,7 +34,7 @@ from cplvad.predict.events import Event, EventTracker, find_events
 from cplvad.predict.index import entry_from_report, failed_entry
 from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import Predictor, Threshold
-from cplvad.predict.report import build_report, identity, read_report, report_json
+from cplvad.predict.report import build_report, identity, read_report, report_json, utf8
 from cplvad.predict.stream import StreamScorer
 from cplvad.preflight.files import check_clip_weights
 from cplvad.storage.location import object_size, open_location
@@ -296,7 +296,7 @@ class PredictRunner:
         name = name or r.input.name
         r.events, r.snippets = events, len(binary)
         doc = self._document(r, binary, classes, events, **extra)
-        self.sink.write_bytes(f"{name}.json", report_json(doc).encode())
+        self.sink.write_bytes(f"{name}.json", utf8(report_json(doc)))
         r.report = self._location(f"{name}.json")
         plot = None
         if opts.plot:

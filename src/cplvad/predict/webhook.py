@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cplvad.predict.inputs import redact
+from cplvad.redact import strip_credentials
 
 _STOP = object()
 
@@ -45,7 +45,7 @@ class Webhook:
         backoff: float = 0.5,
     ) -> None:
         self.url = url
-        self.display = redact(url)
+        self.display = strip_credentials(url)
         self.log = log
         self.timeout = timeout
         self.retries = retries

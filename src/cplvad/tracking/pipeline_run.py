@@ -25,6 +25,7 @@ from pathlib import Path
 from cplvad.config import Config
 from cplvad.errors import ConfigError
 from cplvad.io import write_json
+from cplvad.redact import strip_credentials
 from cplvad.tracking.runs import dvc_experiment_tags, git_commit, mlflow_module, setup_mlflow
 
 PARENT_RUN_ENV = "CPLVAD_MLFLOW_PARENT_RUN_ID"
@@ -84,7 +85,7 @@ def _open_run_in(record: Path) -> str | None:
     mlflow = mlflow_module()
     try:
         saved = json.loads(record.read_text())
-        if saved["tracking_uri"] != mlflow.get_tracking_uri():
+        if strip_credentials(saved["tracking_uri"]) != strip_credentials(mlflow.get_tracking_uri()):
             return None
         run = mlflow.MlflowClient().get_run(saved["run_id"])
     except (OSError, ValueError, KeyError, TypeError, mlflow.exceptions.MlflowException):
@@ -94,7 +95,8 @@ def _open_run_in(record: Path) -> str | None:
 
 def _open_and_record(config: Config, record: Path) -> str:
     run_id = open_parent(config)
-    write_json(record, {"run_id": run_id, "tracking_uri": mlflow_module().get_tracking_uri()})
+    uri = strip_credentials(mlflow_module().get_tracking_uri())
+    write_json(record, {"run_id": run_id, "tracking_uri": uri})
     return run_id
 
 

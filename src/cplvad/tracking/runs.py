@@ -6,7 +6,9 @@ that did not run here (skipped because its output was already there, or restored
 files the stage left (``add_missing_stages``). Both go through the same ``record_*`` functions. The
 standard ``MLFLOW_*`` environment variables win over the ``tracking`` section, so a remote server
 (``MLFLOW_TRACKING_URI``) and an S3 artifact store (``AWS_*``, ``MLFLOW_S3_ENDPOINT_URL``) work without
-code changes.
+code changes. Credentials are read from the environment only (``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD`` / ``MLFLOW_TRACKING_TOKEN``, ``AWS_*``); the user info of a tracking URI is
+moved there (``credentials_to_environment``), so nothing MLflow records holds it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cplvad.config import Config
 from cplvad.data.dataset import Dataset
 from cplvad.extras import require
 from cplvad.pseudo.labels import PseudoLabels
+from cplvad.redact import split_credentials, strip_credentials
 
 if TYPE_CHECKING:
     from cplvad.extract.runner import ExtractionReport
@@ -74,21 +77,36 @@ def experiment_name(config: Config) -> str:
 
 def artifact_location(config: Config, tracking_uri: str) -> str | None:
     """Where a new experiment keeps its artifacts: the configured location (a relative path anchored at the
-    project root), else ``<project root>/mlruns`` for a local SQLite store (MLflow's ``./mlruns``, anchored)."""
+    project root; stored by the tracking server, so without credentials), else ``<project root>/mlruns``
+    for a local SQLite store (MLflow's ``./mlruns``, anchored)."""
     location = config.tracking.artifact_location
     if location is None:
         return (project_root() / "mlruns").as_uri() if tracking_uri.startswith("sqlite:") else None
     return (
-        location
+        strip_credentials(location)
         if "://" in location or Path(location).is_absolute()
         else (project_root() / location).as_uri()
     )
 
 
+def credentials_to_environment(uri: str) -> str:
+    """``uri`` without credentials; the user name and password of its user info become
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` of this process and the processes it starts,
+    where MLflow reads them. So MLflow is never given a URI that holds a credential, and no URI it prints,
+    records or hands to a child process holds one."""
+    bare, user, password = split_credentials(uri)
+    for name, value in (("MLFLOW_TRACKING_USERNAME", user), ("MLFLOW_TRACKING_PASSWORD", password)):
+        if value:
+            os.environ[name] = value
+    return bare
+
+
 def setup_mlflow(config: Config) -> str:
-    """Point MLflow at the tracking store and experiment; returns the experiment id."""
+    """Point MLflow at the tracking store (credentials moved to the environment) and the experiment;
+    returns the experiment id."""
     mlflow = mlflow_module()
     uri = absolute_sqlite(os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.tracking_uri)
+    uri = credentials_to_environment(uri)
     mlflow.set_tracking_uri(uri)
     name = experiment_name(config)
     experiment = mlflow.get_experiment_by_name(name)

@@ -24,7 +24,7 @@ from cplvad.eval.scoring import predict_test_set
 from cplvad.io import replace_dir, write_json
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
-from cplvad.redact import redact
+from cplvad.redact import strip_credentials
 from cplvad.tracking.registry import resolve_model
 from cplvad.tracking.runs import (
     PipelineOutputs,
@@ -347,7 +347,7 @@ def track_pipeline(
     result = {
         "run_id": parent,
         "model_version": version,
-        "tracking_uri": redact(mlflow_module().get_tracking_uri()),
+        "tracking_uri": strip_credentials(mlflow_module().get_tracking_uri()),
         "experiment": experiment_name(config),
         "registered_model": config.tracking.registered_model if version else None,
     }
