@@ -308,7 +308,7 @@ def test_bad_inputs_fail_clearly_and_the_others_are_scored(model_dir, probes, tm
     assert f"{src / 'truncated.mp4'}: not a readable video file" in err
     assert f"{src / 'short.mp4'}: only 10 frames" in err
     assert f"feature file {src / 'wide.npy'} has 32-d features but 64 are expected" in err
-    assert f"feature file {src / 'broken.npy'} is not a readable .npy array" in err
+    assert f"feature file {src / 'broken.npy'} is not a NumPy file (.npy)" in err
     assert good.exists()
 
     streamed = CliRunner().invoke(
