@@ -12,8 +12,9 @@ unanswered (a failed attempt, for the client). The listening socket stays open f
 to the last, so a client that reconnects is never refused in between, whatever the scheduling; it is
 closed as soon as the last connection is accepted, so any later attempt is refused.
 
-Packets are paced at ``--fps`` frames per second (0: as fast as the client reads). When a connection has
-its first packet, one JSON line ``{"t0": <time.time() when it was sent>, "fps": F}`` goes to stdout. A
+A connection's packets are read from FILE before it is accepted, so its first bytes follow at once. They
+are paced at ``--fps`` frames per second (0: as fast as the client reads). When a connection has its
+first packet, one JSON line ``{"t0": <time.time() when it was sent>, "fps": F}`` goes to stdout. A
 connection ends after its last packet, or, with ``--hold S``, when the client closes it (at most S seconds
 later): a stalled source, connected and sending nothing, for exactly as long as the client waits.
 """
@@ -47,29 +48,27 @@ def _span(text: str) -> tuple[int, int | None] | None:
     return int(start or 0), int(stop) if stop else None
 
 
-def _send(conn: socket.socket, file: str, span: tuple[int, int | None], fps: float) -> int:
-    """Packets [start, stop) of the file's video stream to the client; returns the last one sent."""
+def _packets(src: av.container.InputContainer, span: tuple[int, int | None]) -> list[av.Packet]:
+    """Packets [start, stop) of the video stream, read before the client connects (it gets them at once)."""
     start, stop = span
-    sent = start - 1
-    with av.open(file) as src:
-        video = src.streams.video[0]
-        with av.open(_Connection(conn), "w", format="mpegts", options={"flush_packets": "1"}) as out:
-            stream = out.add_stream_from_template(video)
-            t0 = None
-            for i, packet in enumerate(p for p in src.demux(video) if p.size):
-                if i < start:
-                    continue
-                if stop is not None and i >= stop:
-                    break
-                if t0 is not None and fps:
-                    time.sleep(max(0.0, t0 + (i - start) / fps - time.time()))  # real-time pacing
-                packet.stream = stream
-                out.mux(packet)
-                sent = i
-                if t0 is None:
-                    t0 = time.time()
-                    print(json.dumps({"t0": t0, "fps": fps}), flush=True)
-    return sent
+    packets = (p for p in src.demux(src.streams.video[0]) if p.size)
+    return [p for i, p in enumerate(packets) if i >= start and (stop is None or i < stop)]
+
+
+def _send(
+    conn: socket.socket, src: av.container.InputContainer, packets: list[av.Packet], fps: float
+) -> None:
+    with av.open(_Connection(conn), "w", format="mpegts", options={"flush_packets": "1"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        t0 = None
+        for i, packet in enumerate(packets):
+            if t0 is not None and fps:
+                time.sleep(max(0.0, t0 + i / fps - time.time()))  # real-time pacing
+            packet.stream = stream
+            out.mux(packet)
+            if t0 is None:
+                t0 = time.time()
+                print(json.dumps({"t0": t0, "fps": fps}), flush=True)
 
 
 def _until_closed(conn: socket.socket, limit: float) -> None:
@@ -93,20 +92,22 @@ def main() -> None:
     listener = socket.create_server(("127.0.0.1", args.port))
     print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
     for k, span in enumerate(args.serve):
-        conn, _ = listener.accept()
-        if k == len(args.serve) - 1:
-            listener.close()  # nobody is served after the last connection: later attempts are refused
-        with conn:
-            if span is None:
-                continue
-            try:
-                last = _send(conn, args.file, span, args.fps)
-            except (OSError, av.FFmpegError) as exc:  # the client went away
-                print(f"connection {k}: {exc}", file=sys.stderr)
-                continue
-            if args.hold:
-                _until_closed(conn, args.hold)
-            print(f"connection {k}: published packets {span[0]}..{last}", file=sys.stderr)
+        with av.open(args.file) as src:
+            packets = _packets(src, span) if span is not None else []
+            conn, _ = listener.accept()
+            if k == len(args.serve) - 1:
+                listener.close()  # nobody is served after the last connection: later attempts are refused
+            with conn:
+                if span is None:
+                    continue
+                try:
+                    _send(conn, src, packets, args.fps)
+                except (OSError, av.FFmpegError) as exc:  # the client went away
+                    print(f"connection {k}: {exc}", file=sys.stderr)
+                    continue
+                if args.hold:
+                    _until_closed(conn, args.hold)
+        print(f"connection {k}: published packets {span[0]}..{span[0] + len(packets) - 1}", file=sys.stderr)
 
 
 if __name__ == "__main__":
