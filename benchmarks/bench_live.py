@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,21 +66,15 @@ def stream_file(path: Path, seconds: float) -> tuple[Path, list[tuple[int, int]]
     return path, anomalies
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_live(video: Path, model: Path, out: Path, latency: int, fps: float, extra: list[str]) -> dict:
     """Publish ``video`` (paced at ``fps``; 0 = as fast as read), score it live; lines with their read times."""
-    port = free_port()
     publisher = subprocess.Popen(
-        [sys.executable, str(PUBLISHER), str(video), "--port", str(port), "--fps", str(fps)],
+        [sys.executable, str(PUBLISHER), str(video), "--fps", str(fps)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    port = json.loads(publisher.stdout.readline())["port"]  # it listens
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     live = subprocess.Popen(
         [

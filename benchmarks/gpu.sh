@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU benchmarks, as run on a lent NVIDIA H100/H200 machine (Python 3.12 with PyTorch, no internet).
+# The GPU benchmarks, as run on a lent NVIDIA H100/H200 machine (Python 3.12 with PyTorch, no internet),
+# and the tests of the CUDA paths (step `tests`: pytest -m gpu; they need pytest, hypothesis and filelock).
 # Wheels missing there travel in .whl/ (see the closing notes of the issues for the list).
-#   bash benchmarks/gpu.sh extract train predict car
+#   bash benchmarks/gpu.sh tests extract train predict car
 # Each step has a time limit, so one slow step cannot starve the others of a short lease.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 for step in "$@"; do
   echo "== $step"
   case $step in
+    tests) PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src" timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py ;;
     car) timeout 30 python3 benchmarks/bench_car.py --device cuda --videos 16384 ;;
     train) timeout 220 python3 benchmarks/bench_train.py --ucf-scale --device cuda ;;
     train-profile) timeout 120 python3 benchmarks/bench_train.py --ucf-scale --device cuda --profile --set train.epochs=1 ;;

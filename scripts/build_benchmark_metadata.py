@@ -4,18 +4,14 @@
 
 (default DIR: ``$CPLVAD_BENCHMARKS``, else ``../shared/benchmarks`` beside the repository).
 
-Reads the published lists and annotations (see SOURCES.md in that folder) and writes, in our own format:
+Reads the published lists and annotations (see SOURCES.md in that folder) and writes, in our own format,
+``src/cplvad/data/benchmark_metadata/<name>.json``: classes, label codes, the layout of the feature
+release, the test videos in evaluation order with their frame counts, the frame-level annotations and the
+class-labelled segment annotations (what evaluation needs; the multi-megabyte feature lists are not
+carried).
 
-- ``src/cplvad/data/benchmark_metadata/<name>.json``: classes, label codes, the layout of the feature
-  release, the test videos in evaluation order with their frame counts, the frame-level annotations and
-  the class-labelled segment annotations (what evaluation needs; the multi-megabyte feature lists are
-  not carried);
-- ``tests/data/benchmark_digests.json``: sha256 digests of the frame ground truth and the segment ground
-  truth built from the *published* files (the segment GT straight from the published ``gt_segment`` /
-  ``gt_label`` arrays), so a clone without the published files can still check what the package builds.
-
-The published ``gt_*.npy`` files are object arrays: they are loaded with ``allow_pickle=True`` here, and
-only here, because they are trusted files of the shared folder, never user input.
+The digests that a clone without the published files checks the package against
+(``tests/data/benchmark_digests.json``) are made apart from the package: ``python tests/reference_gt.py``.
 """
 
 from __future__ import annotations
@@ -26,14 +22,10 @@ import json
 import os
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
 from cplvad.data.annotations import read_annotations
-from cplvad.data.ground_truth import GTSegment, frame_gt_digest, frame_labels, segment_gt_digest
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "src/cplvad/data/benchmark_metadata"
-DIGESTS = REPO / "tests/data/benchmark_digests.json"
 SOURCE = "VadCLIP release (github.com/nwpu-zxr/VadCLIP, folder list/, commit f643c91)"
 
 # Facts from the benchmarks' documentation (see SOURCES.md): class lists, XD label codes, release layout.
@@ -69,7 +61,6 @@ SPECS = {
             "test": "ucf_CLIP_rgbtest.csv",
             "annotations": ("Temporal_Anomaly_Annotation.txt", "ucf"),
             "segments": ("Temporal_Anomaly_Annotation.txt", "ucf"),
-            "gt": ("gt_segment_ucf.npy", "gt_label_ucf.npy"),
         },
     },
     "xd-violence": {
@@ -96,7 +87,6 @@ SPECS = {
             "test": "xd_CLIP_rgbtest.csv",
             "annotations": ("annotations.txt", "xd"),
             "segments": ("annotations_multiclasses.txt", "xd-multiclass"),
-            "gt": ("gt_segment.npy", "gt_label.npy"),
         },
     },
 }
@@ -166,32 +156,6 @@ def build(folder: Path, name: str) -> dict:
     }
 
 
-def published_digests(folder: Path, meta: dict) -> dict[str, str]:
-    """Digests of the GT built from the published files alone (not from the metadata written above)."""
-    spec = SPECS[meta["name"]]
-    ann_file, ann_fmt = spec["files"]["annotations"]
-    frame_ann = read_annotations(folder / ann_file, ann_fmt)
-    frames = {r["video"]: int(r["frames"]) for r in _rows(folder / "test_video_frames.csv")}
-    labels = {_crop_of(r["path"])[1]: r["label"] for r in _rows(folder / spec["files"]["test"])}
-    normal = {code for code, cls in spec["label_codes"].items() if cls == "Normal"} | {"Normal"}
-    gt = [
-        frame_labels(frame_ann.get(v, []) if labels[v] not in normal else [], frames[v] // 16) for v in labels
-    ]
-    seg_file, label_file = spec["files"]["gt"]
-    segs = np.load(folder / seg_file, allow_pickle=True)  # trusted published metadata (object arrays)
-    seg_labels = np.load(folder / label_file, allow_pickle=True)
-    published = [
-        [GTSegment(int(s), int(e), str(lab)) for (s, e), lab in zip(v, ls, strict=True)]
-        for v, ls in zip(segs, seg_labels, strict=True)
-    ]
-    return {
-        "frame_gt_sha256": frame_gt_digest(np.concatenate(gt)),
-        "segment_gt_sha256": segment_gt_digest(published),
-        "frames": int(sum(len(g) for g in gt)),
-        "videos": len(published),
-    }
-
-
 def _dump(meta: dict) -> str:
     """JSON with one test video or annotated video per line: compact, and readable in a diff."""
 
@@ -217,20 +181,14 @@ def main() -> None:
     parser.add_argument("--benchmarks", type=Path, default=Path(default))
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    digests = {}
     for name in SPECS:
-        folder = args.benchmarks / name
-        meta = build(folder, name)
+        meta = build(args.benchmarks / name, name)
         text = _dump(meta)
         (OUT / f"{name}.json").write_text(text, encoding="utf-8")
-        digests[name] = published_digests(folder, meta)
         print(
             f"{name}: {len(meta['test'])} test videos, {meta['train_videos']} training videos, "
             f"{len(text) / 1e3:.0f} kB -> {OUT / f'{name}.json'}"
         )
-    DIGESTS.parent.mkdir(parents=True, exist_ok=True)
-    DIGESTS.write_text(json.dumps(digests, indent=2) + "\n")
-    print(f"digests of the published ground truth -> {DIGESTS}")
 
 
 if __name__ == "__main__":

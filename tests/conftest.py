@@ -46,6 +46,20 @@ TINY_PARAMS = REPO / "configs" / "tiny.yaml"
 """Seconds-sized settings (tiny CLIP, small model, two epochs) shared by the tests."""
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` (the CUDA paths) are skipped, with the reason, where CUDA is not available."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(
+        reason="needs a CUDA GPU (torch.cuda.is_available() is False); `bash benchmarks/gpu.sh tests` runs it"
+    )
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
 def tiny_config(*overrides: str) -> Config:
     """The tiny settings plus ``section.key=value`` overrides."""
     return load_config(TINY_PARAMS, overrides)

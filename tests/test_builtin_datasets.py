@@ -1,8 +1,9 @@
-"""Built-in benchmarks: ground truth from the package's metadata, miniature feature releases, `cplvad datasets`."""
+"""Built-in benchmarks: ground truth from the package's metadata (checked against tests/reference_gt.py, an
+independent reading, and the published files where they are at hand), miniature feature releases,
+`cplvad datasets`."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -10,31 +11,21 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from reference_gt import DIGESTS, GroundTruth, from_metadata, from_published
 
 from cplvad.cli import cli
 from cplvad.config import BENCHMARK_DATASETS, DataConfig, load_config
 from cplvad.data import load_dataset
 from cplvad.data.benchmarks import load_benchmark, release_folders, scan_training_features
 from cplvad.data.check import check_dataset
-from cplvad.data.ground_truth import frame_gt_digest, segment_gt_digest
 from cplvad.data.selection import resolve_dataset
 from cplvad.errors import ConfigError, DataError
 
-DIGESTS = json.loads((Path(__file__).parent / "data" / "benchmark_digests.json").read_text())
 PUBLISHED = {
-    "ucf-crime": {
-        "test": "ucf_CLIP_rgbtest.csv",
-        "gt": ("gt_segment_ucf.npy", "gt_label_ucf.npy"),
-        "frame_annotations": ("Temporal_Anomaly_Annotation.txt", "ucf"),
-        "train": "ucf_CLIP_rgb.csv",
-    },
-    "xd-violence": {
-        "test": "xd_CLIP_rgbtest.csv",
-        "gt": ("gt_segment.npy", "gt_label.npy"),
-        "frame_annotations": ("annotations.txt", "xd"),
-        "train": "xd_CLIP_rgb.csv",
-    },
+    "ucf-crime": ("ucf_CLIP_rgb.csv", "ucf_CLIP_rgbtest.csv", "Temporal_Anomaly_Annotation.txt", "ucf"),
+    "xd-violence": ("xd_CLIP_rgb.csv", "xd_CLIP_rgbtest.csv", "annotations.txt", "xd"),
 }
+"""Training list, test list, frame annotations and their format, as published."""
 TINY = [
     "clip.model=cplvad-tiny",
     "model.max_len=32",
@@ -56,35 +47,32 @@ def metadata_only(name: str, tmp_path: Path):
     return dataset, lengths
 
 
-@pytest.mark.parametrize("name", BENCHMARK_DATASETS)
-def test_ground_truth_from_the_package_matches_the_published_digests(name, tmp_path):
+def assert_package_gives(name: str, reference: GroundTruth, tmp_path: Path) -> None:
+    """The package's test videos, frame ground truth and segment ground truth equal ``reference``."""
     dataset, lengths = metadata_only(name, tmp_path)
-    assert len(dataset.test) == DIGESTS[name]["videos"] == {"ucf-crime": 290, "xd-violence": 800}[name]
-    frame_gt = dataset.frame_ground_truth(lengths)
-    assert len(frame_gt) == DIGESTS[name]["frames"]
-    assert frame_gt_digest(frame_gt) == DIGESTS[name]["frame_gt_sha256"]
-    assert segment_gt_digest(dataset.segment_ground_truth(lengths)) == DIGESTS[name]["segment_gt_sha256"]
+    assert [(v.name, v.label, 16 * t) for v, t in zip(dataset.test, lengths)] == reference.videos
+    np.testing.assert_array_equal(dataset.frame_ground_truth(lengths), reference.frames)
+    segments = dataset.segment_ground_truth(lengths)
+    assert [[(g.start, g.end, g.label) for g in video] for video in segments] == reference.segments
+
+
+@pytest.mark.parametrize("name", BENCHMARK_DATASETS)
+def test_ground_truth_from_the_package_equals_an_independent_reading_of_its_metadata(name, tmp_path):
+    reference = from_metadata(name)
+    # the metadata carries the published ground truth: the digests were made from the published files
+    assert reference.digests() == json.loads(DIGESTS.read_text())[name]
+    assert len(reference.videos) == {"ucf-crime": 290, "xd-violence": 800}[name]
+    assert_package_gives(name, reference, tmp_path)
 
 
 @pytest.mark.parametrize("name", BENCHMARK_DATASETS)
 def test_ground_truth_from_the_package_equals_the_published_files(name, benchmarks, tmp_path):
-    folder, files = benchmarks / name, PUBLISHED[name]
+    published = from_published(benchmarks / name)
+    assert published.digests() == json.loads(DIGESTS.read_text())[name]
+    assert_package_gives(name, published, tmp_path)
+    # the package's manifest loader reads the published annotation format to the same frame ground truth
     dataset, lengths = metadata_only(name, tmp_path)
-    with (folder / files["test"]).open() as fh:
-        published = [(Path(r["path"]).stem.rsplit("__", 1)[0], r["label"]) for r in csv.DictReader(fh)]
-    assert [(v.name, v.label) for v in dataset.test] == published  # evaluation order and labels
-    with (folder / "test_video_frames.csv").open() as fh:
-        assert [int(r["frames"]) // 16 for r in csv.DictReader(fh)] == list(lengths)
-    # segment GT: the published arrays themselves (object arrays: trusted shared files)
-    segs = np.load(folder / files["gt"][0], allow_pickle=True)
-    labels = np.load(folder / files["gt"][1], allow_pickle=True)
-    ours = dataset.segment_ground_truth(lengths)
-    for video, mine, s, lab in zip(dataset.test, ours, segs, labels):
-        assert [(g.start, g.end, g.label) for g in mine] == [
-            (int(a), int(b), str(c)) for (a, b), c in zip(s, lab)
-        ], video.name
-    # frame GT: as built from the published annotation file by the manifest loader
-    ann, fmt = files["frame_annotations"]
+    train, test, annotations, fmt = PUBLISHED[name]
     manifest = tmp_path / "published.yaml"
     manifest.write_text(
         yaml.safe_dump(
@@ -92,15 +80,14 @@ def test_ground_truth_from_the_package_equals_the_published_files(name, benchmar
                 "name": name,
                 "classes": list(dataset.classes.names),
                 "label_codes": dict(dataset.classes.codes),
-                "train_list": str(folder / files["train"]),
-                "test_list": str(folder / files["test"]),
-                "annotations": str(folder / ann),
+                "train_list": str(benchmarks / name / train),
+                "test_list": str(benchmarks / name / test),
+                "annotations": str(benchmarks / name / annotations),
                 "annotations_format": fmt,
             }
         )
     )
-    reference = load_dataset(manifest).frame_ground_truth(lengths)
-    np.testing.assert_array_equal(dataset.frame_ground_truth(lengths), reference)
+    np.testing.assert_array_equal(load_dataset(manifest).frame_ground_truth(lengths), published.frames)
 
 
 def test_scanning_a_release_finds_training_videos_and_leaves_test_videos_out(mini_releases):

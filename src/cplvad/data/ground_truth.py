@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,14 +50,3 @@ def segment_ground_truth(
     if not abnormal:
         return [GTSegment(0, n_snippets * frames_per_snippet, NORMAL_SEGMENT_LABEL)]
     return [GTSegment(s.start, s.end, s.label if s.label is not None else video_label) for s in segments]
-
-
-def frame_gt_digest(frame_gt: np.ndarray) -> str:
-    """sha256 of a frame ground truth as little-endian float32: compares GT without carrying it."""
-    return hashlib.sha256(np.ascontiguousarray(frame_gt, dtype="<f4").tobytes()).hexdigest()
-
-
-def segment_gt_digest(segments: Sequence[Sequence[GTSegment]]) -> str:
-    """sha256 of per-video segment GT (start, end, label) in a canonical JSON form."""
-    canonical = [[[s.start, s.end, s.label] for s in video] for video in segments]
-    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()

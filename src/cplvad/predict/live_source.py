@@ -3,15 +3,16 @@ decoded snippet by snippet (the sampled frames of each snippet as soon as its 16
 bounded queue shared with the scoring loop.
 
 A network source that drops (it ends, errors, or sends nothing for ``stall_timeout`` seconds) is reopened
-with back-off (``backoff``, doubling, at most ``backoff_max`` seconds); after ``reconnect_attempts``
-consecutive attempts without a frame it is given up (0: never). A local file is opened with FFmpeg's
-``follow`` option, so frames appended to it are read; it ends when nothing is appended for
-``stall_timeout`` seconds. A full queue blocks the thread (for a network stream the sender is then slowed
-down or FFmpeg's buffer overflows); memory stays bounded.
+with back-off (tenacity: ``backoff``, doubling, at most ``backoff_max`` seconds, starting over once a frame
+came); after ``reconnect_attempts`` consecutive attempts without a frame it is given up (0: never). A local
+file is opened with FFmpeg's ``follow`` option, so frames appended to it are read; it ends when nothing is
+appended for ``stall_timeout`` seconds. A full queue blocks the thread (for a network stream the sender is
+then slowed down or FFmpeg's buffer overflows); memory stays bounded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -19,6 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_never,
+    stop_after_attempt,
+    stop_never,
+    stop_when_event_set,
+    wait_exponential,
+)
 
 from cplvad.extract.pool import DecodeJob, sized_frames
 from cplvad.extract.video import VideoError, VideoInfo, VideoSourceOptions, decode_snippets
@@ -79,6 +89,14 @@ class Notice:
 SourceItem = Snippet | Connected | Dropped | Finished | Notice
 
 
+class _Unopened(Exception):
+    """A segment ended before its first frame; the message says why."""
+
+
+class _Stopped(Exception):
+    """``stop()`` came during a back-off."""
+
+
 class LiveSource:
     def __init__(
         self, index: int, inp: Input, job: DecodeJob, settings: LiveSettings, out: queue.Queue[Any]
@@ -91,6 +109,7 @@ class LiveSource:
         self.stopping = threading.Event()
         self.opened = False
         self._fps: float | None = None
+        self._attempts = 0
         self._thread = threading.Thread(target=self._run, name=f"cplvad-live-{index}", daemon=True)
 
     def start(self) -> None:
@@ -123,8 +142,9 @@ class LiveSource:
             opened=lambda fps: setattr(self, "_fps", fps),
         )
 
-    def _segment(self, attempt: int) -> tuple[str, int]:
-        """Read until the source ends or fails; returns why it ended and how many snippets came."""
+    def _segment(self) -> str:
+        """Read until the source ends or fails; returns why it ended, or raises ``_Unopened`` if no frame came."""
+        self._attempts += 1
         received = 0
         try:
             snippets = decode_snippets(
@@ -140,13 +160,16 @@ class LiveSource:
                     break
                 if not received:
                     self.opened = True
-                    self._put(Connected(self.index, self._fps, attempt))
+                    self._put(Connected(self.index, self._fps, self._attempts))
                 received += 1
                 if not self._put(Snippet(self.index, sized_frames(item, self.job), time.time())):
-                    return "stopped", received
-            return "the stream ended", received
+                    return "stopped"
+            reason = "the stream ended"
         except VideoError as exc:
-            return self._reason(str(exc), received), received
+            reason = self._reason(str(exc), received)
+        if not received:
+            raise _Unopened(reason)
+        return reason
 
     def _reason(self, text: str, received: int) -> str:
         if "ExitError" in text:  # PyAV's timeout of an open or a read
@@ -158,26 +181,38 @@ class LiveSource:
         return text.replace("not a readable video file", "cannot open it", 1)
 
     def _run(self) -> None:
-        failures, attempt = 0, 0
         reason = "stopped"
-        while not self.stopping.is_set():
-            attempt += 1
-            reason, received = self._segment(attempt)
-            if self.stopping.is_set() or self.input.is_local:
-                break
-            failures = 0 if received else failures + 1
-            limit = self.settings.reconnect_attempts
-            if limit and failures >= limit:
-                reason = f"{reason}; gave up after {failures} failed attempt(s) to open it"
-                break
-            delay = min(self.settings.backoff * 2 ** max(failures - 1, 0), self.settings.backoff_max)
-            self._put(Dropped(self.index, reason, delay))
-            if self.stopping.wait(delay):
-                reason = "stopped"
-                break
-        for _ in range(100):  # the scoring loop drains the queue until every source has finished
-            try:
-                self.out.put(Finished(self.index, reason, self.opened), timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        try:
+            while not self.stopping.is_set():
+                reason = self._reconnecting()(self._segment)
+                if self.stopping.is_set() or self.input.is_local:
+                    break
+                self._put(Dropped(self.index, reason, self.settings.backoff))
+                self._pause(self.settings.backoff)
+        except _Unopened as exc:
+            reason = str(exc)
+            if not (self.stopping.is_set() or self.input.is_local):
+                reason += f"; gave up after {self.settings.reconnect_attempts} failed attempt(s) to open it"
+        except _Stopped:
+            reason = "stopped"
+        with contextlib.suppress(queue.Full):  # the scoring loop drains the queue until every source finished
+            self.out.put(Finished(self.index, reason, self.opened), timeout=20)
+
+    def _reconnecting(self) -> Retrying:
+        """Segments until one delivers a frame, each failure announced (``Dropped``) with its back-off."""
+        s = self.settings
+        return Retrying(
+            retry=retry_never if self.input.is_local else retry_if_exception_type(_Unopened),
+            stop=(stop_after_attempt(s.reconnect_attempts) if s.reconnect_attempts else stop_never)
+            | stop_when_event_set(self.stopping),
+            wait=wait_exponential(multiplier=s.backoff, max=s.backoff_max),
+            sleep=self._pause,
+            before_sleep=lambda rs: self._put(
+                Dropped(self.index, str(rs.outcome.exception()), rs.upcoming_sleep)
+            ),
+            reraise=True,
+        )
+
+    def _pause(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
+            raise _Stopped

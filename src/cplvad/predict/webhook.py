@@ -2,9 +2,10 @@
 
 Events go into a bounded queue that one background thread empties; a full queue (the endpoint is down or
 slower than the events) drops the new event and says so. Each POST waits at most ``timeout`` seconds and
-is retried ``retries`` times with doubling back-off (0.5, 1, 2, ... s) on a connection error, a timeout or
-an HTTP status other than 2xx; an event that still fails is reported on the log and dropped. At the end
-``close`` gives the queue a last few seconds, then reports what was not delivered.
+is retried ``retries`` times (tenacity) with doubling back-off (0.5, 1, 2, ... s) on a connection error, a
+timeout or an HTTP status other than 2xx; an event that still fails is reported on the log and dropped. At
+the end ``close`` gives the queue a last few seconds, then stops the retries (a back-off it cuts short is
+followed by one last attempt) and reports what was not delivered.
 """
 
 from __future__ import annotations
@@ -12,16 +13,27 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_exponential,
+)
+
 from cplvad.redact import strip_credentials
 
 _STOP = object()
+
+
+class _Undelivered(Exception):
+    """One POST failed; the message says why in a few words."""
 
 
 @dataclass
@@ -68,9 +80,8 @@ class Webhook:
 
     def close(self, wait: float = 5.0) -> WebhookStats:
         """Deliver what is queued within ``wait`` seconds, then stop (events still queued are dropped)."""
-        deadline = time.monotonic() + wait
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with self._queue.all_tasks_done:
+            self._queue.all_tasks_done.wait_for(lambda: not self._queue.unfinished_tasks, timeout=wait)
         self._abandon.set()
         self.stats.dropped += self._drain()
         self._queue.put(_STOP)
@@ -93,25 +104,32 @@ class Webhook:
             self._queue.task_done()
 
     def _deliver(self, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        reason = ""
-        for attempt in range(self.retries + 1):
-            if attempt and self._abandon.wait(self.backoff * 2 ** (attempt - 1)):
-                break
-            try:
-                request = urllib.request.Request(
-                    self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
-                )
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read()
-                self.stats.delivered += 1
-                return
-            except urllib.error.HTTPError as exc:
-                reason = f"HTTP {exc.code} {exc.reason}"
-            except (urllib.error.URLError, OSError) as exc:
-                reason = str(getattr(exc, "reason", exc))
-        self.stats.failed += 1
-        self.log(
-            f"webhook {self.display}: gave up on a {payload.get('type', 'event')} line after "
-            f"{self.retries + 1} attempt(s) ({reason})"
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Undelivered),
+            stop=stop_after_attempt(self.retries + 1) | stop_when_event_set(self._abandon),
+            wait=wait_exponential(multiplier=self.backoff),
+            sleep=self._abandon.wait,  # close() cuts a back-off short
+            reraise=True,
         )
+        try:
+            retrying(self._post, json.dumps(payload).encode())
+        except _Undelivered as exc:
+            self.stats.failed += 1
+            self.log(
+                f"webhook {self.display}: gave up on a {payload.get('type', 'event')} line after "
+                f"{retrying.statistics['attempt_number']} attempt(s) ({exc})"
+            )
+            return
+        self.stats.delivered += 1
+
+    def _post(self, body: bytes) -> None:
+        request = urllib.request.Request(
+            self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            raise _Undelivered(f"HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise _Undelivered(str(getattr(exc, "reason", exc))) from None
