@@ -18,11 +18,11 @@ PAPER_RECIPE_CHANGES = {
     "extract.crops",
 }
 XD_NUMBERS = {
-    "car.official.max_gap": 21,
-    "car.official.min_length": 7,
-    "car.official.vote_sum": 33.0,
-    "car.official.flat_ratio": 0.95,
-    "car.official.flat_ratio_end": 0.95,
+    "car.release.max_gap": 21,
+    "car.release.min_length": 7,
+    "car.release.vote_sum": 33.0,
+    "car.release.flat_ratio": 0.95,
+    "car.release.flat_ratio_end": 0.95,
     "eval.author_script": "xd",
 }
 
@@ -36,18 +36,16 @@ def _flat_keys(d: dict, prefix: str = "") -> set[str]:
 
 
 @pytest.mark.parametrize("name, dataset_numbers", [("paper-ucf.yaml", {}), ("paper-xd.yaml", XD_NUMBERS)])
-def test_paper_recipes_are_the_defaults_plus_the_official_rule_with_each_datasets_numbers(
-    name, dataset_numbers
-):
+def test_paper_recipes_are_the_defaults_plus_the_paper_rule_with_each_datasets_numbers(name, dataset_numbers):
     path = REPO / "configs" / name
     recipe, defaults = load_config(path).flat(), Config().flat()
     assert _flat_keys(yaml.safe_load(path.read_text())) == set(defaults)  # every setting spelled out
     changed = {k: v for k, v in recipe.items() if v != defaults[k]}
     assert set(changed) == PAPER_RECIPE_CHANGES | set(dataset_numbers)
-    assert changed["car.rule"] == "official" and changed["car.keep_topk"] is False
+    assert changed["car.rule"] == "paper" and changed["car.keep_topk"] is False
     assert {k: changed[k] for k in dataset_numbers} == dataset_numbers
-    # the UCF-Crime numbers of the authors' release are the documented defaults of car.official
-    assert recipe["car.official.vote_sum"] == (33.0 if dataset_numbers else 22.0)
+    # the UCF-Crime numbers of the authors' release are the documented defaults of car.release
+    assert recipe["car.release.vote_sum"] == (33.0 if dataset_numbers else 22.0)
 
 
 def test_root_params_file_is_the_demo_sizing_of_the_paper_config():
