@@ -16,32 +16,34 @@ per-snippet sum in float32 added in their order, so the cut compares the same nu
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from cplvad.config import ReleaseCarConfig
 
 
 def release_votes(x: torch.Tensor, valid: torch.Tensor, cfg: ReleaseCarConfig) -> torch.Tensor:
-    """(N, L', n) step-upsampled scores of the voting levels, (N, n) valid snippets -> (N, n) float32 votes."""
+    """(N, L', n) step-upsampled scores of the voting levels, (N, n) valid snippets -> (N, n) float32 votes.
+
+    Rows are video-major, then level, then threshold (the release's order); only the positions at or above
+    a threshold are visited after the comparison."""
     n_videos, n_levels, n = x.shape
     th = torch.tensor(cfg.thresholds, dtype=x.dtype, device=x.device)
     k = len(cfg.thresholds)
-    rows = ((x[:, :, None, :] >= th[None, None, :, None]) & valid[:, None, None, :]).reshape(-1, n)
-    values = x[:, :, None, :].expand(-1, -1, k, -1).reshape(-1, n).double()
-    row, start, end, confidence = _runs_with_means(rows, values)
-    first, score = _merge_chains(row, start, end, confidence, cfg.max_gap)
+    above = (x[:, :, None, :] >= th[None, None, :, None]) & valid[:, None, None, :]  # (N, L', K, n)
+    row, col = torch.nonzero(above.view(-1, n), as_tuple=True)  # row-major: runs are contiguous
+    values = x.reshape(-1)[(row // k) * n + col].double()  # row // k = video * L' + level
+    start, end, run_row, confidence = _runs_with_means(row, col, values)
+    first, score = _merge_chains(run_row, start, end, confidence, cfg.max_gap)
     last = torch.cat([first[1:] - 1, first.new_tensor([len(start) - 1])]) if len(first) else first
-    c_row, c_start, c_end = row[first], start[first], end[last]
+    c_row, c_start, c_end = run_row[first], start[first], end[last]
     kept = c_end - c_start + 1 >= cfg.min_length
-    c_row, c_start, c_stop = c_row[kept], c_start[kept], c_end[kept] + (0 if cfg.keep_slips else 1)
-    # chains of a row are disjoint: mark each kept chain's id at its start and its negation at its stop
-    marks = torch.zeros(rows.shape[0], n + 1, dtype=torch.long, device=x.device)
-    chain_id = torch.arange(1, len(c_row) + 1, device=x.device)
-    marks.index_put_((c_row, c_start), chain_id, accumulate=True)
-    marks.index_put_((c_row, c_stop), -chain_id, accumulate=True)
-    cover = marks.cumsum(dim=1)[:, :n]
-    score32 = torch.cat([score.new_zeros(1), score[kept]]).float()  # Python float -> float32, as `+=` does
-    contribution = score32[cover].view(n_videos, n_levels * k, n)
+    c_row, c_start, score = c_row[kept], c_start[kept], score[kept]
+    width = c_end[kept] - c_start + (0 if cfg.keep_slips else 1)  # [start, end) as released, or [start, end]
+    chain = torch.repeat_interleave(torch.arange(len(c_row), device=x.device), width)
+    offset = torch.arange(len(chain), device=x.device) - (torch.cumsum(width, 0) - width)[chain]
+    contribution = torch.zeros(n_videos * n_levels * k * n, dtype=torch.float32, device=x.device)
+    # chains of a row are disjoint; a Python float -> float32 like the release's `+=`
+    contribution[c_row[chain] * n + c_start[chain] + offset] = score.float()[chain]
+    contribution = contribution.view(n_videos, n_levels * k, n)
     votes = torch.zeros(n_videos, n, dtype=torch.float32, device=x.device)
     for r in range(n_levels * k):  # float32 sums in the release's order (one vectorised add per row)
         votes += contribution[:, r]
@@ -49,18 +51,17 @@ def release_votes(x: torch.Tensor, valid: torch.Tensor, cfg: ReleaseCarConfig) -
 
 
 def _runs_with_means(
-    rows: torch.Tensor, values: torch.Tensor
+    row: torch.Tensor, col: torch.Tensor, values: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every run of True in (R, n) ``rows``, in row-major order: its row, first and last snippet, and the
-    float64 mean of ``values`` over it (summed in snippet order, like Python's ``sum``)."""
-    starts = rows & ~F.pad(rows[:, :-1], (1, 0), value=False)
-    ends = rows & ~F.pad(rows[:, 1:], (0, 1), value=False)
-    row, start = torch.nonzero(starts, as_tuple=True)
-    _, end = torch.nonzero(ends, as_tuple=True)
-    run_at = starts.flatten().long().cumsum(0) - 1  # the run each position of a run belongs to
-    member = rows.flatten()
-    sums = values.new_zeros(len(start)).index_add_(0, run_at[member], values.flatten()[member])
-    return row, start, end, sums / (end - start + 1).double()
+    """The runs of the positions (``row``, ``col``) (row-major, each once): first and last snippet, row,
+    and the float64 mean of ``values`` over the run (summed in snippet order, like Python's ``sum``)."""
+    joined = (row[1:] == row[:-1]) & (col[1:] == col[:-1] + 1)  # a position continues the one before
+    is_start = torch.cat([joined.new_ones(min(len(row), 1)), ~joined])
+    is_end = torch.cat([~joined, joined.new_ones(min(len(row), 1))])
+    run = torch.cumsum(is_start.long(), 0) - 1
+    start, end = col[is_start], col[is_end]
+    sums = values.new_zeros(len(start)).index_add_(0, run, values)
+    return start, end, row[is_start], sums / (end - start + 1).double()
 
 
 def _merge_chains(

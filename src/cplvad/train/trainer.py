@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cplvad.config import Config
+from cplvad.config import Config, EvalConfig
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
 from cplvad.io import NAME_ERRORS, atomic_path, load_torch, set_aside, write_json
@@ -87,13 +87,24 @@ CheckpointHook = Callable[[Path], None]
 """Called with the model directory after each checkpoint is written, e.g. to copy it somewhere durable."""
 
 
+SCHEDULE_KEYS = ("lr_schedule", "lr_milestones", "lr_gamma", "lr_warmup_fraction", "lr_warmup_factor")
+"""``train`` keys of the learning-rate schedule: left out of the fingerprint when it is ``none``."""
+FUSION_KEYS = ("level_fusion", "level_upsampling")
+"""``eval`` keys of the level fusion: in the fingerprint when not the paper's (the calibrated threshold and
+the validation AUC of a model directory are scored with them)."""
+
+
 def fingerprint(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLabels | None) -> str:
-    """What the trained weights depend on: config sections, training samples, pseudo labels."""
+    """What a trained model directory depends on: config sections, training samples, pseudo labels; keys
+    at values that change nothing are left out, so the fingerprints of earlier runs still match."""
     sections = {k: v for k, v in config.to_dict().items() if k in ("seed", "clip", "model", "train")}
     del sections["train"]["checkpoint_seconds"]  # when checkpoints are written never changes the weights
-    if config.train.lr_schedule == "none":  # its knobs are unused: fingerprints of earlier runs still match
+    if config.train.lr_schedule == "none":  # its knobs are unused
         for key in SCHEDULE_KEYS:
             del sections["train"][key]
+    fusion = {k: getattr(config.eval, k) for k in FUSION_KEYS}
+    if fusion != {k: EvalConfig.model_fields[k].default for k in FUSION_KEYS}:
+        sections["scoring"] = fusion
     if stage == 2:
         sections["stage2"] = config.stage2.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps({"stage": stage, "config": sections}, sort_keys=True).encode())
@@ -102,9 +113,6 @@ def fingerprint(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLab
     if pseudo is not None:
         digest.update(pseudo.digest().encode())
     return digest.hexdigest()
-
-
-SCHEDULE_KEYS = ("lr_schedule", "lr_milestones", "lr_gamma", "lr_warmup_fraction", "lr_warmup_factor")
 
 
 class _Targets:
