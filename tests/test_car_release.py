@@ -113,3 +113,16 @@ def test_the_old_rule_name_names_both_new_ones(tmp_path):
         load_config(params)
     with pytest.raises(ConfigError, match="registered: simple, paper, release"):
         load_config(None, ["car.rule=majority"])
+
+
+def test_a_model_directory_trained_with_the_old_rule_name_reads_as_the_paper_rule():
+    from cplvad.config import Config, config_from_dict, upgrade_written_config
+
+    stored = Config().to_dict()
+    stored["car"]["official"] = stored["car"].pop("release")
+    del stored["car"]["official"]["keep_slips"]
+    stored["car"]["official"]["vote_sum"] = 33.0
+    stored["car"]["rule"] = "official"
+    config = config_from_dict(upgrade_written_config(stored), "config.json")
+    assert config.car.rule == "paper" and config.car.release.vote_sum == 33.0
+    assert stored["car"]["rule"] == "official"  # the caller's mapping is left as it was

@@ -345,7 +345,7 @@ def _new_session(
         fused=device.type == "cuda",  # one kernel for all parameters
         capturable=use_graph,
     )
-    if use_graph:
+    if use_graph and config.train.lr_schedule != "none":
         _lr_on_device(optimizer, device)
     steps = steps_per_epoch(data.abnormal, config.train.batch_size, config.train.balanced)
     scheduler = LR_SCHEDULES[config.train.lr_schedule](optimizer, config.train, steps)
@@ -354,9 +354,9 @@ def _new_session(
 
 
 def _lr_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """The learning rate as a tensor on the device: a CUDA graph replays the kernels it captured, reading
-    their arguments from the same memory, so a schedule can change the rate only there (a float is baked
-    into the graph)."""
+    """The learning rate as a tensor on the device, for a schedule on the CUDA-graph path: a graph replays
+    the kernels it captured with the arguments they had (a float rate is baked in), so the schedule must
+    change the rate in device memory the kernels read (PyTorch's schedulers fill a tensor rate in place)."""
     for group in optimizer.param_groups:
         group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
@@ -393,7 +393,7 @@ def _restore(session: _Session, ckpt: Any, source: str) -> None:
     """Load a checkpoint's state into ``session``; any error means it is not a checkpoint of this run."""
     load_trainable_state(session.model, ckpt["model"], source)
     session.optimizer.load_state_dict(ckpt["optimizer"])
-    if session.use_graph:
+    if torch.is_tensor(session.optimizer.param_groups[0]["lr"]):  # saved as a tensor: back on the device
         _lr_on_device(session.optimizer, session.device)
     session.scheduler.load_state_dict(ckpt["scheduler"])
     torch.set_rng_state(ckpt["torch_rng"])
