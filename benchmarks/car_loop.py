@@ -1,7 +1,9 @@
-"""A straightforward CAR: Python loops per video, snippet, threshold and segment, for both rules.
+"""A straightforward CAR: Python loops per video, snippet, threshold and segment, for the rules ``simple``
+and ``paper`` (the ``release`` rule's reference is the port of the authors' code in
+``tests/release_port.py``).
 
 It is the yardstick of ``bench_car.py`` and the independent reference that tests compare the vectorised
-``cplvad.pseudo.car.refine`` with (same definitions, written the obvious way: segments as lists).
+``cplvad.pseudo.rules.refine`` with (same definitions, written the obvious way: segments as lists).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import math
 
 import numpy as np
 
-from cplvad.config import CarConfig, OfficialCarConfig
+from cplvad.config import CarConfig, ReleaseCarConfig
 
 
 def _upsample(level: np.ndarray, scale: int, valid: int, n: int) -> np.ndarray:
@@ -55,8 +57,8 @@ def _merge(runs: list[list[int]], max_gap: int, min_length: int) -> list[list[in
     return [seg for seg in segments if seg[1] - seg[0] + 1 >= min_length]
 
 
-def _official_segments(s: list[float], cfg: OfficialCarConfig) -> list[list[int]]:
-    """The authors' rule on one aggregated score: per threshold, merged and filtered segments add their
+def _paper_segments(s: list[float], cfg: ReleaseCarConfig) -> list[list[int]]:
+    """The paper rule (the authors' grouping and filter on one aggregated score): per threshold, merged and filtered segments add their
     mean score (over their snippets that passed) to every snippet they cover; cut at vote_sum / levels."""
     votes = [0.0] * len(s)
     for th in cfg.thresholds:
@@ -95,8 +97,8 @@ def refine_loop(
 ) -> np.ndarray:
     """``level_scores``: (N, L, n), level i in its first n / 2^i positions; ``lengths``: valid snippets."""
     out = np.zeros((len(lengths), n), dtype=np.float32)
-    official = cfg.enabled and cfg.rule == "official"
-    levels = cfg.official.levels if official else range(level_scores.shape[1])
+    paper = cfg.enabled and cfg.rule == "paper"
+    levels = cfg.release.levels if paper else range(level_scores.shape[1])
     for v, valid in enumerate(int(x) for x in lengths):
         if not abnormal[v]:
             continue
@@ -105,8 +107,8 @@ def refine_loop(
             s = [_aggregate(list(x[:, t]), cfg.sigma_min) for t in range(valid)]
         else:
             s = [float(np.mean(x[:, t])) for t in range(valid)]
-        if official:
-            segments = _official_segments(s, cfg.official)
+        if paper:
+            segments = _paper_segments(s, cfg.release)
         else:
             votes = [0] * valid
             for th in cfg.thresholds:
@@ -123,11 +125,11 @@ def refine_loop(
             top = sorted(range(valid), key=lambda t: -s[t])[:k]
             segments = _runs([t in top for t in range(valid)])
         for start, end in segments:
-            if not official:
+            if not paper:
                 out[v, start : end + 1] = _flat_continuous(start, end, cfg.flat_ratio)
                 continue
-            ratio = cfg.official.flat_ratio_end if end == valid - 1 else cfg.official.flat_ratio
-            if cfg.official.discretisation == "integer":
+            ratio = cfg.release.flat_ratio_end if end == valid - 1 else cfg.release.flat_ratio
+            if cfg.release.discretisation == "integer":
                 out[v, start : end + 1] = _flat_integer(end - start + 1, ratio)
             else:
                 out[v, start : end + 1] = _flat_continuous(start, end, ratio)

@@ -45,12 +45,32 @@ WORKFLOW_NAME = "metadata.labels['workflows.argoproj.io/workflow']"
 """The pod field that names the pipeline run on Kubeflow Pipelines' Argo backend: the tracked steps get it
 as ``$CPLVAD_PIPELINE_RUN`` and so find the same MLflow parent run."""
 TRACKING_KEYS = ("tracking.tracking_uri", "tracking.experiment", "tracking.artifact_location")
+SCORING_KEYS = ("eval.level_fusion", "eval.level_upsampling")
+"""How a model combines its levels when scoring: training uses it for validation and calibration, and the
+model directory keeps it for ``cplvad predict``."""
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "prepare_data": ("demo", "data"),
     "extract": ("clip", "extract"),
-    "train_stage1": ("seed", "clip", "model", "train", "predict.false_alarm_rate", *TRACKING_KEYS),
+    "train_stage1": (
+        "seed",
+        "clip",
+        "model",
+        "train",
+        "predict.false_alarm_rate",
+        *SCORING_KEYS,
+        *TRACKING_KEYS,
+    ),
     "pseudo_labels": ("car", *TRACKING_KEYS),
-    "train_stage2": ("seed", "clip", "model", "train", "stage2", "predict.false_alarm_rate", *TRACKING_KEYS),
+    "train_stage2": (
+        "seed",
+        "clip",
+        "model",
+        "train",
+        "stage2",
+        "predict.false_alarm_rate",
+        *SCORING_KEYS,
+        *TRACKING_KEYS,
+    ),
     "evaluate": ("eval", *TRACKING_KEYS),
     "data": ("data",),
 }

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cplvad.config import CarConfig, OfficialCarConfig
+from cplvad.config import CarConfig, ReleaseCarConfig
 from cplvad.errors import ConfigError
 from cplvad.pseudo.car import (
     aggregate_scales,
@@ -15,12 +15,11 @@ from cplvad.pseudo.car import (
     fill_gaps,
     flat_gaussian,
     flat_gaussian_integer,
-    label_runs,
-    official_votes,
-    refine,
+    paper_votes,
     threshold_vote,
     topk_fallback,
 )
+from cplvad.pseudo.rules import paper_labels, refine
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "car_loop.py"
 
@@ -128,7 +127,7 @@ def test_vectorised_car_equals_a_per_video_loop():
     lengths = rng.integers(5, n + 1, size=40)
     abnormal = rng.random(40) < 0.7
     scores, masks = _stacked(40, n, 4, lengths, rng)
-    official = OfficialCarConfig(
+    release = ReleaseCarConfig(
         levels=[0, 1, 2],
         thresholds=[0.4, 0.5, 0.55, 0.6, 0.7],
         max_gap=2,
@@ -141,11 +140,11 @@ def test_vectorised_car_equals_a_per_video_loop():
         CarConfig(),
         CarConfig(thresholds=[0.4, 0.5, 0.6], max_gap=1, min_length=2),
         CarConfig(enabled=False),
-        CarConfig(rule="official", official=official),
+        CarConfig(rule="paper", release=release),
         CarConfig(
-            rule="official",
+            rule="paper",
             keep_topk=False,
-            official=official.model_copy(update={"discretisation": "continuous"}),
+            release=release.model_copy(update={"discretisation": "continuous"}),
         ),
     )
     for cfg in configs:
@@ -156,20 +155,20 @@ def test_vectorised_car_equals_a_per_video_loop():
         np.testing.assert_allclose(fast, slow, atol=1e-5)
 
 
-# --- the authors' rule (car.rule: official), UCF-Crime numbers unless said otherwise ---------------------
+# --- the paper rule (car.rule: paper: the release's rule after Eq. 1), UCF-Crime numbers unless said otherwise
 
-UCF = CarConfig(rule="official", keep_topk=False)
+UCF = CarConfig(rule="paper", keep_topk=False)
 XD = CarConfig(
-    rule="official",
+    rule="paper",
     keep_topk=False,
-    official=OfficialCarConfig(max_gap=21, min_length=7, vote_sum=33, flat_ratio=0.95, flat_ratio_end=0.95),
+    release=ReleaseCarConfig(max_gap=21, min_length=7, vote_sum=33, flat_ratio=0.95, flat_ratio_end=0.95),
 )
 
 
-def official_labels(snippet_scores, cfg=UCF):
-    """Pseudo labels of one abnormal video from its aggregated scores (the rule after Eq. 1)."""
+def paper_rule_labels(snippet_scores, cfg=UCF):
+    """Pseudo labels of one abnormal video from its aggregated scores (the paper rule after Eq. 1)."""
     s = torch.tensor([snippet_scores], dtype=torch.float32)
-    return label_runs(s, torch.ones_like(s, dtype=torch.bool), torch.tensor([True]), cfg)[0]
+    return paper_labels(s, torch.ones_like(s, dtype=torch.bool), torch.tensor([True]), cfg)[0]
 
 
 @pytest.mark.parametrize("cfg, below, at_cut", [(UCF, 0.79, 0.8), (XD, 0.89, 0.9)])
@@ -191,7 +190,7 @@ def test_constant_run_below_and_at_the_per_dataset_cut(cfg, below, at_cut):
 def test_vote_sum_over_thresholds_hand_computed():
     # one segment at 0.9 over 8 thresholds (0.55..0.9) -> 8 x 0.9 = 7.2 on each of its snippets
     s = torch.tensor([[0.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.0]])
-    votes = official_votes(s, torch.ones_like(s, dtype=torch.bool), UCF.official)
+    votes = paper_votes(s, torch.ones_like(s, dtype=torch.bool), UCF.release)
     assert votes[0].tolist() == pytest.approx([0, 7.2, 7.2, 7.2, 7.2, 7.2, 7.2, 0], abs=1e-5)
 
 
@@ -201,26 +200,26 @@ def test_two_runs_merge_across_a_gap_at_the_limit_not_past_it(gap, merged):
     # when the next run starts <= 6 after the last one's final snippet, i.e. across at most 5 snippets
     scores = [0.0] * 3 + [0.9] * 4 + [0.0] * gap + [0.9] * 4 + [0.0] * 3
     s = torch.tensor([scores])
-    votes = official_votes(s, torch.ones_like(s, dtype=torch.bool), UCF.official)[0]
+    votes = paper_votes(s, torch.ones_like(s, dtype=torch.bool), UCF.release)[0]
     span = slice(3, 3 + 8 + gap)
     if merged:  # one segment of 13 snippets, gap included; mean of its passing snippets 0.9 -> 8 x 0.9
         assert votes[span].tolist() == pytest.approx([7.2] * 13, abs=1e-5)
-        assert official_labels(scores)[span].min() > 0  # the gap is labelled too
+        assert paper_rule_labels(scores)[span].min() > 0  # the gap is labelled too
     else:
-        assert votes.sum() == 0 and official_labels(scores).sum() == 0
+        assert votes.sum() == 0 and paper_rule_labels(scores).sum() == 0
 
 
 @pytest.mark.parametrize("cfg, shortest", [(UCF, 6), (XD, 7)])
 def test_a_run_one_snippet_too_short_is_dropped(cfg, shortest):
     for length, kept in ((shortest - 1, False), (shortest, True)):
         scores = [0.0] * 5 + [0.95] * length + [0.0] * 5
-        assert bool(official_labels(scores, cfg).sum() > 0) is kept, length
+        assert bool(paper_rule_labels(scores, cfg).sum() > 0) is kept, length
 
 
 def test_the_last_snippet_of_a_run_is_kept():
     # the authors' release adds each segment's score to [start, end) and so loses its last snippet
     scores = [0.0] * 10 + [0.9] * 8 + [0.0] * 12
-    out = official_labels(scores)
+    out = paper_rule_labels(scores)
     assert (out[10:18] > 0).all() and out[:10].sum() == 0 and out[18:].sum() == 0
     assert out[17].item() == out[10].item() > 0  # symmetric tails: the last snippet mirrors the first
 
@@ -256,19 +255,20 @@ def test_integer_flat_gaussian_hand_computed(length, ratio, expected):
 def test_a_run_reaching_the_end_uses_the_end_ratio():
     # UCF: interior runs 0.55, a run ending on the last valid snippet 0.6 -> a run of 7 has tails inside,
     # none at the end (flat 4, tail 1)
-    inner = official_labels([0.0] * 5 + [0.9] * 7 + [0.0] * 5)
-    end = official_labels([0.0] * 10 + [0.9] * 7)
+    inner = paper_rule_labels([0.0] * 5 + [0.9] * 7 + [0.0] * 5)
+    end = paper_rule_labels([0.0] * 10 + [0.9] * 7)
     assert inner[5:12].tolist() == pytest.approx([0.324652, 1, 1, 1, 1, 1, 0.324652], abs=1e-5)
     assert end[10:].tolist() == [1.0] * 7
 
 
 def test_integer_lengths_are_computed_in_double_precision_like_the_authors():
-    out = official_labels([0.0] * 5 + [0.95] * 60 + [0.0] * 5, XD)  # XD: flat ratio 0.95 -> int(57.0) = 57
+    out = paper_rule_labels([0.0] * 5 + [0.95] * 60 + [0.0] * 5, XD)  # XD: flat ratio 0.95 -> int(57.0) = 57
     assert out[5:65].tolist() == [1.0] * 60
 
 
-def test_official_levels_must_exist_in_the_model():
-    cfg = CarConfig(rule="official", official=OfficialCarConfig(levels=[0, 1, 5]))
+@pytest.mark.parametrize("rule", ["paper", "release"])
+def test_release_levels_must_exist_in_the_model(rule):
+    cfg = CarConfig(rule=rule, release=ReleaseCarConfig(levels=[0, 1, 5]))
     scores, mask = torch.full((1, 3, 32), 0.9), torch.ones(1, 3, 32, dtype=torch.bool)
-    with pytest.raises(ConfigError, match="car.official.levels"):
+    with pytest.raises(ConfigError, match="car.release.levels"):
         refine(scores, mask, torch.tensor([True]), 32, cfg)

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,11 @@ PAPER_RECIPE_CHANGES = {
     "extract.crops",
 }
 XD_NUMBERS = {
-    "car.official.max_gap": 21,
-    "car.official.min_length": 7,
-    "car.official.vote_sum": 33.0,
-    "car.official.flat_ratio": 0.95,
-    "car.official.flat_ratio_end": 0.95,
+    "car.release.max_gap": 21,
+    "car.release.min_length": 7,
+    "car.release.vote_sum": 33.0,
+    "car.release.flat_ratio": 0.95,
+    "car.release.flat_ratio_end": 0.95,
     "eval.author_script": "xd",
 }
 
@@ -36,18 +37,16 @@ def _flat_keys(d: dict, prefix: str = "") -> set[str]:
 
 
 @pytest.mark.parametrize("name, dataset_numbers", [("paper-ucf.yaml", {}), ("paper-xd.yaml", XD_NUMBERS)])
-def test_paper_recipes_are_the_defaults_plus_the_official_rule_with_each_datasets_numbers(
-    name, dataset_numbers
-):
+def test_paper_recipes_are_the_defaults_plus_the_paper_rule_with_each_datasets_numbers(name, dataset_numbers):
     path = REPO / "configs" / name
     recipe, defaults = load_config(path).flat(), Config().flat()
     assert _flat_keys(yaml.safe_load(path.read_text())) == set(defaults)  # every setting spelled out
     changed = {k: v for k, v in recipe.items() if v != defaults[k]}
     assert set(changed) == PAPER_RECIPE_CHANGES | set(dataset_numbers)
-    assert changed["car.rule"] == "official" and changed["car.keep_topk"] is False
+    assert changed["car.rule"] == "paper" and changed["car.keep_topk"] is False
     assert {k: changed[k] for k in dataset_numbers} == dataset_numbers
-    # the UCF-Crime numbers of the authors' release are the documented defaults of car.official
-    assert recipe["car.official.vote_sum"] == (33.0 if dataset_numbers else 22.0)
+    # the UCF-Crime numbers of the authors' release are the documented defaults of car.release
+    assert recipe["car.release.vote_sum"] == (33.0 if dataset_numbers else 22.0)
 
 
 def test_root_params_file_is_the_demo_sizing_of_the_paper_config():
@@ -117,3 +116,48 @@ def test_malformed_override_and_missing_file(tmp_path):
 def test_flat_view_for_tracking():
     flat = Config().flat()
     assert flat["train.lr"] == 1e-4 and flat["stage2.supervision"] == "cross" and flat["seed"] == 0
+
+
+RELEASE_CHANGES = {
+    "model.max_len",
+    "train.epochs",
+    "train.lr_schedule",
+    "train.lr_milestones",
+    "car.rule",
+    "eval.level_fusion",
+    "eval.level_upsampling",
+}
+CITATION = re.compile(r"\[release\][^#]*?\b[\w/]+\.py:\d+")
+"""A comment naming the release and one of its files with a line number."""
+
+
+def _leaf_lines(text: str) -> dict[str, str]:
+    """``section.key`` (and ``section.sub.key``) -> its YAML line, for a file of two-space indented sections."""
+    lines, path = {}, []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2
+        key = line.strip().split(":", 1)[0]
+        path = [*path[:depth], key]
+        lines[".".join(path)] = line
+    return lines
+
+
+@pytest.mark.parametrize("name, extra", [("ucf", set()), ("xd", {"train.lr"})])
+def test_release_recipes_are_the_paper_recipes_with_the_releases_values_each_citing_its_line(name, extra):
+    paper_path, release_path = (
+        REPO / "configs" / f"paper-{name}.yaml",
+        REPO / "configs" / f"release-{name}.yaml",
+    )
+    paper, release = load_config(paper_path).flat(), load_config(release_path).flat()
+    assert _flat_keys(yaml.safe_load(release_path.read_text())) == set(paper)  # every setting spelled out
+    changed = {k for k in paper if paper[k] != release[k]}
+    assert changed == RELEASE_CHANGES | extra
+    assert release["car.rule"] == "release" and release["train.lr_schedule"] == "multistep"
+    lines = _leaf_lines(release_path.read_text())
+    for key in changed:
+        assert CITATION.search(lines[key]), f"{key} does not cite the release's file and line: {lines[key]}"
+    assert (
+        CITATION.search(_leaf_lines(paper_path.read_text())["model.max_len"]) is None
+    )  # n = 192: the paper's

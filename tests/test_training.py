@@ -125,11 +125,11 @@ def test_pseudo_labels_stage2_and_evaluation(stage1, demo_manifest, demo_dataset
         demo_manifest, out, tiny_config(), out=tmp_path / "pseudo.npz", progress=False
     )
     loaded = PseudoLabels.load(tmp_path / "pseudo.npz")
-    assert loaded.keys == pseudo.keys and len(loaded.keys) == 24 and loaded.pseudo_b.shape == (24, 32)
+    assert loaded.keys == pseudo.keys and len(loaded.keys) == 24 and loaded.labels["b"].shape == (24, 32)
     normal = ~loaded.abnormal
-    assert loaded.pseudo_b[normal].sum() == 0 and loaded.pseudo_c[normal].sum() == 0
+    assert loaded.labels["b"][normal].sum() == 0 and loaded.labels["c"][normal].sum() == 0
     # every abnormal sample keeps at least one positive snippet (top-k fallback)
-    assert (loaded.pseudo_b[loaded.abnormal].max(axis=1) > 0).all()
+    assert (loaded.labels["b"][loaded.abnormal].max(axis=1) > 0).all()
     stats = loaded.stats()
     assert 0 < stats["pseudo_b_positive_fraction"] <= 1 and 0 <= stats["pseudo_agreement"] <= 1
 

@@ -200,29 +200,75 @@ class TrainConfig(_Section):
     """...and at least this many seconds after the last one (or the start; 0 = no minimum). A checkpoint
     of the paper-sized model is 342 MB (weights + Adam state), ~0.4 s to write: a GPU epoch of ~2 s should
     not pay it every time. An interruption loses at most this long plus one epoch."""
+    lr_schedule: str = "none"
+    """A registered learning-rate schedule (``cplvad.train.schedules.LR_SCHEDULES``), stepped after every
+    optimisation step and resumed with the checkpoint. ``none``: ``lr`` throughout (the keys below are
+    ignored); ``multistep``: ``lr`` times ``lr_gamma`` after each epoch of ``lr_milestones``, optionally
+    after a linear warm-up (the authors' release: x0.1 after epochs 4 and 8 on UCF-Crime, 3, 6 and 10 on
+    XD-Violence)."""
+    lr_milestones: list[int] = Field(default_factory=list)
+    """Epochs after which the learning rate is multiplied by ``lr_gamma`` (increasing; one beyond
+    ``epochs`` never applies, like the release's 10 with 8 XD-Violence epochs)."""
+    lr_gamma: float = Field(0.1, gt=0.0, le=1.0)
+    lr_warmup_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of all steps (epochs x steps per epoch) spent warming up linearly from ``lr_warmup_factor``
+    x ``lr`` to ``lr`` (the release's utils/lr_warmup.py: ``pct_start``, default 0.3); 0 = no warm-up. It
+    must end before the first milestone (the release's scheduler would silently skip such a milestone)."""
+    lr_warmup_factor: float = Field(0.5, gt=0.0, le=1.0)
+    """Learning-rate factor at the first step of the warm-up (the release's ``warmup_factor``: 1/2)."""
+
+    @field_validator("lr_schedule")
+    @classmethod
+    def _registered_schedule(cls, v: str) -> str:
+        from cplvad.train.schedules import LR_SCHEDULES  # the built-in schedules register on import
+
+        return LR_SCHEDULES.check(v)
+
+    @model_validator(mode="after")
+    def _milestones(self) -> TrainConfig:
+        m = self.lr_milestones
+        if any(e < 1 for e in m) or any(b <= a for a, b in zip(m, m[1:], strict=False)):
+            raise ValueError(f"train.lr_milestones = {m}: epochs >= 1, strictly increasing")
+        if self.lr_schedule == "multistep" and m and self.lr_warmup_fraction * self.epochs >= m[0]:
+            raise ValueError(
+                f"train.lr_warmup_fraction = {self.lr_warmup_fraction} of {self.epochs} epochs does not end "
+                f"before the first milestone (epoch {m[0]}); shorten the warm-up or move the milestone"
+            )
+        return self
 
 
 AUTHOR_THRESHOLDS = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 """The nine thresholds of the authors' pseudo-label rule (their public release, configs/ucf.py and xd.py)."""
 
+RENAMED_RULE = (
+    "car.rule 'official' was renamed; choose 'paper' (what 'official' computed: the paper's RBF aggregation, "
+    "then the release's grouping, filter and flat Gaussian) or 'release' (the authors' Generate_gt exactly, "
+    "per level); their numbers moved from car.official to car.release"
+)
+RENAMED_KEYS = {
+    "car.official": "renamed car.release (the authors' numbers, used by car.rule paper and release); "
+    "car.rule 'official' is now 'paper' or 'release'",
+}
+"""Keys that moved: an old params file naming them gets this instead of a bare "unknown key"."""
 
-class OfficialCarConfig(_Section):
-    """The authors' pseudo-label rule (``car.rule: official``), read from their public test-only release
-    (``Generate_gt`` in models/model.py), applied to our RBF-aggregated score. Defaults: their UCF-Crime
-    numbers; XD-Violence: ``max_gap: 21``, ``min_length: 7``, ``vote_sum: 33``, both flat ratios 0.95.
 
-    Their rule, per level 0-4 separately: threshold the level at each of nine thresholds, merge the runs,
-    keep the long ones, add each kept segment's mean score to the snippets it covers, and label a snippet
-    positive when the sum over levels and thresholds reaches the vote sum. We aggregate the chosen levels
-    first (the paper's Eq. 1, absent from their release) and run the same rule on the one aggregated
-    score. Where the levels agree, their sum over |levels| levels is |levels| times the sum on our score,
-    so our cut is ``vote_sum / len(levels)`` (22 / 5 = 4.4 on UCF-Crime: a constant score needs 0.8;
-    33 / 5 = 6.6 on XD-Violence: 0.9); where they disagree, the RBF has already down-weighted the outlier
-    level instead of letting it vote. Their bugs are not copied: the last snippet of each segment counts,
-    and both branches use these settings (theirs reuses the first branch's for the second)."""
+class ReleaseCarConfig(_Section):
+    """The authors' pseudo-label numbers, read from their public test-only release (``Generate_gt`` in
+    models/model.py, configs/ucf.py / xd.py) and used by ``car.rule: release`` (their rule as their code runs
+    it) and ``car.rule: paper`` (the same grouping, filter and flat Gaussian on the paper's RBF-aggregated
+    score). Defaults: their UCF-Crime numbers; XD-Violence: ``max_gap: 21``, ``min_length: 7``,
+    ``vote_sum: 33``, both flat ratios 0.95 (configs/release-xd.yaml, configs/paper-xd.yaml).
+
+    Their rule, per level separately (step-upsampled): threshold the level at each of nine thresholds,
+    merge the runs, keep the long ones, add each kept segment's confidence to the snippets it covers, and
+    label a snippet positive when the sum over levels and thresholds reaches ``vote_sum``. The paper rule
+    aggregates the levels first and runs the same steps on the one aggregated score, cut at
+    ``vote_sum / len(levels)`` (where the levels agree their sum is len(levels) times ours: 22 / 5 = 4.4
+    on UCF-Crime, a constant score needs 0.8; 33 / 5 = 6.6 on XD-Violence, 0.9). Both branches use these
+    settings (the release reuses the first branch's variables for the second; its two sets are equal)."""
 
     levels: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
-    """Pyramid levels aggregated (0 = finest); the authors use levels 0-4 of 6, not the coarsest."""
+    """Pyramid levels voted on (0 = finest); the authors use levels 0-4 of 6, not the coarsest."""
     thresholds: list[float] = Field(default_factory=lambda: list(AUTHOR_THRESHOLDS), min_length=1)
     max_gap: int = Field(5, ge=0)
     """Runs above one threshold separated by at most this many snippets below it are merged. The authors'
@@ -232,16 +278,22 @@ class OfficialCarConfig(_Section):
     """Merged segments shorter than this many snippets (gaps included) are dropped. The authors keep
     ``end - start > filter``: UCF-Crime filter 4 -> 6 snippets, XD-Violence filter 5 -> 7."""
     vote_sum: float = Field(22.0, gt=0.0)
-    """The authors' cut on the per-snippet sum over levels and thresholds of kept segments' mean scores
-    (UCF-Crime 22, XD-Violence 33); divided by ``len(levels)`` on the aggregated score."""
+    """The authors' cut on the per-snippet sum over levels and thresholds of kept segments' confidences
+    (UCF-Crime 22, XD-Violence 33); divided by ``len(levels)`` on the paper rule's aggregated score."""
     flat_ratio: float = Field(0.55, ge=0.0, le=1.0)
     """Flat share of each positive run's pseudo label (the authors' ``flat_ratio1``)."""
     flat_ratio_end: float = Field(0.6, ge=0.0, le=1.0)
-    """Flat share of a run that reaches the sample's last valid snippet (their ``flat_ratio2``)."""
+    """Flat share of a run that reaches the sample's last valid snippet (their ``flat_ratio2``; with
+    ``keep_slips`` the release rule never labels that snippet, so it never applies there)."""
     discretisation: Literal["integer", "continuous"] = "integer"
-    """``integer``: the authors' flat Gaussian (flat = int(len * ratio) snippets, tails of
+    """Paper rule only. ``integer``: the authors' flat Gaussian (flat = int(len * ratio) snippets, tails of
     (len - flat) // 2 snippets with sigma = tail / 3, reaching 1 next to the flat part); ``continuous``:
-    the simple rule's shape (flat half-width ratio * len / 2 about the centre)."""
+    the simple rule's shape (flat half-width ratio * len / 2 about the centre). The release rule is
+    always ``integer``."""
+    keep_slips: bool = True
+    """Release rule only. ``true``: as their code runs: a segment adds its confidence to ``[start, end)``,
+    so the last snippet of every segment gets nothing from it (and the end-of-video ratio never applies);
+    ``false``: ``[start, end]``, the one fix."""
 
     @field_validator("levels")
     @classmethod
@@ -266,10 +318,12 @@ class CarConfig(_Section):
     """Consistency-Aware Refinement of pseudo labels (docs/method.md#consistency-aware-refinement-car)."""
 
     enabled: bool = True
-    """``false`` = ablation: plain mean over levels, thresholded, no merging, filtering or tails (either rule)."""
-    rule: Literal["simple", "official"] = "simple"
-    """After the RBF scale aggregation: ``simple`` = the keys below (one threshold or a majority vote,
-    gap filling, minimum length, flat Gaussian); ``official`` = the authors' rule, ``car.official``."""
+    """``false`` = ablation: plain mean over levels, thresholded, no merging, filtering or tails (any rule)."""
+    rule: str = "simple"
+    """A registered CAR rule (``cplvad.pseudo.rules.CAR_RULES``). Built in: ``simple`` = the RBF
+    aggregation, then the keys below (one threshold or a majority vote, gap filling, minimum length, flat
+    Gaussian); ``paper`` = the RBF aggregation, then the release's grouping, filter and flat Gaussian with
+    ``car.release``; ``release`` = the authors' ``Generate_gt`` as their code runs it, with ``car.release``."""
     sigma_min: float = Field(0.05, gt=0.0)
     thresholds: list[float] = Field(default_factory=lambda: [0.5], min_length=1)
     """One threshold θ, or several whose majority vote decides (simple rule, and CAR off)."""
@@ -277,24 +331,50 @@ class CarConfig(_Section):
     min_length: int = Field(3, ge=1)
     flat_ratio: float = Field(0.6, ge=0.0, le=1.0)
     keep_topk: bool = True
-    """An abnormal video left with no run keeps its top-k snippets so its label is respected (either
-    rule; the authors' release has no such fallback)."""
-    official: OfficialCarConfig = Field(default_factory=OfficialCarConfig)
+    """An abnormal video left with no run keeps its top-k snippets so its label is respected (every rule;
+    the authors' release has no such fallback: ``false`` reproduces it)."""
+    release: ReleaseCarConfig = Field(default_factory=ReleaseCarConfig)
 
     @field_validator("thresholds")
     @classmethod
     def _in_unit_interval(cls, v: list[float]) -> list[float]:
         return _unit_thresholds(v)
 
+    @field_validator("rule")
+    @classmethod
+    def _registered_rule(cls, v: str) -> str:
+        if v == "official":
+            raise ValueError(RENAMED_RULE)
+        from cplvad.pseudo.rules import CAR_RULES  # the built-in rules register on import
+
+        return CAR_RULES.check(v)
+
+    @model_validator(mode="after")
+    def _release_is_integer(self) -> CarConfig:
+        if self.rule == "release" and self.release.discretisation != "integer":
+            raise ValueError(
+                "car.release.discretisation: continuous applies to car.rule paper only; the release rule "
+                "uses the release's integer flat Gaussian (set it to integer)"
+            )
+        return self
+
 
 class Stage2Config(_Section):
     """Cross supervision with the stage-1 pseudo labels."""
 
-    supervision: Literal["cross", "b_to_c", "c_to_b", "self"] = "cross"
-    """Which pseudo labels supervise which branch (paper Table 3)."""
+    supervision: str = "cross"
+    """A registered route (``cplvad.train.supervision.SUPERVISION``): which branch's pseudo labels supervise
+    which branch. Built in (paper Table 3): ``cross`` (B <- C, C <- B), ``b_to_c``, ``c_to_b``, ``self``."""
     focal_gamma: float = Field(2.0, ge=0.0)
     focal_alpha: float = Field(0.25, gt=0.0, lt=1.0)
     focal_weight: float = Field(1.0, ge=0.0)
+
+    @field_validator("supervision")
+    @classmethod
+    def _registered_route(cls, v: str) -> str:
+        from cplvad.train.supervision import SUPERVISION  # the built-in routes register on import
+
+        return SUPERVISION.check(v)
 
 
 class EvalConfig(_Section):
@@ -308,6 +388,15 @@ class EvalConfig(_Section):
     """Which of their scripts to mirror: ``ucf`` (test_ucf.py: binary score through a sigmoid, median
     filter 5, Gaussian sigma 3; category score Gaussian sigma 3) or ``xd`` (test_xd.py: both scores median
     filter 5, Gaussian sigma 3)."""
+    level_fusion: Literal["logits", "probabilities"] = "logits"
+    """How scoring combines a chunk's levels into the B-branch score: ``logits`` = sigmoid of the mean
+    level logit (the paper); ``probabilities`` = mean of the levels' sigmoid probabilities (the authors'
+    release, models/model.py ``CPLVAD.forward``). The C branch averages its level logits before the softmax
+    either way (both do). Applies to evaluation, validation, calibration and ``cplvad predict`` (a model
+    scores with the setting it was trained with; ``cplvad evaluate`` with its own config's)."""
+    level_upsampling: Literal["linear", "repeat"] = "linear"
+    """How a coarse level reaches snippet resolution at scoring: ``linear`` = position-exact linear
+    interpolation (ours); ``repeat`` = each value repeated 2^i times (the release's ``repeat_interleave``)."""
 
 
 class ExtractConfig(_Section):
@@ -431,9 +520,13 @@ def _describe(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and key in RENAMED_KEYS:
+            lines.append(f"  {key}: {RENAMED_KEYS[key]}")
+        elif e["type"] == "extra_forbidden":
             allowed = ", ".join(_section_fields(e["loc"][:-1]))
             lines.append(f"  {key}: unknown key; allowed keys here: {allowed}")
+        elif isinstance(e.get("input"), Mapping):  # a check across a section's keys: the message names them
+            lines.append(f"  {key}: {e['msg']}")
         else:
             lines.append(f"  {key} = {e.get('input')!r}: {e['msg']}")
     lines.append("Fix the value in the params file or the --set override.")
@@ -516,6 +609,20 @@ def select_keys(params: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any
         elif isinstance(params[section], Mapping) and name in params[section]:
             out.setdefault(section, {})[name] = copy.deepcopy(params[section][name])
     return out
+
+
+def upgrade_written_config(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A config that cplvad itself wrote earlier (a model directory's ``config.json``) in today's keys:
+    ``car.official`` -> ``car.release``, ``car.rule: official`` -> ``paper`` (what it computed). Params
+    files are not upgraded: an old key there is an error that names the new ones."""
+    data = copy.deepcopy(dict(data))
+    car = data.get("car")
+    if isinstance(car, dict):
+        if "official" in car:
+            car["release"] = car.pop("official")
+        if car.get("rule") == "official":
+            car["rule"] = "paper"
+    return data
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:

@@ -1,5 +1,7 @@
-"""Scoring: videos are cut into chunks of n snippets, batched across videos, and every level's logits are
-upsampled to the chunk, averaged over levels, then turned into probabilities (sigmoid / softmax)."""
+"""Scoring: videos are cut into chunks of n snippets, batched across videos, and every level is upsampled to
+the chunk and the levels averaged (``model.fusion``, from ``eval.level_fusion`` / ``eval.level_upsampling``):
+by default the paper's mean of linearly upsampled logits, then sigmoid / softmax; the release's mean of
+the B branch's step-upsampled sigmoid probabilities on request."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from tqdm.auto import tqdm
 from cplvad.data.dataset import Dataset
 from cplvad.data.features import chunk, load_features
 from cplvad.eval.predictions import Predictions
-from cplvad.modeling.dual_branch import CPLVAD, upsample_levels
+from cplvad.modeling.dual_branch import CPLVAD, LevelFusion, LevelOutputs, repeat_levels, upsample_levels
 
 
 @torch.no_grad()
@@ -20,10 +22,27 @@ def score_chunks(model: CPLVAD, x: torch.Tensor, lengths: torch.Tensor) -> tuple
     """(B, n, D) chunks with valid lengths (B,) -> anomaly probabilities (B, n) and class probabilities (B, n, M)."""
     n = x.shape[1]
     mask = torch.arange(n, device=x.device)[None, :] < lengths[:, None]
-    out = model(x, mask)
-    binary = upsample_levels(out.binary.float(), out.mask, n).mean(dim=1)
-    classes = upsample_levels(out.classes.float(), out.mask, n).mean(dim=1)
-    return torch.sigmoid(binary), torch.softmax(classes, dim=-1)
+    return fuse_levels(model(x, mask), n, model.fusion)
+
+
+def fuse_levels(out: LevelOutputs, n: int, fusion: LevelFusion) -> tuple[torch.Tensor, torch.Tensor]:
+    """A chunk's levels -> anomaly probabilities (B, n) and class probabilities (B, n, M).
+
+    ``logits``: sigmoid of the mean B logit; ``probabilities``: mean of the B levels' sigmoids. The C
+    branch averages its logits, then the softmax, either way (the paper and the release agree there)."""
+
+    def upsampled(values: torch.Tensor) -> torch.Tensor:
+        if fusion.upsampling == "repeat":
+            return repeat_levels(values, n)
+        return upsample_levels(values, out.mask, n)
+
+    binary = upsampled(out.binary.float())
+    binary = (
+        torch.sigmoid(binary).mean(dim=1)
+        if fusion.average == "probabilities"
+        else torch.sigmoid(binary.mean(dim=1))
+    )
+    return binary, torch.softmax(upsampled(out.classes.float()).mean(dim=1), dim=-1)
 
 
 def score_videos(

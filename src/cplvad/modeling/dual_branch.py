@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,10 +50,21 @@ def _pyramid_layout(
     return index.to(device), level_ids.to(device), inside.to(device)
 
 
+@dataclass(frozen=True)
+class LevelFusion:
+    """How scoring combines a chunk's levels (``eval.level_fusion``, ``eval.level_upsampling``); the
+    defaults are the paper's: linear upsampling, the mean of the level logits."""
+
+    average: Literal["logits", "probabilities"] = "logits"
+    upsampling: Literal["linear", "repeat"] = "linear"
+
+
 class CPLVAD(nn.Module):
     def __init__(self, cfg: ModelConfig, feature_dim: int, prompts: PromptLearner, embed_dim: int):
         super().__init__()
         self.cfg = cfg
+        self.fusion = LevelFusion()
+        """How ``eval.scoring`` combines the levels; set from the config the model is built or scored with."""
         self.feature_dim = feature_dim
         self.encoder = PyramidEncoder(feature_dim, cfg)
         self.binary_head = BinaryHead(cfg.width, cfg.prior_prob)
@@ -121,3 +133,20 @@ def upsample_levels(values: torch.Tensor, mask: torch.Tensor, length: int) -> to
     lo = flat.index_select(1, left).view(b, levels, length, *tail)
     hi = flat.index_select(1, right).view(b, levels, length, *tail)
     return lo + (hi - lo) * frac
+
+
+@functools.lru_cache(maxsize=32)
+def _repeat_plan(n: int, levels: int, length: int, device: torch.device) -> torch.Tensor:
+    """Flat source index (into L * n) of every output snippet of every level: value floor(t / 2^i)."""
+    pos = torch.arange(length)
+    return torch.cat([i * n + torch.clamp(pos // 2**i, max=n // 2**i - 1) for i in range(levels)]).to(device)
+
+
+def repeat_levels(values: torch.Tensor, length: int) -> torch.Tensor:
+    """Step upsampling of every level to ``length`` snippets: value j of level i repeated 2^i times (the
+    authors' release, ``repeat_interleave``). ``values``: (B, L, n) or (B, L, n, M); returns (B, L, length)
+    or (B, L, length, M). A valid snippet only ever reads a valid position of each level."""
+    b, levels, n = values.shape[:3]
+    tail = values.shape[3:]
+    flat = values.reshape(b, levels * n, *tail)
+    return flat.index_select(1, _repeat_plan(n, levels, length, values.device)).view(b, levels, length, *tail)

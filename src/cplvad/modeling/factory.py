@@ -18,10 +18,10 @@ import torch
 
 from cplvad import __version__
 from cplvad.clip import create_clip
-from cplvad.config import Config, config_from_dict
+from cplvad.config import Config, config_from_dict, upgrade_written_config
 from cplvad.errors import DataError
 from cplvad.io import atomic_path, load_torch, write_json
-from cplvad.modeling.dual_branch import CPLVAD
+from cplvad.modeling.dual_branch import CPLVAD, LevelFusion
 from cplvad.modeling.prompts import FrozenTextEncoder, PromptLearner
 
 WEIGHTS_FILE = "model.pt"
@@ -64,7 +64,9 @@ def build_model(
         encoder,
         tokenizer,
     )
-    return CPLVAD(cfg, meta.feature_dim, prompts, meta.embed_dim)
+    model = CPLVAD(cfg, meta.feature_dim, prompts, meta.embed_dim)
+    model.fusion = LevelFusion(config.eval.level_fusion, config.eval.level_upsampling)
+    return model
 
 
 def create_model(
@@ -135,7 +137,8 @@ def read_model_config(model_dir: str | Path) -> tuple[Config, ModelMeta]:
         )
     try:
         config = config_from_dict(
-            json.loads((model_dir / CONFIG_FILE).read_text()), str(model_dir / CONFIG_FILE)
+            upgrade_written_config(json.loads((model_dir / CONFIG_FILE).read_text())),
+            str(model_dir / CONFIG_FILE),
         )
         meta = ModelMeta(**json.loads((model_dir / META_FILE).read_text()))
     except (ValueError, TypeError) as exc:  # JSON, UTF-8 or shape errors of config.json / meta.json

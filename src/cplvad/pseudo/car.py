@@ -1,16 +1,8 @@
-"""Consistency-Aware Refinement (CAR): multi-level scores of the stage-1 model -> snippet pseudo labels.
+"""Consistency-Aware Refinement (CAR), the building blocks: runs, gaps, votes and flat Gaussians.
 
 Vectorised over videos, levels and snippets (torch, CPU or GPU): no Python loop per video, segment or
-threshold. Steps (docs/method.md#consistency-aware-refinement-car): position-exact upsampling of every
-level; scale aggregation with an adaptive Gaussian RBF whose bandwidth is the MAD of the level scores;
-thresholding (or a vote over thresholds), merging of runs separated by short gaps, removal of short
-runs, a top-k fallback for abnormal videos left without a run; flat-topped Gaussian pseudo labels on
-each kept run.
-
-Two rules turn the aggregated score into runs (``car.rule``): ``simple`` thresholds it once (or takes a
-majority vote over thresholds) and then merges and filters the runs; ``official`` is the authors' rule
-(``official_votes``: merge and filter at each of several thresholds, sum the kept segments' mean scores,
-cut the sum), see ``cplvad.config.OfficialCarConfig`` for how their per-level sum maps onto our score.
+threshold. The rules that combine them (``car.rule``) are in ``cplvad.pseudo.rules``; the release's
+per-level vote in ``cplvad.pseudo.release`` (docs/method.md#consistency-aware-refinement-car).
 """
 
 from __future__ import annotations
@@ -19,9 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from cplvad.config import CarConfig, OfficialCarConfig
+from cplvad.config import ReleaseCarConfig
 from cplvad.errors import ConfigError
-from cplvad.modeling.dual_branch import upsample_levels
 
 MAD_TO_SIGMA = 1.4826
 """Consistency constant making the median absolute deviation estimate a Gaussian sigma."""
@@ -151,13 +142,13 @@ def segment_means(runs: torch.Tensor, above: torch.Tensor, scores: torch.Tensor)
     return torch.where(runs, run_total / run_count.clamp(min=1), 0.0)
 
 
-def official_votes(scores: torch.Tensor, valid: torch.Tensor, cfg: OfficialCarConfig) -> torch.Tensor:
-    """(N, n) per-snippet sum, over ``cfg.thresholds``, of the mean score of the kept segment covering it.
+def paper_votes(scores: torch.Tensor, valid: torch.Tensor, cfg: ReleaseCarConfig) -> torch.Tensor:
+    """(N, n) per-snippet sum, over ``cfg.thresholds``, of the mean score of the kept segment covering it
+    (the paper rule: the release's grouping and filter on one aggregated score).
 
     At each threshold: snippets at or above it, runs merged across at most ``max_gap`` snippets, merged
     segments shorter than ``min_length`` dropped; a segment's confidence is the mean score of its snippets
-    that passed the threshold (the authors weight merged parts by their length minus one). All thresholds
-    at once, as N·K rows.
+    that passed the threshold, and it counts on all its snippets. All thresholds at once, as N·K rows.
     """
     th = torch.tensor(cfg.thresholds, dtype=scores.dtype, device=scores.device)
     k, (n_videos, n) = len(cfg.thresholds), scores.shape
@@ -167,64 +158,24 @@ def official_votes(scores: torch.Tensor, valid: torch.Tensor, cfg: OfficialCarCo
     return segment_means(runs, above, rows).view(n_videos, k, n).sum(dim=1)
 
 
-def _aggregated_levels(x: torch.Tensor, cfg: CarConfig) -> torch.Tensor:
-    """The levels the rule aggregates: all of them, or ``car.official.levels`` for the official rule."""
-    if cfg.rule == "simple":
-        return x
-    levels = cfg.official.levels
+def select_levels(x: torch.Tensor, levels: list[int]) -> torch.Tensor:
+    """The levels ``car.release.levels`` of (N, L, n) per-level values, refused when the model lacks one."""
     if max(levels) >= x.shape[1]:
         raise ConfigError(
-            f"car.official.levels = {levels} names a level the model does not have (it has {x.shape[1]}: "
-            f"0..{x.shape[1] - 1}); set car.official.levels to levels below model.levels"
+            f"car.release.levels = {levels} names a level the model does not have (it has {x.shape[1]}: "
+            f"0..{x.shape[1] - 1}); set car.release.levels to levels below model.levels"
         )
     return x[:, levels]
 
 
-def _flat_labels(b: torch.Tensor, valid: torch.Tensor, cfg: CarConfig) -> torch.Tensor:
-    """Flat-Gaussian pseudo labels of the kept runs, in the rule's shape."""
-    if cfg.rule == "simple":
-        return flat_gaussian(b, cfg.flat_ratio)
-    off = cfg.official
+def release_flat_labels(
+    b: torch.Tensor, valid: torch.Tensor, cfg: ReleaseCarConfig, integer: bool
+) -> torch.Tensor:
+    """Flat-Gaussian labels of kept runs with the release's two ratios: ``flat_ratio``, or ``flat_ratio_end``
+    for a run that reaches the sample's last valid snippet; integer lengths (theirs) or Eq. 7's shape."""
     last = valid.sum(dim=1, keepdim=True) - 1
     _, ends = run_bounds(b)
     # float64 like Python's floats: int(60 * 0.95) is 57, but 56 from a float32 0.95
-    ratios = torch.tensor([off.flat_ratio, off.flat_ratio_end], dtype=torch.float64, device=b.device)
+    ratios = torch.tensor([cfg.flat_ratio, cfg.flat_ratio_end], dtype=torch.float64, device=b.device)
     ratio = ratios[(ends == last).long()]
-    if off.discretisation == "integer":
-        return flat_gaussian_integer(b, ratio)
-    return flat_gaussian(b, ratio)
-
-
-def refine(
-    level_scores: torch.Tensor, level_mask: torch.Tensor, abnormal: torch.Tensor, length: int, cfg: CarConfig
-) -> torch.Tensor:
-    """Pseudo labels (N, length) in [0, 1] from one branch's per-level snippet scores.
-
-    ``level_scores``: (N, L, n) scores in [0, 1] in the LevelOutputs layout (level i uses its first
-    n / 2^i positions); ``level_mask``: (N, L, n) valid positions; ``abnormal``: (N,) video labels (normal
-    videos get all zeros). ``cfg.rule`` picks the rule after the scale aggregation; ``cfg.enabled=False``
-    is the ablation: plain mean over levels, thresholded.
-    """
-    x = upsample_levels(level_scores.float(), level_mask, length)  # (N, L, length)
-    valid = torch.arange(length, device=x.device)[None, :] < level_mask[:, 0].sum(dim=1, keepdim=True)
-    keep = valid & abnormal[:, None]
-    if not cfg.enabled:
-        return (threshold_vote(x.mean(dim=1), cfg.thresholds) & keep).float()
-    scores = aggregate_scales(_aggregated_levels(x, cfg), cfg.sigma_min)
-    return label_runs(scores, valid, abnormal, cfg)
-
-
-def label_runs(
-    scores: torch.Tensor, valid: torch.Tensor, abnormal: torch.Tensor, cfg: CarConfig
-) -> torch.Tensor:
-    """The rule after the scale aggregation: (N, n) aggregated scores -> runs -> flat-Gaussian labels."""
-    keep = valid & abnormal[:, None]
-    if cfg.rule == "official":
-        b = official_votes(scores, valid, cfg.official) >= cfg.official.vote_sum / len(cfg.official.levels)
-        b = b & keep
-    else:
-        b = threshold_vote(scores, cfg.thresholds) & keep
-        b = drop_short_runs(fill_gaps(b, cfg.max_gap), cfg.min_length)
-    if cfg.keep_topk:
-        b = topk_fallback(b, scores, valid, abnormal)
-    return _flat_labels(b, valid, cfg)
+    return flat_gaussian_integer(b, ratio) if integer else flat_gaussian(b, ratio)

@@ -110,6 +110,14 @@ def load_training_set(dataset: Dataset, n: int, progress: bool = True) -> Traini
     return ts
 
 
+def steps_per_epoch(abnormal: torch.Tensor, batch_size: int, balanced: bool) -> int:
+    """How many batches ``batches`` yields per epoch (the same every epoch)."""
+    if not balanced:
+        return -(-len(abnormal) // batch_size)
+    n_abnormal = int(abnormal.sum())
+    return -(-max(n_abnormal, len(abnormal) - n_abnormal) // (batch_size // 2))
+
+
 def batches(
     abnormal: torch.Tensor, batch_size: int, balanced: bool, rng: np.random.Generator
 ) -> Iterator[torch.Tensor]:
@@ -126,7 +134,7 @@ def batches(
             yield torch.from_numpy(order[i : i + batch_size])
         return
     half = batch_size // 2
-    steps = -(-max(len(ab), len(no)) // half)
+    steps = steps_per_epoch(abnormal, batch_size, balanced)
 
     def stream(group: np.ndarray) -> np.ndarray:
         reps = -(-steps * half // len(group))

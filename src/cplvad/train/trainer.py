@@ -1,10 +1,11 @@
 """Training of both stages: balanced batches, Adam, AMP on CUDA, resumable checkpoints, progress bars.
 
 Stage 1 learns from video labels only (top-k BCE + MIL-align). Stage 2 trains a fresh model with the same
-losses plus focal losses on the stage-1 pseudo labels, routed by ``stage2.supervision``:
-``cross`` (B <- pseudo_c, C <- pseudo_b), ``b_to_c`` (C <- pseudo_b), ``c_to_b`` (B <- pseudo_c),
-``self`` (B <- pseudo_b, C <- pseudo_c). With ``train.validation_fraction`` both stages leave the same
-held-out videos out (their pseudo labels exist but are not trained on) and score them every epoch.
+losses plus focal losses on the stage-1 pseudo labels, routed by ``stage2.supervision``: a registered route
+(``cplvad.train.supervision``) names, per target branch, the branch whose pseudo labels train it (``cross``:
+B <- C, C <- B). The learning rate follows ``train.lr_schedule`` step by step. With
+``train.validation_fraction`` both stages leave the same held-out videos out (their pseudo labels exist
+but are not trained on) and score them every epoch.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cplvad.config import Config
+from cplvad.config import Config, EvalConfig
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
 from cplvad.io import NAME_ERRORS, atomic_path, load_torch, set_aside, write_json
+from cplvad.modeling.branches import BRANCHES
 from cplvad.modeling.factory import (
     CONFIG_FILE,
     CPLVAD,
@@ -41,10 +43,12 @@ from cplvad.modeling.factory import (
     save_model,
     trainable_state,
 )
-from cplvad.modeling.losses import abnormality_logit, level_focal, mil_align, topk_bce
+from cplvad.modeling.losses import level_focal, mil_align, topk_bce
 from cplvad.pseudo.labels import PseudoLabels
 from cplvad.train.cuda_graph import GraphedStep
-from cplvad.train.data import TrainingSet, batches
+from cplvad.train.data import TrainingSet, batches, steps_per_epoch
+from cplvad.train.schedules import LR_SCHEDULES
+from cplvad.train.supervision import SUPERVISION
 from cplvad.train.validation import HISTORY_KEY, VALIDATION_KEY, hold_out, video_auc
 
 log = logging.getLogger(__name__)
@@ -54,9 +58,6 @@ HISTORY_FILE = "history.json"
 FINGERPRINT_FILE = "fingerprint.txt"
 LOG_EVERY = 10
 """Steps between progress-bar loss updates."""
-
-# which pseudo labels supervise (B branch, C branch) in stage 2
-ROUTES = {"cross": ("c", "b"), "b_to_c": (None, "b"), "c_to_b": ("c", None), "self": ("b", "c")}
 
 
 @dataclass
@@ -86,10 +87,24 @@ CheckpointHook = Callable[[Path], None]
 """Called with the model directory after each checkpoint is written, e.g. to copy it somewhere durable."""
 
 
+SCHEDULE_KEYS = ("lr_schedule", "lr_milestones", "lr_gamma", "lr_warmup_fraction", "lr_warmup_factor")
+"""``train`` keys of the learning-rate schedule: left out of the fingerprint when it is ``none``."""
+FUSION_KEYS = ("level_fusion", "level_upsampling")
+"""``eval`` keys of the level fusion: in the fingerprint when not the paper's (the calibrated threshold and
+the validation AUC of a model directory are scored with them)."""
+
+
 def fingerprint(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLabels | None) -> str:
-    """What the trained weights depend on: config sections, training samples, pseudo labels."""
+    """What a trained model directory depends on: config sections, training samples, pseudo labels; keys
+    at values that change nothing are left out, so the fingerprints of earlier runs still match."""
     sections = {k: v for k, v in config.to_dict().items() if k in ("seed", "clip", "model", "train")}
     del sections["train"]["checkpoint_seconds"]  # when checkpoints are written never changes the weights
+    if config.train.lr_schedule == "none":  # its knobs are unused
+        for key in SCHEDULE_KEYS:
+            del sections["train"][key]
+    fusion = {k: getattr(config.eval, k) for k in FUSION_KEYS}
+    if fusion != {k: EvalConfig.model_fields[k].default for k in FUSION_KEYS}:
+        sections["scoring"] = fusion
     if stage == 2:
         sections["stage2"] = config.stage2.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps({"stage": stage, "config": sections}, sort_keys=True).encode())
@@ -101,22 +116,27 @@ def fingerprint(config: Config, data: TrainingSet, stage: int, pseudo: PseudoLab
 
 
 class _Targets:
-    """Stage-2 pseudo-label targets aligned with the training samples."""
+    """Stage-2 pseudo-label targets aligned with the training samples: target branch -> (N, n) labels of
+    its route's source branch, in the route's order."""
 
-    def __init__(self, pseudo: PseudoLabels, data: TrainingSet, route: tuple[str | None, str | None]):
+    def __init__(self, pseudo: PseudoLabels, data: TrainingSet, supervision: str):
         pseudo.check_matches(data.keys, data.lengths.numpy(), data.features.shape[1])
-        tensors = {"b": torch.from_numpy(pseudo.pseudo_b), "c": torch.from_numpy(pseudo.pseudo_c)}
-        self.for_b = tensors[route[0]] if route[0] else None
-        self.for_c = tensors[route[1]] if route[1] else None
+        route = SUPERVISION[supervision]
+        for target in route:
+            BRANCHES[target]  # a route may only train registered branches
+        self.by_branch = {
+            target: torch.from_numpy(
+                pseudo.branch(source, f"pseudo labels for stage2.supervision={supervision}")
+            )
+            for target, source in route.items()
+        }
 
     def subset(self, idx: torch.Tensor) -> _Targets:
-        self.for_b = self.for_b[idx] if self.for_b is not None else None
-        self.for_c = self.for_c[idx] if self.for_c is not None else None
+        self.by_branch = {k: v[idx] for k, v in self.by_branch.items()}
         return self
 
     def to(self, device: torch.device) -> _Targets:
-        self.for_b = self.for_b.to(device) if self.for_b is not None else None
-        self.for_c = self.for_c.to(device) if self.for_c is not None else None
+        self.by_branch = {k: v.to(device) for k, v in self.by_branch.items()}
         return self
 
 
@@ -134,23 +154,16 @@ def _step_loss(
     """The step's loss and its parts (detached, still on the device: no synchronisation here)."""
     with autocast:
         out = model(x, mask)
-    binary, classes = out.binary.float(), out.classes.float()
-    l_bce = topk_bce(binary, out.mask, abnormal.float())
-    l_nce = mil_align(classes, out.mask, labels)
+    l_bce = topk_bce(out.binary.float(), out.mask, abnormal.float())
+    l_nce = mil_align(out.classes.float(), out.mask, labels)
     loss = l_bce + l_nce
     parts = {"bce": l_bce.detach(), "nce": l_nce.detach()}
     if targets is not None:
         cfg = config.stage2
         focal = torch.zeros((), device=x.device)
-        if targets.for_b is not None:
-            focal = focal + level_focal(
-                binary, out.mask, targets.for_b[idx], mask, cfg.focal_gamma, cfg.focal_alpha
-            )
-        if targets.for_c is not None:
-            z = abnormality_logit(classes)
-            focal = focal + level_focal(
-                z, out.mask, targets.for_c[idx], mask, cfg.focal_gamma, cfg.focal_alpha
-            )
+        for target, pseudo in targets.by_branch.items():
+            logits = BRANCHES[target].logits(out)
+            focal = focal + level_focal(logits, out.mask, pseudo[idx], mask, cfg.focal_gamma, cfg.focal_alpha)
         loss = loss + cfg.focal_weight * focal
         parts["focal"] = focal.detach()
     parts["loss"] = loss.detach()
@@ -164,6 +177,7 @@ class _Session:
     model: CPLVAD
     meta: ModelMeta
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     rng: np.random.Generator
     device: torch.device
     use_graph: bool
@@ -235,7 +249,7 @@ def _check_inputs(
     if stage == 2 and pseudo is None:
         raise DataError("stage 2 needs pseudo labels (--pseudo pseudo.npz from `cplvad pseudo-labels`)")
     data.check_trainable("training list")
-    return _Targets(pseudo, data, ROUTES[config.stage2.supervision]) if stage == 2 and pseudo else None
+    return _Targets(pseudo, data, config.stage2.supervision) if stage == 2 and pseudo else None
 
 
 def _hold_out_validation(
@@ -331,8 +345,20 @@ def _new_session(
         fused=device.type == "cuda",  # one kernel for all parameters
         capturable=use_graph,
     )
+    if use_graph and config.train.lr_schedule != "none":
+        _lr_on_device(optimizer, device)
+    steps = steps_per_epoch(data.abnormal, config.train.batch_size, config.train.balanced)
+    scheduler = LR_SCHEDULES[config.train.lr_schedule](optimizer, config.train, steps)
     rng = np.random.default_rng(config.seed + stage)
-    return _Session(model, meta, optimizer, rng, device, use_graph, history=[])
+    return _Session(model, meta, optimizer, scheduler, rng, device, use_graph, history=[])
+
+
+def _lr_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """The learning rate as a tensor on the device, for a schedule on the CUDA-graph path: a graph replays
+    the kernels it captured with the arguments they had (a float rate is baked in), so the schedule must
+    change the rate in device memory the kernels read (PyTorch's schedulers fill a tensor rate in place)."""
+    for group in optimizer.param_groups:
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
 
 def _resume_or_start(new_session: Callable[[], _Session], out_dir: Path, fp: str) -> _Session:
@@ -367,6 +393,9 @@ def _restore(session: _Session, ckpt: Any, source: str) -> None:
     """Load a checkpoint's state into ``session``; any error means it is not a checkpoint of this run."""
     load_trainable_state(session.model, ckpt["model"], source)
     session.optimizer.load_state_dict(ckpt["optimizer"])
+    if torch.is_tensor(session.optimizer.param_groups[0]["lr"]):  # saved as a tensor: back on the device
+        _lr_on_device(session.optimizer, session.device)
+    session.scheduler.load_state_dict(ckpt["scheduler"])
     torch.set_rng_state(ckpt["torch_rng"])
     session.rng.bit_generator.state = ckpt["numpy_rng"]
     session.history, session.start_epoch = list(ckpt["history"]), int(ckpt["epoch"])
@@ -380,7 +409,7 @@ def _step_runner(session: _Session, config: Config, data: TrainingSet, targets: 
 
     The training data moves to the device once; a step only gathers its batch there.
     """
-    device, model, optimizer = session.device, session.model, session.optimizer
+    device, model, optimizer, scheduler = session.device, session.model, session.optimizer, session.scheduler
     use_amp = device.type == "cuda" and config.train.amp
     # the autocast weight cache cannot live across graph replays
     autocast = (
@@ -408,11 +437,13 @@ def _step_runner(session: _Session, config: Config, data: TrainingSet, targets: 
         if session.use_graph and graphed is None:
             graphed, session.use_graph = _capture(step_fn, optimizer, idx)
         if graphed is not None and len(idx) == len(graphed.static_idx):
-            return graphed(idx)
-        loss, parts = step_fn(idx)
-        optimizer.zero_grad(set_to_none=graphed is None)  # a captured graph owns the .grad tensors
-        loss.backward()
-        optimizer.step()
+            parts = graphed(idx)
+        else:
+            loss, parts = step_fn(idx)
+            optimizer.zero_grad(set_to_none=graphed is None)  # a captured graph owns the .grad tensors
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
         return parts
 
     return step
@@ -430,6 +461,7 @@ def _run_epoch(
 ) -> dict[str, float]:
     """One pass over the balanced batches; the epoch's mean loss parts and its duration."""
     session.model.train()
+    lr = float(session.scheduler.get_last_lr()[0])  # what the epoch's first step uses
     epoch_batches = list(batches(data.abnormal, config.train.batch_size, config.train.balanced, session.rng))
     # one host-to-device copy per epoch: a copy per step would make the CPU wait for the GPU every step
     on_device = torch.cat(epoch_batches).to(session.device).split([len(b) for b in epoch_batches])
@@ -455,12 +487,13 @@ def _run_epoch(
     record = {
         "epoch": epoch + 1,
         **{k: v.item() / seen for k, v in sums.items()},
+        "lr": lr,
         "seconds": time.perf_counter() - tick,
     }
     if progress:
         tqdm.write(
             f"stage {stage} epoch {epoch + 1}: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds"))
+            + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "lr", "seconds"))
         )
     return record
 
@@ -488,6 +521,7 @@ def _save_checkpoint(path: Path, session: _Session, epoch: int) -> None:
     state = {
         "model": {k: v.detach().cpu() for k, v in trainable_state(session.model).items()},
         "optimizer": session.optimizer.state_dict(),
+        "scheduler": session.scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": session.rng.bit_generator.state,
         "history": session.history,

@@ -1,6 +1,9 @@
-"""The paper's Table 3 grid on one dataset: stage 1; B->C; C->B; self; cross without CAR; cross with CAR.
+"""Ablation grids on one dataset (``GRIDS``): the paper's Table 3 (``table3``: stage 1; B->C; C->B; self;
+cross without CAR; cross with CAR) and the CAR rules (``car-rules``: stage 1; cross with each built-in
+``car.rule``).
 
-All rows share one stage-1 model and its pseudo labels (with and without CAR); each row is a stage-2
+All rows share one stage-1 model and its pseudo labels (one file per CAR variant the grid needs: CAR on,
+off, or a given rule; with several, ``pseudo_agreement.json`` compares them); each row is a stage-2
 training and an evaluation. Written as ablation.csv, ablation.md and a bar chart (ablation.png); with
 tracking on, one parent MLflow run holds a child run per row. Over several seeds (``seeds``), the grid runs
 once per seed in ``seed-<s>`` and every cell is the mean ± sample standard deviation over the seeds
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +28,10 @@ from matplotlib.figure import Figure
 from cplvad import preflight
 from cplvad.config import Config
 from cplvad.data.dataset import load_dataset
-from cplvad.errors import DataError
+from cplvad.errors import ConfigError, DataError
 from cplvad.eval.plots import save_png
-from cplvad.io import write_text
+from cplvad.io import write_json, write_text
+from cplvad.pseudo.labels import PseudoLabels, agreement
 from cplvad.train.validation import VALIDATION_KEY
 from cplvad.workflow import evaluate, make_pseudo_labels, train_stage
 from cplvad.workflow.seeds import defined, format_mean_std, log_mean_std, mean_std, seed_dir, with_seed
@@ -38,10 +43,17 @@ class Row:
     supervision: str | None
     """stage2.supervision, or None for the stage-1 row."""
     car: bool
+    rule: str | None = None
+    """car.rule of the row's pseudo labels; None = the config's."""
+
+    @property
+    def variant(self) -> str:
+        """The pseudo-label file the row trains on: ``pseudo{variant}.npz``."""
+        return "_nocar" if not self.car else (f"_{self.rule}" if self.rule else "")
 
     @property
     def slug(self) -> str:
-        return "stage1" if self.supervision is None else f"{self.supervision}{'' if self.car else '_nocar'}"
+        return "stage1" if self.supervision is None else f"{self.supervision}{self.variant}"
 
 
 GRID = (
@@ -52,6 +64,17 @@ GRID = (
     Row("cross, CAR off", "cross", False),
     Row("cross, CAR on (CPL-VAD)", "cross", True),
 )
+CAR_RULE_GRID = (
+    Row("stage 1 (no pseudo labels)", None, True),
+    Row("cross, CAR simple", "cross", True, "simple"),
+    Row("cross, CAR paper", "cross", True, "paper"),
+    Row("cross, CAR release", "cross", True, "release"),
+)
+GRIDS = {"table3": GRID, "car-rules": CAR_RULE_GRID}
+"""``cplvad ablate --grid NAME``; the Kubeflow ablation pipeline runs ``table3``."""
+BASE = ("row", "supervision", "car", "rule")
+"""A report line's setting columns (``rule`` only in grids that set one); the others are metrics."""
+AGREEMENT_FILE = "pseudo_agreement.json"
 COLUMNS = ("frame_auc_binary", "frame_ap_binary", "frame_auc_category", "frame_ap_category", "map_avg")
 HEADERS = ("frame AUC (B)", "frame AP (B)", "frame AUC (C)", "frame AP (C)", "mAP avg")
 VALIDATION_COLUMN = "val_video_auc"
@@ -65,17 +88,23 @@ def run_ablation(
     progress: bool = True,
     track: bool = True,
     seeds: Sequence[int] | None = None,
+    grid: str = "table3",
 ) -> list[dict[str, object]]:
-    """The grid with ``config.seed``, or once per seed of ``seeds`` (rows then hold means, ``<column>_std``
-    and ``per_seed``)."""
+    """The grid ``GRIDS[grid]`` with ``config.seed``, or once per seed of ``seeds`` (rows then hold means,
+    ``<column>_std`` and ``per_seed``)."""
+    if grid not in GRIDS:
+        raise ConfigError(f"ablation grid {grid!r} does not exist; choose one of {', '.join(GRIDS)}")
     preflight.for_training_run(load_dataset(dataset_path), out_dir, config, track=track)
     out = Path(out_dir)
+    rows_of_grid = GRIDS[grid]
     if seeds is None:
-        rows = run_grid(dataset_path, out, config, progress)
+        rows = run_grid(dataset_path, out, config, progress, rows_of_grid)
     else:
         per_seed = {}
         for seed in seeds:
-            per_seed[seed] = run_grid(dataset_path, seed_dir(out, seed), with_seed(config, seed), progress)
+            per_seed[seed] = run_grid(
+                dataset_path, seed_dir(out, seed), with_seed(config, seed), progress, rows_of_grid
+            )
             write_reports(per_seed[seed], seed_dir(out, seed))
         rows = summarise_rows(per_seed)
     write_reports(rows, out)
@@ -84,17 +113,23 @@ def run_ablation(
     return rows
 
 
-def run_grid(dataset_path: str | Path, out: Path, config: Config, progress: bool) -> list[dict[str, object]]:
+def run_grid(
+    dataset_path: str | Path, out: Path, config: Config, progress: bool, grid: Sequence[Row] = GRID
+) -> list[dict[str, object]]:
     """Every row of the grid with one seed, its models in ``out`` (one stage-1 model shared by all rows)."""
     rows: list[dict[str, object]] = []
     stage1 = out / "stage1"
     train_stage(dataset_path, stage1, config, stage=1, progress=progress)
-    pseudo = {}
-    for car in (True, False):
-        cfg = config.model_copy(update={"car": config.car.model_copy(update={"enabled": car})})
-        pseudo[car] = out / f"pseudo{'' if car else '_nocar'}.npz"
-        make_pseudo_labels(dataset_path, stage1, cfg, out=pseudo[car], progress=progress)
-    for row in GRID:
+    pseudo: dict[str, Path] = {}
+    for row in grid:
+        if row.supervision is not None and row.variant not in pseudo:
+            pseudo[row.variant] = out / f"pseudo{row.variant}.npz"
+            make_pseudo_labels(
+                dataset_path, stage1, _car_variant(config, row), out=pseudo[row.variant], progress=progress
+            )
+    if len(pseudo) > 1:
+        write_json(out / AGREEMENT_FILE, pseudo_agreement(pseudo))
+    for row in grid:
         if row.supervision is None:
             model_dir = stage1
         else:
@@ -102,12 +137,35 @@ def run_grid(dataset_path: str | Path, out: Path, config: Config, progress: bool
                 update={"stage2": config.stage2.model_copy(update={"supervision": row.supervision})}
             )
             model_dir = out / row.slug
-            train_stage(dataset_path, model_dir, cfg, stage=2, pseudo_path=pseudo[row.car], progress=progress)
+            pseudo_path = pseudo[row.variant]
+            train_stage(dataset_path, model_dir, cfg, stage=2, pseudo_path=pseudo_path, progress=progress)
         metrics = evaluate(
             dataset_path, model_dir, config, metrics_out=model_dir / "metrics.json", progress=progress
         ).metrics
         rows.append({**_record(row, metrics), **_validation_auc(model_dir)})
     return rows
+
+
+def _car_variant(config: Config, row: Row) -> Config:
+    """The config whose CAR section makes the row's pseudo labels."""
+    update: dict[str, object] = {"enabled": row.car}
+    if row.rule is not None:
+        update["rule"] = row.rule
+    return config.model_copy(update={"car": config.car.model_copy(update=update)})
+
+
+def pseudo_agreement(files: dict[str, Path]) -> dict[str, dict[str, dict[str, float]]]:
+    """Every pair of pseudo-label files of one stage-1 model, per branch: the share of valid abnormal
+    snippets on which they agree and the IoU of their positive snippets (label >= 0.5)."""
+    loaded = {name.lstrip("_") or "car": PseudoLabels.load(path) for name, path in files.items()}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (a, pa), (b, pb) in itertools.combinations(loaded.items(), 2):
+        valid = (np.arange(pa.n)[None, :] < pa.lengths[:, None]) & pa.abnormal[:, None]
+        out[f"{a} vs {b}"] = {
+            branch: agreement(pa.labels[branch][valid] >= 0.5, pb.labels[branch][valid] >= 0.5)
+            for branch in sorted(pa.labels.keys() & pb.labels.keys())
+        }
+    return out
 
 
 def _validation_auc(model_dir: Path) -> dict[str, float]:
@@ -121,7 +179,7 @@ def summarise_rows(per_seed: dict[int, list[dict[str, object]]]) -> list[dict[st
     first = next(iter(per_seed.values()))
     rows = []
     for i, base in enumerate(first):
-        row = {k: base[k] for k in ("row", "supervision", "car")}
+        row = {k: base[k] for k in BASE if k in base}
         metrics = [k for k in base if k not in row]
         for key in metrics:
             row[key], row[f"{key}_std"] = mean_std([per_seed[s][i][key] for s in per_seed])
@@ -132,7 +190,8 @@ def summarise_rows(per_seed: dict[int, list[dict[str, object]]]) -> list[dict[st
 
 def _record(row: Row, metrics: dict[str, float | None]) -> dict[str, object]:
     """A line of the reports: the row's setting and its metrics."""
-    return {"row": row.label, "supervision": row.supervision or "none", "car": row.car, **metrics}
+    rule = {} if row.rule is None else {"rule": row.rule}
+    return {"row": row.label, "supervision": row.supervision or "none", "car": row.car, **rule, **metrics}
 
 
 def grid_rows(metrics_by_label: dict[str, dict[str, float | None]]) -> list[dict[str, object]]:
@@ -184,17 +243,18 @@ def _fmt(v: object) -> str:
 def _csv(rows: list[dict[str, object]], seeds: list[str]) -> str:
     """Single seed: the rows as they are. Several: a line per row and seed, then its ``mean`` and ``std``."""
     buf = io.StringIO()
+    base = tuple(k for k in BASE if any(k in r for r in rows))  # rule: not on the stage-1 row
     if not seeds:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        metrics = dict.fromkeys(k for r in rows for k in r if k not in BASE)
+        writer = csv.DictWriter(buf, fieldnames=[*base, *metrics], lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue()
-    base = ("row", "supervision", "car")
     metrics = list(rows[0]["per_seed"][seeds[0]])
     writer = csv.DictWriter(buf, fieldnames=[*base, "seed", *metrics], lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        head = {k: r[k] for k in base}
+        head = {k: r.get(k, "") for k in base}
         for s in seeds:
             writer.writerow({**head, "seed": s, **r["per_seed"][s]})
         writer.writerow({**head, "seed": "mean", **{m: r[m] for m in metrics}})
@@ -238,7 +298,10 @@ def _track(rows: list[dict[str, object]], out: Path, dataset_path: str | Path, c
         mlflow.log_params(config.flat())
         for r in rows:
             with mlflow.start_run(run_name=str(r["row"]), nested=True):
-                mlflow.log_params({"stage2.supervision": r["supervision"], "car.enabled": r["car"]})
+                mlflow.log_params(
+                    {"stage2.supervision": r["supervision"], "car.enabled": r["car"]}
+                    | ({"car.rule": r["rule"]} if "rule" in r else {})
+                )
                 metrics = {c: r[c] for c in (*COLUMNS, VALIDATION_COLUMN) if c in r}
                 log_mean_std(metrics, {c: r.get(f"{c}_std") for c in metrics})
                 for seed, values in r.get("per_seed", {}).items():

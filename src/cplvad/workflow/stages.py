@@ -22,6 +22,7 @@ from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
 from cplvad.eval.scoring import predict_test_set
 from cplvad.io import replace_dir, write_json
+from cplvad.modeling.dual_branch import LevelFusion
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
 from cplvad.redact import strip_credentials
@@ -172,6 +173,7 @@ def evaluate(
     dataset = load_dataset(dataset_path)
     device = resolve_device(config.train.device, "train.device")
     model, _, meta = load_model(model_dir, device)
+    model.fusion = LevelFusion(config.eval.level_fusion, config.eval.level_upsampling)  # this config's eval
     check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
     with stage_run("evaluate", parent_run) as run:
         pred = validate(
