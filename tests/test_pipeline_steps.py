@@ -230,6 +230,10 @@ def test_html_pages_are_self_contained(tmp_path):
     assert "&lt;b&gt;run&lt;/b&gt;" in page and "data:image/png;base64,iVBORyBmYWtl" in page
     assert "<img" not in evaluation_page({}, title="x", model="m", timelines=tmp_path / "missing.png")
     assert "<pre>| a &lt; b |</pre>" in ablation_page("| a < b |", png)
+    # every value is text: a metric name or model URI cannot inject markup
+    page = evaluation_page({"<script>": 1.0}, title="t", model="m' onload='x", timelines=png)
+    assert "<script>" not in page and "<td>&lt;script&gt;</td><td>1.00</td>" in page
+    assert "m&#39; onload=&#39;x" in page
 
 
 def test_grid_rows_need_every_row_of_the_grid():

@@ -21,8 +21,6 @@ from cplvad.redact import strip_credentials_in
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 DEMO_DATASET = "demo"
-BENCHMARK_DATASETS = ("ucf-crime", "xd-violence")
-"""Built-in benchmarks (metadata in ``cplvad/data/benchmark_metadata``; features from their published release)."""
 
 
 class _Section(BaseModel):
@@ -43,19 +41,21 @@ class ClipConfig(_Section):
 
 
 def dataset_kind(dataset: str) -> Literal["demo", "benchmark", "manifest"]:
-    """What a ``data.dataset`` value names: the demo, a built-in benchmark, or a manifest file."""
+    """What a ``data.dataset`` value names: the demo, a registered built-in benchmark, or a manifest file."""
     if dataset == DEMO_DATASET:
         return "demo"
-    return "benchmark" if dataset in BENCHMARK_DATASETS else "manifest"
+    from cplvad.data.benchmark_specs import BENCHMARKS  # the built-in benchmarks register on import
+
+    return "benchmark" if dataset in BENCHMARKS else "manifest"
 
 
 class DataConfig(_Section):
     """What the pipeline (``dvc repro``, ``cplvad datasets prepare``) trains and evaluates on."""
 
     dataset: str = DEMO_DATASET
-    """``demo`` (the built-in synthetic demo videos, extracted by the pipeline), a built-in benchmark
-    (``ucf-crime``, ``xd-violence``: their published features, no extraction), or the path of a dataset
-    manifest (``dataset.yaml``)."""
+    """``demo`` (the built-in synthetic demo videos, extracted by the pipeline), a registered built-in
+    benchmark (``cplvad.data.benchmark_specs.BENCHMARKS``; built in: ``ucf-crime``, ``xd-violence``: their
+    published features, no extraction), or the path of a dataset manifest (``dataset.yaml``)."""
     train_videos: str | None = None
     """With a manifest: the training videos to extract (a folder, a list file, or ``s3://``); its lists
     are then the extraction's."""
@@ -77,7 +77,9 @@ class DataConfig(_Section):
     def _known(cls, v: str) -> str:
         looks_like_path = "/" in v or "\\" in v or v.endswith((".yaml", ".yml"))
         if dataset_kind(v) == "manifest" and not looks_like_path:
-            builtin = ", ".join((DEMO_DATASET, *BENCHMARK_DATASETS))
+            from cplvad.data.benchmark_specs import BENCHMARKS
+
+            builtin = ", ".join((DEMO_DATASET, *BENCHMARKS))
             raise ValueError(f"not a built-in dataset ({builtin}) nor the path of a dataset manifest (.yaml)")
         return v
 

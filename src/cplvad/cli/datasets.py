@@ -7,7 +7,7 @@ import sys
 import click
 
 from cplvad.cli.main import cli, command_tempdir, config_options, console, open_dataset
-from cplvad.config import BENCHMARK_DATASETS, Config, config_from_dict, dataset_kind
+from cplvad.config import Config, config_from_dict, dataset_kind
 from cplvad.errors import ConfigError
 
 
@@ -17,6 +17,7 @@ def datasets(ctx: click.Context) -> None:
     """List the built-in datasets (without a subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
+    from cplvad.data.benchmark_specs import BENCHMARKS
     from cplvad.data.benchmarks import load_benchmark
 
     console.print(
@@ -25,11 +26,12 @@ def datasets(ctx: click.Context) -> None:
         highlight=False,
         soft_wrap=True,
     )
-    for name in BENCHMARK_DATASETS:
+    for name in BENCHMARKS:
         b = load_benchmark(name)
         console.print(
             f"{name:<12} {b.title}: {len(b.classes)} classes, {b.train_videos} training and {len(b.test)} "
-            f"test videos; published features ({b.release}) located by data.features_root",
+            f"test videos; published features ({b.release}) located by data.features_root; headline "
+            f"metric {b.headline_metric}",
             highlight=False,
             soft_wrap=True,
         )

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from cplvad import __version__
 from cplvad.cli.boundary import DEBUG_VARIABLE, debug_requested, library_warnings, report
-from cplvad.config import BENCHMARK_DATASETS, DEMO_DATASET, Config, config_from_dict, load_config
+from cplvad.config import DEMO_DATASET, Config, config_from_dict, dataset_kind, load_config
 from cplvad.errors import ConfigError, CplvadError
 from cplvad.redact import redacted_output
 
@@ -77,10 +77,9 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(func)
     def wrapper(*args: Any, params_file: str | None, overrides: tuple[str, ...], **kwargs: Any) -> Any:
-        if (
-            kwargs.get("dataset_path") in BENCHMARK_DATASETS
-        ):  # --dataset NAME selects data.dataset (see open_dataset)
-            overrides = (f"data.dataset={kwargs['dataset_path']}", *overrides)
+        dataset = kwargs.get("dataset_path")
+        if dataset and dataset_kind(dataset) == "benchmark":  # --dataset NAME: data.dataset (open_dataset)
+            overrides = (f"data.dataset={dataset}", *overrides)
         config: Config = load_config(params_file, overrides)
         return func(*args, config=config, **kwargs)
 
@@ -149,7 +148,6 @@ def open_dataset(spec: str, config: Config) -> tuple[str, Config]:
     section); the rest of the ``data`` section locates its features. Its manifest is written to a folder
     that lives as long as the command.
     """
-    from cplvad.data.benchmarks import is_benchmark
     from cplvad.data.selection import resolve_dataset
 
     if spec == DEMO_DATASET:
@@ -157,7 +155,7 @@ def open_dataset(spec: str, config: Config) -> tuple[str, Config]:
             "--dataset demo: the demo is generated and extracted by the pipeline (`make demo`, "
             "`dvc repro`); then use --dataset data/dataset/dataset.yaml"
         )
-    if not is_benchmark(spec):
+    if dataset_kind(spec) != "benchmark":
         config_from_dict(
             {"data": {"dataset": spec}}, f"--dataset {spec}"
         )  # a name that is no dataset: say so
@@ -183,8 +181,8 @@ def dataset_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "dataset_path",
         required=True,
         metavar="D.yaml|NAME",
-        help="Dataset manifest, or a built-in benchmark (ucf-crime, xd-violence) located by "
-        "data.features_root (see `cplvad datasets`).",
+        help="Dataset manifest, or a built-in benchmark (ucf-crime, xd-violence, ...: `cplvad datasets` "
+        "lists them) located by data.features_root.",
     )
     @functools.wraps(func)
     def wrapper(*args: Any, dataset_path: str, config: Config, **kwargs: Any) -> Any:

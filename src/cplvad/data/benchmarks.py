@@ -1,19 +1,21 @@
-"""Built-in benchmarks (UCF-Crime, XD-Violence): the package's metadata and the published feature releases.
+"""Built-in benchmarks (``BENCHMARKS``: UCF-Crime, XD-Violence, ...): the package's metadata and the
+published feature releases.
 
-The package carries what evaluation needs (``benchmark_metadata/<name>.json``, generated from the
-published files by ``scripts/build_benchmark_metadata.py``): classes, XD label codes, the test videos in
-evaluation order with their frame counts, the frame-level and the class-labelled segment annotations.
-The features stay where the user put the published release, unchanged:
+A registered spec (``benchmark_specs.py``) gives the release layout; the metadata file gives what
+evaluation needs (``benchmark_metadata/<name>.json``, generated from the published files by
+``scripts/build_benchmark_metadata.py``): the test videos in evaluation order with their frame counts,
+the frame-level and the class-labelled segment annotations. The features stay where the user put the
+published release, unchanged:
 
-- UCF-Crime: ``UCFClipFeatures/<Class>/<video>__<k>.npy``, normal videos in
+- class folders (UCF-Crime): ``UCFClipFeatures/<Class>/<video>__<k>.npy``, normal videos in
   ``Training_Normal_Videos_Anomaly/`` and ``Testing_Normal_Videos_Anomaly/``; training and test videos
   share the class folders.
-- XD-Violence: two flat folders, ``XDTrainClipFeatures/`` and ``XDTestClipFeatures/``; a video's labels
+- flat folders (XD-Violence): ``XDTrainClipFeatures/`` and ``XDTestClipFeatures/``; a video's labels
   are in its name (``..._label_B1-B2-0``).
 
 Without a published training list the training videos are found by scanning the training folder: every
-``<video>__<k>.npy`` that is not a test video, labelled by its class folder (UCF) or the label codes in
-its name (XD). ``write_benchmark_dataset`` turns all this into an ordinary dataset manifest folder.
+``<video>__<k>.npy`` that is not a test video, labelled by its class folder or the label codes in its
+name. ``write_benchmark_dataset`` turns all this into an ordinary dataset manifest folder.
 """
 
 from __future__ import annotations
@@ -23,28 +25,25 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cplvad.config import BENCHMARK_DATASETS
+from cplvad.data.benchmark_specs import BENCHMARKS, METADATA_FORMAT, BenchmarkSpec
 from cplvad.data.dataset import split_crop
 from cplvad.data.labels import ClassList
 from cplvad.errors import ConfigError, DataError
 from cplvad.io import atomic_dir, write_json, write_text
-
-_XD_LABEL = re.compile(r"_label_(?P<label>[^_]+)$")
 
 
 @dataclass(frozen=True)
 class TestVideo:
     name: str
     folder: str
-    """Sub-folder of the test features folder that holds the video (UCF: its class folder; XD: none)."""
+    """Sub-folder of the test features folder that holds the video (its class folder, if there are any)."""
     label: str
     frames: int
     """T*16 of the video's published feature file."""
@@ -52,23 +51,16 @@ class TestVideo:
     """False where the published frame count comes from another feature release (can be 16 frames off)."""
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    title: str
-    source: str
-    release: str
-    classes: tuple[str, ...]
-    label_codes: dict[str, str]
-    frames_per_snippet: int
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Benchmark(BenchmarkSpec):
+    """A registered benchmark with the facts of its metadata file."""
+
     crops: int
+    """Crops per video in the published training features."""
     test_crop: int
+    """The crop of each test video that the published test list holds."""
     train_videos: int
     """Videos in the published training split (the package does not carry their names)."""
-    train_dir: str
-    test_dir: str
-    class_folders: bool
-    normal_folders: tuple[str, ...]
     test: tuple[TestVideo, ...]
     annotations: dict[str, list[int]]
     segments: dict[str, list[list[Any]]]
@@ -83,36 +75,34 @@ class Benchmark:
         return f"{video.folder}/{name}" if video.folder else name
 
 
-def is_benchmark(name: str) -> bool:
-    return name in BENCHMARK_DATASETS
+def load_benchmark(name: str) -> Benchmark:
+    """The registered benchmark ``name`` (``BENCHMARKS``) with its metadata; ConfigError for an unknown name."""
+    return _load(BENCHMARKS[name])
 
 
 @cache
-def load_benchmark(name: str) -> Benchmark:
-    """The package's metadata of a built-in benchmark; ConfigError for an unknown name."""
-    if not is_benchmark(name):
+def _load(spec: BenchmarkSpec) -> Benchmark:
+    """The spec with its metadata file, which must have been built from this spec (else ConfigError)."""
+    where = spec.metadata or f"cplvad/data/benchmark_metadata/{spec.name}.json"
+    rebuild = "build it from the published files with scripts/build_benchmark_metadata.py"
+    try:
+        raw = json.loads(spec.metadata_text())
+    except FileNotFoundError:
         raise ConfigError(
-            f"{name!r} is not a built-in benchmark; the built-in ones are {', '.join(BENCHMARK_DATASETS)}"
+            f"benchmark {spec.name!r}: its metadata file {where} does not exist; {rebuild}"
+        ) from None
+    stale = [key for key, value in spec.facts().items() if raw.get(key) != value]
+    if raw.get("format") != METADATA_FORMAT:
+        stale.insert(0, "format")
+    if stale:
+        raise ConfigError(
+            f"{where}: its {', '.join(stale)} disagree with the registered benchmark {spec.name!r}; {rebuild}"
         )
-    raw = json.loads(
-        (resources.files("cplvad.data") / "benchmark_metadata" / f"{name}.json").read_text("utf-8")
-    )
-    layout = raw["layout"]
     return Benchmark(
-        name=raw["name"],
-        title=raw["title"],
-        source=raw["source"],
-        release=raw["release"],
-        classes=tuple(raw["classes"]),
-        label_codes=dict(raw["label_codes"]),
-        frames_per_snippet=raw["frames_per_snippet"],
+        **{f.name: getattr(spec, f.name) for f in fields(BenchmarkSpec)},
         crops=raw["crops"],
         test_crop=raw["test_crop"],
         train_videos=raw["train_videos"],
-        train_dir=layout["train_dir"],
-        test_dir=layout["test_dir"],
-        class_folders=layout["class_folders"],
-        normal_folders=tuple(layout["normal_folders"]),
         test=tuple(TestVideo(*row) for row in raw["test"]),
         annotations=raw["annotations"],
         segments=raw["segments"],
@@ -172,8 +162,8 @@ def _hint(bench: Benchmark, folder: Path, split: str) -> str:
 def scan_training_features(bench: Benchmark, folder: Path) -> list[tuple[str, str]]:
     """``(path relative to folder, label)`` of every training crop in a release folder, sorted.
 
-    Test videos are left out (UCF keeps them in the same class folders). A file name without a crop
-    suffix, a UCF folder that is no class, an XD name without label codes: DataError (wrong layout).
+    Test videos are left out (class folders hold both splits). A file name without a crop suffix, a
+    folder that is no class, a flat name without label codes: DataError (wrong layout).
     """
     test_names = {v.name for v in bench.test}
     classes = bench.class_list
@@ -184,11 +174,11 @@ def scan_training_features(bench: Benchmark, folder: Path) -> list[tuple[str, st
             raise DataError(f"{folder / rel}: a feature file of {bench.title} is named <video>__<crop>.npy")
         if name in test_names:
             continue
-        if not bench.class_folders:
-            m = _XD_LABEL.search(name)
+        if bench.label_in_name is not None:
+            m = re.search(bench.label_in_name, name)
             if m is None:
                 raise DataError(
-                    f"{folder / rel}: {bench.title} names carry their labels ('..._label_B1-0-0__0.npy')"
+                    f"{folder / rel}: {bench.title} names carry their labels (matching {bench.label_in_name})"
                 )
             label = m["label"]
         try:
@@ -271,10 +261,13 @@ def write_benchmark_dataset(
                 f"data.train_list {train_list!r} does not exist; give the published training list"
             )
         manifest["train_list"] = str(Path(train_list).resolve())
-    header = f"# {bench.title}, built in to cplvad ({bench.source}); written by cplvad, do not edit.\n" + (
-        ""
-        if folders
-        else "# No features folder given: train.csv is empty (evaluation from predictions only).\n"
+    header = (
+        f"# {bench.title}, built in to cplvad ({bench.published.source}); written by cplvad, do not edit.\n"
+        + (
+            ""
+            if folders
+            else "# No features folder given: train.csv is empty (evaluation from predictions only).\n"
+        )
     )
     with atomic_dir(out_dir) as tmp:
         write_text(tmp / "dataset.yaml", header + yaml.safe_dump(manifest, sort_keys=False))

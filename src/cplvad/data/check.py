@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cplvad.data.benchmarks import is_benchmark, load_benchmark
+from cplvad.data.benchmark_specs import BENCHMARKS
+from cplvad.data.benchmarks import load_benchmark
 from cplvad.data.dataset import Dataset, FeatureList
 from cplvad.data.features import open_features
 from cplvad.errors import DataError
@@ -148,7 +149,7 @@ def check_dataset(dataset: Dataset) -> DatasetCheck:
             dataset.segment_annotations  # noqa: B018
         except DataError as exc:
             problems.append(str(exc))
-    if is_benchmark(dataset.name):
+    if dataset.name in BENCHMARKS:
         check.notes += _benchmark_notes(dataset.name, train, scans["test"])
     return check
 

@@ -1,39 +1,24 @@
-"""Self-contained HTML pages of results (images inlined), e.g. for the Kubeflow UI's HTML artifacts."""
+"""Self-contained HTML pages of results (images inlined), e.g. for the Kubeflow UI's HTML artifacts;
+the HTML is in ``cplvad/templates/`` (``evaluation.html``, ``ablation.html``)."""
 
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 
-PAGE = (
-    "<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-    "<h2>{title}</h2>{body}</body></html>"
-)
+from cplvad.templates import render
 
 
-def _image(path: Path, alt: str) -> str:
-    """An inline ``<img>`` of a PNG file, or nothing when the file is absent."""
-    if not path.is_file():
-        return ""
-    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+def _png(path: Path) -> str | None:
+    """A PNG file in base64 for an inline image, or None when the file is absent."""
+    return base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
 
 
 def evaluation_page(metrics: dict[str, float | None], *, title: str, model: str, timelines: Path) -> str:
     """The metrics as a table and the score timelines (``plots/timelines.png`` of an evaluation)."""
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{'n/a' if v is None else f'{v:.2f}'}</td></tr>"
-        for k, v in metrics.items()
-    )
-    body = (
-        f"<p>Model {html.escape(model)}; metrics in percent (published protocol).</p>"
-        f"<table border='1' cellpadding='4'><tr><th>metric</th><th>value</th></tr>{rows}</table>"
-        f"<h3>Anomaly scores over time</h3>{_image(timelines, 'score timelines')}"
-    )
-    return PAGE.format(title=html.escape(title), body=body)
+    return render("evaluation.html", title=title, model=model, metrics=metrics, image=_png(timelines))
 
 
 def ablation_page(markdown: str, chart: Path) -> str:
     """The ablation table (as its Markdown text) and its bar chart."""
-    body = f"<pre>{html.escape(markdown)}</pre>{_image(chart, 'ablation chart')}"
-    return PAGE.format(title="Ablation (paper Table 3)", body=body)
+    return render("ablation.html", title="Ablation (paper Table 3)", markdown=markdown, image=_png(chart))
