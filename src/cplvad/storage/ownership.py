@@ -76,6 +76,8 @@ class _Claim:
     """``.cplvad/`` did not exist before this claim."""
     lock: FolderLock
     record: set[str] = field(default_factory=set)
+    nested: dict[Path, set[str]] = field(default_factory=dict)
+    """The records of folders of cplvad's inside this one that it wrote into, as far as known."""
     refs: int = 1
 
     @property
@@ -113,13 +115,12 @@ def read_record(folder: Path) -> set[str]:
     return record
 
 
-def _append(claim: _Claim, rel: str) -> None:
-    fd = os.open(claim.marker / WRITTEN_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def _append(marker: Path, rel: str) -> None:
+    fd = os.open(marker / WRITTEN_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps(rel) + "\n").encode())
     finally:
         os.close(fd)
-    claim.record.add(rel)
 
 
 def _write_marker_file(marker: Path, name: str, data: bytes) -> None:
@@ -451,21 +452,32 @@ def _claim_prefix(uri: str, what: str, lock_name: str) -> Iterator[None]:
 def record_write(target: Path) -> Path | None:
     """Called by ``cplvad.io`` before it writes ``target``: inside a claimed folder, refuse to overwrite a
     file cplvad did not write, record the file, and return the folder for the temporary file (``None``
-    outside every claim: the temporary file goes beside the target)."""
+    outside every claim: the temporary file goes beside the target). The record is kept by the innermost
+    folder of cplvad's around the file, which may be a folder of its own inside the claimed one (a model
+    directory inside a run folder)."""
     target = _real(target)
     with _mutex:
         claim = _innermost(target)
         if claim is None:
             return None
-        rel = target.relative_to(claim.root).as_posix()
-        if rel not in claim.record:
+        folder = next((f for f in target.parents if f == claim.root or is_owned(f)), claim.root)
+        if folder == claim.root:
+            marker, record = claim.marker, claim.record
+        else:
+            marker = folder / MARKER_DIR
+            if folder not in claim.nested:
+                claim.nested[folder] = read_record(folder)
+            record = claim.nested[folder]
+        rel = target.relative_to(folder).as_posix()
+        if rel not in record:
             if os.path.lexists(target):
                 raise ForeignDataError(
                     f"{target} exists and cplvad did not write it: it is never overwritten; move it out of "
                     f"{claim.shown} and run again"
                 )
-            _append(claim, rel)
-    tmp = claim.marker / TMP_DIR
+            _append(marker, rel)
+            record.add(rel)
+    tmp = marker / TMP_DIR
     tmp.mkdir(exist_ok=True)
     return tmp
 
@@ -509,6 +521,7 @@ def replace_folder(
         with _mutex:  # the folders changed places: so do their locks and records
             new.lock, old.lock = old.lock, new.lock
             new.record, old.record = old.record, new.record
+            new.nested, old.nested = old.nested, new.nested
             new.lock.marker_dir, old.lock.marker_dir = new.marker, old.marker
             old.owned = True
         discard(a)
