@@ -25,7 +25,7 @@ import boto3
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_cli_args, tiny_config
+from conftest import REPO, tiny_cli_args, tiny_config
 from test_extract import make_video
 
 import cplvad
@@ -592,3 +592,19 @@ def test_s3_outputs_are_claimed_marked_and_resumed(bucket, tmp_path):
         pass
     assert not any(k.startswith("empty/") for k in _objects(bucket))
     assert sorted(_objects(bucket)) == ["out/.cplvad/owner.json", "out/a.json"]
+
+
+@pytest.mark.slow
+def test_pipeline_compile_never_overwrites_a_yaml_of_yours(tmp_path):
+    (tmp_path / "training.yaml").write_text("# my own pipeline\n")
+    before = snapshot(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "compile", "--pipeline", "training", "--out", str(tmp_path)],
+        env={**_env(), "PYTHONPATH": os.pathsep.join([str(Path(cplvad.__file__).parents[1]), str(REPO)])},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"--out {tmp_path / 'training.yaml'} exists and cplvad did not write it" in done.stderr
+    assert snapshot(tmp_path) == before
