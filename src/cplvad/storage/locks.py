@@ -165,16 +165,14 @@ class S3Lock:
         from cplvad.extract.storage import s3_client
 
         client = s3_client()
-        body = self._body = Holder.this_process().to_bytes(ttl=S3_LOCK_TTL)
+        self._body = Holder.this_process().to_bytes(ttl=S3_LOCK_TTL)
         try:
-            self._etag = client.put_object(Bucket=self.bucket, Key=self.key, Body=body, IfNoneMatch="*")[
-                "ETag"
-            ]
+            self._etag = self._put(client, IfNoneMatch="*")
         except client.exceptions.ClientError as exc:
             if _code(exc) in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
                 log.warning(
-                    "%s %s: the S3 server does not support conditional writes (%s), so cplvad cannot lock the "
-                    "prefix; make sure no other cplvad process writes there at the same time",
+                    "%s %s: the S3 server does not support conditional writes (%s), so cplvad cannot lock "
+                    "the prefix; make sure no other cplvad process writes there at the same time",
                     self.what,
                     self.uri,
                     _code(exc),
@@ -182,17 +180,19 @@ class S3Lock:
                 return
             if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise
-            self._take_over_if_stale(client, body)
+            self._take_over_if_stale(client)
         self._beat = threading.Thread(target=self._heartbeat, name="cplvad-s3-lock", daemon=True)
         self._beat.start()
 
-    def _take_over_if_stale(self, client: Any, body: bytes) -> None:
+    def _put(self, client: Any, **condition: str) -> str:
+        """Write this process's lock object on ``condition`` (``IfNoneMatch`` / ``IfMatch``); its ETag."""
+        return client.put_object(Bucket=self.bucket, Key=self.key, Body=self._body, **condition)["ETag"]
+
+    def _take_over_if_stale(self, client: Any) -> None:
         try:
             current = client.get_object(Bucket=self.bucket, Key=self.key)
         except client.exceptions.NoSuchKey:  # released meanwhile: try once more
-            self._etag = client.put_object(Bucket=self.bucket, Key=self.key, Body=body, IfNoneMatch="*")[
-                "ETag"
-            ]
+            self._etag = self._put(client, IfNoneMatch="*")
             return
         data = current["Body"].read()
         holder = Holder.parse(data)
@@ -202,9 +202,7 @@ class S3Lock:
         if age <= ttl:
             raise _busy(self.what, self.uri, holder)
         try:
-            self._etag = client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=body, IfMatch=current["ETag"]
-            )["ETag"]
+            self._etag = self._put(client, IfMatch=current["ETag"])
         except client.exceptions.ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise _busy(self.what, self.uri, None) from None  # another process took it over first
@@ -223,12 +221,7 @@ class S3Lock:
         client = s3_client()
         while not self._stop.wait(S3_HEARTBEAT):
             try:
-                self._etag = client.put_object(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    Body=self._body,
-                    IfMatch=self._etag,
-                )["ETag"]
+                self._etag = self._put(client, IfMatch=self._etag or "")
             except client.exceptions.ClientError as exc:
                 if _code(exc) in ("PreconditionFailed", "NoSuchKey", "ConditionalRequestConflict"):
                     log.error("%s %s: the lock was taken by another process", self.what, self.uri)

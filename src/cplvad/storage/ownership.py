@@ -245,8 +245,8 @@ def _refuse_foreign(
     for name in files:
         if os.path.lexists(root / name) and name not in record:
             raise ForeignDataError(
-                f"{what} {Path(shown) / name} exists and cplvad did not write it: it is never overwritten; give another "
-                "file name, or move that file away"
+                f"{what} {Path(shown) / name} exists and cplvad did not write it: it is never overwritten; "
+                "give another file name, or move that file away"
             )
 
 
@@ -294,8 +294,11 @@ def _close(claim: _Claim) -> None:
 
 
 def _holds_outputs(claim: _Claim) -> bool:
-    entries = [e for e in os.listdir(claim.root) if e != MARKER_DIR]
-    return bool(entries) if claim.created else any(os.path.lexists(claim.root / r) for r in claim.record)
+    """Whether the claimed folder holds anything written under the claim: in a folder of cplvad's, anything
+    at all; in the user's folder, a file of its record."""
+    if claim.owned:
+        return any(e != MARKER_DIR for e in os.listdir(claim.root))
+    return any(os.path.lexists(claim.root / r) for r in claim.record)
 
 
 def _remove_marker(claim: _Claim) -> None:
