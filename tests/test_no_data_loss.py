@@ -608,3 +608,35 @@ def test_pipeline_compile_never_overwrites_a_yaml_of_yours(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"--out {tmp_path / 'training.yaml'} exists and cplvad did not write it" in done.stderr
     assert snapshot(tmp_path) == before
+
+
+def test_the_shards_of_one_extraction_write_one_folder_at_the_same_time(tmp_path):
+    """Each shard holds a lock of its own; a second writer of the same shard is refused."""
+    out = tmp_path / "features"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from cplvad.storage.ownership import claim_folder\n"
+            f"with claim_folder({str(out)!r}, '--out', lock_name='lock.shard-0-of-2'):\n"
+            "    print('held', flush=True)\n"
+            "    sys.stdin.read()\n",
+        ],
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with claim_folder(out, "--out", lock_name="lock.shard-1-of-2"):
+            write_text(out / "features.shard1-of-2.csv", "path,label\n")
+        with (
+            pytest.raises(BusyError, match=rf"pid {holder.pid}"),
+            claim_folder(out, "--out", lock_name="lock.shard-0-of-2"),
+        ):
+            pass
+    finally:
+        holder.communicate("", timeout=60)
+    assert holder.returncode == 0 and (out / "features.shard1-of-2.csv").is_file()
