@@ -273,15 +273,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     import components
     from components.image import SOURCE_DIRTY
+    from cplvad.io import atomic_path
+    from cplvad.storage.ownership import claim_file
     from pipelines import NAMES
     from pipelines.common import SOURCE
 
     names = list(NAMES) if args.pipeline == "all" else [args.pipeline]
     params = _pod_paths(_params(args))
-    args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         path = args.out / f"{name}.yaml"
-        compiler.Compiler().compile(_pipeline(args, name), str(path), pipeline_parameters={"params": params})
+        with claim_file(path, "--out"), atomic_path(path, suffix=".yaml") as tmp:  # never a file of yours
+            compiler.Compiler().compile(
+                _pipeline(args, name), str(tmp), pipeline_parameters={"params": params}
+            )
         print(f"wrote {path}")
     print(f"image: {components.current_image()}")
     print(f"source commit: {SOURCE}")

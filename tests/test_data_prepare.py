@@ -14,6 +14,8 @@ from cplvad.config import DemoConfig, load_config
 from cplvad.data import load_dataset
 from cplvad.data.selection import plan_data
 from cplvad.errors import ConfigError, DataError
+from cplvad.io import write_text
+from cplvad.storage.ownership import claim_folder
 from cplvad.workflow import train_stage
 from cplvad.workflow.data import default_work_dir, prepare_data
 
@@ -87,9 +89,9 @@ def test_an_interrupted_extraction_resumes_from_the_work_folder(demo_videos, tmp
 def test_a_work_folder_of_another_selection_is_not_reused(demo_videos, tmp_path, monkeypatch):
     out = tmp_path / "dataset"
     work = default_work_dir(out)
-    (work / "dataset/features").mkdir(parents=True)
-    (work / "dataset/features/stale.npy").write_bytes(b"x")
-    (work / "selection.json").write_text(json.dumps({"dataset": "other.yaml", "videos": {}}))
+    with claim_folder(work), claim_folder(work / "dataset"):  # an earlier run's work, for other videos
+        write_text(work / "dataset/features/stale.npy", "x")
+        write_text(work / "selection.json", json.dumps({"dataset": "other.yaml", "videos": {}}))
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -23,7 +23,7 @@ def _digests(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in root.rglob("*")
-        if p.is_file()
+        if p.is_file() and ".cplvad" not in p.parts  # cplvad's bookkeeping (ownership, lock), not output
     }
 
 

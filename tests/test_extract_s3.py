@@ -45,6 +45,7 @@ def test_s3_round_trip_resume_and_failures(s3, tmp_path):
     assert res.exit_code == 1, res.output  # fake.mp4 failed
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="vids", Prefix="features/")["Contents"]}
     assert keys == {
+        "features/.cplvad/owner.json",  # the prefix is cplvad's (its lock object is gone with the command)
         "features/Fighting/b__0.npy",
         "features/Normal/a__0.npy",
         "features/features.csv",

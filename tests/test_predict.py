@@ -300,7 +300,7 @@ def test_bad_inputs_fail_clearly_and_the_others_are_scored(model_dir, probes, tm
     args = ["predict", str(src), "--model", str(model_dir), "--out", str(tmp_path / "out"), *CLI]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1, res.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json", "index.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".cplvad", "good.json", "index.json"]
     assert read(tmp_path / "out" / "good.json")["snippets"] == 4
     err = " ".join(res.stderr.split())
     assert "5 input(s) failed" in err
@@ -458,7 +458,15 @@ def test_s3_prefix_scored_into_s3_with_plots_index_and_review_page(model_dir, pr
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="cams", Prefix="scores/")["Contents"]}
     assert keys == {
         f"scores/{k}"
-        for k in ("glitch.json", "glitch.png", "normal.json", "normal.png", "index.json", "index.html")
+        for k in (
+            "glitch.json",
+            "glitch.png",
+            "normal.json",
+            "normal.png",
+            "index.json",
+            "index.html",
+            ".cplvad/owner.json",  # the prefix is cplvad's (its lock object is gone with the command)
+        )
     }
     doc = json.loads(client.get_object(Bucket="cams", Key="scores/glitch.json")["Body"].read())
     local = read(

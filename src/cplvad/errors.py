@@ -17,3 +17,11 @@ class DataError(CplvadError):
 
 class ServiceError(CplvadError):
     """A service a command needs (MLflow tracking server, S3) cannot be reached or refuses the request."""
+
+
+class ForeignDataError(CplvadError):
+    """An output folder or file holds data that cplvad did not write: it is refused, never touched."""
+
+
+class BusyError(CplvadError):
+    """Another cplvad process is writing the output folder (one writer per folder)."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cplvad.errors import DataError
+from cplvad.storage.ownership import claim_folder, discard, record_write, replace_folder, tmp_prefix
 
 NAME_ERRORS = "surrogateescape"
 """Lists and annotation files are UTF-8 text; bytes that are not valid UTF-8 (a Linux file name may be any
@@ -24,13 +25,18 @@ bytes) are read and written back as they are (Python's ``surrogateescape``), so 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `target`; move it onto `target` only if the block succeeds.
+    """Yield a temporary path; move it onto `target` only if the block succeeds.
 
-    `suffix` keeps an extension that a writer insists on (``np.save`` appends ``.npy``).
+    `suffix` keeps an extension that a writer insists on (``np.save`` appends ``.npy``). Inside an output
+    folder that cplvad claimed (``cplvad.storage.ownership``), a file it did not write is never overwritten
+    (ForeignDataError), the file is recorded as cplvad's before it appears, and the temporary file waits in
+    the folder's ``.cplvad/tmp/``; elsewhere it waits beside `target`.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    tmp_dir = record_write(target)
+    prefix = tmp_prefix(target.name) if tmp_dir is not None else f".{target.name}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=f".tmp{suffix}", dir=tmp_dir or target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -42,29 +48,33 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; it replaces `target` only if the block succeeds."""
+    """Yield a new folder beside `target`; it replaces `target` only if the block succeeds.
+
+    `target` must be new, empty or cplvad's own earlier output (``replace_dir``); that is checked before
+    the block runs.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        replace_dir(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with claim_folder(target):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.cplvad-new-", dir=target.parent))
+        try:
+            with claim_folder(tmp, "staging folder"):
+                yield tmp
+                replace_dir(tmp, target)
+        finally:
+            discard(tmp)  # what a failed block staged (all cplvad's); nothing after a success
 
 
 def replace_dir(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Move the finished folder ``src`` onto ``target`` (replacing it), on the same file system."""
-    src, target = Path(src), Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(src, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, target)
+    """Put the finished folder ``src`` in the place of ``target``, on the same file system: ``target`` must be
+    new, empty or cplvad's own, and only the files cplvad wrote there are deleted (a file of anyone else is
+    refused, never touched; see ``cplvad.storage.ownership.replace_folder``)."""
+    replace_folder(src, target)
+
+
+def copy_file(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy a file to ``target`` atomically (and as cplvad's own, see ``atomic_path``)."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def is_s3(uri: str) -> bool:
@@ -120,6 +130,7 @@ def set_aside(path: str | os.PathLike[str]) -> Path:
     """Rename a damaged file beside itself (kept for inspection, out of the way of a fresh start)."""
     path = Path(path)
     aside = path.with_name(damaged_name(path.name))
+    record_write(aside)  # in an output folder: the kept copy is cplvad's too
     os.replace(path, aside)
     return aside
 

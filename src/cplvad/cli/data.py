@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cplvad.cli.main import cli, config_options, console, dataset_option
+from cplvad.cli.outputs import OutputFile, OutputFolder
 from cplvad.config import Config
 from cplvad.data import load_dataset
 from cplvad.data.demo import write_demo_dataset
@@ -16,9 +17,7 @@ from cplvad.io import write_json
 
 
 @cli.command("demo-data")
-@click.option(
-    "--out", type=click.Path(file_okay=False), required=True, help="Folder to write the dataset into."
-)
+@click.option("--out", type=OutputFolder(), required=True, help="Folder to write the dataset into.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: demo.seed).")
 @config_options
 def demo_data(out: str, seed: int | None, config: Config) -> None:
@@ -36,7 +35,7 @@ def demo_data(out: str, seed: int | None, config: Config) -> None:
 @click.option(
     "--predictions", type=click.Path(dir_okay=False), required=True, help="Predictions .npz (P.npz format)."
 )
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write metrics.json here.")
+@click.option("--out", type=OutputFile(), default=None, help="Write metrics.json here.")
 @config_options
 @dataset_option
 def metrics(dataset_path: str, predictions: str, out: str | None, config: Config) -> None:
@@ -54,7 +53,7 @@ def metrics(dataset_path: str, predictions: str, out: str | None, config: Config
 @click.option(
     "--kind", type=click.Choice(["oracle", "random"]), required=True, help="Which reference predictor."
 )
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Predictions .npz to write.")
+@click.option("--out", type=OutputFile(), required=True, help="Predictions .npz to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random predictor.")
 @config_options
 @dataset_option

@@ -7,6 +7,7 @@ import sys
 import click
 
 from cplvad.cli.main import cli, command_tempdir, config_options, console, open_dataset
+from cplvad.cli.outputs import OutputFolder
 from cplvad.config import Config, config_from_dict, dataset_kind
 from cplvad.errors import ConfigError
 
@@ -76,7 +77,7 @@ def check_cmd(dataset: str, features_root: str | None, config: Config) -> None:
 
 @datasets.command("prepare")
 @click.argument("dataset", required=False)
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="The dataset folder to write.")
+@click.option("--out", type=OutputFolder(), required=True, help="The dataset folder to write.")
 @click.option(
     "--demo-videos",
     type=click.Path(file_okay=False),
@@ -85,7 +86,7 @@ def check_cmd(dataset: str, features_root: str | None, config: Config) -> None:
 )
 @click.option(
     "--work-dir",
-    type=click.Path(file_okay=False),
+    type=OutputFolder(),
     default=None,
     help="Where an extraction keeps its partial work (default: .<out name>.work beside --out).",
 )

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from cplvad.cli.main import cli, config_options, console, parent_run_option, with_flags
+from cplvad.cli.outputs import OutputFolder
 from cplvad.config import Config
 from cplvad.errors import ConfigError
 
@@ -42,7 +43,13 @@ def _report_failures(failures: dict[str, str], where: str) -> None:
     required=True,
     help="Folder of videos, list file (.csv path,label / .txt), or s3://bucket/prefix.",
 )
-@click.option("--out", "dst", required=True, help="Output folder or s3://bucket/prefix.")
+@click.option(
+    "--out",
+    "dst",
+    type=OutputFolder(s3=True, lock_by="shard"),
+    required=True,
+    help="Output folder or s3://bucket/prefix.",
+)
 @click.option(
     "--list-name",
     default="features.csv",
@@ -157,7 +164,13 @@ def extract_cmd(
 
 
 @cli.command("extract-merge")
-@click.option("--out", "dst", required=True, help="The --out of the sharded extraction (folder or s3://).")
+@click.option(
+    "--out",
+    "dst",
+    type=OutputFolder(s3=True),
+    required=True,
+    help="The --out of the sharded extraction (folder or s3://).",
+)
 @click.option("--list-name", default="features.csv", show_default=True, help="The --list-name of the shards.")
 @click.option("--shards", type=int, required=True, help="N of --shard K/N.")
 def extract_merge(dst: str, list_name: str, shards: int) -> None:
@@ -180,9 +193,7 @@ def extract_merge(dst: str, list_name: str, shards: int) -> None:
 
 
 @cli.command("demo-videos")
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Folder to write the videos into."
-)
+@click.option("--out", required=True, type=OutputFolder(), help="Folder to write the videos into.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: demo.seed).")
 @click.option(
     "--features-dir",

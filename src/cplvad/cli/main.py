@@ -14,6 +14,7 @@ from rich.console import Console
 
 from cplvad import __version__
 from cplvad.cli.boundary import DEBUG_VARIABLE, debug_requested, library_warnings, report
+from cplvad.cli.outputs import OutputFile, claimed_outputs
 from cplvad.config import DEMO_DATASET, Config, config_from_dict, dataset_kind, load_config
 from cplvad.errors import ConfigError, CplvadError
 from cplvad.redact import redacted_output
@@ -21,9 +22,27 @@ from cplvad.redact import redacted_output
 console = Console(stderr=True)
 
 
+class _Command(click.Command):
+    """A command whose declared outputs are claimed before its body runs (``cli/outputs.py``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with claimed_outputs(ctx):
+            return super().invoke(ctx)
+
+
+class _Subgroup(click.Group):
+    """A group of commands below ``cli`` (``datasets``): its commands claim their outputs too."""
+
+    command_class = _Command
+
+
 class _Group(click.Group):
     """Runs every command inside the error boundary (``cli/boundary.py``) with credentials masked in all
-    its output; ``--debug`` / ``CPLVAD_DEBUG=1`` adds the traceback."""
+    its output; ``--debug`` / ``CPLVAD_DEBUG=1`` adds the traceback. Its commands claim their outputs
+    before they run (``cli/outputs.py``)."""
+
+    command_class = _Command
+    group_class = _Subgroup
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = debug_requested(bool(ctx.params.get("debug")))
@@ -125,7 +144,7 @@ def parent_run_option(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option(
         "--mlflow-parent",
         "mlflow_parent",
-        type=click.Path(dir_okay=False),
+        type=OutputFile(),
         default=None,
         metavar="FILE",
         help="Log this stage while it runs, as a nested MLflow run of the pipeline run recorded in FILE (one "

@@ -8,6 +8,7 @@ import click
 
 from cplvad import preflight
 from cplvad.cli.main import cli, config_options, console, dataset_option, seeds_option
+from cplvad.cli.outputs import OutputFile, OutputFolder
 from cplvad.config import Config
 from cplvad.tracking.runs import PipelineOutputs
 from cplvad.workflow import track_pipeline
@@ -29,11 +30,13 @@ _file = click.Path(dir_okay=False)
     show_default=True,
     help="Register the final model as 'candidate'.",
 )
-@click.option("--out", type=_file, default=None, help="Write the run id and model version here (JSON).")
+@click.option(
+    "--out", type=OutputFile(), default=None, help="Write the run id and model version here (JSON)."
+)
 @click.option(
     "--mlflow-parent",
     "mlflow_parent",
-    type=_file,
+    type=OutputFile(),
     default=None,
     metavar="FILE",
     help="The pipeline run the stages logged into (their --mlflow-parent FILE); without it, or when "
@@ -103,7 +106,9 @@ def promote_cmd(metric: str, config: Config) -> None:
 
 
 @cli.command("ablate")
-@click.option("--out", type=_dir, required=True, help="Folder for the models and the ablation report.")
+@click.option(
+    "--out", type=OutputFolder(), required=True, help="Folder for the models and the ablation report."
+)
 @click.option(
     "--track/--no-track",
     default=True,

@@ -18,6 +18,7 @@ import click
 
 from cplvad import preflight
 from cplvad.cli.main import cli, config_options, console, with_flags
+from cplvad.cli.outputs import OutputFolder
 from cplvad.config import Config
 
 
@@ -82,7 +83,7 @@ def _log(text: str) -> None:
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False),
+    type=OutputFolder(s3=True),
     help="Folder or s3://bucket/prefix for OUT/<input name>.json (and .png with --plot) and OUT/index.json.",
 )
 @click.option("--plot", is_flag=True, help="Also write a timeline PNG per input.")
@@ -279,7 +280,7 @@ def _print_totals(results: list, seconds: float, out: str) -> None:
 
 
 @cli.command("report")
-@click.argument("out")
+@click.argument("out", type=OutputFolder(s3=True, create=False))
 @click.option("--title", default=None, help="Page title (default: the folder).")
 def report_cmd(out: str, title: str | None) -> None:
     """Write the review page OUT/index.html for a folder (or s3:// prefix) of `cplvad predict` outputs:

@@ -8,6 +8,7 @@ import click
 
 from cplvad import preflight
 from cplvad.cli.main import cli, config_options, console, dataset_option, parent_run_option, seeds_option
+from cplvad.cli.outputs import OutputFile, OutputFolder
 from cplvad.config import Config
 from cplvad.data.dataset import load_dataset
 from cplvad.errors import CplvadError
@@ -26,7 +27,7 @@ def _say(text: str) -> None:
 @click.option(
     "--stage", type=click.IntRange(1, 2), required=True, help="1: video labels only; 2: cross pseudo labels."
 )
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
+@click.option("--out", type=OutputFolder(), required=True, help="Model directory to write.")
 @click.option("--pseudo", type=click.Path(dir_okay=False), default=None, help="pseudo.npz (stage 2 only).")
 @click.option("--force", is_flag=True, help="Retrain even if --out holds a finished or different model.")
 @click.option(
@@ -36,7 +37,7 @@ def _say(text: str) -> None:
 )
 @click.option(
     "--work-dir",
-    type=click.Path(file_okay=False),
+    type=OutputFolder(),
     default=None,
     help="Train and keep checkpoints here; only the finished model moves to --out (same file system). "
     "For tools that delete --out before a run (DVC): a re-run still resumes.",
@@ -88,7 +89,7 @@ def train_cmd(
 @click.option(
     "--model", "model_dir", type=click.Path(file_okay=False), required=True, help="Stage-1 model directory."
 )
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="pseudo.npz to write.")
+@click.option("--out", type=OutputFile(), required=True, help="pseudo.npz to write.")
 @_quiet
 @config_options
 @parent_run_option
@@ -113,14 +114,12 @@ def pseudo_labels_cmd(
 @click.option(
     "--model", "model_dir", required=True, help="Model directory, or an MLflow URI (models:/cplvad@champion)."
 )
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="metrics.json to write.")
-@click.option(
-    "--predictions-out", type=click.Path(dir_okay=False), default=None, help="Also write predictions (P.npz)."
-)
+@click.option("--out", type=OutputFile(), required=True, help="metrics.json to write.")
+@click.option("--predictions-out", type=OutputFile(), default=None, help="Also write predictions (P.npz).")
 @click.option(
     "--plots",
     "plots_dir",
-    type=click.Path(file_okay=False),
+    type=OutputFolder(),
     default=None,
     help="Also write ROC/PR curve data and score timelines (CSV + PNG) into this folder.",
 )
@@ -157,7 +156,7 @@ def evaluate_cmd(
 
 
 @cli.command("run")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+@click.option("--out", type=OutputFolder(), required=True, help="Run directory.")
 @click.option(
     "--track/--no-track",
     default=True,

@@ -30,6 +30,7 @@ from cplvad.data.dataset import Dataset
 from cplvad.extras import require
 from cplvad.pseudo.labels import PseudoLabels
 from cplvad.redact import split_credentials, strip_credentials
+from cplvad.storage.ownership import MARKER_DIR
 
 if TYPE_CHECKING:
     from cplvad.extract.runner import ExtractionReport
@@ -194,8 +195,10 @@ class StageRun:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self._live and path.exists():
             client = mlflow_module().MlflowClient()
-            if path.is_dir():
-                client.log_artifacts(self._run(), str(path), artifact_path)
+            if path.is_dir():  # its content, without cplvad's bookkeeping (.cplvad/: ownership, lock)
+                for item in sorted(p for p in path.iterdir() if p.name != MARKER_DIR):
+                    inner = f"{artifact_path}/{item.name}" if artifact_path else item.name
+                    self.log_artifact(item, inner if item.is_dir() else artifact_path)
             else:
                 client.log_artifact(self._run(), str(path), artifact_path)
 

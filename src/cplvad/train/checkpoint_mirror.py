@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from cplvad.io import write_text
 from cplvad.modeling.factory import MODEL_FILES
 from cplvad.storage.location import Location, open_location
 from cplvad.train.trainer import CHECKPOINT_FILE, FINGERPRINT_FILE
@@ -36,7 +37,7 @@ class CheckpointMirror:
             return False
         if not self.sink.get_file(CHECKPOINT_FILE, out_dir / CHECKPOINT_FILE):
             return False
-        (out_dir / FINGERPRINT_FILE).write_text(self.fingerprint + "\n")
+        write_text(out_dir / FINGERPRINT_FILE, self.fingerprint + "\n")
         log.info("restored the training checkpoint from %s", self.sink.uri(CHECKPOINT_FILE))
         return True
 

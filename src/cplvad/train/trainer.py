@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 from cplvad.config import Config, EvalConfig
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
-from cplvad.io import NAME_ERRORS, atomic_path, load_torch, set_aside, write_json
+from cplvad.io import NAME_ERRORS, atomic_path, load_torch, set_aside, write_json, write_text
 from cplvad.modeling.branches import BRANCHES
 from cplvad.modeling.factory import (
     CONFIG_FILE,
@@ -374,6 +376,8 @@ def _resume_or_start(new_session: Callable[[], _Session], out_dir: Path, fp: str
     if ckpt_path.is_file():
         try:
             _restore(session, load_torch(ckpt_path, "a cplvad training checkpoint", ""), str(ckpt_path))
+            saved = datetime.fromtimestamp(ckpt_path.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S")
+            tqdm.write(f"resumed from epoch {session.start_epoch} (checkpoint of {saved})", file=sys.stderr)
             return session
         except (DataError, KeyError, TypeError, ValueError, RuntimeError) as exc:
             reason = str(exc).split("; ")[0] if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
@@ -384,8 +388,7 @@ def _resume_or_start(new_session: Callable[[], _Session], out_dir: Path, fp: str
                 set_aside(ckpt_path).name,
             )
             session = new_session()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / FINGERPRINT_FILE).write_text(fp + "\n")
+    write_text(out_dir / FINGERPRINT_FILE, fp + "\n")
     return session
 
 

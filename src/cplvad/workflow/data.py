@@ -3,13 +3,13 @@
 The folder (``dataset.yaml``, its lists and annotation files, and ``features/`` when videos were
 extracted) is what every later stage reads. Extraction runs in a work folder beside it and resumes there
 after an interruption; only the finished folder replaces the output, so a pipeline tool may delete its
-outputs before a run (DVC does) without losing partial work.
+outputs before a run (DVC does) without losing partial work. Both folders must be new, empty or cplvad's
+own (``cplvad.storage.ownership``): files of anyone else in them are refused, never touched.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +25,8 @@ from cplvad.data.selection import (
     write_manifest,
 )
 from cplvad.errors import DataError
-from cplvad.io import replace_dir
+from cplvad.io import copy_file, replace_dir, write_text
+from cplvad.storage.ownership import claim_folder, discard, discard_contents
 
 FEATURES_DIR = "features"
 SELECTION_FILE = "selection.json"
@@ -62,23 +63,25 @@ def prepare_data(
             raise DataError(f"{plan.dataset}: training could not run on this data (see above)")
         return manifest
     work = Path(work_dir) if work_dir is not None else default_work_dir(out_dir)
-    _claim(work, plan)
-    staged = work / "dataset"
-    _extract_splits(plan, config, staged / FEATURES_DIR, progress=progress, log=log)
-    write_extracted_manifest(plan, staged)
-    replace_dir(staged, out_dir)
-    shutil.rmtree(work, ignore_errors=True)
+    with claim_folder(out_dir, "dataset folder"), claim_folder(work, "work folder"):
+        _keep_if_same_selection(work, plan)
+        staged = work / "dataset"
+        with claim_folder(staged, "work folder"):
+            _extract_splits(plan, config, staged / FEATURES_DIR, progress=progress, log=log)
+            write_extracted_manifest(plan, staged)
+            replace_dir(staged, out_dir)
+        discard(work)
     return Path(out_dir) / MANIFEST_FILE
 
 
-def _claim(work: Path, plan: DataPlan) -> None:
-    """Keep the work folder's partial extraction only if it was started for these very videos."""
+def _keep_if_same_selection(work: Path, plan: DataPlan) -> None:
+    """Keep the work folder's partial extraction only if it was started for these very videos (else its
+    files, all cplvad's, are deleted)."""
     selection = json.dumps({"dataset": plan.dataset, "videos": plan.videos}, sort_keys=True)
     marker = work / SELECTION_FILE
     if marker.is_file() and marker.read_text() != selection:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    marker.write_text(selection)
+        discard_contents(work)
+    write_text(marker, selection)
 
 
 def _extract_splits(
@@ -114,7 +117,7 @@ def write_extracted_manifest(plan: DataPlan, staged: Path) -> None:
             if not path.is_file():
                 raise DataError(f"{source}: {key} file {path} does not exist")
             copied = f"{key}{path.suffix}"
-            shutil.copyfile(path, staged / copied)
+            copy_file(path, staged / copied)
             raw[key] = copied
     for key in ("features_root", "train_features_root", "test_features_root"):
         raw.pop(key, None)

@@ -7,7 +7,7 @@ is imported only then).
 from __future__ import annotations
 
 import json
-import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +21,12 @@ from cplvad.eval.metrics import configured_metrics, print_metrics
 from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
 from cplvad.eval.scoring import predict_test_set
-from cplvad.io import replace_dir, write_json
+from cplvad.io import copy_file, replace_dir, write_json
 from cplvad.modeling.dual_branch import LevelFusion
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
 from cplvad.redact import strip_credentials
+from cplvad.storage.ownership import claim_folder
 from cplvad.tracking.registry import resolve_model
 from cplvad.tracking.runs import (
     PipelineOutputs,
@@ -74,42 +75,50 @@ def train_stage(
     there when ``out_dir`` starts empty (a retried Kubeflow pod; see ``train.checkpoint_mirror``).
     ``work_dir``: train (and resume) there and move only the finished model to ``out_dir``, for pipeline
     tools that delete their outputs before a run (DVC) but should still resume an interrupted training.
+    Both folders must be new, empty or cplvad's own (``cplvad.storage.ownership``), and are locked while
+    it trains.
     """
-    dataset = load_dataset(dataset_path)
-    pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
-    data = _training_set(dataset, config, progress)
-    target = Path(work_dir) if work_dir is not None else Path(out_dir)
-    mirror = (
-        CheckpointMirror(checkpoint_uri, fingerprint(config, data, stage, pseudo)) if checkpoint_uri else None
-    )
-    if mirror is not None:
-        mirror.restore(target)
-    with stage_run(f"train_stage{stage}", parent_run) as run:
-        result = train(
-            config,
-            data,
-            target,
-            stage=stage,
-            classes=list(dataset.classes.names),
-            dataset_name=dataset.name,
-            pseudo=pseudo,
-            progress=progress,
-            force=force,
-            replace_stale=replace_stale,
-            on_epoch=run.log_epoch,
-            on_checkpoint=mirror.push if mirror is not None else None,
+    with ExitStack() as claims:
+        claims.enter_context(claim_folder(out_dir, "model directory"))
+        if work_dir is not None:
+            claims.enter_context(claim_folder(work_dir, "work folder"))
+        dataset = load_dataset(dataset_path)
+        pseudo = PseudoLabels.load(pseudo_path) if pseudo_path is not None else None
+        data = _training_set(dataset, config, progress)
+        target = Path(work_dir) if work_dir is not None else Path(out_dir)
+        mirror = (
+            CheckpointMirror(checkpoint_uri, fingerprint(config, data, stage, pseudo))
+            if checkpoint_uri
+            else None
         )
-        _calibrate(target, dataset, config, progress)
-        if not result.skipped:
-            for record in result.history[: result.resumed_from]:  # epochs of an earlier attempt
-                run.log_epoch(record)
-            record_model(run, target, history=False)
-    if mirror is not None:
-        mirror.discard()
-    if work_dir is not None:
-        replace_dir(target, out_dir)
-        result.model_dir = Path(out_dir)
-    return result
+        if mirror is not None:
+            mirror.restore(target)
+        with stage_run(f"train_stage{stage}", parent_run) as run:
+            result = train(
+                config,
+                data,
+                target,
+                stage=stage,
+                classes=list(dataset.classes.names),
+                dataset_name=dataset.name,
+                pseudo=pseudo,
+                progress=progress,
+                force=force,
+                replace_stale=replace_stale,
+                on_epoch=run.log_epoch,
+                on_checkpoint=mirror.push if mirror is not None else None,
+            )
+            _calibrate(target, dataset, config, progress)
+            if not result.skipped:
+                for record in result.history[: result.resumed_from]:  # epochs of an earlier attempt
+                    run.log_epoch(record)
+                record_model(run, target, history=False)
+        if mirror is not None:
+            mirror.discard()
+        if work_dir is not None:
+            replace_dir(target, out_dir)
+            result.model_dir = Path(out_dir)
+        return result
 
 
 def _calibrate(model_dir: str | Path, dataset: Dataset, config: Config, progress: bool) -> None:
@@ -302,7 +311,7 @@ def run_all(
         plots_dir=stage2 / "plots",
         parent_run=parent,
     )
-    shutil.copyfile(stage2 / METRICS_FILE, out / METRICS_FILE)
+    copy_file(stage2 / METRICS_FILE, out / METRICS_FILE)
     if track:
         outputs = PipelineOutputs(stage1, pseudo, stage2, stage2 / METRICS_FILE, stage2 / "plots")
         track_pipeline(
