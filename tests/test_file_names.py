@@ -19,6 +19,7 @@ from cplvad.cli import cli
 from cplvad.predict.index import INDEX_FILE, failed_entry, update_index
 from cplvad.predict.report import SCHEMA
 from cplvad.storage.location import open_location
+from cplvad.storage.ownership import claim_folder
 from cplvad.workflow import train_stage
 
 RAW = b"caf\xe9"
@@ -27,10 +28,10 @@ NAME = os.fsdecode(RAW)
 
 
 def test_the_review_page_and_index_name_a_file_that_is_not_utf8(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    video = out / f"{NAME}.mp4"
-    video.write_bytes(b"")  # next to the page: linked
+    out, videos = tmp_path / "out", tmp_path / "videos"
+    videos.mkdir()
+    video = videos / f"{NAME}.mp4"
+    video.write_bytes(b"")  # reachable from the page: linked
     doc = {
         "schema": SCHEMA,
         "input": str(video),
@@ -41,10 +42,12 @@ def test_the_review_page_and_index_name_a_file_that_is_not_utf8(tmp_path):
         "threshold": 0.5,
         "events": [],
     }
-    (out / f"{NAME}.json").write_bytes(json.dumps(doc).encode())
-    update_index(
-        open_location(str(out)), [failed_entry(f"{NAME}-2", f"/videos/{NAME}-2.mp4", "video", "unreadable")]
-    )
+    with claim_folder(out):  # what `cplvad predict` writes, by hand
+        open_location(str(out)).write_bytes(f"{NAME}.json", json.dumps(doc).encode())
+        update_index(
+            open_location(str(out)),
+            [failed_entry(f"{NAME}-2", f"/videos/{NAME}-2.mp4", "video", "unreadable")],
+        )
     index = json.loads((out / INDEX_FILE).read_bytes().decode("utf-8"))
     assert index["videos"][0]["name"] == f"{NAME}-2"  # the name round-trips
 
