@@ -26,9 +26,9 @@ from glitch import CLI, FPS, PLANTED, SETS, H, W, scene
 
 from cplvad.cli import cli
 from cplvad.errors import ConfigError
+from cplvad.eval.events import EventTracker
 from cplvad.eval.scoring import score_videos
 from cplvad.modeling.factory import load_model
-from cplvad.predict.events import EventTracker
 from cplvad.predict.sliding import SlidingScorer, sliding_scores
 from cplvad.predict.webhook import Webhook
 

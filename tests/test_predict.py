@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from glitch import CLI, FPS, PLANTED, SETS, config, make_video
 
 from cplvad.cli import cli
+from cplvad.eval.events import EventTracker, find_events
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.runner import extract
 from cplvad.extract.video import VideoInfo
 from cplvad.predict import Input, PredictOptions, PredictRunner, make_encoder, open_predictor, predict
-from cplvad.predict.events import EventTracker, find_events
 from cplvad.predict.report import SCHEMA
 from cplvad.predict.stream import StreamScorer
 

@@ -17,7 +17,7 @@ from typing import Any
 from cplvad.config import Config
 from cplvad.device import resolve_device
 from cplvad.extract.storage import Sink
-from cplvad.predict.events import Event
+from cplvad.eval.events import Event
 from cplvad.predict.index import update_index
 from cplvad.predict.inputs import Input, list_inputs
 from cplvad.predict.live import LiveOptions, LiveRunner

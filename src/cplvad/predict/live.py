@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from cplvad.eval.events import Event, EventTracker
 from cplvad.extract.transforms import frames_tensor
-from cplvad.predict.events import Event, EventTracker
 from cplvad.predict.inputs import Input
 from cplvad.predict.live_source import (
     Connected,

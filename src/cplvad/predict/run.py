@@ -26,12 +26,12 @@ import numpy as np
 from cplvad.config import Config
 from cplvad.data.features import load_features, open_features
 from cplvad.errors import CplvadError, DataError
+from cplvad.eval.events import Event, EventTracker, find_events
 from cplvad.eval.scoring import score_videos
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.pool import Failed
 from cplvad.extract.storage import LocalSink, object_size, open_sink
 from cplvad.extract.video import VideoError, VideoInfo, probe_fps
-from cplvad.predict.events import Event, EventTracker, find_events
 from cplvad.predict.index import entry_from_report, failed_entry
 from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import Predictor, Threshold
