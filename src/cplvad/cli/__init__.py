@@ -4,6 +4,7 @@ from cplvad.cli import (  # noqa: F401  (registers commands)
     data,
     datasets,
     extract,
+    feedback,
     mlops,
     monitor,
     predict,
