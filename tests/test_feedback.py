@@ -159,7 +159,8 @@ def test_verdicts_become_video_level_samples_with_their_features(judged, demo_da
     again = add_feedback(path, folder, tiny_config(), version=False)
     record = read_record(folder)
     assert again.replaced == 5 and again.revision == 2 and len(record.samples) == 5
-    assert len(list((folder / "features").rglob("*.npy"))) == 5
+    assert len(list((folder / "features/samples").rglob("*.npy"))) == 5
+    assert len(list((folder / "features/videos").glob("*.npy"))) == 2  # the judged videos, for the figures
 
 
 def _line_of(text: str, needle: str, nth: int = 0) -> int:
@@ -268,7 +269,9 @@ def test_the_training_set_holds_the_feedback_after_the_dataset(judged, demo_data
     base = load_training_set(demo_dataset, 32, progress=False)
     plain = training_set(demo_dataset, tiny_config("data.feedback=null"), 32, progress=False)
     assert plain.keys == base.keys
-    data = training_set(demo_dataset, tiny_config(f"data.feedback={folder}"), 32, progress=False)
+    data = training_set(
+        demo_dataset, tiny_config(f"data.feedback={folder}", "data.feedback_repeat=1"), 32, progress=False
+    )
     names = [s["name"] for s in read_record(folder).samples]
     assert data.keys == base.keys + [f"{n}__0" for n in names]
     torch.testing.assert_close(data.features[: len(base)], base.features)
@@ -362,3 +365,19 @@ def test_promotion_keeps_a_champion_that_does_better_on_the_verdicts(
     assert "worse than champion version 1 on the operators' verdicts" in result.reason
     assert "false_alarms 2.00 vs 0.00" in result.reason and "(revision 1)" in result.reason
     assert promote(tiny_config()).promoted  # without data.feedback the test metric decides
+
+
+def test_the_data_step_ignores_the_feedback_and_training_follows_it():
+    """Appending verdicts or changing their weight retrains; it never extracts the dataset again."""
+    import yaml
+
+    from cplvad.config import DataConfig
+
+    stages = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]
+    feedback = {"data.feedback", "data.feedback_repeat"}
+    data_keys = {f"data.{k}" for k in DataConfig.model_fields}
+    assert set(stages["prepare_data"]["params"]) == data_keys - feedback | {"clip", "extract"}
+    for stage in ("train_stage1", "pseudo_labels", "train_stage2"):
+        assert feedback <= set(stages[stage]["params"]) and "feedback" in stages[stage]["deps"]
+    assert "data.feedback" in stages["evaluate"]["params"] and "feedback" in stages["evaluate"]["deps"]
+    assert "feedback" not in stages["prepare_data"]["deps"]

@@ -44,6 +44,7 @@ from cplvad.feedback.folder import (
     feature_rel,
     list_csv,
     read_record,
+    video_rel,
 )
 from cplvad.feedback.verdicts import Verdicts, VideoVerdicts, read_verdicts
 from cplvad.io import NAME_ERRORS, atomic_path, save_npy, write_json
@@ -75,12 +76,13 @@ def plan_samples(video: VideoVerdicts, verdicts: Verdicts, context_s: float) -> 
     context = math.ceil(context_s * fps / per_snippet) if fps else 0
     normal = str(doc["classes"][0])
     tag = hashlib.sha256(f"{verdicts.predictions}\n{video.key}".encode("utf-8", NAME_ERRORS)).hexdigest()[:6]
+    video_id = f"fb-{video.name}-{tag}"
     added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     def sample(kind: str, label: str, span: tuple[int, int], line: int, **extra: Any) -> dict[str, Any]:
         clip = "" if span == (0, total) else f".{span[0]}-{span[1]}"
         return {
-            "name": f"fb-{video.name}-{tag}{clip}",
+            "name": f"{video_id}{clip}",
             "label": label,
             "kind": kind,
             "span": list(span),
@@ -111,6 +113,7 @@ def plan_samples(video: VideoVerdicts, verdicts: Verdicts, context_s: float) -> 
                 verdict.line,
                 event=verdict.event,
                 event_span=[a - span[0], b - span[0]],
+                video_features=video_rel(video_id),
             )
         )
     if video.video == "missed":
@@ -214,17 +217,22 @@ def add_feedback(
     for s in new:
         a, b = s["span"]
         save_npy(folder / feature_rel(s), np.ascontiguousarray(features[s["report"]][a:b]))
+        if "video_features" in s:
+            save_npy(folder / s["video_features"], np.ascontiguousarray(features[s["report"]]))
     record.samples = [s for s in record.samples if (s["predictions"], s["report"]) not in judged] + new
     record.feature_dim = dims.pop()
     record.revision += 1
     with atomic_path(folder / LIST_FILE) as tmp:
         tmp.write_bytes(list_csv(record.samples).encode("utf-8", NAME_ERRORS))
     write_json(folder / RECORD_FILE, record.to_json())
-    kept = {feature_rel(s) for s in record.samples}
-    for s in stale:
-        if feature_rel(s) not in kept:
-            (folder / feature_rel(s)).unlink(missing_ok=True)
+    kept = {rel for s in record.samples for rel in _files(s)}
+    for rel in {rel for s in stale for rel in _files(s)} - kept:
+        (folder / rel).unlink(missing_ok=True)
     return Added(folder, new, len(stale), record.revision, _dvc_add(folder, log) if version else None)
+
+
+def _files(sample: dict[str, Any]) -> list[str]:
+    return [feature_rel(sample), *([sample["video_features"]] if "video_features" in sample else [])]
 
 
 def _dvc_add(folder: Path, log: Callable[[str], None]) -> str | None:

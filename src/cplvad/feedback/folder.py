@@ -4,15 +4,18 @@ Layout (the repository's is ``feedback/``; its ``features/`` is versioned by DVC
 
 - ``feedback.csv``: a VadCLIP list (``path,label``, paths relative to the folder), one crop per sample, so the
   samples load like any training list;
-- ``features/<label>/<sample>__0.npy``: the (T, D) CLIP features of each sample;
+- ``features/samples/<label>/<sample>__0.npy``: the (T, D) CLIP features of each sample;
+- ``features/videos/<video>.npy``: the whole judged video of every event verdict, which the feedback figures
+  score as ``cplvad predict`` did (a clip alone, without the video around it, scores differently);
 - ``feedback.json`` (schema ``cplvad-feedback/1``): ``classes`` and ``feature_dim`` of the model whose
   predictions were judged, ``revision`` (one more after every addition) and ``samples``, each with its
   ``name``, ``label``, ``kind`` (``false_alarm``: the clip of an event marked false alarm, normal;
   ``confirmed``: the clip of a confirmed event, its class; ``missed``: a whole video with an anomaly the
   model missed, its class; ``reviewed``: a whole video reviewed with nothing missed and no confirmed event,
   normal), ``span`` (its snippets [a, b) in the video), ``event_span`` (a clip's event inside the sample,
-  [a, b) from the sample's start), ``fps``, ``seconds``, and where it came from (``video``, ``report``,
-  ``predictions``, ``input``, ``model_version``, ``verdicts``, ``line``, ``added_at``).
+  [a, b) from the sample's start) and ``video_features`` (a clip's whole video under ``features/videos``),
+  ``fps``, ``seconds``, and where it came from (``video``, ``report``, ``predictions``, ``input``,
+  ``model_version``, ``verdicts``, ``line``, ``added_at``).
 
 A folder without ``feedback.json`` holds no feedback yet.
 """
@@ -55,7 +58,11 @@ class FeedbackRecord:
 
 
 def feature_rel(sample: dict[str, Any]) -> str:
-    return f"{FEATURES_DIR}/{sample['label']}/{sample['name']}__0.npy"
+    return f"{FEATURES_DIR}/samples/{sample['label']}/{sample['name']}__0.npy"
+
+
+def video_rel(video_id: str) -> str:
+    return f"{FEATURES_DIR}/videos/{video_id}.npy"
 
 
 def read_record(folder: str | Path) -> FeedbackRecord | None:

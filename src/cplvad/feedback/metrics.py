@@ -1,11 +1,13 @@
 """How a model does on the operators' verdicts: what the evaluation reports and what promotion checks.
 
-Every clip sample of the feedback folder (an event marked false alarm or confirmed, with its context) is
-scored on its own with the model's calibrated threshold and ``predict.min_event_snippets``, as
-``cplvad predict`` would:
+The whole video of every event verdict is scored with the model's calibrated threshold and
+``predict.min_event_snippets``, as ``cplvad predict`` scores it (a clip alone, without the video around it,
+scores differently: the model sees context), and its events are compared with the judged clips (an event
+marked false alarm or confirmed, with its context):
 
-- ``feedback.false_alarm_clips``, ``feedback.false_alarms`` (events the model still raises in them) and
-  ``feedback.false_alarms_per_hour`` (over the clips' duration; null when no clip has a frame rate);
+- ``feedback.false_alarm_clips``, ``feedback.false_alarms`` (events the model still raises that overlap
+  them) and ``feedback.false_alarms_per_hour`` (over the clips' duration; null when no clip has a frame
+  rate);
 - ``feedback.confirmed_events`` and ``feedback.event_recall`` (percent whose event the model still flags: an
   event overlapping the confirmed one), ``feedback.class_recall`` (percent flagged with the confirmed class).
 
@@ -28,9 +30,9 @@ from cplvad.config import Config
 from cplvad.data.features import load_features
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
-from cplvad.eval.events import find_events
+from cplvad.eval.events import Event, find_events
 from cplvad.eval.scoring import score_videos
-from cplvad.feedback.folder import CLIP_KINDS, feature_rel, read_record
+from cplvad.feedback.folder import CLIP_KINDS, read_record
 from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.modeling.factory import ModelMeta, load_model
 from cplvad.train.calibration import CALIBRATION_KEY
@@ -48,7 +50,7 @@ def feedback_metrics(
     device: torch.device,
     frames_per_snippet: int = 16,
 ) -> dict[str, float | None]:
-    """The ``feedback.*`` figures of a model on the clip samples of ``folder`` (empty without any)."""
+    """The ``feedback.*`` figures of a model on the event verdicts of ``folder`` (empty without any)."""
     record = read_record(folder)
     clips = [s for s in (record.samples if record else []) if s["kind"] in CLIP_KINDS]
     if not clips:
@@ -57,22 +59,29 @@ def feedback_metrics(
     if "threshold" not in calibration:
         raise DataError("the model has no calibrated threshold (meta.json); retrain it with `cplvad train`")
     threshold = float(calibration["threshold"])
+    videos = sorted({s["video_features"] for s in clips})
     features = (
-        (i, load_features(Path(folder) / feature_rel(s), expected_dim=meta.feature_dim))
-        for i, s in enumerate(clips)
+        (i, load_features(Path(folder) / rel, expected_dim=meta.feature_dim)) for i, rel in enumerate(videos)
     )
-    false_alarms, hours, flagged, right_class = 0, 0.0, 0, 0
+    events: dict[str, list[Event]] = {}
     for i, binary, classes in score_videos(model, features, device):
-        sample = clips[i]
-        events = find_events(
-            binary, classes, threshold, min_event_snippets, meta.classes, frames_per_snippet, sample["fps"]
+        fps = next(s["fps"] for s in clips if s["video_features"] == videos[i])
+        events[videos[i]] = find_events(
+            binary, classes, threshold, min_event_snippets, meta.classes, frames_per_snippet, fps
         )
+    false_alarms, hours, flagged, right_class = 0, 0.0, 0, 0
+    for sample in clips:
+        start, end = sample["span"]
         if sample["kind"] == "false_alarm":
-            false_alarms += len(events)
+            false_alarms += sum(
+                e.start_snippet < end and e.end_snippet > start for e in events[sample["video_features"]]
+            )
             hours += (sample["seconds"] or 0.0) / 3600.0
             continue
-        a, b = sample["event_span"]
-        overlapping = [e for e in events if e.start_snippet < b and e.end_snippet > a]
+        a, b = (start + k for k in sample["event_span"])
+        overlapping = [
+            e for e in events[sample["video_features"]] if e.start_snippet < b and e.end_snippet > a
+        ]
         flagged += bool(overlapping)
         right_class += any(e.label == sample["label"] for e in overlapping)
     fa_clips = sum(s["kind"] == "false_alarm" for s in clips)
