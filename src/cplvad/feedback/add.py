@@ -80,9 +80,8 @@ def plan_samples(video: VideoVerdicts, verdicts: Verdicts, context_s: float) -> 
     added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     def sample(kind: str, label: str, span: tuple[int, int], line: int, **extra: Any) -> dict[str, Any]:
-        clip = "" if span == (0, total) else f".{span[0]}-{span[1]}"
-        return {
-            "name": f"{video_id}{clip}",
+        return {  # a clip is named after its event, the whole video after the video alone
+            "name": f"{video_id}.e{extra['event']}" if "event" in extra else video_id,
             "label": label,
             "kind": kind,
             "span": list(span),
