@@ -29,11 +29,11 @@ from cplvad.config import load_config
 from cplvad.data import load_dataset
 from cplvad.data.demo import write_demo_dataset
 from cplvad.data.features import load_features
+from cplvad.eval.events import find_events
 from cplvad.eval.metrics import compute_metrics
 from cplvad.eval.predictions import Predictions
 from cplvad.eval.scoring import predict_test_set, score_chunks
 from cplvad.modeling.factory import load_model, read_model_config
-from cplvad.predict.events import find_events
 from cplvad.predict.sliding import sliding_scores
 from cplvad.train.calibration import CALIBRATION_KEY
 from cplvad.workflow import make_pseudo_labels, train_stage

@@ -59,6 +59,8 @@ def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
     for key, value in params.get("data", {}).items():
         if key == "dataset" and dataset_kind(value) != "manifest":
             continue
+        if key.startswith("feedback"):  # read by DVC / CLI training only: the pods do not take feedback yet
+            continue
         if not is_url(value) and not Path(value).is_absolute():
             raise ConfigError(
                 f"data.{key}={value}: the pods read this path as it is given; give it absolute, as "

@@ -53,6 +53,7 @@ def test_root_params_file_is_the_demo_sizing_of_the_paper_config():
     demo, paper = load_config(REPO / "params.yaml").flat(), Config().flat()
     changed = {k for k in paper if demo[k] != paper[k]}
     assert changed == {
+        "data.feedback",  # the repository's feedback folder (README, "The operators' loop")
         "clip.model",
         "model.width",
         "model.heads",

@@ -42,8 +42,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _copy_repo(dst: Path) -> Path:
-    """The tracked files of this repository (as committed or being committed), in a fresh git repo."""
+def _copy_repo(dst: Path, settings: dict[str, dict] = SMALL) -> Path:
+    """The tracked files of this repository (as committed or being committed), in a fresh git repo, with
+    ``settings`` in its params.yaml."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split()
@@ -52,7 +53,7 @@ def _copy_repo(dst: Path) -> Path:
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, dst / rel)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    for section, values in SMALL.items():
+    for section, values in settings.items():
         params[section].update(values)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (

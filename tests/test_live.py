@@ -22,13 +22,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from cplvad.extract.storage import open_sink
 from glitch import CLI, FPS, PLANTED, SETS, H, W, scene
 
 from cplvad.cli import cli
 from cplvad.errors import ConfigError
+from cplvad.eval.events import EventTracker
 from cplvad.eval.scoring import score_videos
 from cplvad.modeling.factory import load_model
-from cplvad.predict.events import EventTracker
+from cplvad.monitor.histograms import read_histograms, score_histogram
 from cplvad.predict.sliding import SlidingScorer, sliding_scores
 from cplvad.predict.webhook import Webhook, WebhookStats
 
@@ -425,6 +427,9 @@ def test_a_long_session_is_written_in_parts_that_add_up(model_dir, stream_file, 
     )
     page = (out / "index.html").read_text()
     assert page.count('class="video"') == 3 and "part 2 from snippet 50" in page
+    [day] = read_histograms(open_sink(str(out)))  # the session's scores, for `cplvad monitor`
+    assert (day.source, day.inputs) == (stream_file.parent.name, 1)
+    assert day.counts.tolist() == score_histogram(sum((d["snippet_scores"] for d in docs), []))
 
 
 def test_a_resolution_change_is_rescaled_and_said(model_dir, tmp_path):

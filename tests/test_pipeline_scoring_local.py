@@ -58,9 +58,10 @@ def test_scoring_pipeline_runs_locally_and_a_second_run_skips_every_video(model_
     ]
     first = run_local([*args, "--out", str(tmp_path / "root1")], tmp_path, tracking)
 
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in out.iterdir() if p.name not in ("clips", "monitor")) == sorted(
         [f"{v}.json" for v in videos] + [f"{v}.png" for v in videos] + ["index.json", "index.html"]
     )
+    assert len(list((out / "monitor").rglob("*.json"))) == 2  # a score histogram per shard (writer)
     index = json.loads((out / "index.json").read_text())
     assert (index["count"], index["scored"], index["failed"]) == (2, 2, 0)
     doc = json.loads((out / f"{videos[0]}.json").read_text())

@@ -17,11 +17,11 @@ from conftest import empty_bucket
 from glitch import CLI, FPS, PLANTED, SETS, config, make_video
 
 from cplvad.cli import cli
+from cplvad.eval.events import EventTracker, find_events
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.runner import extract
 from cplvad.extract.video import VideoInfo
 from cplvad.predict import Input, PredictOptions, PredictRunner, make_encoder, open_predictor, predict
-from cplvad.predict.events import EventTracker, find_events
 from cplvad.predict.report import SCHEMA
 from cplvad.predict.stream import StreamScorer
 
@@ -109,6 +109,7 @@ def test_video_prediction_report_events_and_plot(model_dir, probes, tmp_path):
         "normal.json",
         "normal.png",
         "index.json",
+        "monitor",  # the score histograms of `cplvad monitor` (tests/test_monitor.py)
     }
 
     sha = hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
@@ -300,7 +301,12 @@ def test_bad_inputs_fail_clearly_and_the_others_are_scored(model_dir, probes, tm
     args = ["predict", str(src), "--model", str(model_dir), "--out", str(tmp_path / "out"), *CLI]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1, res.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".cplvad", "good.json", "index.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".cplvad",
+        "good.json",
+        "index.json",
+        "monitor",
+    ]
     assert read(tmp_path / "out" / "good.json")["snippets"] == 4
     err = " ".join(res.stderr.split())
     assert "5 input(s) failed" in err
@@ -456,7 +462,8 @@ def test_s3_prefix_scored_into_s3_with_plots_index_and_review_page(model_dir, pr
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="cams", Prefix="scores/")["Contents"]}
-    assert keys == {
+    glitch_events = json.loads(client.get_object(Bucket="cams", Key="scores/glitch.json")["Body"].read())
+    assert {k for k in keys if not k.startswith(("scores/monitor/cam1/", "scores/clips/glitch/"))} == {
         f"scores/{k}"
         for k in (
             "glitch.json",
@@ -468,6 +475,9 @@ def test_s3_prefix_scored_into_s3_with_plots_index_and_review_page(model_dir, pr
             ".cplvad/owner.json",  # the prefix is cplvad's (its lock object is gone with the command)
         )
     }
+    assert len([k for k in keys if k.startswith("scores/monitor/cam1/")]) == 1  # one day, one writer
+    clips = [k for k in keys if k.startswith("scores/clips/glitch/") and k.endswith(".mp4")]
+    assert len(clips) == len(glitch_events["events"]) > 0  # decoded from S3 for the page
     doc = json.loads(client.get_object(Bucket="cams", Key="scores/glitch.json")["Body"].read())
     local = read(
         predict([probes["glitch"]], model_dir, tmp_path / "local", config(), threshold=0.5)[0].report

@@ -1,6 +1,7 @@
-"""The review page (``cplvad report OUT`` / ``predict --report``): its HTML, and the page itself in headless
-Chromium (Debian's ``chromium``, driven over the DevTools protocol with websocket-client): ranking, filters,
-event list and the player, with a screenshot kept in the test's folder."""
+"""The review page (``cplvad report OUT`` / ``predict --report``): its HTML (Jinja2 templates, any file name),
+the event clips, ``--serve``, and the page itself in headless Chromium (Debian's ``chromium``, driven over the
+DevTools protocol with websocket-client): ranking, filters, event list, the player, playing a clip, verdicts
+kept in local storage and exported, with a screenshot kept in the test's folder."""
 
 from __future__ import annotations
 
@@ -9,20 +10,28 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import av
 import pytest
 from click.testing import CliRunner
 from glitch import CLI, FPS, PLANTED, scene
 
 from cplvad.cli import cli
 from cplvad.extract.demo_videos import write_video
+from cplvad.feedback.verdicts import read_verdicts
+from cplvad.predict.review_server import review_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 SCREENSHOT_COPY = os.environ.get("CPLVAD_REVIEW_SCREENSHOT")
-"""Where to copy the screenshot, for a person to look at (optional)."""
+"""Where to copy the screenshot of the page with verdicts and a playing clip, for a person to look at
+(optional)."""
+CONTEXT_FRAMES = round(3.0 * FPS)
+"""predict.clip_context_s (3 s) of context before and after an event in its clip."""
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +244,219 @@ def test_the_page_in_headless_chromium(predictions, tmp_path):
         shot = tmp_path / "review.png"
         shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
-        if SCREENSHOT_COPY:
-            shutil.copy(shot, SCREENSHOT_COPY)
     finally:
         browser.close()
+
+
+def frames_and_codec(path: Path) -> tuple[int, str]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for _ in container.decode(stream)), stream.codec_context.name
+
+
+def test_every_event_gets_a_playable_clip_with_context(predictions):
+    found = docs(predictions)
+    page = (predictions / "index.html").read_text()
+    for name, doc in found.items():
+        clips = sorted((predictions / "clips" / name).glob("*.mp4")) if doc["events"] else []
+        assert len(clips) == len(doc["events"])
+        for clip, event in zip(clips, doc["events"]):
+            a = max(0, event["start_frame"] - CONTEXT_FRAMES)
+            b = min(doc["frames"], event["end_frame"] + CONTEXT_FRAMES)
+            assert clip.name.startswith(f"{doc['events'].index(event):03d}-{a}-{b}-")
+            assert frames_and_codec(clip) == (b - a, "h264")  # H.264 in MP4: what browsers play
+            assert f'src="clips/{name}/{clip.name}"' in page
+    assert 'class="y-axis"' in page and ">threshold 0.500</span>" in page  # the score axis, the threshold
+
+    # a second report encodes nothing again; clips of events that no longer exist are removed
+    kept = {p: p.stat().st_mtime_ns for p in (predictions / "clips").rglob("*.mp4")}
+    stale = predictions / "clips" / "double" / "007-1-2-0123456789.mp4"
+    stale.write_bytes(b"old")
+    assert CliRunner().invoke(cli, ["report", str(predictions)]).exit_code == 0
+    assert not stale.exists() and {p: p.stat().st_mtime_ns for p in kept} == kept
+    bare = CliRunner().invoke(cli, ["report", str(predictions), "--no-clips"])
+    assert bare.exit_code == 0 and "clips/" not in (predictions / "index.html").read_text()
+    assert CliRunner().invoke(cli, ["report", str(predictions)]).exit_code == 0  # as the other tests expect
+
+
+def test_any_file_name_renders_in_the_page_and_the_index(model_dir, predictions, tmp_path):
+    """A Linux file name that is not UTF-8 (byte 0xff) is shown as U+FFFD, linked percent-encoded, and kept
+    exactly in the page's data, so that a verdict names its document."""
+    video = tmp_path / "videos" / "cam\udcff <b>.webm"  # b"cam\xff <b>.webm" on disk
+    video.parent.mkdir()
+    shutil.copy(predictions.parent / "videos" / "single.webm", video)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(video),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--threshold",
+            "0.5",
+            "--report",
+            *CLI,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert os.fsencode(out / "cam\udcff <b>.json").endswith(b"/cam\xff <b>.json")
+    page = (out / "index.html").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "cam\ufffd &lt;b&gt;" in page and "<b>" not in page  # escaped by the templates
+    assert "clips/cam%FF%20%3Cb%3E/000-" in page and 'src="../videos/cam%FF%20%3Cb%3E.webm"' in page
+    start = page.index('id="page-data">') + len('id="page-data">')
+    data = json.loads(page[start : page.index("</script>", start)])
+    assert data["videos"][0]["key"] == "cam\udcff <b>.json"
+    index = json.loads((out / "index.json").read_text())
+    assert index["videos"][0]["name"] == "cam\udcff <b>"
+    doc = json.loads((out / "cam\udcff <b>.json").read_text())
+    verdicts = tmp_path / "verdicts.json"
+    event = doc["events"][0]
+    verdicts.write_text(
+        json.dumps(
+            {
+                "schema": "cplvad-verdicts/1",
+                "predictions": data["predictions"],
+                "videos": [
+                    {
+                        "key": data["videos"][0]["key"],
+                        "video": None,
+                        "events": [
+                            {
+                                "event": 0,
+                                "start_frame": event["start_frame"],
+                                "end_frame": event["end_frame"],
+                                "verdict": "false_alarm",
+                                "class": None,
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    [judged] = read_verdicts(verdicts).videos
+    assert judged.name == "cam\udcff <b>" and judged.doc["input"] == str(video)
+
+
+def test_serve_saves_the_verdicts_into_the_folder(predictions, tmp_path):
+    folder = tmp_path / "served"
+    shutil.copytree(predictions, folder)
+    saved: list[str] = []
+    server = review_server(folder, 0, log=saved.append)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def post(body: bytes) -> int:
+        request = urllib.request.Request(
+            f"{base}/verdicts", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        with urllib.request.urlopen(f"{base}/index.html", timeout=30) as r:
+            assert b'id="export-verdicts"' in r.read()
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{base}/verdicts", timeout=30)  # nothing saved yet
+        doc = {"schema": "cplvad-verdicts/1", "predictions": str(folder), "videos": [{"key": "quiet.json"}]}
+        assert post(json.dumps(doc).encode()) == 200
+        assert json.loads((folder / "verdicts.json").read_text()) == doc and saved
+        with urllib.request.urlopen(f"{base}/verdicts", timeout=30) as r:
+            assert json.load(r) == doc
+        assert post(b"not json") == 400 and post(b'{"schema": "other"}') == 400
+        assert json.loads((folder / "verdicts.json").read_text()) == doc  # refused bodies change nothing
+        again = CliRunner().invoke(cli, ["report", str(folder)])  # the verdicts are no prediction
+        assert again.exit_code == 0 and "review page of 3 prediction(s)" in " ".join(again.output.split())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium; .ci/run does)"
+)
+def test_clips_play_and_verdicts_are_kept_and_exported_in_headless_chromium(predictions, tmp_path):
+    found = docs(predictions)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser = DevTools(tmp_path / "profile")
+    row = ".video[data-name=double] .event[data-event='{}']"
+
+    def click(selector: str) -> None:
+        browser.js(f"document.querySelector({json.dumps(selector)}).click()")
+
+    def load() -> None:
+        browser.call("Page.navigate", url=(predictions / "index.html").as_uri())
+        assert browser.wait_for(
+            "document.readyState === 'complete' && document.querySelectorAll('.video').length"
+        )
+
+    try:
+        browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
+        load()
+        # the clip of the second event of "double" plays: its position advances
+        clip = row.format(1) + " video.clip"
+        assert browser.js(f"document.querySelector({json.dumps(clip)}).play().then(() => true)")
+        position = browser.wait_for(
+            f"(() => {{ const c = document.querySelector({json.dumps(clip)}); "
+            "return c.currentTime > 1 && !c.error && c.currentTime; })()"
+        )
+        assert position and position > 1
+
+        # one event marked false alarm, one confirmed (as Glitch), one video reviewed
+        click(row.format(0) + " .event-verdict[data-verdict=false_alarm]")
+        click(row.format(1) + " .event-verdict[data-verdict=confirmed]")
+        click(".video[data-name=quiet] .video-verdict-button[data-verdict=reviewed]")
+        assert browser.js("document.getElementById('verdict-count').textContent") == "3 verdicts"
+        assert browser.js(f"document.querySelector({json.dumps(row.format(0))}).className") == (
+            "event verdict-false_alarm"
+        )
+        shot = tmp_path / "verdicts.png"
+        shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
+        if SCREENSHOT_COPY:
+            shutil.copy(shot, SCREENSHOT_COPY)
+
+        # kept in the browser: a reload shows them again
+        load()
+        assert browser.js("document.getElementById('verdict-count').textContent") == "3 verdicts"
+        assert "verdict-confirmed" in browser.js(
+            f"document.querySelector({json.dumps(row.format(1))}).className"
+        )
+        assert browser.js("document.querySelector('.video[data-name=quiet]').classList.contains('reviewed')")
+
+        # exported as one JSON file, exactly what was clicked
+        click("#export-verdicts")
+        deadline = time.monotonic() + 30
+        target = downloads / "verdicts.json"
+        while not target.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        exported = json.loads(target.read_text())
+    finally:
+        browser.close()
+    assert exported["schema"] == "cplvad-verdicts/1" and exported["predictions"] == str(predictions.resolve())
+    videos = {v["key"]: v for v in exported["videos"]}
+    assert set(videos) == {"double.json", "quiet.json"}
+    double = found["double"]["events"]
+    assert videos["double.json"]["video"] is None and videos["double.json"]["events"] == [
+        {
+            "event": k,
+            "start_frame": double[k]["start_frame"],
+            "end_frame": double[k]["end_frame"],
+            "predicted_class": double[k]["class"],
+            "verdict": verdict,
+            "class": cls,
+        }
+        for k, verdict, cls in ((0, "false_alarm", None), (1, "confirmed", "Glitch"))
+    ]
+    assert videos["quiet.json"]["video"] == "reviewed" and videos["quiet.json"]["events"] == []
+    judged = {v.name: v for v in read_verdicts(target).videos}  # what `cplvad feedback add` reads
+    assert [(e.event, e.verdict, e.label) for e in judged["double"].events] == [
+        (0, "false_alarm", None),
+        (1, "confirmed", "Glitch"),
+    ]

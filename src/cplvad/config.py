@@ -71,6 +71,14 @@ class DataConfig(_Section):
     train_list: str | None = None
     """Built-in benchmark: the published training list (e.g. ``ucf_CLIP_rgb.csv``), rebased onto the
     training folder; default: the training folder is scanned."""
+    feedback: str | None = None
+    """A feedback folder written by ``cplvad feedback add`` (operators' verdicts as video-level samples):
+    its samples are added to the training set of both stages, and the evaluation reports false alarms per
+    hour on the clips marked false alarm and the recall of confirmed events. Any data; null = none."""
+    feedback_repeat: int = Field(4, ge=1)
+    """Copies of each feedback sample in the training set (as crops 0..k-1 of its video): verdicts are few
+    beside a dataset, and one copy each barely moves the model (on the demo, README "The operators' loop",
+    a false alarm stayed above the threshold with 1 copy and fell below it with 4 and with 8)."""
 
     @field_validator("dataset")
     @classmethod
@@ -83,7 +91,7 @@ class DataConfig(_Section):
             raise ValueError(f"not a built-in dataset ({builtin}) nor the path of a dataset manifest (.yaml)")
         return v
 
-    @field_validator("features_root", "train_features_root", "test_features_root", "train_list")
+    @field_validator("features_root", "train_features_root", "test_features_root", "train_list", "feedback")
     @classmethod
     def _local(cls, v: str | None) -> str | None:
         if v is not None and "://" in v:
@@ -454,6 +462,23 @@ class PredictConfig(_Section):
     """``--webhook``: seconds to wait for each POST..."""
     webhook_retries: int = Field(3, ge=0)
     """...and retries of a failed one (with doubling back-off from 0.5 s)."""
+    clip_context_s: float = Field(3.0, ge=0.0)
+    """Review page: seconds of video before and after each event in its clip; feedback samples of an
+    event keep the same context."""
+    clip_max_s: float = Field(30.0, gt=0.0)
+    """Review page: a longer event's clip shows its first this many seconds (plus the context)."""
+
+
+class MonitorConfig(_Section):
+    """``cplvad monitor``: each source's daily score histogram against the calibration distribution."""
+
+    psi_threshold: float = Field(0.2, gt=0.0)
+    """Population stability index above which a source-day counts as drifted. The usual reading: below
+    0.1 stable, 0.1-0.2 a moderate shift, above 0.2 a shift that needs attention."""
+    min_snippets: int = Field(500, ge=1)
+    """Days with fewer scored snippets (500 = 5.3 min at 25 fps) are shown but never flagged: too noisy."""
+    days: int = Field(7, ge=1)
+    """The most recent days (with scores) shown per source."""
 
 
 class TrackingConfig(_Section):
@@ -481,6 +506,7 @@ class Config(_Section):
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     def to_dict(self, *, keep_credentials: bool = False) -> dict[str, Any]:

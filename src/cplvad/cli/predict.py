@@ -282,18 +282,57 @@ def _print_totals(results: list, seconds: float, out: str) -> None:
 @cli.command("report")
 @click.argument("out", type=OutputFolder(s3=True, create=False))
 @click.option("--title", default=None, help="Page title (default: the folder).")
-def report_cmd(out: str, title: str | None) -> None:
+@click.option(
+    "--clips/--no-clips",
+    default=True,
+    show_default=True,
+    help="Write a browser-playable clip of every event of a video input (OUT/clips/; predict.clip_*).",
+)
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Then serve the page on 127.0.0.1 and save the verdicts into OUT/verdicts.json as they are made "
+    "(Ctrl-C stops; the page also works alone, from file://).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="--serve: port.")
+@config_options
+def report_cmd(out: str, title: str | None, clips: bool, serve: bool, port: int, config: Config) -> None:
     """Write the review page OUT/index.html for a folder (or s3:// prefix) of `cplvad predict` outputs:
-    videos ranked by peak anomaly score, with timelines, events, class and score filters and a player."""
+    videos ranked by peak anomaly score, with timelines, events and their clips, class and score filters,
+    a player, and verdicts (confirmed / false alarm, reviewed / missed anomaly) to export for
+    `cplvad feedback add`."""
     from cplvad.errors import DataError
+    from cplvad.predict.clips import ClipSettings
     from cplvad.predict.review_page import collect, write_review_page
     from cplvad.storage.location import is_url, open_location
 
     if not is_url(out) and not Path(out).is_dir():
         raise DataError(f"{out} is not a folder; give the --out folder of `cplvad predict`")
+    if serve and is_url(out):
+        raise click.UsageError("--serve serves a local folder; copy the predictions from S3 first")
     sink = open_location(out)
     items, _ = collect(sink)
     if not items:
         raise DataError(f"{out} holds no prediction document (OUT/<name>.json of `cplvad predict`)")
-    where = write_review_page(sink, title)
+    where = write_review_page(sink, title, ClipSettings.of(config.predict) if clips else None)
     console.print(f"review page of {len(items)} prediction(s): {where}", highlight=False)
+    if serve:
+        _serve(out, port)
+
+
+def _serve(out: str, port: int) -> None:
+    from cplvad.predict.review_server import review_server
+
+    server = review_server(out, port, log=_log)
+    host, bound = server.server_address[:2]
+    console.print(
+        f"serving {out} on http://{host}:{bound}/ (verdicts saved to {Path(out) / 'verdicts.json'}); "
+        "Ctrl-C stops",
+        highlight=False,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped", highlight=False)
+    finally:
+        server.server_close()

@@ -1,11 +1,13 @@
 """Scoring real footage with a trained model: ``cplvad predict``.
 
-Modules: ``inputs`` (what to score), ``predictor`` (the loaded model, its version and threshold), ``events``
-(runs above the threshold), ``stream`` (chunk-by-chunk scoring), ``report`` (the JSON document per input,
-schema ``cplvad-prediction/1``), ``plot`` (timeline PNG), ``run`` (many inputs, one model), ``index``
-(``OUT/index.json``), ``review_page`` (``OUT/index.html``); live sources: ``sliding`` (sliding-window
-scoring), ``live_source`` (reading, reconnecting), ``webhook`` and ``live`` (the session). ``predict`` below
-is the whole command as a function.
+Modules: ``inputs`` (what to score), ``predictor`` (the loaded model, its version and threshold), ``stream``
+(chunk-by-chunk scoring), ``report`` (the JSON document per input, schema ``cplvad-prediction/1``), ``plot``
+(timeline PNG), ``run`` (many inputs, one model), ``index`` (``OUT/index.json``), ``review_page``
+(``OUT/index.html``, from ``templates/``), ``clips`` (the events' playable clips), ``review_server``
+(``cplvad report --serve``); live sources: ``sliding`` (sliding-window scoring), ``live_source`` (reading,
+reconnecting), ``webhook`` and ``live`` (the session). Events (runs above the threshold) are
+``cplvad.eval.events``, shared with the evaluation of feedback; the score histograms the jobs keep for drift
+monitoring are ``cplvad.monitor.histograms``. ``predict`` below is the whole command as a function.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from cplvad.config import Config
 from cplvad.device import resolve_device
-from cplvad.predict.events import Event
+from cplvad.eval.events import Event
+from cplvad.predict.clips import ClipSettings
 from cplvad.predict.index import update_index
 from cplvad.predict.inputs import Input, list_inputs
 from cplvad.predict.live import LiveOptions, LiveRunner
@@ -83,7 +86,7 @@ def predict(
         results = runner.stream(items, on_event, on_result)
     else:
         results = runner.run(items, on_result)
-    finish_outputs(runner.sink, results, review)
+    finish_outputs(runner.sink, results, review, ClipSettings.of(config.predict))
     return results
 
 
@@ -109,11 +112,13 @@ def live_options(
     )
 
 
-def finish_outputs(sink: Location, results: Sequence[InputResult], review: bool) -> None:
-    """``OUT/index.json`` with every input of this run, and the review page when asked for."""
+def finish_outputs(
+    sink: Location, results: Sequence[InputResult], review: bool, clips: ClipSettings | None = None
+) -> None:
+    """``OUT/index.json`` with every input of this run, and the review page (with ``clips``) when asked for."""
     update_index(sink, [r.entry for r in results if r.entry is not None])
     if review:
-        write_review_page(sink)
+        write_review_page(sink, clips=clips)
 
 
 __all__ = [

@@ -21,6 +21,7 @@ closes the open event and starts a new segment (the context window starts over),
 count. Reports: ``OUT/<name>.<session start>.json`` (schema ``cplvad-prediction/1`` with a ``live``
 record), rewritten every ``flush_seconds`` and at the end; a session longer than ``part_snippets`` snippets
 continues in ``....part0001.json``, ... so memory stays bounded (the part's scores, the window, the queues).
+Every scored snippet also counts in its source's daily score histogram (``cplvad.monitor.histograms``).
 
 SIGINT / SIGTERM stop the session: the sources are closed, the snippets already in are scored, open events
 are closed, the last part is written and every input gets its summary. An input fails only when its source
@@ -43,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from cplvad.eval.events import Event, EventTracker
 from cplvad.extract.transforms import frames_tensor
-from cplvad.predict.events import Event, EventTracker
 from cplvad.predict.inputs import Input
 from cplvad.predict.live_source import (
     Connected,
@@ -185,6 +186,7 @@ class LiveRunner:
         for session in sessions:
             if session.ended is None:  # a source that did not hand over its end within the grace period
                 self._finish(session, "stopped")
+        self.runner.histograms.flush()
         if webhook:
             stats = webhook.close()
             self.log(
@@ -272,6 +274,7 @@ class LiveRunner:
 
     def _track(self, session: _Session, binary: np.ndarray, classes: np.ndarray) -> None:
         """Scored snippets: follow the events, fill the report part (cut at exactly ``part_snippets``)."""
+        self.runner.count_scores(session.result.input, session.name, binary)
         while len(binary):
             take = min(len(binary), self.options.part_snippets - session.part_length)
             session.part_binary.append(binary[:take])

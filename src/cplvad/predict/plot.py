@@ -13,8 +13,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from cplvad.eval.events import Event
 from cplvad.eval.plots import draw_scores, save_png
-from cplvad.predict.events import Event
 from cplvad.predict.report import printable
 
 CLASS_COLOURS = colormaps["tab10"].colors

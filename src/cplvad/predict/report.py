@@ -16,7 +16,7 @@ Fields:
   times (length ``scored_frames``); ``snippet_scores`` (T); ``snippet_class_probabilities`` (T x M, rows
   sum to 1, columns in ``classes`` order);
 - ``events``: ``{start_frame, end_frame (exclusive), start_s, end_s, class, score, class_probability,
-  start_snippet, end_snippet}`` (see ``cplvad.predict.events``).
+  start_snippet, end_snippet}`` (see ``cplvad.eval.events``).
 
 Live mode adds ``live``: ``part`` (a long session is written in parts of ``predict.live_part_snippets``
 snippets), ``first_snippet`` / ``first_frame`` (where the part starts in the session: the part's arrays
@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from cplvad import __version__
+from cplvad.eval.events import Event
 from cplvad.io import NAME_ERRORS
-from cplvad.predict.events import Event
 from cplvad.predict.predictor import Predictor, Threshold
 
 SCHEMA = "cplvad-prediction/1"

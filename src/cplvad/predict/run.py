@@ -26,11 +26,12 @@ import numpy as np
 from cplvad.config import Config
 from cplvad.data.features import load_features, open_features
 from cplvad.errors import CplvadError, DataError
+from cplvad.eval.events import Event, EventTracker, find_events
 from cplvad.eval.scoring import score_videos
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.pool import Failed
 from cplvad.extract.video import VideoError, VideoInfo, probe_fps
-from cplvad.predict.events import Event, EventTracker, find_events
+from cplvad.monitor.histograms import HistogramKeeper, source_of
 from cplvad.predict.index import entry_from_report, failed_entry
 from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import Predictor, Threshold
@@ -107,6 +108,8 @@ class PredictRunner:
         self._encoder: FeatureEncoder | None = None
         self.last_scorer: StreamScorer | None = None
         """The scorer of the last streamed input (its ``peak_pending`` shows the memory bound held)."""
+        self.histograms = HistogramKeeper(self.sink, predictor.describe(), self.threshold.value)
+        """Per-source daily score histograms (``OUT/monitor/``), for ``cplvad monitor``."""
 
     @property
     def encoder(self) -> FeatureEncoder:
@@ -160,21 +163,30 @@ class PredictRunner:
                         yield i, item.features
 
         p = self.predictor
-        for i, binary, classes in score_videos(p.model, features(), p.device, self.options.batch_size):
-            r = results[i]
-            events = find_events(
-                binary,
-                classes,
-                self.threshold.value,
-                self.options.min_event_snippets,
-                p.classes,
-                self.frames_per_snippet,
-                r.fps,
-            )
-            self.write_document(r, binary, classes, events)
-            if on_result:
-                on_result(r)
+        try:
+            for i, binary, classes in score_videos(p.model, features(), p.device, self.options.batch_size):
+                r = results[i]
+                events = find_events(
+                    binary,
+                    classes,
+                    self.threshold.value,
+                    self.options.min_event_snippets,
+                    p.classes,
+                    self.frames_per_snippet,
+                    r.fps,
+                )
+                self.write_document(r, binary, classes, events)
+                self.count_scores(r.input, r.input.name, binary)
+                if on_result:
+                    on_result(r)
+        finally:
+            self.histograms.flush()
         return results
+
+    def count_scores(self, inp: Input, key: str, binary: np.ndarray) -> None:
+        """Add scored snippets of ``inp`` (``key``: the input, or a live session) to its source's histogram."""
+        self.histograms.add(source_of(inp.uri, inp.kind, inp.name), key, binary)
+        self.histograms.maybe_flush()
 
     def _skip_if_done(self, r: InputResult) -> bool:
         """Fill ``r`` from OUT and return True when OUT already holds this input's result."""
@@ -203,17 +215,20 @@ class PredictRunner:
     ) -> list[InputResult]:
         """Score the inputs one by one, chunk by chunk with bounded memory; ``on_event`` as events end."""
         results = []
-        for inp in inputs:
-            r = InputResult(inp)
-            try:
-                if inp.kind == "stream":
-                    raise DataError(f"{inp.display} is a network stream: score it with --live")
-                self._stream_one(r, on_event)
-            except (CplvadError, VideoError, OSError) as exc:
-                self._fail(r, str(exc) if isinstance(exc, CplvadError) else f"{inp.display}: {exc}")
-            results.append(r)
-            if on_result:
-                on_result(r)
+        try:
+            for inp in inputs:
+                r = InputResult(inp)
+                try:
+                    if inp.kind == "stream":
+                        raise DataError(f"{inp.display} is a network stream: score it with --live")
+                    self._stream_one(r, on_event)
+                except (CplvadError, VideoError, OSError) as exc:
+                    self._fail(r, str(exc) if isinstance(exc, CplvadError) else f"{inp.display}: {exc}")
+                results.append(r)
+                if on_result:
+                    on_result(r)
+        finally:
+            self.histograms.flush()
         return results
 
     def _stream_one(self, r: InputResult, on_event: Callable[[InputResult, Event], None] | None) -> None:
@@ -252,6 +267,7 @@ class PredictRunner:
         emit(scorer.finish())
         binary, classes = scorer.scores()
         self.write_document(r, binary, classes, events)
+        self.count_scores(inp, inp.name, binary)
 
     # ------------------------------------------------------------------------------------------ output
 

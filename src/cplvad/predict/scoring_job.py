@@ -21,6 +21,7 @@ from cplvad.config import Config
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
 from cplvad.extract.runner import select_videos
+from cplvad.predict.clips import ClipSettings
 from cplvad.predict.index import INDEX_FILE, update_index
 from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import open_predictor
@@ -82,7 +83,7 @@ def collect(
     MLflow run; returns the run's record (counts, model version, run id, where the index and page are)."""
     sink = open_location(out.rstrip("/"))
     index = update_index(sink, [e for s in shards for e in s["entries"]])
-    page = write_review_page(sink, f"cplvad scoring: {source}")
+    page = write_review_page(sink, f"cplvad scoring: {source}", ClipSettings.of(config.predict))
     described = shards[0]["model"] if shards else {}
     record = {
         "source": source,

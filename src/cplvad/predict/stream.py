@@ -14,9 +14,9 @@ import torch
 
 from cplvad.data.features import chunk
 from cplvad.errors import DataError
+from cplvad.eval.events import Event, EventTracker
 from cplvad.eval.scoring import score_chunks
 from cplvad.modeling.dual_branch import CPLVAD
-from cplvad.predict.events import Event, EventTracker
 
 
 class StreamScorer:

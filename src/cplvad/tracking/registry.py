@@ -13,6 +13,7 @@ import yaml
 
 from cplvad.config import Config
 from cplvad.errors import CplvadError
+from cplvad.feedback.metrics import promotion_check
 from cplvad.modeling.factory import read_model_config
 from cplvad.tracking.runs import mlflow_module, setup_mlflow
 
@@ -144,6 +145,8 @@ def promote(config: Config, metric: str = "frame_auc_binary") -> Promotion:
     if champ.version == cand.version:
         return result(False, f"version {cand.version} is already the champion")
     if refusal := _other_data(cand, champ):
+        return result(False, refusal)
+    if refusal := promotion_check(config, name, cand.version, champ.version):  # data.feedback's verdicts
         return result(False, refusal)
     best = float(champ.tags.get(key, "-inf"))
     margin = config.tracking.promote_min_delta

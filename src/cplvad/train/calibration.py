@@ -1,7 +1,8 @@
 """Decision threshold calibrated on normal training videos for a target false-alarm rate.
 
 Scores of normal videos are anomaly-free by definition (video labels suffice), so the (1 - rate)
-quantile of their snippet scores is the threshold that flags about ``rate`` of normal snippets.
+quantile of their snippet scores is the threshold that flags about ``rate`` of normal snippets. Their
+histogram is kept too: the distribution ``cplvad monitor`` compares the scores of deployed sources with.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cplvad.data.features import load_features
 from cplvad.errors import DataError
 from cplvad.eval.scoring import score_videos
 from cplvad.modeling.factory import load_model, update_meta
+from cplvad.monitor.histograms import score_histogram
 
 CALIBRATION_KEY = "calibration"
 
@@ -57,6 +59,7 @@ def calibrate(
         "false_alarm_rate": false_alarm_rate,
         "normal_videos": len(normal),
         "snippets": int(scores.size),
+        "histogram": score_histogram(scores),  # the reference of `cplvad monitor` (drift)
     }
     update_meta(model_dir, **{CALIBRATION_KEY: result})
     return result

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cplvad.data.dataset import Dataset
+from cplvad.data.dataset import Dataset, FeatureList
 from cplvad.data.features import load_features, resample
+from cplvad.data.labels import ClassList
 from cplvad.errors import DataError
 
 
@@ -81,24 +82,32 @@ def sample_key(video: str, crop: int | None) -> str:
 
 def load_training_set(dataset: Dataset, n: int, progress: bool = True) -> TrainingSet:
     """Read and resample every training crop (memory-mapped reads, one file at a time)."""
-    train = dataset.train
-    samples = train.samples()  # locates every file first: a missing one fails before any reading
+    ts = read_samples(dataset.train, dataset.classes, n, progress)
+    ts.check_trainable(str(dataset.train.path))
+    return ts
+
+
+def read_samples(
+    rows: FeatureList, classes: ClassList, n: int, progress: bool = True, expected_dim: int | None = None
+) -> TrainingSet:
+    """Every crop of a list, read and resampled to ``n`` snippets (of width ``expected_dim`` when given)."""
+    samples = rows.samples()  # locates every file first: a missing one fails before any reading
     feats, lengths, labels, abnormal, keys, videos = [], [], [], [], [], []
-    dim: int | None = None
+    dim = expected_dim
     for video_idx, row, path in tqdm(
-        samples, desc="loading training features", unit="crop", disable=not progress
+        samples, desc=f"loading {rows.split} features", unit="crop", disable=not progress
     ):
-        video = train.videos[video_idx]
+        video = rows.videos[video_idx]
         arr = load_features(path, expected_dim=dim)
         dim = arr.shape[1]
         view, valid = resample(arr, n)
         feats.append(view)
         lengths.append(valid)
-        labels.append(dataset.classes.multi_hot(video.classes))
+        labels.append(classes.multi_hot(video.classes))
         abnormal.append(video.abnormal)
         keys.append(sample_key(video.name, row.crop))
         videos.append(video.name)
-    ts = TrainingSet(
+    return TrainingSet(
         features=torch.from_numpy(np.stack(feats)),
         lengths=torch.tensor(lengths, dtype=torch.long),
         labels=torch.from_numpy(np.stack(labels)),
@@ -106,8 +115,6 @@ def load_training_set(dataset: Dataset, n: int, progress: bool = True) -> Traini
         keys=keys,
         videos=videos,
     )
-    ts.check_trainable(str(train.path))
-    return ts
 
 
 def steps_per_epoch(abnormal: torch.Tensor, batch_size: int, balanced: bool) -> int:

@@ -21,6 +21,9 @@ from cplvad.eval.metrics import configured_metrics, print_metrics
 from cplvad.eval.plots import write_plots
 from cplvad.eval.predictions import Predictions, validate
 from cplvad.eval.scoring import predict_test_set
+from cplvad.feedback.metrics import PREFIX as FEEDBACK_PREFIX
+from cplvad.feedback.metrics import feedback_metrics, print_feedback
+from cplvad.feedback.training import training_set
 from cplvad.io import copy_file, replace_dir, write_json
 from cplvad.modeling.dual_branch import LevelFusion
 from cplvad.modeling.factory import check_classes, load_model, read_model_config
@@ -37,7 +40,7 @@ from cplvad.tracking.runs import (
 )
 from cplvad.train.calibration import CALIBRATION_KEY, calibrate
 from cplvad.train.checkpoint_mirror import CheckpointMirror
-from cplvad.train.data import TrainingSet, load_training_set
+from cplvad.train.data import TrainingSet
 from cplvad.train.trainer import TrainResult, fingerprint, train
 
 METRICS_FILE = "metrics.json"
@@ -51,7 +54,7 @@ PLOTS_DIR = "plots"
 
 
 def _training_set(dataset: Dataset, config: Config, progress: bool) -> TrainingSet:
-    return load_training_set(dataset, config.model.max_len, progress=progress)
+    return training_set(dataset, config, config.model.max_len, progress=progress)
 
 
 def train_stage(
@@ -149,7 +152,7 @@ def make_pseudo_labels(
     device = resolve_device(config.train.device, "train.device")
     model, model_config, meta = load_model(model_dir, device)
     check_classes(meta, dataset.classes.names, model_dir, str(dataset_path))
-    data = load_training_set(dataset, model_config.model.max_len, progress=progress)
+    data = training_set(dataset, config, model_config.model.max_len, progress=progress)
     with stage_run("pseudo_labels", parent_run) as run:
         pseudo = generate(model, data, config.car, device, progress=progress)
         pseudo.save(out)
@@ -189,6 +192,17 @@ def evaluate(
             predict_test_set(model, dataset, device, progress=progress), dataset, source=str(model_dir)
         )
         metrics = configured_metrics(dataset, pred, config.eval)
+        if config.data.feedback is not None:  # the operators' verdicts (cplvad.feedback.metrics)
+            metrics.update(
+                feedback_metrics(
+                    model,
+                    meta,
+                    config.data.feedback,
+                    config.predict.min_event_snippets,
+                    device,
+                    dataset.frames_per_snippet,
+                )
+            )
         if predictions_out is not None:
             pred.save(predictions_out)
         if plots_dir is not None:
@@ -202,7 +216,11 @@ def evaluate(
             Path(plots_dir) if plots_dir is not None else None,
         )
     if console is not None:
-        print_metrics(metrics, title=f"{dataset.name}: {model_dir}", console=console)
+        published = {k: v for k, v in metrics.items() if not k.startswith(FEEDBACK_PREFIX)}
+        print_metrics(published, title=f"{dataset.name}: {model_dir}", console=console)
+        if len(published) < len(metrics):
+            feedback = {k: v for k, v in metrics.items() if k.startswith(FEEDBACK_PREFIX)}
+            print_feedback(feedback, console, f"feedback: {config.data.feedback}")
     return Evaluation(metrics, pred)
 
 
