@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from cplvad.extract.storage import open_sink
 from glitch import CLI, FPS, PLANTED, SETS, H, W, scene
 
 from cplvad.cli import cli
@@ -33,6 +32,7 @@ from cplvad.modeling.factory import load_model
 from cplvad.monitor.histograms import read_histograms, score_histogram
 from cplvad.predict.sliding import SlidingScorer, sliding_scores
 from cplvad.predict.webhook import Webhook, WebhookStats
+from cplvad.storage.location import open_location
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHER = Path(__file__).with_name("stream_publisher.py")
@@ -427,7 +427,7 @@ def test_a_long_session_is_written_in_parts_that_add_up(model_dir, stream_file, 
     )
     page = (out / "index.html").read_text()
     assert page.count('class="video"') == 3 and "part 2 from snippet 50" in page
-    [day] = read_histograms(open_sink(str(out)))  # the session's scores, for `cplvad monitor`
+    [day] = read_histograms(open_location(str(out)))  # the session's scores, for `cplvad monitor`
     assert (day.source, day.inputs) == (stream_file.parent.name, 1)
     assert day.counts.tolist() == score_histogram(sum((d["snippet_scores"] for d in docs), []))
 

@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from cplvad.extract.storage import open_sink
 
 from cplvad.cli import cli
 from cplvad.modeling.factory import read_model_config
@@ -25,6 +24,7 @@ from cplvad.monitor.histograms import (
     source_of,
     utc_day,
 )
+from cplvad.storage.location import open_location
 
 
 def test_psi_and_ks_by_hand():
@@ -46,7 +46,7 @@ def test_psi_and_ks_by_hand():
 
 
 def test_sources_days_and_rescored_inputs(tmp_path):
-    sink = open_sink(str(tmp_path))
+    sink = open_location(str(tmp_path))
     model = {"version": "v1", "path": "m"}
     first = HistogramKeeper(sink, model, 0.5)
     first.add("cam1", "a", np.full(10, 0.1), when=0.0)  # 1970-01-01
@@ -79,7 +79,7 @@ def test_batch_scoring_keeps_daily_histograms_per_source(model_dir, tmp_path):
     args = ["predict", str(tmp_path / "in"), "--model", str(model_dir), "--out", str(out), "--fps", "25"]
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert CliRunner().invoke(cli, [*args, "--rescore"]).exit_code == 0  # the same inputs once more
-    days = {d.source: d for d in read_histograms(open_sink(str(out)))}
+    days = {d.source: d for d in read_histograms(open_location(str(out)))}
     assert set(days) == {"cam1", "cam2"}
     assert (days["cam1"].inputs, days["cam1"].snippets, days["cam2"].snippets) == (2, 70, 20)
     scores = (
@@ -127,7 +127,7 @@ def test_monitor_flags_a_shifted_source_and_calls_the_webhook(model_dir, webhook
     assert reference.sum() == meta.extra["calibration"]["snippets"]
     rng = np.random.default_rng(1)
     out = tmp_path / "out"
-    keeper = HistogramKeeper(open_sink(str(out)), {"version": "v1", "path": str(model_dir)}, 0.5)
+    keeper = HistogramKeeper(open_location(str(out)), {"version": "v1", "path": str(model_dir)}, 0.5)
     for day in range(3):
         when = 86_400.0 * (20_000 + day)
         keeper.add("steady", f"s{day}", _scores_like(reference, 3000, rng), when=when)
