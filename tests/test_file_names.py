@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -56,7 +57,8 @@ def test_the_review_page_and_index_name_a_file_that_is_not_utf8(tmp_path):
     page = (out / "index.html").read_bytes().decode("utf-8")  # valid UTF-8
     assert "caf\\xe9-2" in page  # the failed input
     assert "caf%E9.mp4" in page  # the link to the video: its raw bytes
-    assert page.count("caf\\xe9") >= 2 and "\\udce9" not in page
+    shown = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # the page's data keeps the exact name
+    assert shown.count("caf\\xe9") >= 2 and "\\udce9" not in shown
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from cplvad.monitor.histograms import (
     utc_day,
 )
 from cplvad.storage.location import open_location
+from cplvad.storage.ownership import claim_folder
 
 
 def test_psi_and_ks_by_hand():
@@ -127,13 +128,15 @@ def test_monitor_flags_a_shifted_source_and_calls_the_webhook(model_dir, webhook
     assert reference.sum() == meta.extra["calibration"]["snippets"]
     rng = np.random.default_rng(1)
     out = tmp_path / "out"
-    keeper = HistogramKeeper(open_location(str(out)), {"version": "v1", "path": str(model_dir)}, 0.5)
-    for day in range(3):
-        when = 86_400.0 * (20_000 + day)
-        keeper.add("steady", f"s{day}", _scores_like(reference, 3000, rng), when=when)
-        keeper.add("moved", f"m{day}", _scores_like(reference, 3000, rng, shift=0.3 * (day == 2)), when=when)
-    keeper.add("quiet", "q", _scores_like(reference, 50, rng, shift=0.5))  # too few snippets to judge
-    keeper.flush()
+    with claim_folder(out):  # as a scoring job writes it
+        keeper = HistogramKeeper(open_location(str(out)), {"version": "v1", "path": str(model_dir)}, 0.5)
+        for day in range(3):
+            when = 86_400.0 * (20_000 + day)
+            keeper.add("steady", f"s{day}", _scores_like(reference, 3000, rng), when=when)
+            moved = _scores_like(reference, 3000, rng, shift=0.3 * (day == 2))
+            keeper.add("moved", f"m{day}", moved, when=when)
+        keeper.add("quiet", "q", _scores_like(reference, 50, rng, shift=0.5))  # too few snippets to judge
+        keeper.flush()
 
     res = CliRunner().invoke(cli, ["monitor", str(out), "--webhook", url], terminal_width=200)
     text = " ".join(res.output.split())

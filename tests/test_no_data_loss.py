@@ -73,6 +73,7 @@ EXPECTED = {
     ("extract",),
     ("extract-merge",),
     ("metrics",),
+    ("monitor",),
     ("predict",),
     ("pseudo-labels",),
     ("report",),
@@ -375,7 +376,7 @@ def test_scoring_outputs_are_replaced(stage1, demo_manifest, tmp_path):
     assert json.loads((out / "again.json").read_text()) == json.loads((out / "metrics.json").read_text())
 
 
-@reruns(("predict",), ("report",))
+@reruns(("predict",), ("report",), ("monitor",))
 def test_predictions_resume_and_the_review_page_is_rewritten(stage1, demo_manifest, tmp_path):
     test = load_dataset(demo_manifest).test
     inputs = [str(test.locate(v.rows[0])) for v in test.videos[:2]]
@@ -389,6 +390,9 @@ def test_predictions_resume_and_the_review_page_is_rewritten(stage1, demo_manife
     for _ in range(2):
         res = invoke("report", out)
         assert res.exit_code == 0 and "review page of 2 prediction(s)" in res.output, res.output
+    for _ in range(2):  # the drift plot of the same folder, drawn again
+        res = invoke("monitor", out, "--plot", tmp_path / "drift.png")
+        assert res.exit_code in (0, 1) and (tmp_path / "drift.png").is_file(), res.output
 
 
 @pytest.mark.slow

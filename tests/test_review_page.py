@@ -24,7 +24,9 @@ from glitch import CLI, FPS, PLANTED, scene
 from cplvad.cli import cli
 from cplvad.extract.demo_videos import write_video
 from cplvad.feedback.verdicts import read_verdicts
+from cplvad.io import write_text
 from cplvad.predict.review_server import review_server
+from cplvad.storage.ownership import claim_folder
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 SCREENSHOT_COPY = os.environ.get("CPLVAD_REVIEW_SCREENSHOT")
@@ -271,7 +273,8 @@ def test_every_event_gets_a_playable_clip_with_context(predictions):
     # a second report encodes nothing again; clips of events that no longer exist are removed
     kept = {p: p.stat().st_mtime_ns for p in (predictions / "clips").rglob("*.mp4")}
     stale = predictions / "clips" / "double" / "007-1-2-0123456789.mp4"
-    stale.write_bytes(b"old")
+    with claim_folder(predictions):  # a clip an earlier report wrote for an event that is gone
+        write_text(stale, "old")
     assert CliRunner().invoke(cli, ["report", str(predictions)]).exit_code == 0
     assert not stale.exists() and {p: p.stat().st_mtime_ns for p in kept} == kept
     bare = CliRunner().invoke(cli, ["report", str(predictions), "--no-clips"])
@@ -280,8 +283,8 @@ def test_every_event_gets_a_playable_clip_with_context(predictions):
 
 
 def test_any_file_name_renders_in_the_page_and_the_index(model_dir, predictions, tmp_path):
-    """A Linux file name that is not UTF-8 (byte 0xff) is shown as U+FFFD, linked percent-encoded, and kept
-    exactly in the page's data, so that a verdict names its document."""
+    """A Linux file name that is not UTF-8 (byte 0xff) is shown as ``\xff``, linked percent-encoded, and
+    kept exactly in the page's data, so that a verdict names its document."""
     video = tmp_path / "videos" / "cam\udcff <b>.webm"  # b"cam\xff <b>.webm" on disk
     video.parent.mkdir()
     shutil.copy(predictions.parent / "videos" / "single.webm", video)
@@ -304,7 +307,7 @@ def test_any_file_name_renders_in_the_page_and_the_index(model_dir, predictions,
     assert res.exit_code == 0, res.output
     assert os.fsencode(out / "cam\udcff <b>.json").endswith(b"/cam\xff <b>.json")
     page = (out / "index.html").read_bytes().decode("utf-8")  # valid UTF-8
-    assert "cam\ufffd &lt;b&gt;" in page and "<b>" not in page  # escaped by the templates
+    assert "cam\\xff &lt;b&gt;" in page and "<b>" not in page  # escaped by the templates
     assert "clips/cam%FF%20%3Cb%3E/000-" in page and 'src="../videos/cam%FF%20%3Cb%3E.webm"' in page
     start = page.index('id="page-data">') + len('id="page-data">')
     data = json.loads(page[start : page.index("</script>", start)])
@@ -359,23 +362,28 @@ def test_serve_saves_the_verdicts_into_the_folder(predictions, tmp_path):
         except urllib.error.HTTPError as exc:
             return exc.code
 
-    try:
-        with urllib.request.urlopen(f"{base}/index.html", timeout=30) as r:
-            assert b'id="export-verdicts"' in r.read()
-        with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(f"{base}/verdicts", timeout=30)  # nothing saved yet
-        doc = {"schema": "cplvad-verdicts/1", "predictions": str(folder), "videos": [{"key": "quiet.json"}]}
-        assert post(json.dumps(doc).encode()) == 200
-        assert json.loads((folder / "verdicts.json").read_text()) == doc and saved
-        with urllib.request.urlopen(f"{base}/verdicts", timeout=30) as r:
-            assert json.load(r) == doc
-        assert post(b"not json") == 400 and post(b'{"schema": "other"}') == 400
-        assert json.loads((folder / "verdicts.json").read_text()) == doc  # refused bodies change nothing
-        again = CliRunner().invoke(cli, ["report", str(folder)])  # the verdicts are no prediction
-        assert again.exit_code == 0 and "review page of 3 prediction(s)" in " ".join(again.output.split())
-    finally:
-        server.shutdown()
-        server.server_close()
+    with claim_folder(folder):  # as `cplvad report --serve` holds it
+        try:
+            with urllib.request.urlopen(f"{base}/index.html", timeout=30) as r:
+                assert b'id="export-verdicts"' in r.read()
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(f"{base}/verdicts", timeout=30)  # nothing saved yet
+            doc = {
+                "schema": "cplvad-verdicts/1",
+                "predictions": str(folder),
+                "videos": [{"key": "quiet.json"}],
+            }
+            assert post(json.dumps(doc).encode()) == 200
+            assert json.loads((folder / "verdicts.json").read_text()) == doc and saved
+            with urllib.request.urlopen(f"{base}/verdicts", timeout=30) as r:
+                assert json.load(r) == doc
+            assert post(b"not json") == 400 and post(b'{"schema": "other"}') == 400
+            assert json.loads((folder / "verdicts.json").read_text()) == doc  # refused bodies change nothing
+            again = CliRunner().invoke(cli, ["report", str(folder)])  # the verdicts are no prediction
+            assert again.exit_code == 0 and "review page of 3 prediction(s)" in " ".join(again.output.split())
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 @pytest.mark.skipif(

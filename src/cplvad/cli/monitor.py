@@ -12,11 +12,12 @@ from pathlib import Path
 import click
 
 from cplvad.cli.main import cli, config_options, console, with_flags
+from cplvad.cli.outputs import OutputFile, OutputFolder
 from cplvad.config import Config
 
 
 @cli.command("monitor")
-@click.argument("out")
+@click.argument("out", type=OutputFolder(s3=True, create=False))
 @click.option(
     "--model",
     default=None,
@@ -29,7 +30,7 @@ from cplvad.config import Config
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False),
+    type=OutputFile(),
     default=None,
     help="Where to draw the plot (default: OUT/monitor/drift.png for a local OUT).",
 )
