@@ -79,7 +79,7 @@ def _finalize(value: Any) -> Any:
 @cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("cplvad.predict", "templates"),
+        loader=jinja2.PackageLoader("cplvad", "templates"),
         autoescape=True,
         finalize=_finalize,
         undefined=jinja2.StrictUndefined,
@@ -90,7 +90,7 @@ def _environment() -> jinja2.Environment:
 
 def _asset(name: str) -> Markup:
     """A static file of ``templates/`` inlined as it is (our own CSS / JavaScript)."""
-    return Markup(resources.files("cplvad.predict").joinpath("templates", name).read_text(encoding="utf-8"))
+    return Markup(resources.files("cplvad").joinpath("templates", name).read_text(encoding="utf-8"))
 
 
 def _video_url(doc: dict[str, Any], sink: Location) -> str | None:
@@ -222,7 +222,7 @@ def render(items: list[dict[str, Any]], failed: list[dict[str, Any]], title: str
     }
     return (
         _environment()
-        .get_template("review.html.j2")
+        .get_template("review.html")
         .render(
             title=title,
             videos=items,
