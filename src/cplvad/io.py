@@ -23,6 +23,21 @@ NAME_ERRORS = "surrogateescape"
 bytes) are read and written back as they are (Python's ``surrogateescape``), so any name round-trips."""
 
 
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of the file names it quotes written as ``\\xNN``: a name that is
+    not UTF-8 is held as surrogate escapes (``NAME_ERRORS``), which no file encoding, page or
+    plotting library takes."""
+    try:
+        return text.encode("utf-8", NAME_ERRORS).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (e.g. from a JSON "\\udXXX")
+        return text.encode("utf-8", "backslashreplace").decode()
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as the bytes of an output file (document, index, page): valid UTF-8 whatever names it quotes."""
+    return printable(text).encode()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path; move it onto `target` only if the block succeeds.

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from cplvad import __version__
-from cplvad.predict.report import utf8
+from cplvad.io import utf8
 from cplvad.storage.location import Location
 
 INDEX_FILE = "index.json"

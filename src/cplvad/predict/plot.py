@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from cplvad.eval.events import Event
 from cplvad.eval.plots import draw_scores, save_png
-from cplvad.predict.report import printable
+from cplvad.io import printable
 
 CLASS_COLOURS = colormaps["tab10"].colors
 

@@ -40,7 +40,6 @@ import numpy as np
 
 from cplvad import __version__
 from cplvad.eval.events import Event
-from cplvad.io import NAME_ERRORS
 from cplvad.predict.predictor import Predictor, Threshold
 
 SCHEMA = "cplvad-prediction/1"
@@ -115,21 +114,6 @@ def identity(report: dict[str, Any]) -> dict[str, Any]:
     if report.get("input_kind") == "features":
         key["fps"] = report.get("fps")
     return key
-
-
-def printable(text: str) -> str:
-    """``text`` with the undecodable bytes of the file names it quotes written as ``\\xNN``: a name that is
-    not UTF-8 is held as surrogate escapes (``cplvad.io.NAME_ERRORS``), which no file encoding, page or
-    plotting library takes."""
-    try:
-        return text.encode("utf-8", NAME_ERRORS).decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (e.g. from a JSON "\\udXXX")
-        return text.encode("utf-8", "backslashreplace").decode()
-
-
-def utf8(text: str) -> bytes:
-    """``text`` as the bytes of an output file (document, index, page): valid UTF-8 whatever names it quotes."""
-    return printable(text).encode()
 
 
 def _dump(value: Any) -> str:

@@ -27,22 +27,20 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import jinja2
 import numpy as np
-from markupsafe import Markup
 
 from cplvad import __version__
 from cplvad.io import NAME_ERRORS
 from cplvad.predict.clips import ClipSettings, local_video, write_clips
 from cplvad.predict.index import INDEX_FILE, read_index
-from cplvad.predict.report import printable, read_report
+from cplvad.predict.report import read_report
 from cplvad.storage.location import Location
+from cplvad.templates import asset
+from cplvad.templates import render as render_template
 
 PAGE_FILE = "index.html"
 VERDICTS_FILE = "verdicts.json"
@@ -69,28 +67,6 @@ PALETTE = (
 def url(rel: str) -> str:
     """A relative link to a file whose name may hold any bytes."""
     return quote(rel.encode("utf-8", NAME_ERRORS))
-
-
-def _finalize(value: Any) -> Any:
-    """Every ``{{ }}`` value of the templates: text made encodable (escaped afterwards), Markup as it is."""
-    return printable(value) if isinstance(value, str) and not isinstance(value, Markup) else value
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("cplvad", "templates"),
-        autoescape=True,
-        finalize=_finalize,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-def _asset(name: str) -> Markup:
-    """A static file of ``templates/`` inlined as it is (our own CSS / JavaScript)."""
-    return Markup(resources.files("cplvad").joinpath("templates", name).read_text(encoding="utf-8"))
 
 
 def _video_url(doc: dict[str, Any], sink: Location) -> str | None:
@@ -220,23 +196,20 @@ def render(items: list[dict[str, Any]], failed: list[dict[str, Any]], title: str
             for it in items
         ],
     }
-    return (
-        _environment()
-        .get_template("review.html")
-        .render(
-            title=title,
-            videos=items,
-            failed=[{"input": str(e.get("input")), "error": str(e.get("error"))} for e in failed],
-            event_classes=classes,
-            event_count=sum(len(it["events"]) for it in items),
-            version=__version__,
-            created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            width=WIDTH,
-            height=HEIGHT,
-            page_data=page_data,
-            style=_asset("review.css"),
-            script=_asset("review.js"),
-        )
+    return render_template(
+        "review.html",
+        title=title,
+        videos=items,
+        failed=[{"input": str(e.get("input")), "error": str(e.get("error"))} for e in failed],
+        event_classes=classes,
+        event_count=sum(len(it["events"]) for it in items),
+        version=__version__,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        width=WIDTH,
+        height=HEIGHT,
+        page_data=page_data,
+        style=asset("review.css"),
+        script=asset("review.js"),
     )
 
 

@@ -31,11 +31,12 @@ from cplvad.eval.scoring import score_videos
 from cplvad.extract.inmemory import FeatureEncoder
 from cplvad.extract.pool import Failed
 from cplvad.extract.video import VideoError, VideoInfo, probe_fps
+from cplvad.io import utf8
 from cplvad.monitor.histograms import HistogramKeeper, source_of
 from cplvad.predict.index import entry_from_report, failed_entry
 from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import Predictor, Threshold
-from cplvad.predict.report import build_report, identity, read_report, report_json, utf8
+from cplvad.predict.report import build_report, identity, read_report, report_json
 from cplvad.predict.stream import StreamScorer
 from cplvad.preflight.files import check_clip_weights
 from cplvad.storage.location import object_size, open_location
