@@ -262,6 +262,31 @@ def test_the_cli_adds_to_the_configured_folder(judged, tmp_path):
     assert read_verdicts(path).predictions == str(path.parent / "predictions")
 
 
+def test_a_folder_of_someone_elses_is_never_overwritten(judged, tmp_path):
+    """Without its feedback.json a folder holding a list or features is not cplvad's: refused, untouched; a
+    folder with only a README (the repository's feedback/) becomes one."""
+    path, _ = judged
+    theirs = tmp_path / "theirs"
+    (theirs / "features").mkdir(parents=True)
+    (theirs / "feedback.csv").write_text("path,label\nmine.npy,Normal\n")
+    (theirs / "features" / "mine.npy").write_bytes(b"my own array")
+    before = {p: p.read_bytes() for p in theirs.rglob("*") if p.is_file()}
+    res = CliRunner().invoke(cli, ["feedback", "add", str(path), "--no-dvc", "--dataset", str(theirs)])
+    assert (
+        res.exit_code == 2
+        and f"{theirs} holds feedback.csv and features but no feedback.json" in " ".join(res.output.split())
+    ), res.output
+    assert {
+        p: p.read_bytes() for p in theirs.rglob("*") if p.is_file() and ".cplvad" not in p.parts
+    } == before
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "README.md").write_text("# feedback\n")
+    assert add_feedback(path, fresh, tiny_config(), version=False).revision == 1
+    assert (fresh / "README.md").read_text() == "# feedback\n"
+
+
 def test_the_training_set_holds_the_feedback_after_the_dataset(judged, demo_dataset, tmp_path):
     path, _ = judged
     folder = tmp_path / "feedback"

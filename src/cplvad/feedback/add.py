@@ -33,7 +33,7 @@ import numpy as np
 from cplvad.config import Config
 from cplvad.data.features import load_features
 from cplvad.device import resolve_device
-from cplvad.errors import DataError
+from cplvad.errors import DataError, ForeignDataError
 from cplvad.extract.pool import Failed
 from cplvad.feedback.folder import (
     FEATURES_DIR,
@@ -49,6 +49,8 @@ from cplvad.feedback.verdicts import Verdicts, VideoVerdicts, read_verdicts
 from cplvad.io import NAME_ERRORS, atomic_path, save_npy, write_json
 from cplvad.predict.clips import local_video
 from cplvad.storage.location import local_copy
+from cplvad.storage.locks import FolderLock
+from cplvad.storage.ownership import LOCK_NAME, MARKER_DIR
 
 
 @dataclass
@@ -191,8 +193,29 @@ def add_feedback(
         raise DataError(f"{verdicts.path}: no verdict in it; judge some events on the review page first")
     planned = {v.key: plan_samples(v, verdicts, config.predict.clip_context_s) for v in verdicts.videos}
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    record = read_record(folder) or FeedbackRecord(classes=[], feature_dim=None)
+    (folder / MARKER_DIR).mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(folder / MARKER_DIR, LOCK_NAME, "feedback folder", str(folder))
+    lock.acquire()
+    try:
+        return _add(verdicts, planned, folder, config, model=model, version=version, log=log)
+    finally:
+        lock.release()
+
+
+def _add(
+    verdicts: Verdicts,
+    planned: dict[str, list[dict[str, Any]]],
+    folder: Path,
+    config: Config,
+    *,
+    model: str | None,
+    version: bool,
+    log: Callable[[str], None],
+) -> Added:
+    record = read_record(folder)
+    if record is None:
+        _refuse_foreign(folder)
+        record = FeedbackRecord(classes=[], feature_dim=None)
     for video in verdicts.videos:
         classes = [str(c) for c in video.doc["classes"]]
         if (record.classes or classes) != classes:
@@ -213,6 +236,13 @@ def add_feedback(
     judged = {(verdicts.predictions, key) for key in planned}
     stale = [s for s in record.samples if (s["predictions"], s["report"]) in judged]
     new = [s for key in planned for s in planned[key]]
+    ours = {rel for s in record.samples for rel in _files(s)}
+    taken = sorted(rel for s in new for rel in _files(s) if rel not in ours and (folder / rel).exists())
+    if taken:
+        raise ForeignDataError(
+            f"{folder} holds {len(taken)} feature file(s) its {RECORD_FILE} does not name ({', '.join(taken[:3])}"
+            f"{' ...' if len(taken) > 3 else ''}): cplvad never overwrites them; move them out of the folder"
+        )
     for s in new:
         a, b = s["span"]
         save_npy(folder / feature_rel(s), np.ascontiguousarray(features[s["report"]][a:b]))
@@ -228,6 +258,17 @@ def add_feedback(
     for rel in {rel for s in stale for rel in _files(s)} - kept:
         (folder / rel).unlink(missing_ok=True)
     return Added(folder, new, len(stale), record.revision, _dvc_add(folder, log) if version else None)
+
+
+def _refuse_foreign(folder: Path) -> None:
+    """A folder without a feedback record may receive one only if it holds no list or features of another
+    origin (a fresh folder, or one with a README): cplvad would overwrite them."""
+    found = [name for name in (LIST_FILE, FEATURES_DIR) if (folder / name).exists()]
+    if found:
+        raise ForeignDataError(
+            f"{folder} holds {' and '.join(found)} but no {RECORD_FILE}: it is not a feedback folder of "
+            "cplvad's, and cplvad never overwrites what it did not write; give another --dataset folder"
+        )
 
 
 def _files(sample: dict[str, Any]) -> list[str]:
