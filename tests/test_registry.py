@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import _free_port, tiny_config
+from conftest import tiny_config
 from mlflow import MlflowClient
+from services import free_port
 
 from cplvad.cli import cli
 from cplvad.modeling.factory import read_model_config, update_meta
@@ -154,7 +155,7 @@ def test_the_registered_model_serves_a_batch_of_videos_of_different_lengths(mode
     assert {"anomaly", "classes", "class_names"} <= set(info.signature.outputs.input_names())
     assert info.saved_input_example_info is not None
 
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
         [

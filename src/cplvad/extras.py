@@ -1,7 +1,8 @@
 """Optional dependencies, imported where a command needs them; a missing one names the extra to install.
 
 ``cplvad[tracking]`` (MLflow: ``--track``, ``track``, ``promote``, ``models:/`` URIs), ``cplvad[s3]``
-(boto3: ``s3://`` sources and outputs), ``cplvad[pipelines]`` (Kubeflow and DVC, with both of the above).
+(boto3: ``s3://`` sources and outputs), ``cplvad[pipelines]`` (Kubeflow and DVC, with both of the above),
+``cplvad[serving]`` (KServe: the model server of ``python -m cplvad.kserve_predictor``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from types import ModuleType
 
 from cplvad.errors import CplvadError
 
-EXTRA_OF = {"mlflow": "tracking", "boto3": "s3", "botocore": "s3"}
+EXTRA_OF = {"mlflow": "tracking", "boto3": "s3", "botocore": "s3", "kserve": "serving"}
 
 
 def require(module: str, needed_for: str) -> ModuleType:

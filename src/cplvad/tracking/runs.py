@@ -86,11 +86,18 @@ def artifact_location(config: Config, tracking_uri: str) -> str | None:
     )
 
 
+def use_store(config: Config) -> str:
+    """Point MLflow at the tracking store (``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``) without
+    touching any experiment (the registry and ``models:/`` URIs need no experiment); its URI."""
+    uri = absolute_sqlite(os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.tracking_uri)
+    mlflow_module().set_tracking_uri(uri)
+    return uri
+
+
 def setup_mlflow(config: Config) -> str:
     """Point MLflow at the tracking store and experiment; returns the experiment id."""
     mlflow = mlflow_module()
-    uri = absolute_sqlite(os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.tracking_uri)
-    mlflow.set_tracking_uri(uri)
+    uri = use_store(config)
     name = experiment_name(config)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
