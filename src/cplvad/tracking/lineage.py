@@ -96,9 +96,9 @@ def log_dataset_inputs(
             mlflow.log_input(ds, context=context, tags=input_tags)
 
 
-def outputs_digest(model_sha256: str, metrics: dict[str, float | None]) -> str:
+def outputs_digest(weights_digest: str, metrics: dict[str, float | None]) -> str:
     """What an execution produced, as one digest: the final model's weights and the test metrics."""
-    text = model_sha256 + repr(sorted((k, v) for k, v in metrics.items()))
+    text = weights_digest + repr(sorted((k, v) for k, v in metrics.items()))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cplvad.modeling.factory import read_model_config
+import torch
+
+from cplvad.io import load_torch
+from cplvad.modeling.factory import WEIGHTS_FILE, read_model_config
 from cplvad.pseudo.labels import PseudoLabels
 from cplvad.train.calibration import CALIBRATION_KEY
 from cplvad.train.validation import VALIDATION_KEY
@@ -52,6 +55,10 @@ class ModelFacts:
     calibration: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     model_sha256: str = ""
+    """sha256 of ``model.pt`` (what ``cplvad predict`` reports as the weights' checksum)."""
+    weights_digest: str = ""
+    """sha256 over the weights themselves (names, dtypes, shapes, values): equal for equal weights even
+    when the files differ (PyTorch writes the file name it saved to into the archive)."""
 
 
 def read_facts(model_dir: str | Path, pseudo: str | Path | None = None) -> ModelFacts:
@@ -76,7 +83,8 @@ def read_facts(model_dir: str | Path, pseudo: str | Path | None = None) -> Model
         recipe=recipe_fingerprint(sections, car),
         calibration=dict(meta.extra.get(CALIBRATION_KEY) or {}),
         validation=dict(meta.extra.get(VALIDATION_KEY) or {}),
-        model_sha256=_sha256(Path(model_dir) / "model.pt"),
+        model_sha256=_sha256(Path(model_dir) / WEIGHTS_FILE),
+        weights_digest=_weights_digest(Path(model_dir) / WEIGHTS_FILE),
     )
 
 
@@ -91,6 +99,16 @@ def recipe_fingerprint(sections: dict[str, Any], car: dict[str, Any]) -> str:
         recipe[section].pop(name, None)
     recipe["car"] = car
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _weights_digest(path: Path) -> str:
+    state = load_torch(path, "a cplvad model file", "train the model again")
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def _sha256(path: Path) -> str:

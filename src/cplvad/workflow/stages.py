@@ -364,7 +364,7 @@ def track_pipeline(
     log_dataset_inputs(parent, dataset, checksum, source=data_source, validation=facts and facts.validation)
     version = original = None
     if facts is not None and metrics:
-        tags[OUTPUTS_TAG] = outputs_digest(facts.model_sha256, metrics)
+        tags[OUTPUTS_TAG] = outputs_digest(facts.weights_digest, metrics)
         found = original_run(parent, tags[OUTPUTS_TAG])
         if found is not None:
             original, version = found
