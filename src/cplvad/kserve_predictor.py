@@ -104,8 +104,8 @@ class CplvadPredictor(kserve.Model):
             )
         features = tensors["features"].as_numpy()
         lengths = tensors["lengths"].as_numpy().astype(np.int64).reshape(-1)
-        names = (
-            [str(n) for n in tensors["name"].as_string()]
+        names = (  # JSON strings, or bytes from the binary extension and gRPC
+            [n.decode() if isinstance(n, bytes) else str(n) for n in tensors["name"].as_numpy().reshape(-1)]
             if "name" in tensors
             else [f"video{i}" for i in range(len(lengths))]
         )
