@@ -303,7 +303,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_run_local(args: argparse.Namespace) -> int:
     from kfp import local
-    from kfp.dsl import Metrics
+    from kfp.dsl import ClassificationMetrics, Metrics
 
     from cplvad.config import TrackingConfig
     from cplvad.redact import redact
@@ -330,6 +330,14 @@ def cmd_run_local(args: argparse.Namespace) -> int:
         if isinstance(artifact, Metrics):
             for key, value in artifact.metadata.items():
                 print(f"    {key} = {value:.2f}")
+        if isinstance(artifact, ClassificationMetrics):
+            roc = artifact.metadata.get("confidenceMetrics", [])
+            matrix = artifact.metadata.get("confusionMatrix", {})
+            rows = [r["row"] for r in matrix.get("rows", [])]
+            print(
+                f"    ROC: {len(roc)} points; confusion matrix (normal, anomalous frames) at threshold "
+                f"{artifact.metadata.get('threshold')}: {rows}"
+            )
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or TrackingConfig().tracking_uri
     print(f"MLflow: {redact(tracking)} (experiment {arguments['params']['tracking']['experiment']})")
     return 0

@@ -5,6 +5,7 @@ published release chosen in the ``data`` parameters, trained on without any extr
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,11 @@ def _run_local(tmp_path: Path, *args: str) -> tuple[Path, str]:
     )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     assert "training pipeline finished" in res.stdout and "frame_auc_binary = " in res.stdout
+    # the evaluate step's ClassificationMetrics: the ROC curve and the frames at the calibrated threshold
+    assert re.search(
+        r"ROC: [1-9]\d* points; confusion matrix .* at threshold 0\.\d+: \[\[\d+, \d+\], \[\d+, \d+\]\]",
+        res.stdout,
+    )
     (run,) = (tmp_path / "root").glob("cplvad-training-*")
     return run, tracking
 

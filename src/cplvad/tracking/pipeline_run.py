@@ -23,7 +23,7 @@ import re
 import time
 from pathlib import Path
 
-from cplvad.config import Config
+from cplvad.config import Config, TrackingConfig
 from cplvad.errors import ConfigError
 from cplvad.io import write_json
 from cplvad.redact import redact
@@ -44,7 +44,9 @@ def open_parent(config: Config, *, run_name: str = "pipeline", tags: dict[str, s
     dvc = dvc_experiment_tags()  # a DVC experiment's run is named after it, as `dvc exp show` lists it
     tags = {**({"mlflow.source.git.commit": commit} if commit else {}), **dvc, **(tags or {})}
     run = client.create_run(experiment_id, run_name=dvc.get("dvc.exp_name", run_name), tags=tags)
-    flat = {**config.flat(), "tracking.tracking_uri": redact(mlflow.get_tracking_uri())}  # the store in use
+    flat = config.flat()
+    if config.tracking.tracking_uri == TrackingConfig().tracking_uri:  # not set (a Kubeflow step's params
+        flat["tracking.tracking_uri"] = redact(mlflow.get_tracking_uri())  # never hold it): the store in use
     params = [mlflow.entities.Param(k, str(v)) for k, v in flat.items()]
     for i in range(0, len(params), MAX_PARAMS_PER_CALL):
         client.log_batch(run.info.run_id, params=params[i : i + MAX_PARAMS_PER_CALL])

@@ -13,15 +13,17 @@ import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from cplvad.config import Config
 from cplvad.errors import CplvadError
 from cplvad.modeling.factory import read_model_config
-from cplvad.tracking.model_card import CardContext, ModelFacts, model_card, read_facts
 from cplvad.tracking.runs import mlflow_module, setup_mlflow, use_store
+
+if TYPE_CHECKING:
+    from cplvad.tracking.model_card import CardContext, ModelFacts
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 MODEL_ARTIFACT = "model"
@@ -81,6 +83,7 @@ def register_model(
     the model was trained on (the CAR settings the card names).
     """
     mlflow = mlflow_module()
+    from cplvad.tracking.model_card import CardContext, model_card, read_facts
     from cplvad.tracking.serving import input_example, signature
 
     setup_mlflow(config)
