@@ -279,3 +279,81 @@ def test_queued_experiments_track_to_the_project_store(reproduced):
     for name, run in runs.items():
         (exp,) = _find(shown, name)
         assert run.info.run_id in json.dumps(exp), name  # dvc exp show has the MLflow run id
+
+
+GOOD_RECIPE = [
+    "seed=1",
+    "train.epochs=20",
+    "train.lr=0.003",
+    "train.batch_size=8",
+    "train.validation_fraction=0.25",
+]
+"""The tiny settings that learn the demo features of ``DemoConfig(seed=1, 24 + 24 training videos)``: the
+final model's video AUC on its 6 + 6 held-out videos is 100, and 22 after one epoch (measured; seeded)."""
+
+
+def test_an_experiment_moves_no_alias_and_promote_refuses_its_bad_model(mlflow_server, tmp_path):
+    """A good pipeline (`dvc repro`) becomes candidate and champion; a one-epoch `dvc exp run` registers its
+    model without touching either alias, and `cplvad promote --version` refuses it below the floor, with
+    its reason. Against a real mlflow server (PostgreSQL backend store)."""
+    import uuid
+
+    from conftest import TINY_PARAMS
+
+    from cplvad.config import DemoConfig, load_config
+    from cplvad.data.demo import write_demo_dataset
+
+    repo = _copy_repo(tmp_path / "repo")
+    manifest = write_demo_dataset(
+        tmp_path / "features",
+        DemoConfig(seed=1, train_normal=24, train_abnormal=24, test_normal=4, test_abnormal=4),
+    )
+    name = f"hygiene-{uuid.uuid4().hex[:8]}"
+    config = load_config(
+        TINY_PARAMS,
+        [
+            *GOOD_RECIPE,
+            f"data.dataset={manifest}",
+            f"tracking.experiment={name}",
+            f"tracking.registered_model={name}",
+        ],
+    )
+    params = config.model_dump(mode="json")
+    params["demo"] = yaml.safe_load((repo / "params.yaml").read_text())["demo"]  # the small demo videos
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**_env(), "MLFLOW_TRACKING_URI": mlflow_server, "OMP_NUM_THREADS": "1"}  # as measured
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "recipe"],
+    ):
+        sh(cmd, repo, env)
+    dvc, cplvad = str(BIN / "dvc"), str(BIN / "cplvad")
+
+    sh([dvc, "repro"], repo, env)
+    client = MlflowClient(mlflow_server)
+    good = client.get_model_version_by_alias(name, "candidate")
+    assert good.version == "1" and float(good.tags["validation.video_auc"]) >= 60  # the recipe learns
+    promoted = sh([cplvad, "promote"], repo, env)
+    assert "promoted: no champion yet: version 1 (validation video_auc" in " ".join(promoted.split())
+
+    sh([dvc, "exp", "run", "-S", "train.epochs=1", "-n", "one-epoch"], repo, env)
+    versions = client.search_model_versions(f"name = '{name}'")
+    bad = max(versions, key=lambda v: int(v.version))
+    assert bad.version == "2" and float(bad.tags["validation.video_auc"]) < 60
+    (run,) = client.search_runs(
+        [client.get_run(bad.run_id).info.experiment_id], "tags.`dvc.exp_name` = 'one-epoch'"
+    )
+    assert run.info.run_id == bad.run_id  # the experiment's run registered it...
+    assert client.get_registered_model(name).aliases == {
+        "candidate": "1",
+        "champion": "1",
+    }  # ...and moved none
+
+    refused = " ".join(sh([cplvad, "promote", "--version", "2"], repo, env).split())
+    assert "not promoted: version 2: validation video_auc" in refused
+    assert (
+        "is below the floor tracking.promote_floor = 60" in refused and "champion version 1 kept" in refused
+    )
+    assert client.get_registered_model(name).aliases == {"candidate": "1", "champion": "1"}
+    record = json.loads((repo / "outputs/mlflow_run.json").read_text())  # the experiment's, in the workspace
+    assert record["model_version"] == "2" and record["alias"] is None
