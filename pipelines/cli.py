@@ -333,7 +333,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
         if isinstance(artifact, ClassificationMetrics):
             roc = artifact.metadata.get("confidenceMetrics", [])
             matrix = artifact.metadata.get("confusionMatrix", {})
-            rows = [r["row"] for r in matrix.get("rows", [])]
+            rows = [[int(n) for n in r["row"]] for r in matrix.get("rows", [])]  # frame counts
             print(
                 f"    ROC: {len(roc)} points; confusion matrix (normal, anomalous frames) at threshold "
                 f"{artifact.metadata.get('threshold')}: {rows}"
