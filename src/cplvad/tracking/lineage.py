@@ -49,51 +49,30 @@ def log_dataset_inputs(
 ) -> None:
     """Log the training list (context ``training``), its held-out videos (``validation``, when the model
     has a validation split; digest = the split's identity) and the test list (``testing``) as inputs of
-    ``run_id``. ``source``: where the data lives for others (e.g. the Kubeflow artifact URI of the dataset
-    folder); default: the lists' paths."""
+    ``run_id``, each tagged with the data checksum. ``source``: where the dataset folder lives for others
+    (e.g. its Kubeflow artifact URI); default: the lists' paths here."""
     mlflow = mlflow_module()
     from mlflow.data.meta_dataset import MetaDataset
 
-    def named(split_path: Path) -> str:
-        return f"{source.rstrip('/')}/{split_path.name}" if source else str(Path(split_path).resolve())
+    def location(path: Path) -> str:
+        if not source:
+            return str(Path(path).resolve())
+        try:
+            relative = Path(path).resolve().relative_to(Path(dataset.root).resolve()).as_posix()
+        except ValueError:
+            relative = Path(path).name
+        return f"{source.rstrip('/')}/{relative}"
 
-    tags = {DATA_CHECKSUM_TAG: checksum}
-    inputs = [
-        (
-            MetaDataset(
-                _source(named(dataset.train.path)), f"{dataset.name}/train", _file_digest(dataset.train.path)
-            ),
-            "training",
-            {**tags, "videos": str(len(dataset.train))},
-        ),
-        (
-            MetaDataset(
-                _source(named(dataset.test.path)), f"{dataset.name}/test", _file_digest(dataset.test.path)
-            ),
-            "testing",
-            {**tags, "videos": str(len(dataset.test))},
-        ),
-    ]
+    train, test = dataset.train.path, dataset.test.path
+    inputs = [("training", train, "train", _file_digest(train), {"videos": str(len(dataset.train))})]
     if validation:
-        inputs.insert(
-            1,
-            (
-                MetaDataset(
-                    _source(named(dataset.train.path)),
-                    f"{dataset.name}/validation",
-                    str(validation.get("split")),
-                ),
-                "validation",
-                {
-                    **tags,
-                    "videos": str(validation.get("videos")),
-                    "fraction": str(validation.get("fraction")),
-                },
-            ),
-        )
+        held_out = {"videos": str(validation.get("videos")), "fraction": str(validation.get("fraction"))}
+        inputs.append(("validation", train, "validation", str(validation.get("split")), held_out))
+    inputs.append(("testing", test, "test", _file_digest(test), {"videos": str(len(dataset.test))}))
     with mlflow.start_run(run_id=run_id, nested=True):
-        for ds, context, input_tags in inputs:
-            mlflow.log_input(ds, context=context, tags=input_tags)
+        for context, path, part, digest, tags in inputs:
+            data = MetaDataset(_source(location(path)), f"{dataset.name}/{part}", digest)
+            mlflow.log_input(data, context=context, tags={DATA_CHECKSUM_TAG: checksum, **tags})
 
 
 def outputs_digest(weights_digest: str, metrics: dict[str, float | None]) -> str:

@@ -126,9 +126,9 @@ class CardContext:
     dataset: str
     data_checksum: str
     data_source: str
-    train_videos: int
-    test_videos: int
     metrics: dict[str, float | None]
+    train_videos: int | None = None
+    test_videos: int | None = None
     commit: str | None = None
     run_id: str | None = None
     experiment: str | None = None
@@ -144,8 +144,9 @@ def model_card(facts: ModelFacts, ctx: CardContext) -> str:
         "## Data",
         f"- dataset `{ctx.dataset}`, checksum `{ctx.data_checksum}` (manifest, lists, annotations)",
         f"- source: {ctx.data_source}",
-        f"- {ctx.train_videos} training videos ({facts.train_samples} samples trained on), "
-        f"{ctx.test_videos} test videos",
+        f"- {ctx.train_videos if ctx.train_videos is not None else 'unknown'} training videos "
+        f"({facts.train_samples} samples trained on), "
+        f"{ctx.test_videos if ctx.test_videos is not None else 'unknown'} test videos",
         "",
         "## Code and run",
         f"- git commit `{ctx.commit or 'unknown'}`",

@@ -103,9 +103,7 @@ def register_model(
         )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
-    context = card or CardContext(
-        dataset, data_checksum or "unknown", "unknown", 0, 0, metrics, run_id=run_id
-    )
+    context = card or CardContext(dataset, data_checksum or "unknown", "unknown", metrics, run_id=run_id)
     client.update_model_version(name, version, description=model_card(facts, context))
     for key, value in version_tags(facts, dataset, metrics, data_checksum).items():
         client.set_model_version_tag(name, version, key, value)
