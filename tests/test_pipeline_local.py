@@ -120,6 +120,10 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path):
     stage1 = next(c for c in children if c.info.run_name == "train_stage1")
     assert [m.step for m in client.get_metric_history(stage1.info.run_id, "train_loss")] == [1, 2]
     assert version.tags["data_checksum"] == parent.data.tags["cplvad.data_checksum"]
+    # lineage: the lists of the dataset artifact the pipeline trained and evaluated on
+    sources = {i.dataset.name: i.dataset.source for i in parent.inputs.dataset_inputs}
+    assert str(dataset / "features" / "train.csv") in sources["cplvad-demo-videos/train"]
+    assert str(dataset / "features" / "test.csv") in sources["cplvad-demo-videos/test"]
 
 
 @pytest.mark.slow
