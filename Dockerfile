@@ -1,8 +1,14 @@
-# The image every Kubeflow component runs in (components/, pipelines/): the cplvad package with the
-# `pipelines` extra, every dependency at the exact pin of constraints.txt (the set CI tests), a non-root
-# user, `cplvad` as entrypoint (KFP sets its own command, so components run Python directly).
+# The image every Kubeflow component and the KServe predictor run in (components/, pipelines/,
+# `python -m cplvad.kserve_predictor`): the cplvad package with the `pipelines` and `serving` extras, every
+# dependency at the exact pin of constraints.txt (the set CI tests), a non-root user, `cplvad` as
+# entrypoint (KFP and KServe set their own command, so they run Python directly).
 #
-#   docker build -t ghcr.io/<org>/cplvad:0.1.0 .        (then docker push; see README, "Kubeflow")
+#   docker build -t ghcr.io/<org>/cplvad:sha-$(git rev-parse HEAD) .   (CI pushes it by commit and records
+#   the digest; pipelines and deployments name it by digest: see README, "Kubeflow")
+#
+# The base image is pinned by digest, so a rebuild of the same commit starts from the same bytes; to move
+# to a newer python:3.11-slim-bookworm, look its digest up (`docker buildx imagetools inspect
+# python:3.11-slim-bookworm`) and change BASE_IMAGE below in a commit of its own.
 #
 # CUDA: the pinned PyTorch wheels carry it (torch 2.14.1 and its nvidia-*-cu13 runtime libraries are in
 # constraints.txt), so the base only needs Python 3.11, the version CI runs. A GPU node needs an NVIDIA
@@ -11,7 +17,7 @@
 # A PyTorch base works too (--build-arg BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime, with
 # Python >= 3.11): the venv sees the base's packages, so its torch is kept when it equals the pin, and pins
 # the base does not meet go into the venv, shadowing the base's versions instead of uninstalling them.
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="cplvad" \
@@ -36,7 +42,7 @@ RUN pip install --no-cache-dir -c /opt/cplvad/constraints.txt torch==2.14.1 torc
 WORKDIR /opt/cplvad/src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir -c /opt/cplvad/constraints.txt ".[pipelines]" \
+RUN pip install --no-cache-dir -c /opt/cplvad/constraints.txt ".[pipelines,serving]" \
     && pip check \
     && cplvad --help > /dev/null
 

@@ -4,7 +4,7 @@ Every component is a lightweight Python component whose body imports ``cplvad``;
 the project image (``Dockerfile``; see :mod:`components.image`), locally in this environment with KFP's
 ``SubprocessRunner``. The configuration travels as ``params`` (the part of the params.yaml mapping that
 the step reads, see ``split_params``; validated by ``cplvad.config``) plus optional ``overrides``
-(``section.key=value``).
+(``section.key=value``). The MLflow server is never an input: every pod has it as ``MLFLOW_TRACKING_URI``.
 
 =================  ===================================================  ==============================
 component          library call                                         artifacts out
@@ -20,10 +20,11 @@ merge_features     ``extract.dataset_folder.merge_dataset``             Dataset 
 train_stage1       ``workflow.train_stage(stage=1)``                    Model
 pseudo_labels      ``workflow.make_pseudo_labels``                      Dataset (pseudo.npz)
 train_stage2       ``workflow.train_stage(stage=2)``                    Model
-evaluate           ``workflow.evaluate_into`` + ``evaluation_page``     Metrics, Artifact, HTML
+evaluate           ``workflow.evaluate_into`` + ``evaluation_page``     Metrics, ClassificationMetrics,
+                   + ``eval.classification.frame_classification``       Artifact, HTML
 register           ``workflow.track_pipeline``                          Markdown (+ run id, version)
 ablation_table     ``ablation.grid_rows`` / ``write_reports``           Markdown, Dataset, HTML
-plan_scoring       ``predict.scoring_job.plan``                         shard indices
+plan_scoring       ``predict.scoring_job.plan``                         shard jobs (index + params)
 score_shard        ``predict.scoring_job.score_shard``                  Dataset (shard summary)
 collect_scores     ``predict.scoring_job.collect``                      Dataset, HTML, Markdown
 =================  ===================================================  ==============================

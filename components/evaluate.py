@@ -2,7 +2,7 @@
 
 from typing import Optional
 
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.image import component
 
@@ -13,28 +13,29 @@ def evaluate(
     model: Input[Model],
     params: dict,
     metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
     evaluation: Output[Artifact],
     report: Output[HTML],
     label: str = "",
-    tracking_uri: str = "",
     overrides: Optional[list] = None,
 ):
     """Score the test list and compute the published metrics (``cplvad evaluate``).
 
-    ``metrics``: the scalars (shown by the KFP UI; the file is metrics.json); ``evaluation``: metrics.json, predictions.npz, plots/
-    and summary.json (``label`` + metrics, read by the ablation table); ``report``: an HTML page with both.
+    ``metrics``: the scalars (shown by the KFP UI; the file is metrics.json); ``classification``: the anomaly
+    score as a frame classifier, its ROC curve and the confusion matrix at the model's calibrated threshold
+    (drawn by the KFP UI); ``evaluation``: metrics.json, predictions.npz, plots/ and summary.json (``label`` +
+    metrics, read by the ablation table); ``report``: an HTML page with both.
     """
     from pathlib import Path
 
     from cplvad.config import config_from_params
+    from cplvad.eval.classification import CATEGORIES, frame_classification
     from cplvad.eval.html_report import evaluation_page
     from cplvad.io import write_json
     from cplvad.tracking.pipeline_run import find_parent
-    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import evaluate_into
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
-    use_tracking_uri(tracking_uri)
     result = evaluate_into(
         Path(dataset.path) / "dataset.yaml",
         model.path,
@@ -47,6 +48,12 @@ def evaluate(
         if value is not None:
             metrics.log_metric(key, float(value))
     write_json(metrics.path, result.metrics)
+    frames = frame_classification(Path(dataset.path) / "dataset.yaml", result.predictions, model.path)
+    if frames.fpr:
+        classification.log_roc_curve(frames.fpr, frames.tpr, frames.thresholds)
+    if frames.matrix:
+        classification.log_confusion_matrix(CATEGORIES, frames.matrix)
+        classification.metadata["threshold"] = frames.threshold
     evaluation.metadata.update({"label": label})
     Path(report.path).write_text(
         evaluation_page(
@@ -65,7 +72,6 @@ def ablation_table(
     car_rows: Input[list[Artifact]],
     nocar_rows: Input[list[Artifact]],
     params: dict,
-    tracking_uri: str,
     track: bool,
     table: Output[Markdown],
     results: Output[Dataset],
@@ -79,7 +85,6 @@ def ablation_table(
 
     from cplvad.config import config_from_params
     from cplvad.eval.html_report import ablation_page
-    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import read_summary
     from cplvad.workflow.ablation import grid_rows, track_ablation, write_reports
 
@@ -91,6 +96,5 @@ def ablation_table(
     Path(table.path).write_text("# Ablation (paper Table 3)\n\n" + markdown)
     Path(report.path).write_text(ablation_page(markdown, out / "ablation.png"))
     if track:
-        use_tracking_uri(tracking_uri)
         track_ablation(rows, out, Path(dataset.path) / "dataset.yaml", config)
     print(markdown)

@@ -16,26 +16,24 @@ def register(
     stage2: Input[Model],
     evaluation: Input[Artifact],
     params: dict,
-    tracking_uri: str,
     report: Output[Markdown],
     overrides: Optional[list] = None,
 ) -> NamedTuple("Registration", [("run_id", str), ("model_version", str)]):
     """``cplvad track``: close the pipeline's MLflow parent run (opened by ``open_run``; a new one without it),
     adding a nested run for every stage that did not log itself (cached steps, the extraction), and register
-    the final model as ``<tracking.registered_model>`` with alias ``candidate``.
+    the final model (its model card as description, the dataset artifact as its data lineage) as
+    ``<tracking.registered_model>`` with alias ``candidate``.
 
-    ``tracking_uri`` (e.g. ``http://mlflow.mlflow.svc:5000``) wins over ``MLFLOW_TRACKING_URI`` and
-    ``tracking.tracking_uri``; credentials come from the standard ``MLFLOW_*`` / ``AWS_*`` variables.
+    ``params``: the ``tracking`` keys (experiment, artifact location, registered model). The server is the
+    pod's ``MLFLOW_TRACKING_URI``; credentials come from the standard ``MLFLOW_*`` / ``AWS_*`` variables.
     """
     from pathlib import Path
 
     from cplvad.config import config_from_params
     from cplvad.tracking.registry import registration_markdown
-    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import outputs_in_folders, track_pipeline
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
-    use_tracking_uri(tracking_uri)
     outputs = outputs_in_folders(
         dataset.path,
         stage1=stage1.path,
@@ -43,20 +41,19 @@ def register(
         stage2=stage2.path,
         evaluation_dir=evaluation.path,
     )
-    record = track_pipeline(Path(dataset.path) / "dataset.yaml", outputs, config)
+    record = track_pipeline(Path(dataset.path) / "dataset.yaml", outputs, config, data_source=dataset.uri)
     Path(report.path).write_text(registration_markdown(record))
     report.metadata.update({"run_id": record["run_id"], "model_version": record["model_version"] or ""})
     return (record["run_id"], record["model_version"] or "")
 
 
 @component
-def open_run(params: dict, tracking_uri: str) -> str:
+def open_run(params: dict) -> str:
     """Open the MLflow parent run of this pipeline execution when it starts (the steps find it through
-    ``$CPLVAD_PIPELINE_RUN``, the run's workflow name); its id, empty when the pods are not given one."""
+    ``$CPLVAD_PIPELINE_RUN``, the run's workflow name); its id, empty when the pods are not given one.
+    ``params``: what the pipeline's steps read (recorded as the run's parameters) and the ``tracking`` keys."""
     from cplvad.config import config_from_params
     from cplvad.tracking.pipeline_run import find_parent
-    from cplvad.tracking.runs import use_tracking_uri
 
     config = config_from_params(params, [], "the pipeline parameter 'params'")
-    use_tracking_uri(tracking_uri)
     return find_parent(config) or ""

@@ -9,13 +9,14 @@ from components.image import component
 
 
 @component
-def plan_scoring(source_uri: str, num_shards: int) -> list:
-    """``["0/N", ...]``: N = min(num_shards, videos in ``source_uri``)."""
+def plan_scoring(source_uri: str, num_shards: int, params: dict) -> list:
+    """``[{"shard": "0/N", "params": params}, ...]``: N = min(num_shards, videos in ``source_uri``); each job
+    carries the scoring's params into the loop (``params``: the ``scoring`` keys of ``split_params``)."""
     from cplvad.predict.scoring_job import plan
 
     shards = plan(source_uri, num_shards)
     print(f"{source_uri}: {len(shards)} shard(s)")
-    return shards
+    return [{"shard": shard, "params": params} for shard in shards]
 
 
 @component
@@ -25,15 +26,14 @@ def score_shard(
     model_uri: str,
     out_uri: str,
     shard: str,
-    tracking_uri: str,
     scores: Output[Dataset],
     overrides: Optional[list] = None,
 ):
     """Score every N-th video of ``source_uri`` (shard ``"K/N"``) into ``out_uri`` (empty: this artifact):
     ``<video>.json`` and ``<video>.png`` each; videos already there for the same model are skipped.
-    ``scores/shard.json`` holds the shard's counts and index entries."""
+    ``scores/shard.json`` holds the shard's counts and index entries. The registry is the pod's
+    ``MLFLOW_TRACKING_URI``."""
     import json
-    import os
     from pathlib import Path
 
     from cplvad.config import apply_overrides, config_from_dict
@@ -42,8 +42,6 @@ def score_shard(
     config = config_from_dict(
         apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'"
     )
-    if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     k, n = (int(x) for x in shard.split("/"))
     result = run(source_uri, model_uri, out_uri or scores.path, config, (k, n))
     Path(scores.path).mkdir(parents=True, exist_ok=True)
@@ -62,7 +60,6 @@ def collect_scores(
     source_uri: str,
     model_uri: str,
     out_uri: str,
-    tracking_uri: str,
     index: Output[Dataset],
     report: Output[HTML],
     summary: Output[Markdown],
@@ -72,7 +69,6 @@ def collect_scores(
     output) and one MLflow run (source, model URI and version, counts). Without ``out_uri`` the shards'
     outputs are gathered into ``index``. Fails when any video failed."""
     import json
-    import os
     import shutil
     from pathlib import Path
 
@@ -83,8 +79,6 @@ def collect_scores(
     config = config_from_dict(
         apply_overrides(dict(params), overrides or []), "the pipeline parameter 'params'"
     )
-    if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     parts = [json.loads((Path(s.path) / "shard.json").read_text()) for s in shards]
     out = out_uri or index.path
     if not out_uri:

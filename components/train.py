@@ -1,10 +1,11 @@
 """Training components: stage 1, pseudo labels (CAR) and stage 2 (``cplvad.workflow``).
 
 Each takes the merged ``dataset`` artifact and the configuration sections it reads as ``params`` plus
-optional ``overrides`` (``section.key=value`` strings, as ``--set``). ``tracking_uri``: the MLflow server
-the step logs into while it runs, as a nested run of the pipeline's parent run (found through
-``$CPLVAD_PIPELINE_RUN``; nothing is logged without it). ``checkpoint_uri``: an ``s3://`` prefix that keeps
-the training checkpoints across pod restarts, so that a retried step resumes.
+optional ``overrides`` (``section.key=value`` strings, as ``--set``). Each step logs into MLflow while it
+runs, as a nested run of the pipeline's parent run (found through ``$CPLVAD_PIPELINE_RUN``; nothing is
+logged without it), on the server of the pod's ``MLFLOW_TRACKING_URI``: an environment variable, not an
+input, so the tracking server is no part of the step's cache key. ``checkpoint_uri``: an ``s3://`` prefix
+that keeps the training checkpoints across pod restarts, so that a retried step resumes.
 """
 
 from typing import Optional
@@ -20,7 +21,6 @@ def train_stage1(
     params: dict,
     model: Output[Model],
     checkpoint_uri: str = "",
-    tracking_uri: str = "",
     overrides: Optional[list] = None,
 ):
     """The pseudo-label model, from video-level labels only (``cplvad train --stage 1``)."""
@@ -28,11 +28,9 @@ def train_stage1(
 
     from cplvad.config import config_from_params
     from cplvad.tracking.pipeline_run import find_parent
-    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import train_stage
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
-    use_tracking_uri(tracking_uri)
     result = train_stage(
         Path(dataset.path) / "dataset.yaml",
         model.path,
@@ -51,7 +49,6 @@ def pseudo_labels(
     stage1: Input[Model],
     params: dict,
     pseudo: Output[Dataset],
-    tracking_uri: str = "",
     overrides: Optional[list] = None,
 ):
     """Pseudo labels of every training sample from the stage-1 model, refined by CAR (``config.car``);
@@ -60,11 +57,9 @@ def pseudo_labels(
 
     from cplvad.config import config_from_params
     from cplvad.tracking.pipeline_run import find_parent
-    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import PSEUDO_FILE, make_pseudo_labels
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
-    use_tracking_uri(tracking_uri)
     labels = make_pseudo_labels(
         Path(dataset.path) / "dataset.yaml",
         stage1.path,
@@ -84,7 +79,6 @@ def train_stage2(
     model: Output[Model],
     supervision: str = "",
     checkpoint_uri: str = "",
-    tracking_uri: str = "",
     overrides: Optional[list] = None,
 ):
     """The final model, cross-supervised by the pseudo labels (``cplvad train --stage 2``);
@@ -93,12 +87,10 @@ def train_stage2(
 
     from cplvad.config import config_from_params
     from cplvad.tracking.pipeline_run import find_parent
-    from cplvad.tracking.runs import use_tracking_uri
     from cplvad.workflow import PSEUDO_FILE, train_stage
 
     extra = [f"stage2.supervision={supervision}"] if supervision else []
     config = config_from_params(params, [*(overrides or []), *extra], "the pipeline parameter 'params'")
-    use_tracking_uri(tracking_uri)
     result = train_stage(
         Path(dataset.path) / "dataset.yaml",
         model.path,

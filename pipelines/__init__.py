@@ -1,7 +1,7 @@
 """Kubeflow pipelines of CPL-VAD: ``training`` (end to end), ``ablation`` (paper Table 3) and ``scoring``
 (a bucket of footage scored with a registered model).
 
-``python -m pipelines compile | run-local | submit`` (see ``python -m pipelines --help`` and the README's
+``python -m pipelines compile | run-local | submit | deploy`` (see ``python -m pipelines --help`` and the README's
 "Kubeflow" section). The components are in ``components/``; the library in ``src/cplvad``.
 
 A pipeline is traced when it is first asked for (``pipeline(name)``, or ``training_pipeline`` ...), not

@@ -12,6 +12,7 @@ from kfp.dsl import HTML, Dataset, Markdown
 
 import components as c
 from cplvad.workflow.ablation import GRID
+from pipelines import common
 from pipelines.common import (
     DEFAULT_ACCELERATOR_TYPE,
     DEFAULT_SECRET,
@@ -48,7 +49,6 @@ def ablation(
     num_shards: int = 4,
     accelerator_type: str = DEFAULT_ACCELERATOR_TYPE,
     accelerator_count: int = 1,
-    tracking_uri: str = "",
     track: bool = True,
     secret_name: str = DEFAULT_SECRET,
     checkpoint_uri: str = "",
@@ -93,7 +93,10 @@ def ablation(
 
     evaluations = {}
     for car, rows in ((True, CAR_ROWS), (False, NOCAR_ROWS)):
-        with dsl.ParallelFor(rows, name=f"grid-car-{'on' if car else 'off'}") as row:
+        # at most MAX_PARALLEL_ROWS stage-2 trainings (GPU pods) at once (read when traced: --max-parallel-rows)
+        with dsl.ParallelFor(
+            rows, name=f"grid-car-{'on' if car else 'off'}", parallelism=common.MAX_PARALLEL_ROWS
+        ) as row:
             model = c.train_stage2(
                 dataset=dataset,
                 pseudo=pseudo[car],
@@ -122,8 +125,7 @@ def ablation(
             stage1=stage1_eval.outputs["evaluation"],
             car_rows=evaluations[True],
             nocar_rows=evaluations[False],
-            params=params,
-            tracking_uri=tracking_uri,
+            params=step.outputs["ablation_table"],
             track=track,
         ),
         "light",

@@ -1,4 +1,4 @@
-"""``python -m pipelines compile | run-local | submit`` (run from the repository root)."""
+"""``python -m pipelines compile | run-local | submit | deploy`` (run from the repository root)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,28 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from pipelines import deploy
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_PARAMS = REPO / "configs" / "tiny.yaml"
 """``run-local --tiny``: seconds-sized settings (tiny random CLIP and model, a dozen demo videos)."""
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    from pipelines.common import default_params
+    """The ``params`` argument; a ``tracking.tracking_uri`` set there (not the default) stands for
+    ``--tracking-uri`` when that is not given: the pods get it through their environment."""
+    from cplvad.config import TrackingConfig
+    from pipelines.common import pipeline_params
 
     if getattr(args, "tiny", False):
         if args.params is not None:
             raise SystemExit("--tiny is --params configs/tiny.yaml: give one or the other")
-        return _no_credentials(default_params(TINY_PARAMS, args.set), "params")
-    return _no_credentials(default_params(args.params, args.set), "params")
+        params, uri = pipeline_params(TINY_PARAMS, args.set)
+    else:
+        params, uri = pipeline_params(args.params, args.set)
+    if args.tracking_uri is None and uri != TrackingConfig().tracking_uri:
+        args.tracking_uri = uri
+    return _no_credentials(params, "params")
 
 
 def _no_credentials(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -82,7 +91,6 @@ def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
         "num_shards",
         "accelerator_type",
         "accelerator_count",
-        "tracking_uri",
         "secret_name",
         "checkpoint_uri",
         "model_uri",
@@ -131,6 +139,20 @@ def _common(p: argparse.ArgumentParser, *, pipelines_multi: bool = False) -> Non
         help="extraction shards (GPU pods) running at once (default 4)",
     )
     p.add_argument(
+        "--max-parallel-rows",
+        dest="max_parallel_rows",
+        type=int,
+        default=None,
+        help="ablation: stage-2 trainings (GPU pods) of a grid loop running at once (default 2)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        dest="tracking_uri",
+        default=None,
+        help="MLflow tracking URI, set as MLFLOW_TRACKING_URI on every pod (not a step input, so it is no "
+        "part of any cache key); default: the key MLFLOW_TRACKING_URI of the credentials Secret",
+    )
+    p.add_argument(
         "--data-volume",
         dest="data_volume",
         default=None,
@@ -154,7 +176,6 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--shards", dest="num_shards", type=int, default=None, help="extraction shards (default 4)"
     )
-    p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI")
     p.add_argument(
         "--checkpoint-uri",
         dest="checkpoint_uri",
@@ -202,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tiny", action="store_true", help="seconds-sized settings for a smoke run (tiny CLIP and model)"
     )
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "kfp-local", help="local pipeline root")
+
+    deploy.add_parser(sub)
 
     p = sub.add_parser("submit", help="submit a run to a Kubeflow Pipelines cluster (kfp.Client)")
     _common(p)
@@ -252,21 +275,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pipeline(args: argparse.Namespace, name: str, *, pinned: bool = True) -> Any:
-    """Pipeline ``name``, traced again with ``--image`` / ``--max-parallel-shards`` / ``--data-volume`` when
-    given (tasks copy them when traced). ``pinned``: refuse an image reference that can move (a cluster will
-    pull it)."""
+    """Pipeline ``name``, traced again with ``--image`` / ``--max-parallel-shards`` / ``--max-parallel-rows`` /
+    ``--tracking-uri`` / ``--data-volume`` when given (tasks copy them when traced). ``pinned``: refuse an
+    image reference that can move (a cluster will pull it)."""
     import components
-    from pipelines import build, pipeline
-    from pipelines.common import set_data_volume, set_max_parallel_shards
+    from pipelines import build, common, pipeline
 
     if args.image:
         components.set_image(args.image)
     if pinned:
         components.check_pinned(components.current_image())
     if args.max_parallel_shards is not None:
-        set_max_parallel_shards(args.max_parallel_shards)
-    set_data_volume(args.data_volume)
-    retrace = args.image or args.max_parallel_shards is not None or args.data_volume
+        common.set_max_parallel_shards(args.max_parallel_shards)
+    if args.max_parallel_rows is not None:
+        common.set_max_parallel_rows(args.max_parallel_rows)
+    common.set_tracking_uri(args.tracking_uri)
+    common.set_data_volume(args.data_volume)
+    retrace = (
+        args.image
+        or args.max_parallel_shards is not None
+        or args.max_parallel_rows is not None
+        or args.tracking_uri
+        or args.data_volume
+    )
     return build(name) if retrace else pipeline(name)
 
 
@@ -302,8 +333,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_run_local(args: argparse.Namespace) -> int:
     from kfp import local
-    from kfp.dsl import Metrics
+    from kfp.dsl import ClassificationMetrics, Metrics
 
+    from cplvad.config import TrackingConfig
     from cplvad.redact import redact
     from cplvad.tracking.pipeline_run import PIPELINE_RUN_ENV
     from pipelines.local_runner import allow_artifact_oneof
@@ -319,6 +351,8 @@ def cmd_run_local(args: argparse.Namespace) -> int:
         args.pipeline == "training"
     ):  # what a cluster gives its tracked pods (the workflow name); inherited here
         os.environ.setdefault(PIPELINE_RUN_ENV, f"local-{uuid.uuid4().hex[:12]}")
+    if args.tracking_uri:  # the local runner's steps are subprocesses of this one: they inherit it
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     task = _pipeline(args, args.pipeline, pinned=False)(**arguments)
     print(f"\n{args.pipeline} pipeline finished; artifacts under {root}")
     for name, artifact in task.outputs.items():
@@ -326,11 +360,15 @@ def cmd_run_local(args: argparse.Namespace) -> int:
         if isinstance(artifact, Metrics):
             for key, value in artifact.metadata.items():
                 print(f"    {key} = {value:.2f}")
-    tracking = (
-        arguments.get("tracking_uri")
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or arguments["params"]["tracking"]["tracking_uri"]
-    )
+        if isinstance(artifact, ClassificationMetrics):
+            roc = artifact.metadata.get("confidenceMetrics", [])
+            matrix = artifact.metadata.get("confusionMatrix", {})
+            rows = [[int(n) for n in r["row"]] for r in matrix.get("rows", [])]  # frame counts
+            print(
+                f"    ROC: {len(roc)} points; confusion matrix (normal, anomalous frames) at threshold "
+                f"{artifact.metadata.get('threshold')}: {rows}"
+            )
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or TrackingConfig().tracking_uri
     print(f"MLflow: {redact(tracking)} (experiment {arguments['params']['tracking']['experiment']})")
     return 0
 
@@ -353,12 +391,10 @@ def make_client(args: argparse.Namespace) -> Any:
 def cmd_submit(args: argparse.Namespace) -> int:
     arguments = _arguments(args, args.pipeline)
     _pod_paths(arguments["params"])
-    if not arguments.get("tracking_uri") and arguments["params"]["tracking"]["tracking_uri"].startswith(
-        "sqlite:"
-    ):
+    if not args.tracking_uri:
         print(
-            "warning: no --tracking-uri and params tracking.tracking_uri is a local SQLite file: unless the pods set "
-            "MLFLOW_TRACKING_URI, the MLflow run is written inside a pod and lost",
+            "warning: no --tracking-uri (nor tracking.tracking_uri): unless the credentials Secret holds "
+            "MLFLOW_TRACKING_URI, the MLflow run is written to a SQLite file inside a pod and lost",
             file=sys.stderr,
         )
     pipeline = _pipeline(args, args.pipeline)
@@ -393,9 +429,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
     with redacted_output():
         try:
-            return {"compile": cmd_compile, "run-local": cmd_run_local, "submit": cmd_submit}[args.command](
-                args
-            )
+            commands = {
+                "compile": cmd_compile,
+                "run-local": cmd_run_local,
+                "submit": cmd_submit,
+                "deploy": deploy.cmd_deploy,
+            }
+            return commands[args.command](args)
         except (Exception, KeyboardInterrupt) as exc:
             return report(
                 exc, debug=debug_requested(args.debug), write=lambda text: print(text, file=sys.stderr)

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ACCELERATOR_TYPE = "nvidia.com/gpu"
 DEFAULT_SECRET = "cplvad-credentials"
 SECRET_KEYS = (
+    "MLFLOW_TRACKING_URI",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -33,7 +34,8 @@ SECRET_KEYS = (
     "MLFLOW_S3_ENDPOINT_URL",
 )
 """Keys of the (optional) Kubernetes Secret ``secret_name`` exposed as environment variables of every task
-(each key may be absent): S3 access for videos and features (``cplvad.storage``) and MLflow credentials."""
+(each key may be absent): the MLflow server and its credentials, S3 access for videos and features
+(``cplvad.storage``)."""
 EXTRACTION_RETRIES = 3
 TRAINING_RETRIES = 2
 """A failed training pod is retried after 2 and 4 minutes; it resumes from the checkpoint kept under
@@ -44,39 +46,50 @@ KFP fixes a ParallelFor's parallelism when the pipeline is compiled, so it is no
 WORKFLOW_NAME = "metadata.labels['workflows.argoproj.io/workflow']"
 """The pod field that names the pipeline run on Kubeflow Pipelines' Argo backend: the tracked steps get it
 as ``$CPLVAD_PIPELINE_RUN`` and so find the same MLflow parent run."""
-TRACKING_KEYS = ("tracking.tracking_uri", "tracking.experiment", "tracking.artifact_location")
+TRACKING_KEYS = ("tracking.experiment", "tracking.artifact_location", "tracking.registered_model")
+"""What the MLflow steps read of ``tracking``; never the tracking URI, which reaches the pods through their
+environment (``MLFLOW_TRACKING_URI``: the credentials Secret, or ``--tracking-uri``, see ``TRACKING_URI``)."""
 SCORING_KEYS = ("eval.level_fusion", "eval.level_upsampling")
 """How a model combines its levels when scoring: training uses it for validation and calibration, and the
 model directory keeps it for ``cplvad predict``."""
+TRAINING_KEYS = ("seed", "clip", "model", "train", "predict.false_alarm_rate", *SCORING_KEYS)
+RESULT_KEYS = (
+    "seed",
+    "demo",
+    "data",
+    "clip",
+    "extract",
+    "model",
+    "train",
+    "car",
+    "stage2",
+    "eval",
+    "predict.false_alarm_rate",
+)
+"""Everything the steps of the training and ablation pipelines read: the parameters the MLflow parent run
+records."""
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "prepare_data": ("demo", "data"),
     "extract": ("clip", "extract"),
-    "train_stage1": (
-        "seed",
-        "clip",
-        "model",
-        "train",
-        "predict.false_alarm_rate",
-        *SCORING_KEYS,
-        *TRACKING_KEYS,
-    ),
-    "pseudo_labels": ("car", *TRACKING_KEYS),
-    "train_stage2": (
-        "seed",
-        "clip",
-        "model",
-        "train",
-        "stage2",
-        "predict.false_alarm_rate",
-        *SCORING_KEYS,
-        *TRACKING_KEYS,
-    ),
-    "evaluate": ("eval", *TRACKING_KEYS),
+    "train_stage1": TRAINING_KEYS,
+    "pseudo_labels": ("car",),
+    "train_stage2": (*TRAINING_KEYS, "stage2"),
+    "evaluate": ("eval",),
     "data": ("data",),
+    "open_run": (*RESULT_KEYS, *TRACKING_KEYS),
+    "register": TRACKING_KEYS,
+    "ablation_table": (*RESULT_KEYS, *TRACKING_KEYS),
+    "scoring": ("extract", "predict", *TRACKING_KEYS),
 }
 """The params keys each step reads (``split_params``), so its cache key changes only with them (``data``:
-the data plan and the published features' dataset). Pseudo labels and evaluation run on CPU pods, so they
-do not take ``train.device``: "auto" is right there."""
+the data plan and the published features' dataset; ``scoring``: both steps of the scoring pipeline). No
+step receives the whole ``params``, none the tracking URI. Pseudo labels and evaluation run on CPU pods,
+so they do not take ``train.device``: "auto" is right there."""
+TRACKING_URI: str | None = None
+"""``--tracking-uri`` of compile/submit/run-local: set as ``MLFLOW_TRACKING_URI`` on every task when
+traced (an environment variable is no part of a step's cache key); None: the Secret's, or the pod's."""
+MAX_PARALLEL_ROWS = 2
+"""Ablation rows (stage-2 trainings, GPU pods) running at once per grid loop; ``--max-parallel-rows``."""
 DATA_VOLUME: tuple[str, str] | None = None
 """``(claim, mount path)``: a PersistentVolumeClaim mounted on every task (``--data-volume CLAIM:PATH``), so
 that data given by path (a published feature release, a manifest, video lists) is there in every pod."""
@@ -85,16 +98,26 @@ SOURCE = f"{SOURCE_COMMIT or 'unknown'}{'-dirty' if SOURCE_DIRTY else ''}"
 SOURCE_ANNOTATION = "cplvad.io/source-commit"
 
 
-def default_params(
+def pipeline_params(
     params_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """The ``params`` pipeline argument: a params file (default: the repository's params.yaml) plus
-    ``--set`` overrides, validated here so that a bad value fails before anything is submitted. Unset
-    (None) values are left out: KFP parameters cannot hold null, and every such key defaults to None."""
+) -> tuple[dict[str, Any], str]:
+    """The ``params`` pipeline argument and the configured ``tracking.tracking_uri``, which is left out of
+    it: a pipeline's pods take the tracking server from their environment, so that it is in no step's
+    cache key (``TRACKING_URI``). From a params file (default: the repository's params.yaml) plus ``--set``
+    overrides, validated here so that a bad value fails before anything is submitted. Unset (None) values
+    are left out: KFP parameters cannot hold null, and every such key defaults to None."""
     path = params_file if params_file is not None else REPO / "params.yaml"
     if params_file is None and not Path(path).is_file():
         path = None
-    return load_config(path, overrides).model_dump(mode="json", exclude_none=True)
+    params = load_config(path, overrides).model_dump(mode="json", exclude_none=True)
+    return params, params["tracking"].pop("tracking_uri")
+
+
+def default_params(
+    params_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The ``params`` pipeline argument (``pipeline_params``, without the tracking URI)."""
+    return pipeline_params(params_file, overrides)[0]
 
 
 @dataclass(frozen=True)
@@ -120,6 +143,20 @@ def set_max_parallel_shards(count: int) -> None:
     MAX_PARALLEL_SHARDS = count
 
 
+def set_max_parallel_rows(count: int) -> None:
+    """Cap the ablation's stage-2 fan-out of pipelines traced from now on."""
+    global MAX_PARALLEL_ROWS
+    if count < 1:
+        raise ValueError(f"max_parallel_rows must be >= 1, got {count}")
+    MAX_PARALLEL_ROWS = count
+
+
+def set_tracking_uri(uri: str | None) -> None:
+    """``MLFLOW_TRACKING_URI`` of every task of pipelines traced from now on (None: from the Secret)."""
+    global TRACKING_URI
+    TRACKING_URI = uri or None
+
+
 def set_data_volume(spec: str | None) -> None:
     """Mount ``CLAIM:PATH`` on every task of pipelines traced from now on (None: no volume)."""
     global DATA_VOLUME
@@ -141,15 +178,18 @@ def described(text: str) -> str:
 
 
 def sized(task: dsl.PipelineTask, kind: str, secret_name: Any) -> dsl.PipelineTask:
-    """CPU/memory requests and limits of ``kind``, the credentials Secret as environment variables, the data
-    volume (``DATA_VOLUME``), and the source commit (pod annotation ``cplvad.io/source-commit`` and
-    ``$CPLVAD_SOURCE_COMMIT`` for MLflow)."""
+    """CPU/memory requests and limits of ``kind``, the credentials Secret as environment variables (and the
+    tracking URI, ``TRACKING_URI``), the data volume (``DATA_VOLUME``), and the source commit (pod
+    annotation ``cplvad.io/source-commit`` and ``$CPLVAD_SOURCE_COMMIT`` for MLflow)."""
     r = RESOURCES[kind]
     task.set_cpu_request(r.cpu_request).set_cpu_limit(r.cpu_limit)
     task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
+    keys = [k for k in SECRET_KEYS if not (TRACKING_URI and k == "MLFLOW_TRACKING_URI")]
     kubernetes.use_secret_as_env(
-        task, secret_name=secret_name, secret_key_to_env={k: k for k in SECRET_KEYS}, optional=True
+        task, secret_name=secret_name, secret_key_to_env={k: k for k in keys}, optional=True
     )
+    if TRACKING_URI:
+        task.set_env_variable("MLFLOW_TRACKING_URI", TRACKING_URI)
     kubernetes.add_pod_annotation(task, SOURCE_ANNOTATION, SOURCE)
     # read back through the downward API: a pod-level setting, and no container-spec setter (KFP inspects the
     # whole call stack in each of those, which makes tracing at import slow)

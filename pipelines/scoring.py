@@ -21,6 +21,7 @@ from pipelines.common import (
     described,
     on_gpu,
     sized,
+    split,
 )
 
 NAME = "cplvad-scoring"
@@ -42,31 +43,38 @@ def scoring(
     num_shards: int = 4,
     accelerator_type: str = DEFAULT_ACCELERATOR_TYPE,
     accelerator_count: int = 1,
-    tracking_uri: str = "",
     secret_name: str = DEFAULT_SECRET,
 ) -> Outputs:
     """Parameters:
 
     source_uri: s3:// prefix, folder or list file (.csv path[,label] / .txt) of the videos to score.
     out_uri: s3:// prefix for the results (resumable); empty: the pipeline's artifacts.
-    model_uri: the model, e.g. models:/cplvad@champion (registry, via tracking_uri) or a model directory.
-    params: runtime settings (extract.workers / batch_size / device, predict.min_event_snippets, tracking).
+    model_uri: the model, e.g. models:/cplvad@champion (the registry of the pods' MLFLOW_TRACKING_URI) or a
+        model directory.
+    params: runtime settings (extract.workers / batch_size / device, predict.min_event_snippets, tracking);
+        each step gets only these keys.
     num_shards: scoring fan-out (at most one shard per video; at most max_parallel_shards at once).
     accelerator_type / accelerator_count: GPU request of each scoring task (e.g. nvidia.com/gpu, 1).
-    tracking_uri: MLflow tracking URI (registry and the scoring run); empty: MLFLOW_TRACKING_URI of the pod.
-    secret_name: Kubernetes Secret whose AWS_* / MLFLOW_* keys become environment variables (optional).
+    secret_name: Kubernetes Secret whose MLFLOW_* / AWS_* keys become environment variables (optional); the
+        MLflow server is its MLFLOW_TRACKING_URI, or compile/submit --tracking-uri (set on every pod).
     """
-    plan = sized(c.plan_scoring(source_uri=source_uri, num_shards=num_shards), "light", secret_name)
+    step = split(params, secret_name)
+    plan = sized(
+        c.plan_scoring(source_uri=source_uri, num_shards=num_shards, params=step.outputs["scoring"]),
+        "light",
+        secret_name,
+    )
     plan.set_display_name("plan shards")
     # at most MAX_PARALLEL_SHARDS GPU pods at once (read when traced: --max-parallel-shards)
-    with dsl.ParallelFor(plan.output, name="score-shards", parallelism=common.MAX_PARALLEL_SHARDS) as shard:
+    # the jobs carry the params into the loop: KFP's local runner replaces every other task output that
+    # enters a ParallelFor with the loop item
+    with dsl.ParallelFor(plan.output, name="score-shards", parallelism=common.MAX_PARALLEL_SHARDS) as job:
         score = c.score_shard(
-            params=params,
+            params=job.params,
             source_uri=source_uri,
             model_uri=model_uri,
             out_uri=out_uri,
-            shard=shard,
-            tracking_uri=tracking_uri,
+            shard=job.shard,
         )
         on_gpu(sized(score, "gpu", secret_name), accelerator_type, accelerator_count)
         score.set_retry(num_retries=EXTRACTION_RETRIES, backoff_duration="60s", backoff_factor=2.0)
@@ -74,12 +82,11 @@ def scoring(
         score.set_display_name("score videos (shard)")
     collect = sized(
         c.collect_scores(
-            params=params,
+            params=step.outputs["scoring"],
             shards=dsl.Collected(score.outputs["scores"]),
             source_uri=source_uri,
             model_uri=model_uri,
             out_uri=out_uri,
-            tracking_uri=tracking_uri,
         ),
         "light",
         secret_name,

@@ -8,7 +8,7 @@ while they run, and ``register`` closes it."""
 from typing import Any, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Metrics, Model
+from kfp.dsl import HTML, ClassificationMetrics, Metrics, Model
 
 import components as c
 from pipelines.common import (
@@ -31,6 +31,7 @@ DEFAULT_PARAMS = default_params()
 class Outputs(NamedTuple):
     model: Model
     metrics: Metrics
+    classification: ClassificationMetrics
     report: HTML
 
 
@@ -41,7 +42,6 @@ def training(
     num_shards: int = 4,
     accelerator_type: str = DEFAULT_ACCELERATOR_TYPE,
     accelerator_count: int = 1,
-    tracking_uri: str = "",
     secret_name: str = DEFAULT_SECRET,
     checkpoint_uri: str = "",
 ) -> Outputs:
@@ -54,25 +54,24 @@ def training(
     features_uri: optional s3:// prefix the shards extract into (resumable, shared); empty: KFP artifacts.
     num_shards: extraction fan-out (at most one shard per video; at most max_parallel_shards at once).
     accelerator_type / accelerator_count: GPU request of extraction and training (e.g. nvidia.com/gpu, 1).
-    tracking_uri: MLflow tracking URI (empty: MLFLOW_TRACKING_URI of the pod, else params.tracking).
-    secret_name: Kubernetes Secret whose AWS_* / MLFLOW_* keys become environment variables (optional).
+    secret_name: Kubernetes Secret whose MLFLOW_* / AWS_* keys become environment variables (optional); the
+        MLflow server is its MLFLOW_TRACKING_URI, or compile/submit --tracking-uri (set on every pod).
     checkpoint_uri: s3:// prefix keeping training checkpoints across pod restarts (a retried training resumes).
     """
-    opened = tracked(sized(c.open_run(params=params, tracking_uri=tracking_uri), "light", secret_name))
+    step = split(params, secret_name)
+    opened = tracked(sized(c.open_run(params=step.outputs["open_run"]), "light", secret_name))
     opened.set_display_name("open MLflow run")
     opened.set_caching_options(False)  # one parent run per execution
-    step = split(params, secret_name)
-    step.after(opened)
     feats = add_features(
         step, source_uri, features_uri, num_shards, accelerator_type, accelerator_count, secret_name
     )
+    feats.plan.after(opened)  # the run is open before any stage logs into it
     dataset = feats.dataset
 
     stage1 = c.train_stage1(
         dataset=dataset,
         params=step.outputs["train_stage1"],
         checkpoint_uri=checkpoint_uri,
-        tracking_uri=tracking_uri,
     )
     retried_training(tracked(on_gpu(sized(stage1, "gpu", secret_name), accelerator_type, accelerator_count)))
     stage1.set_display_name("train stage 1")
@@ -82,7 +81,6 @@ def training(
                 dataset=dataset,
                 stage1=stage1.outputs["model"],
                 params=step.outputs["pseudo_labels"],
-                tracking_uri=tracking_uri,
             ),
             "compute",
             secret_name,
@@ -94,7 +92,6 @@ def training(
         pseudo=pseudo.outputs["pseudo"],
         params=step.outputs["train_stage2"],
         checkpoint_uri=checkpoint_uri,
-        tracking_uri=tracking_uri,
     )
     retried_training(tracked(on_gpu(sized(stage2, "gpu", secret_name), accelerator_type, accelerator_count)))
     stage2.set_display_name("train stage 2")
@@ -105,7 +102,6 @@ def training(
                 model=stage2.outputs["model"],
                 params=step.outputs["evaluate"],
                 label="CPL-VAD (stage 2)",
-                tracking_uri=tracking_uri,
             ),
             "compute",
             secret_name,
@@ -120,8 +116,7 @@ def training(
                 pseudo=pseudo.outputs["pseudo"],
                 stage2=stage2.outputs["model"],
                 evaluation=evaluation.outputs["evaluation"],
-                params=params,
-                tracking_uri=tracking_uri,
+                params=step.outputs["register"],
             ),
             "light",
             secret_name,
@@ -129,7 +124,12 @@ def training(
     )
     registration.set_display_name("register (MLflow)")
     registration.set_caching_options(False)  # a side effect: every run is logged and registered
-    return Outputs(stage2.outputs["model"], evaluation.outputs["metrics"], evaluation.outputs["report"])
+    return Outputs(
+        stage2.outputs["model"],
+        evaluation.outputs["metrics"],
+        evaluation.outputs["classification"],
+        evaluation.outputs["report"],
+    )
 
 
 DESCRIPTION = (

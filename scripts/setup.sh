@@ -17,6 +17,6 @@ fi
 echo "setup: creating .venv (first run: several minutes, PyTorch is large)"
 "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet --progress-bar off -c constraints.txt -e ".[pipelines,dev]"
+.venv/bin/python -m pip install --quiet --progress-bar off -c constraints.txt -e ".[pipelines,serving,dev]"
 echo "$want" > "$stamp"
 echo "setup: done; activate with 'source .venv/bin/activate' or call .venv/bin/cplvad"

@@ -58,6 +58,7 @@ def test_root_params_file_is_the_demo_sizing_of_the_paper_config():
         "model.width",
         "model.heads",
         "train.epochs",
+        "train.validation_fraction",
         "train.batch_size",
         "train.lr",
     }

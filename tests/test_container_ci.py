@@ -1,6 +1,8 @@
-"""The image (Dockerfile, .dockerignore: hadolint-clean, exact pins, non-root, cplvad entrypoint) and the
-GitHub workflows (CI runs the README's test command; retraining on changes, on a schedule or by hand, only
-with a tracking server, secrets scoped to steps, committing the new dvc.lock).
+"""The image (Dockerfile, .dockerignore: hadolint-clean, exact pins, a base pinned by digest, non-root,
+cplvad entrypoint) and the GitHub workflows (actions pinned by commit SHA; CI runs the README's test
+command and pushes the image by commit with its digest recorded and used by compile; retraining on code
+and data changes, on a schedule or by hand, only with a tracking server, secrets scoped to steps and their
+derived forms masked, the dvc.lock pull request first, promotion in an approved environment after it).
 
 No Docker engine and no GitHub runner here: the Dockerfile is linted and checked against the pin file,
 the workflows are parsed and checked for structure, and linted with actionlint where it is installed
@@ -65,7 +67,7 @@ def test_hadolint_finds_nothing():
 def test_image_installs_the_exact_pins_runs_as_non_root_with_the_cplvad_entrypoint():
     ins = _instructions()
     runs = " ".join(args for word, args in ins if word == "RUN")
-    assert '-c /opt/cplvad/constraints.txt ".[pipelines]"' in runs and "pip check" in runs
+    assert '-c /opt/cplvad/constraints.txt ".[pipelines,serving]"' in runs and "pip check" in runs
     pins = _pins()
     for name, version in re.findall(
         r"\b(torch|torchvision)==([\w.]+)", runs
@@ -76,7 +78,11 @@ def test_image_installs_the_exact_pins_runs_as_non_root_with_the_cplvad_entrypoi
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert ("ENTRYPOINT", '["cplvad"]') in ins
     assert ins[[w for w, _ in ins].index("FROM")][1] == "${BASE_IMAGE}"
-    assert any(w == "ARG" and a.startswith("BASE_IMAGE=python:3.11") for w, a in ins)
+    (base,) = (a.split("=", 1)[1] for w, a in ins if w == "ARG" and a.startswith("BASE_IMAGE="))
+    assert re.fullmatch(r"python:3\.11[\w.-]*@sha256:[0-9a-f]{64}", base), (
+        base
+    )  # by digest: bytes that cannot move
+    assert "kserve" in pins
     for path in (
         "/gcs",
         "/minio",
@@ -114,7 +120,10 @@ def _steps(doc: dict) -> list[dict]:
 
 @pytest.mark.parametrize("name", ["ci.yml", "retrain.yml"])
 def test_workflows_parse_and_pin_their_actions(name):
+    """Every action by the commit SHA of its release (the tag in a comment), the actionlint image by digest:
+    a tag can be moved to other code, a SHA or digest cannot."""
     doc = _workflow(name)
+    text = (WORKFLOWS / name).read_text()
     assert doc["name"] and doc["on"] and doc["jobs"]
     for job_name, job in doc["jobs"].items():
         assert job["runs-on"] == "ubuntu-latest" and job["steps"], job_name
@@ -122,9 +131,12 @@ def test_workflows_parse_and_pin_their_actions(name):
     for step in _steps(doc):
         assert ("uses" in step) != ("run" in step), step
         if "uses" in step:
-            assert re.fullmatch(r"[\w.-]+/[\w./-]+@v[\d.]+|docker://[\w./-]+:[\d.]+", step["uses"]), step[
-                "uses"
-            ]
+            uses = step["uses"]
+            assert re.fullmatch(
+                r"[\w.-]+/[\w./-]+@[0-9a-f]{40}|docker://[\w./-]+:[\d.]+@sha256:[0-9a-f]{64}", uses
+            ), uses
+            if not uses.startswith("docker://"):
+                assert re.search(re.escape(uses) + r"\s+# v\d+(\.\d+)*\n", text), f"{uses}: name its release"
 
 
 def test_ci_runs_the_readme_test_command():
@@ -137,13 +149,21 @@ def test_ci_runs_the_readme_test_command():
     setup = next(s for s in test["steps"] if s.get("uses", "").startswith("actions/setup-python"))
     assert setup["with"]["python-version"] == "3.11"
     assert any("actionlint" in s.get("uses", "") for s in _steps(doc))
-    assert any("docker/build-push-action" in s.get("uses", "") for s in _steps(doc))
+    image = doc["jobs"]["image"]
+    build = next(s for s in image["steps"] if s.get("uses", "").startswith("docker/build-push-action"))
+    assert build["with"]["tags"] == "${{ steps.name.outputs.image }}:sha-${{ github.sha }}"  # by commit only
+    record = next(s for s in image["steps"] if s.get("name") == "Record the digest")
+    assert record["env"]["DIGEST"] == "${{ steps.build.outputs.digest }}"
+    assert "CPLVAD_IMAGE=$IMAGE@$DIGEST" in record["run"] and "GITHUB_STEP_SUMMARY" in record["run"]
+    compile_step = next(s for s in image["steps"] if s.get("name", "").startswith("Compile the pipelines"))
+    assert 'pipelines compile --image "$CPLVAD_IMAGE"' in compile_step["run"]
+    assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in image["steps"])
 
 
 def test_retrain_triggers_and_steps():
     doc = _workflow("retrain.yml")
     on = doc["on"]
-    assert {"params.yaml", "dvc.lock", "**.dvc"} <= set(on["push"]["paths"])
+    assert {"src/**", "params.yaml", "dvc.yaml", "dvc.lock", "**.dvc"} <= set(on["push"]["paths"])
     assert on["schedule"][0]["cron"].count(" ") == 4
     mode = on["workflow_dispatch"]["inputs"]["mode"]
     assert mode["type"] == "choice" and mode["options"] == ["dvc", "kfp"]
@@ -156,6 +176,8 @@ def test_retrain_triggers_and_steps():
         "--wait",
         "cplvad promote",
         "dvc push",
+        "gh pr create",
+        "scripts/mask_derived.sh",
     ):
         assert command in runs, command
     for secret in (
@@ -168,6 +190,57 @@ def test_retrain_triggers_and_steps():
         assert f"secrets.{secret}" in text, secret
     assert doc["concurrency"]["cancel-in-progress"] is False  # never two retrainings at once, none cut short
     assert "sqlite" not in text  # no fallback to a store on the runner
+    # mode kfp submits the image CI pushed for the commit, by digest
+    digest = _retrain_step(doc, "The image of this commit, by digest")
+    assert "imagetools inspect" in digest["run"] and "CPLVAD_IMAGE=$repository@$digest" in digest["run"]
+    assert (
+        '--image "$CPLVAD_IMAGE"'
+        in _retrain_step(doc, "Submit the Kubeflow training pipeline and wait")["run"]
+    )
+
+
+def test_promotion_waits_for_the_lock_pull_request_and_an_approved_environment():
+    """The lock pull request comes first (job retrain); promotion is a job of its own that needs it, runs in
+    the environment `production` (required reviewers approve it) and checks the pull request first."""
+    doc = _workflow("retrain.yml")
+    retrain, promote = doc["jobs"]["retrain"], doc["jobs"]["promote"]
+    assert not any("cplvad promote" in s.get("run", "") for s in retrain["steps"])  # never before the PR
+    names = [s.get("name") for s in retrain["steps"]]
+    assert names.index("Open the dvc.lock pull request") > names.index("dvc push") > names.index("dvc repro")
+    assert retrain["outputs"]["pull_request"] == "${{ steps.lock.outputs.pull_request }}"
+    assert promote["needs"] == "retrain" and promote["environment"] == "production"
+    steps = [s.get("name") for s in promote["steps"]]
+    assert steps[0] == "The lock pull request is merged or approved"
+    assert steps.index("cplvad promote") > 0
+    assert promote["permissions"] == {"contents": "read", "pull-requests": "write"}
+    run = _retrain_step(doc, "cplvad promote")["run"]
+    assert "--version" in run and _retrain_step(doc, "cplvad promote")["env"]["VERSION"] == (
+        "${{ needs.retrain.outputs.model_version }}"
+    )
+
+
+@pytest.mark.parametrize(
+    "state, decision, ok",
+    [("MERGED", "", True), ("OPEN", "APPROVED", True), ("OPEN", "REVIEW_REQUIRED", False)],
+)
+def test_promotion_stops_unless_the_lock_pull_request_is_merged_or_approved(tmp_path, state, decision, ok):
+    step = _retrain_step(_workflow("retrain.yml"), "The lock pull request is merged or approved")
+    assert step["if"] == "needs.retrain.outputs.pull_request != ''"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "gh.args"}\necho "{state} {decision}"\n')
+    (bin_dir / "gh").chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PR": "https://github.com/org/cplvad/pull/7",
+        "GITHUB_REPOSITORY": "org/cplvad",
+        "GH_TOKEN": "t",
+    }
+    res = _bash(step["run"], tmp_path, env)
+    assert (res.returncode == 0) == ok, res.stdout + res.stderr
+    assert (tmp_path / "gh.args").read_text().startswith("pr view https://github.com/org/cplvad/pull/7")
+    if not ok:
+        assert "::error::" in res.stdout and "merge or approve" in res.stdout
 
 
 MLFLOW = {
@@ -179,6 +252,12 @@ MLFLOW = {
 AWS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 SECRETS_OF_STEP = {
     "Refuse to run without a tracking server": {"MLFLOW_TRACKING_URI"},
+    "Mask derived forms of the secrets": {
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "KFP_COOKIES",
+    },
     "DVC remote": {"DVC_REMOTE_URL"},
     "dvc pull": AWS,
     "dvc repro": MLFLOW | AWS,
@@ -200,17 +279,50 @@ def _retrain_step(doc: dict, name: str) -> dict:
 def test_retrain_secrets_are_scoped_to_the_steps_that_need_them():
     doc = _workflow("retrain.yml")
     job = doc["jobs"]["retrain"]
-    assert "secrets." not in yaml.safe_dump(doc.get("env", {})) + yaml.safe_dump(job.get("env", {}))
+    assert "secrets." not in yaml.safe_dump(doc.get("env", {}))
     seen = set()
-    for step in job["steps"]:
-        used = set(re.findall(r"secrets\.(\w+)", yaml.safe_dump(step)))
-        allowed = SECRETS_OF_STEP.get(step.get("name"), set())
-        assert used <= allowed, (step.get("name"), used - allowed)
-        seen |= used
+    for job_name, each in doc["jobs"].items():
+        assert "secrets." not in yaml.safe_dump(each.get("env", {})), job_name
+        for step in each["steps"]:
+            used = set(re.findall(r"secrets\.(\w+)", yaml.safe_dump(step)))
+            allowed = SECRETS_OF_STEP.get(step.get("name"), set())
+            assert used <= allowed, (step.get("name"), used - allowed)
+            seen |= used
+        checkouts = [s for s in each["steps"] if s.get("uses", "").startswith("actions/checkout")]
+        assert checkouts and all(c["with"]["persist-credentials"] is False for c in checkouts), job_name
+        names = [s.get("name") or s.get("uses") for s in each["steps"]]
+        if "cplvad promote" in names or "dvc repro" in names:  # masks in place before anything prints
+            first_secret_use = min(
+                i for i, s in enumerate(each["steps"]) if s.get("name") in ("dvc repro", "cplvad promote")
+            )
+            assert names.index("Mask derived forms of the secrets") < first_secret_use, job_name
     assert seen == set().union(*SECRETS_OF_STEP.values())
-    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout"))
-    assert checkout["with"]["persist-credentials"] is False  # the job's token is not left for project code
-    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "packages": "read"}
+
+
+def test_derived_forms_of_the_secrets_are_masked(tmp_path):
+    """What a step could print that GitHub would not mask by itself: parts and encodings of the secrets."""
+    env = {
+        "MLFLOW_TRACKING_URI": "https://bob:p%40ss%3Aword@mlflow.example.com/base@path",
+        "MLFLOW_TRACKING_USERNAME": "alice",
+        "MLFLOW_TRACKING_PASSWORD": "s3cr3t",
+        "KF_PIPELINES_COOKIES": "authservice_session=abc123; other=xyz",
+    }
+    res = _bash(f"bash {REPO / 'scripts' / 'mask_derived.sh'}", tmp_path, env)
+    assert res.returncode == 0, res.stderr
+    import base64
+
+    assert res.stdout.splitlines() == [
+        "::add-mask::p%40ss%3Aword",
+        "::add-mask::p@ss:word",
+        f"::add-mask::{base64.b64encode(b'alice:s3cr3t').decode()}",
+        "::add-mask::abc123",
+        "::add-mask::xyz",
+    ]
+    quiet = _bash(
+        f"bash {REPO / 'scripts' / 'mask_derived.sh'}", tmp_path, {"MLFLOW_TRACKING_URI": "http://h:5000"}
+    )
+    assert quiet.returncode == 0 and quiet.stdout == ""  # nothing derived, nothing printed
 
 
 def _bash(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -273,56 +385,61 @@ def checkout(tmp_path) -> tuple[Path, Path]:
     _git(work, "push", "-q", "origin", "HEAD:main")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "gh").write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "gh.args"}\n')
+    (bin_dir / "gh").write_text(
+        f'#!/bin/sh\necho "$@" > {tmp_path / "gh.args"}\necho https://github.com/org/cplvad/pull/7\n'
+    )
     (bin_dir / "gh").chmod(0o755)
     return work, bin_dir
 
 
-def _commit_step(work: Path, bin_dir: Path, direct: str) -> subprocess.CompletedProcess:
-    step = _retrain_step(_workflow("retrain.yml"), "Commit the new dvc.lock")
+def _lock_step(work: Path, bin_dir: Path) -> subprocess.CompletedProcess:
+    step = _retrain_step(_workflow("retrain.yml"), "Open the dvc.lock pull request")
     assert step["if"] == "env.MODE == 'dvc'" and step["env"]["GH_TOKEN"] == "${{ github.token }}"
     env = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "GH_TOKEN": "token",
-        "DIRECT": direct,
         "GITHUB_RUN_ID": "42",
         "GITHUB_REF_NAME": "main",
         "GITHUB_SERVER_URL": "https://github.com",
         "GITHUB_REPOSITORY": "org/cplvad",
+        "GITHUB_OUTPUT": str(work.parent / "github_output"),
     }
     return _bash(step["run"], work, env)
 
 
-def test_retrain_commits_the_new_lock_file_in_a_pull_request(checkout):
+def test_retrain_proposes_the_new_lock_file_in_a_pull_request(checkout):
     work, bin_dir = checkout
     (work / "dvc.lock").write_text("schema: '2.0'\nstages: {train: {}}\n")
     (work / "params.yaml").write_text("seed: 1\n")  # not the workflow's to commit
-    res = _commit_step(work, bin_dir, direct="")
+    (work / "outputs").mkdir()
+    (work / "outputs" / "mlflow_run.json").write_text('{"model_version": "3"}\n')
+    res = _lock_step(work, bin_dir)
     assert res.returncode == 0, res.stdout + res.stderr
     remote = work.parent / "remote.git"
     assert _git(remote, "show", "retrain/42:dvc.lock") == "schema: '2.0'\nstages: {train: {}}"
     assert _git(remote, "show", "--name-only", "--format=%s", "retrain/42") == (
-        "retrain: dvc.lock of workflow run 42 [retrain-lock]\n\ndvc.lock"
+        "retrain: dvc.lock of workflow run 42 [retrain-lock]\n\ndvc.lock\noutputs/mlflow_run.json"
     )
     assert _git(remote, "show", "main:dvc.lock") == "schema: '2.0'\nstages: {}"  # main waits for the review
     gh = (work.parent / "gh.args").read_text()
     assert gh.startswith(
         "pr create --base main --head retrain/42 --title retrain: dvc.lock of workflow run 42"
     )
+    output = (work.parent / "github_output").read_text()
+    assert output == "pull_request=https://github.com/org/cplvad/pull/7\n"  # what the promote job checks
+    import base64
+
+    token = base64.b64encode(b"x-access-token:token").decode()
+    assert f"::add-mask::{token}" in res.stdout  # masked before it is used
     job_if = _workflow("retrain.yml")["jobs"]["retrain"]["if"]
     assert "[retrain-lock]" in job_if and "head_commit.message" in job_if  # merging it does not retrain again
 
 
-def test_retrain_commits_the_new_lock_file_directly_when_allowed(checkout):
+def test_an_unchanged_lock_file_proposes_nothing(checkout):
     work, bin_dir = checkout
-    res = _commit_step(work, bin_dir, direct="true")  # nothing changed: nothing is pushed
+    res = _lock_step(work, bin_dir)
     assert res.returncode == 0 and "unchanged" in res.stdout
-    assert _git(work.parent / "remote.git", "log", "--format=%s", "main") == "init"
-    (work / "dvc.lock").write_text("schema: '2.0'\nstages: {evaluate: {}}\n")
-    res = _commit_step(work, bin_dir, direct="true")
-    assert res.returncode == 0, res.stdout + res.stderr
-    remote = work.parent / "remote.git"
-    assert _git(remote, "show", "main:dvc.lock") == "schema: '2.0'\nstages: {evaluate: {}}"
+    assert _git(work.parent / "remote.git", "branch", "--list") == "* main"
     assert not (work.parent / "gh.args").exists()
 
 

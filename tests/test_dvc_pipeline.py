@@ -111,7 +111,10 @@ def test_repro_runs_every_stage_and_tracks_the_run(reproduced):
         "evaluate",
     }
     version = client.get_model_version_by_alias("cplvad", "candidate")
-    assert str(version.version) == record["model_version"] == "1"
+    assert str(version.version) == record["model_version"] == "1" and record["alias"] == "candidate"
+    assert "## Validation (decides promotion)" in version.description  # the model card
+    shown = json.loads(sh([str(BIN / "dvc"), "metrics", "show", "--json"], repo))
+    assert record["run_id"] in json.dumps(shown)  # the run id is a metric of the workspace
 
 
 def test_second_repro_does_no_work(reproduced):
@@ -196,6 +199,7 @@ def test_a_builtin_benchmark_by_params_and_back_to_the_demo_from_the_run_cache(r
         rel: (repo / rel).read_bytes()
         for rel in ("outputs/eval/metrics.json", "outputs/stage2/model.pt", "data/dataset/dataset.yaml")
     }
+    first = json.loads((repo / "outputs/mlflow_run.json").read_text())  # the demo's run
     original = _set_params(
         repo, data={"dataset": "ucf-crime", "features_root": str(mini_releases["ucf-crime"])}
     )
@@ -213,11 +217,15 @@ def test_a_builtin_benchmark_by_params_and_back_to_the_demo_from_the_run_cache(r
     finally:
         (repo / "params.yaml").write_text(original)
     log = sh([dvc, "repro"], repo)
-    assert "Running stage" not in log  # nothing is retrained or re-extracted...
-    for stage in STAGES[1:]:  # ...every output comes back from DVC's run cache
+    for stage in STAGES[1:-1]:  # nothing is retrained or re-extracted: DVC's run cache restores it...
+        assert f"Running stage '{stage}'" not in log
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in log
     for rel, content in demo.items():
         assert (repo / rel).read_bytes() == content, rel
+    assert "Running stage 'track'" in log  # ...and MLflow hears of it: a run linked to the original
+    again = json.loads((repo / "outputs/mlflow_run.json").read_text())
+    assert again["run_id"] != first["run_id"] and again["model_version"] == first["model_version"]
+    assert again["original_run"] == (first["original_run"] or first["run_id"])
 
 
 def _find(tree, name: str) -> list[dict]:
@@ -232,6 +240,9 @@ def _find(tree, name: str) -> list[dict]:
 
 
 def test_queued_experiments_track_to_the_project_store(reproduced):
+    """Two queued experiments with the same parameters: the second restores its stages from DVC's run cache,
+    yet both are found in MLflow under their names (the second linked to the first's run), `dvc exp show`
+    lists their run ids, neither moves `candidate` or `champion`, and the model is registered once."""
     repo, _ = reproduced
     dvc = str(BIN / "dvc")
     for cmd in (
@@ -241,20 +252,109 @@ def test_queued_experiments_track_to_the_project_store(reproduced):
         ["git", "commit", "-qm", "baseline", "--allow-empty"],
     ):
         sh(cmd, repo)
-    for value in (2, 3):
-        sh([dvc, "exp", "run", "--queue", "-S", f"eval.smoothing={value}", "-n", f"smooth-{value}"], repo)
-    log = sh([dvc, "exp", "run", "--run-all"], repo)  # each in a temporary copy of the project
-    assert log.count("Running stage 'evaluate'") == 2 and log.count("Running stage 'track'") == 2
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    aliases = client.get_registered_model("cplvad").aliases
+    versions = len(client.search_model_versions("name = 'cplvad'"))
+    for name in ("smooth-2", "smooth-2-again"):
+        sh([dvc, "exp", "run", "--queue", "-S", "eval.smoothing=2", "-n", name], repo)
+    log = sh([dvc, "exp", "run", "--run-all"], repo)  # each in a temporary copy of the project, in order
+    assert log.count("Running stage 'evaluate'") == 1 and log.count("Running stage 'track'") == 2
+    assert "Stage 'evaluate' is cached - skipping run" in log  # the second experiment: from the run cache
     assert "Running stage 'train_stage1'" not in log and "Running stage 'train_stage2'" not in log
 
-    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
-    for value in (2, 3):
-        runs = client.search_runs(experiments, f"tags.`dvc.exp_name` = 'smooth-{value}'")
-        assert len(runs) == 1 and runs[0].info.run_name == f"smooth-{value}"
-        assert runs[0].data.params["eval.smoothing"] == str(value)
-        assert runs[0].info.artifact_uri.startswith(
-            (repo / "mlruns").as_uri()
-        )  # the project's, not the copy's
-        shown = _find(json.loads(sh([dvc, "exp", "show", "--json"], repo)), f"smooth-{value}")
-        assert shown and f'"smoothing": {value}' in json.dumps(shown)
+    runs = {}
+    for name in ("smooth-2", "smooth-2-again"):
+        (run,) = client.search_runs(experiments, f"tags.`dvc.exp_name` = '{name}'")
+        assert run.info.run_name == name and run.data.params["eval.smoothing"] == "2"
+        assert run.info.artifact_uri.startswith((repo / "mlruns").as_uri())  # the project's, not the copy's
+        runs[name] = run
+    first, second = runs["smooth-2"], runs["smooth-2-again"]
+    assert "cplvad.original_run" not in first.data.tags  # new metrics (smoothing 2), a new version
+    assert second.data.tags["cplvad.original_run"] == first.info.run_id
+    assert second.data.tags["cplvad.model_version"] == first.data.tags["cplvad.model_version"]
+    assert len(client.search_model_versions("name = 'cplvad'")) == versions + 1  # registered once
+    assert client.get_registered_model("cplvad").aliases == aliases  # experiments move no alias
+
+    shown = json.loads(sh([dvc, "exp", "show", "--json"], repo))
+    for name, run in runs.items():
+        entries = json.dumps(_find(shown, name))
+        assert run.info.run_id in entries, name  # dvc exp show has the MLflow run id of each experiment
+
+
+GOOD_RECIPE = [
+    "seed=1",
+    "train.epochs=20",
+    "train.lr=0.003",
+    "train.batch_size=8",
+    "train.validation_fraction=0.25",
+]
+"""The tiny settings that learn the demo features of ``DemoConfig(seed=1, 24 + 24 training videos)``: the
+final model's video AUC on its 6 + 6 held-out videos is 100, and 22 after one epoch (measured; seeded)."""
+
+
+def test_an_experiment_moves_no_alias_and_promote_refuses_its_bad_model(mlflow_server, tmp_path):
+    """A good pipeline (`dvc repro`) becomes candidate and champion; a one-epoch `dvc exp run` registers its
+    model without touching either alias, and `cplvad promote --version` refuses it below the floor, with
+    its reason. Against a real mlflow server (PostgreSQL backend store)."""
+    import uuid
+
+    from conftest import TINY_PARAMS
+
+    from cplvad.config import DemoConfig, load_config
+    from cplvad.data.demo import write_demo_dataset
+
+    repo = _copy_repo(tmp_path / "repo")
+    manifest = write_demo_dataset(
+        tmp_path / "features",
+        DemoConfig(seed=1, train_normal=24, train_abnormal=24, test_normal=4, test_abnormal=4),
+    )
+    name = f"hygiene-{uuid.uuid4().hex[:8]}"
+    config = load_config(
+        TINY_PARAMS,
+        [
+            *GOOD_RECIPE,
+            f"data.dataset={manifest}",
+            f"tracking.experiment={name}",
+            f"tracking.registered_model={name}",
+        ],
+    )
+    params = config.model_dump(mode="json")
+    params["demo"] = yaml.safe_load((repo / "params.yaml").read_text())["demo"]  # the small demo videos
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**_env(), "MLFLOW_TRACKING_URI": mlflow_server, "OMP_NUM_THREADS": "1"}  # as measured
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "recipe"],
+    ):
+        sh(cmd, repo, env)
+    dvc, cplvad = str(BIN / "dvc"), str(BIN / "cplvad")
+
+    sh([dvc, "repro"], repo, env)
+    client = MlflowClient(mlflow_server)
+    good = client.get_model_version_by_alias(name, "candidate")
+    assert good.version == "1" and float(good.tags["validation.video_auc"]) >= 60  # the recipe learns
+    promoted = sh([cplvad, "promote"], repo, env)
+    assert "promoted: no champion yet: version 1 (validation video_auc" in " ".join(promoted.split())
+
+    sh([dvc, "exp", "run", "-S", "train.epochs=1", "-n", "one-epoch"], repo, env)
+    versions = client.search_model_versions(f"name = '{name}'")
+    bad = max(versions, key=lambda v: int(v.version))
+    assert bad.version == "2" and float(bad.tags["validation.video_auc"]) < 60
+    (run,) = client.search_runs(
+        [client.get_run(bad.run_id).info.experiment_id], "tags.`dvc.exp_name` = 'one-epoch'"
+    )
+    assert run.info.run_id == bad.run_id  # the experiment's run registered it...
+    assert client.get_registered_model(name).aliases == {
+        "candidate": "1",
+        "champion": "1",
+    }  # ...and moved none
+
+    refused = " ".join(sh([cplvad, "promote", "--version", "2"], repo, env).split())
+    assert "not promoted: version 2: validation video_auc" in refused
+    assert (
+        "is below the floor tracking.promote_floor = 60" in refused and "champion version 1 kept" in refused
+    )
+    assert client.get_registered_model(name).aliases == {"candidate": "1", "champion": "1"}
+    record = json.loads((repo / "outputs/mlflow_run.json").read_text())  # the experiment's, in the workspace
+    assert record["model_version"] == "2" and record["alias"] is None

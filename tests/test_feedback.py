@@ -358,8 +358,9 @@ def test_feedback_figures_follow_the_threshold(judged, demo_model, tmp_path):
 def test_promotion_keeps_a_champion_that_does_better_on_the_verdicts(
     judged, demo_model, tmp_path, monkeypatch
 ):
+    from cplvad.feedback.metrics import feedback_check
     from cplvad.tracking.pipeline_run import PARENT_RUN_ENV, PIPELINE_RUN_ENV, open_parent
-    from cplvad.tracking.registry import promote, register_model
+    from cplvad.tracking.registry import CHECKS, promote, register_model
 
     path, _ = judged
     folder = tmp_path / "feedback"
@@ -368,28 +369,33 @@ def test_promotion_keeps_a_champion_that_does_better_on_the_verdicts(
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", PARENT_RUN_ENV, PIPELINE_RUN_ENV):
         monkeypatch.delenv(name, raising=False)
     config = tiny_config(f"data.feedback={folder}")
+    checks = [*CHECKS, feedback_check]  # what `cplvad promote` runs
 
-    def register(threshold: float, auc: float) -> str:
-        copy = tmp_path / f"model-{threshold}-{auc}"
+    def register(threshold: float, video_auc: float) -> str:
+        copy = tmp_path / f"model-{threshold}-{video_auc}"
         shutil.copytree(demo_model, copy)
-        update_meta(copy, calibration={"threshold": threshold, "false_alarm_rate": 0.01})
+        update_meta(
+            copy,
+            calibration={"threshold": threshold, "false_alarm_rate": 0.01},
+            validation={"video_auc": video_auc, "videos": 4, "fraction": 0.2, "split": "s1"},
+        )
         return register_model(
             copy,
             open_parent(config),
             config,
             dataset="cplvad-demo",
-            metrics={"frame_auc_binary": auc},
+            metrics={"frame_auc_binary": 70.0},
             data_checksum="c" * 64,
         )
 
     register(1.0, 70.0)  # flags nothing
-    assert promote(config).promoted
-    register(0.0, 80.0)  # better on the test list, but every feedback clip is an event
-    result = promote(config)
+    assert promote(config, checks=checks).promoted
+    register(0.0, 80.0)  # better on its validation videos, but every feedback clip is an event
+    result = promote(config, checks=checks)
     assert not result.promoted
     assert "worse than champion version 1 on the operators' verdicts" in result.reason
     assert "false_alarms 2.00 vs 0.00" in result.reason and "(revision 1)" in result.reason
-    assert promote(tiny_config()).promoted  # without data.feedback the test metric decides
+    assert promote(tiny_config(), checks=checks).promoted  # without data.feedback validation decides
 
 
 def test_the_data_step_ignores_the_feedback_and_training_follows_it():

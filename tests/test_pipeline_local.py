@@ -5,6 +5,7 @@ published release chosen in the ``data`` parameters, trained on without any extr
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,11 @@ def _run_local(tmp_path: Path, *args: str) -> tuple[Path, str]:
     )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     assert "training pipeline finished" in res.stdout and "frame_auc_binary = " in res.stdout
+    # the evaluate step's ClassificationMetrics: the ROC curve and the frames at the calibrated threshold
+    assert re.search(
+        r"ROC: [1-9]\d* points; confusion matrix .* at threshold 0\.\d+: \[\[\d+, \d+\], \[\d+, \d+\]\]",
+        res.stdout,
+    )
     (run,) = (tmp_path / "root").glob("cplvad-training-*")
     return run, tracking
 
@@ -114,6 +120,10 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path):
     stage1 = next(c for c in children if c.info.run_name == "train_stage1")
     assert [m.step for m in client.get_metric_history(stage1.info.run_id, "train_loss")] == [1, 2]
     assert version.tags["data_checksum"] == parent.data.tags["cplvad.data_checksum"]
+    # lineage: the lists of the dataset artifact the pipeline trained and evaluated on
+    sources = {i.dataset.name: i.dataset.source for i in parent.inputs.dataset_inputs}
+    assert str(dataset / "features" / "train.csv") in sources["cplvad-demo-videos/train"]
+    assert str(dataset / "features" / "test.csv") in sources["cplvad-demo-videos/test"]
 
 
 @pytest.mark.slow

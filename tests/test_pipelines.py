@@ -1,7 +1,9 @@
 """Kubeflow pipelines: both compile (``python -m pipelines compile``) and the YAML holds what a cluster needs
 (components, a pinned image and the source commit, GPU requests as parameters, CPU/memory limits, retries,
-ParallelFor with a parallelism cap, Collected, each step's own params, parameters, credentials, the data
-choice as a branch, the data volume); ``submit`` drives kfp.Client; the library stays free of kfp and dvc."""
+ParallelFor with a parallelism cap on every fan-out, Collected, each step's own params and never the whole
+mapping, no tracking URI in any step's inputs (it reaches the pods through their environment), the evaluate
+step's ClassificationMetrics, parameters, credentials, the data choice as a branch, the data volume);
+``submit`` drives kfp.Client; the library stays free of kfp and dvc."""
 
 import json
 import os
@@ -41,10 +43,10 @@ PARAMETERS = {
     "num_shards",
     "accelerator_type",
     "accelerator_count",
-    "tracking_uri",
     "secret_name",
     "checkpoint_uri",
 }
+TRACKING_URI = "http://mlflow.mlflow.svc:5000"
 DATA_VOLUME = "ucf-features:/data"
 HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
@@ -77,6 +79,10 @@ def compiled(tmp_path_factory) -> dict:
             "3",
             "--data-volume",
             DATA_VOLUME,
+            "--tracking-uri",
+            TRACKING_URI,
+            "--max-parallel-rows",
+            "2",
         ],
         cwd=out,
         env=_env(),
@@ -87,7 +93,7 @@ def compiled(tmp_path_factory) -> dict:
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"image: {IMAGE}" in res.stdout and f"source commit: {HEAD}" in res.stdout
     specs = {}
-    for name in ("training", "ablation"):
+    for name in ("training", "ablation", "scoring"):
         spec, platform = yaml.safe_load_all(
             (out / f"{name}.yaml").read_text()
         )  # pipeline spec, then platform spec
@@ -142,6 +148,7 @@ def test_training_pipeline_has_every_stage_and_the_parameters(compiled):
     assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
         "model": "system.Model",
         "metrics": "system.Metrics",
+        "classification": "system.ClassificationMetrics",
         "report": "system.HTML",
     }
     assert _tasks(spec)["register"]["cachingOptions"] == {}  # disabled: registration is a side effect
@@ -399,7 +406,7 @@ def test_compiled_pipeline_pins_the_image_and_records_its_commit(compiled):
 
 def test_each_step_gets_only_the_params_it_reads(compiled):
     """The evaluate step's params hold neither the model nor the train section, so changing eval.smoothing
-    leaves the cache keys of extraction and training alone."""
+    leaves the cache keys of extraction and training alone; only split-params sees the whole mapping."""
     import components as c
 
     spec = compiled["training"]
@@ -414,6 +421,8 @@ def test_each_step_gets_only_the_params_it_reads(compiled):
         ("prepare-data", "prepare_data"),
         ("plan-data", "data"),
         ("resolve-data", "data"),
+        ("open-run", "open_run"),
+        ("register", "register"),
     ):
         source = tasks[task]["inputs"]["parameters"][
             "params"
@@ -429,11 +438,84 @@ def test_each_step_gets_only_the_params_it_reads(compiled):
     smoothed = {**params, "eval": {**params["eval"], "smoothing": 5}}
     before = c.split_params.python_func(params=params, steps=steps)
     after = c.split_params.python_func(params=smoothed, steps=steps)
-    assert set(before[5]) == {"eval", "tracking"} and before[5] != after[5]  # evaluate
+    assert set(before[5]) == {"eval"} and before[5] != after[5]  # evaluate
     assert (
         before[:5] == after[:5] and before[6] == after[6]
     )  # videos, extraction, training, pseudo labels, data
     assert before[2]["train"]["epochs"] == 3 and before[2]["predict"] == {"false_alarm_rate": 0.01}
+    assert set(before[8]) == {"tracking"} and "tracking_uri" not in before[8]["tracking"]  # register
+
+
+@pytest.mark.parametrize("name", ["training", "ablation", "scoring"])
+def test_no_step_gets_the_whole_params_or_the_tracking_uri(compiled, name):
+    """Cache keys hold only what changes a step's result: the whole ``params`` goes to split-params alone,
+    the tracking URI to no step at all (it is every pod's MLFLOW_TRACKING_URI, an environment variable)."""
+    spec = compiled[name]
+    for task_name, task in _tasks(spec).items():
+        inputs = task.get("inputs", {}).get("parameters", {})
+        assert "tracking_uri" not in inputs, task_name
+        whole = {"componentInputParameter": "params"}
+        assert (inputs.get("params") == whole) == (task_name == "split-params"), task_name
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert "tracking_uri" not in params
+    assert "tracking_uri" not in params["params"]["defaultValue"]["tracking"]
+    assert "tracking.tracking_uri" not in json.dumps(spec["root"]["dag"])
+    for label, ex in spec["deploymentSpec"]["executors"].items():
+        assert {"name": "MLFLOW_TRACKING_URI", "value": TRACKING_URI} in ex["container"]["env"], label
+    secrets = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for label, ex in secrets.items():  # the Secret's MLFLOW_TRACKING_URI would compete with --tracking-uri
+        assert "MLFLOW_TRACKING_URI" not in {k["envVar"] for k in ex["secretAsEnv"][0]["keyToEnv"]}, label
+
+
+@pytest.mark.parametrize("name", ["training", "ablation", "scoring"])
+def test_every_fan_out_has_a_parallelism_cap(compiled, name):
+    spec = compiled[name]
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
+    loops = [t for dag in dags for t in dag["tasks"].values() if "parameterIterator" in t]
+    assert loops
+    for loop in loops:
+        assert loop["iteratorPolicy"]["parallelismLimit"] >= 1, loop["componentRef"]
+    if name == "ablation":  # the stage-2 grid: --max-parallel-rows 2 at once
+        grid = [loop for loop in loops if "raw" in loop["parameterIterator"]["items"]]
+        assert len(grid) == 2 and {loop["iteratorPolicy"]["parallelismLimit"] for loop in grid} == {2}
+
+
+def test_the_evaluate_step_logs_classification_metrics(compiled):
+    for name in ("training", "ablation"):
+        spec = compiled[name]
+        outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]
+        assert outputs["classification"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
+        assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    root = compiled["training"]["root"]["outputDefinitions"]["artifacts"]
+    assert root["classification"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
+
+
+@pytest.mark.slow
+def test_a_frame_classifier_reports_its_roc_and_confusion_matrix(demo_manifest, tmp_path):
+    """What the evaluate step logs: the ROC of the anomaly score over the test frames and, at the model's
+    calibrated threshold, the frames by true and predicted class (counted here from the predictions)."""
+    import numpy as np
+    from conftest import tiny_config
+
+    from cplvad.data import load_dataset
+    from cplvad.eval.classification import frame_classification
+    from cplvad.modeling.factory import read_model_config
+    from cplvad.workflow import evaluate, train_stage
+
+    config = tiny_config("train.epochs=1")
+    train_stage(demo_manifest, tmp_path / "m", config, stage=1, progress=False)
+    pred = evaluate(demo_manifest, tmp_path / "m", config, progress=False).predictions
+    frames = frame_classification(demo_manifest, pred, tmp_path / "m")
+    threshold = read_model_config(tmp_path / "m")[1].extra["calibration"]["threshold"]
+    gt = load_dataset(demo_manifest).frame_ground_truth(pred.lengths).astype(bool)
+    flagged = np.repeat(pred.binary, 16) >= threshold
+    assert frames.threshold == threshold
+    assert frames.matrix == [
+        [int((~gt & ~flagged).sum()), int((~gt & flagged).sum())],
+        [int((gt & ~flagged).sum()), int((gt & flagged).sum())],
+    ]
+    assert len(frames.fpr) == len(frames.tpr) == len(frames.thresholds) <= 400
+    assert frames.fpr[0] == 0.0 and frames.tpr[-1] == 1.0 and max(frames.thresholds) <= 1.0
 
 
 def test_training_is_retried_and_the_tracked_steps_find_the_pipeline_run(compiled):
@@ -466,9 +548,10 @@ def test_training_is_retried_and_the_tracked_steps_find_the_pipeline_run(compile
     assert not any(
         env["name"] == "CPLVAD_PIPELINE_RUN" for env in platform["exec-extract-features"]["fieldPathAsEnv"]
     )
-    assert tasks["open-run"]["cachingOptions"] == {} and tasks["split-params"]["dependentTasks"] == [
-        "open-run"
+    assert tasks["open-run"]["cachingOptions"] == {} and tasks["open-run"]["dependentTasks"] == [
+        "split-params"
     ]
+    assert "open-run" in tasks["plan-data"]["dependentTasks"]  # the run is open before any stage logs
 
 
 class FakeClient:
@@ -488,7 +571,7 @@ class FakeClient:
         return type("Run", (), {"state": self.kwargs.get("final_state", "SUCCEEDED")})()
 
 
-def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
+def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys, tmp_path):
     import kfp
 
     from pipelines import training_pipeline
@@ -539,7 +622,7 @@ def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
         and client.kwargs["existing_token"] == "TOKEN"
     )
     func, kwargs = client.runs[0]
-    assert func is training_pipeline
+    assert func.name == training_pipeline.name  # traced again: --tracking-uri is set on every pod
     assert kwargs["namespace"] == "team-a" and kwargs["experiment_name"] == "exp"
     assert kwargs["pipeline_root"] == "s3://kfp/root"
     args = kwargs["arguments"]
@@ -548,7 +631,13 @@ def test_submit_authenticates_and_passes_the_parameters(monkeypatch, capsys):
         and args["accelerator_count"] == 2
         and args["num_shards"] == 16
     )
-    assert args["tracking_uri"] == "http://mlflow:5000"
+    assert "tracking_uri" not in args and "tracking_uri" not in args["params"]["tracking"]
+    from kfp import compiler
+
+    compiler.Compiler().compile(func, str(tmp_path / "submitted.yaml"))
+    submitted = next(yaml.safe_load_all((tmp_path / "submitted.yaml").read_text()))
+    for label, ex in submitted["deploymentSpec"]["executors"].items():
+        assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"} in ex["container"]["env"], label
     assert args["checkpoint_uri"] == "s3://feats/ucf/checkpoints"  # derived from --features-uri
     assert (
         args["params"]["train"]["epochs"] == 7 and args["params"]["model"]["width"] == 512
@@ -623,7 +712,6 @@ def test_scoring_pipeline_fans_out_over_gpu_shards_and_collects_the_index(tmp_pa
         "num_shards",
         "accelerator_type",
         "accelerator_count",
-        "tracking_uri",
         "secret_name",
     }
     assert (

@@ -369,7 +369,7 @@ def test_usage_and_model_errors_exit_2(model_dir, probes, tmp_path):
 def test_registry_uri_reports_the_registered_version(model_dir, probes, tmp_path, monkeypatch):
     import mlflow
 
-    from cplvad.tracking.registry import promote, register_model
+    from cplvad.tracking.registry import register_model
     from cplvad.tracking.runs import setup_mlflow
 
     monkeypatch.chdir(tmp_path)
@@ -383,7 +383,7 @@ def test_registry_uri_reports_the_registered_version(model_dir, probes, tmp_path
         register_model(model_dir, run.info.run_id, cfg, dataset="glitch", metrics={"frame_auc_binary": 90.0})
         == "1"
     )
-    promote(cfg)
+    mlflow.MlflowClient().set_registered_model_alias("cplvad", "champion", "1")  # promotion: test_registry.py
     for uri in ("models:/cplvad@champion", "models:/cplvad/1"):
         (result,) = predict([probes["normal"]], uri, tmp_path / "out", cfg)
         model = read(result.report)["model"]

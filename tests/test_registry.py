@@ -1,6 +1,8 @@
-"""The registered model (signature, input example, a batch of videos of different lengths, served over HTTP
-by ``mlflow models serve``) and the promotion gate (same data checksum, a minimum gain, the validation
-metric when both models have one)."""
+"""The registry against a real `mlflow server` with a PostgreSQL backend store (tests/services.py): the
+registered model (model card, tags, signature, input example, a batch of videos of different lengths served
+over HTTP by ``mlflow models serve``) and promotion on validation evidence only (the dataset's headline
+metric, a floor even for the first champion, the same data and held-out videos, a minimum gain, a
+validation twin for a model trained on every video, checks that plug in)."""
 
 import json
 import os
@@ -11,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import mlflow
@@ -24,6 +27,7 @@ from services import free_port
 
 from cplvad.cli import cli
 from cplvad.modeling.factory import read_model_config, update_meta
+from cplvad.tracking import registry
 from cplvad.tracking.pipeline_run import PARENT_RUN_ENV, PIPELINE_RUN_ENV, open_parent
 from cplvad.tracking.registry import promote, register_model
 from cplvad.tracking.serving import read_batch
@@ -40,81 +44,181 @@ def model_dir(demo_manifest, tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    """A fresh tracking store (./mlflow.db) for the test; returns its URI."""
+def names(mlflow_server, tmp_path, monkeypatch) -> list[str]:
+    """The shared mlflow server for this test, with an experiment and a registered model of its own:
+    ``--set`` overrides naming them (also for the CLI)."""
     monkeypatch.chdir(tmp_path)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", PARENT_RUN_ENV, PIPELINE_RUN_ENV):
+    for name in ("MLFLOW_EXPERIMENT_NAME", PARENT_RUN_ENV, PIPELINE_RUN_ENV, "DVC_EXP_NAME"):
         monkeypatch.delenv(name, raising=False)
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    mlflow.set_tracking_uri(mlflow_server)
+    tag = uuid.uuid4().hex[:8]
+    return [f"tracking.experiment=registry-{tag}", f"tracking.registered_model=cplvad-{tag}"]
 
 
 def register(
-    model_dir: Path, auc: float, *, checksum: str | None = CHECKSUM, validation: float | None = None
+    model_dir: Path,
+    names: list[str],
+    auc: float,
+    *,
+    checksum: str | None = CHECKSUM,
+    validation: dict | None = None,
+    dataset: str = "cplvad-demo",
+    seed: int = 0,
 ) -> str:
-    """Register a copy of ``model_dir`` as the new candidate, with the given test metric, data checksum and
-    (as the issue-19 contract writes it into meta.json) validation video AUC."""
-    config = tiny_config()
-    copy = Path(f"model-{auc}-{validation}-{checksum and checksum[0]}")
+    """Register a copy of ``model_dir`` with the given test metric, data checksum and ``meta.json``
+    ``extra.validation`` (as training writes it), as the new candidate; its version."""
+    config = tiny_config(*names)
+    copy = Path(f"model-{uuid.uuid4().hex[:8]}")
     shutil.copytree(model_dir, copy)
     if validation is not None:
-        update_meta(copy, validation={"video_auc": validation, "videos": 4, "fraction": 0.2})
+        update_meta(copy, validation={"videos": 4, "fraction": 0.2, "split": "s1", **validation})
+    if seed:
+        cfg = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**cfg, "seed": seed}))
     return register_model(
         copy,
         open_parent(config),
         config,
-        dataset="cplvad-demo",
+        dataset=dataset,
         metrics={"frame_auc_binary": auc},
         data_checksum=checksum,
     )
 
 
-def champion() -> str:
-    return str(MlflowClient().get_model_version_by_alias("cplvad", "champion").version)
+def champion(names: list[str]) -> str | None:
+    name = tiny_config(*names).tracking.registered_model
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, "champion").version)
+    except mlflow.exceptions.MlflowException:
+        return None
 
 
 @pytest.mark.slow
-def test_promotion_needs_the_same_data_and_a_minimum_gain(model_dir, store):
-    config = tiny_config()
-    register(model_dir, 70.0)
-    assert promote(config).promoted and champion() == "1"
-    register(model_dir, 95.0, checksum="d" * 64)
+def test_a_registered_version_carries_its_model_card_and_tags(model_dir, names):
+    version = register(model_dir, names, 71.5, validation={"video_auc": 80.0, "video_ap": 75.0})
+    name = tiny_config(*names).tracking.registered_model
+    mv = MlflowClient().get_model_version(name, version)
+    card = mv.description
+    for text in (
+        "## Data",
+        CHECKSUM,
+        "## Recipe",
+        "CAR: on, rule `simple`",
+        "## Validation (decides promotion)",
+        "video AUC 80.0, video AP 75.0 on 4 held-out training videos",
+        "## Test (a report; never decides)",
+        "frame_auc_binary 71.50",
+        "## Threshold",
+        "## Known limits",
+        "trained on synthetic demo videos",
+    ):
+        assert text in card, text
+    _, meta = read_model_config(model_dir)
+    assert f"{meta.extra['calibration']['threshold']:.4f}" in card
+    assert mv.tags["validation.video_auc"] == "80.0" and mv.tags["validation.split"] == "s1"
+    assert mv.tags["metric.frame_auc_binary"] == "71.5" and len(mv.tags["recipe"]) == 16
+    assert (
+        mv.tags["model_sha256"]
+        == __import__("hashlib").sha256((model_dir / "model.pt").read_bytes()).hexdigest()
+    )
+    aliases = MlflowClient().get_registered_model(name).aliases
+    assert aliases == {"candidate": version}
+
+
+@pytest.mark.slow
+def test_promotion_decides_on_validation_only_with_a_floor_the_same_data_and_a_margin(model_dir, names):
+    config = tiny_config(*names)
+    v1 = register(model_dir, names, 95.0)  # the best test number, but no validation split
+    result = promote(config)
+    assert not result.promoted and "has no validation video_auc" in result.reason
+    assert "the test set never decides" in result.reason and champion(names) is None
+    register(model_dir, names, 90.0, validation={"video_auc": 55.0}, seed=1)  # no champion yet, still refused
+    result = promote(config)
+    assert not result.promoted and "below the floor tracking.promote_floor = 60" in result.reason
+    assert "validation video_auc 55.00" in result.reason and champion(names) is None
+    v3 = register(model_dir, names, 60.0, validation={"video_auc": 70.0}, seed=1)
+    result = promote(config)
+    assert result.promoted and "no champion yet" in result.reason and champion(names) == v3
+    register(model_dir, names, 99.0, validation={"video_auc": 90.0}, checksum="d" * 64, seed=1)
     result = promote(config)
     assert not result.promoted and "different data" in result.reason and "dddddddddddd" in result.reason
-    register(model_dir, 70.3)  # +0.3 < promote_min_delta 0.5
+    register(model_dir, names, 99.0, validation={"video_auc": 90.0, "split": "s2"}, seed=1)
+    result = promote(config)
+    assert not result.promoted and "validation videos (split s2) differ" in result.reason
+    register(model_dir, names, 10.0, validation={"video_auc": 70.3}, seed=1)  # +0.3 < 0.5
     result = promote(config)
     assert (
         not result.promoted
         and "tracking.promote_min_delta = 0.5" in result.reason
         and "+0.30" in result.reason
     )
-    register(model_dir, 70.6)
+    assert f"champion version {v3} kept" in result.reason
+    v7 = register(model_dir, names, 10.0, validation={"video_auc": 70.6}, seed=1)  # a worse test number
     result = promote(config)
-    assert result.promoted and champion() == "4" and "+0.60" in result.reason
-    register(model_dir, 73.0)  # +2.4, but the margin is raised to 5 points
-    res = CliRunner().invoke(cli, ["promote", "--set", "tracking.promote_min_delta=5"])
-    assert res.exit_code == 0 and "not promoted" in res.output and "= 5" in res.output and champion() == "4"
-    register(model_dir, 99.0, checksum=None)
-    result = promote(config)
-    assert not result.promoted and "carry no data checksum" in result.reason and champion() == "4"
+    assert result.promoted and champion(names) == v7 and "+0.60" in result.reason
+    register(model_dir, names, 73.0, validation={"video_auc": 73.0}, seed=1)  # +2.4, the margin raised to 5
+    res = CliRunner().invoke(
+        cli, ["promote", *sum((["--set", n] for n in names), []), "--set", "tracking.promote_min_delta=5"]
+    )
+    assert (
+        res.exit_code == 0 and "not promoted" in res.output and "= 5" in res.output and champion(names) == v7
+    )
+    assert v1 == "1"
 
 
 @pytest.mark.slow
-def test_promotion_compares_validation_auc_when_both_models_have_one(model_dir, store):
-    config = tiny_config()
-    register(model_dir, 80.0, validation=60.0)
-    assert promote(config).promoted
-    register(
-        model_dir, 70.0, validation=65.0
-    )  # worse on the test list, better on validation: validation decides
+def test_a_chosen_version_the_headline_metric_of_xd_violence_and_extra_checks(model_dir, names, monkeypatch):
+    config = tiny_config(*names)
+    sets = sum((["--set", n] for n in names), [])
+    # XD-Violence decides on AP: this version's AUC is above the floor, its AP below
+    xd = register(
+        model_dir, names, 80.0, validation={"video_auc": 90.0, "video_ap": 50.0}, dataset="xd-violence"
+    )
     result = promote(config)
-    assert result.promoted and "validation.video_auc" in result.reason and champion() == "2"
-    version = MlflowClient().get_model_version("cplvad", "2")
-    assert version.tags["validation.video_auc"] == "65.0" and version.tags["validation.videos"] == "4"
-    register(model_dir, 99.0, validation=65.2)  # the test metric is a report only
-    assert not promote(config).promoted and champion() == "2"
-    register(model_dir, 90.0)  # no validation split: the test metric decides (90 vs 70)
+    assert not result.promoted and "validation video_ap 50.00" in result.reason
+    assert promote(tiny_config(*names, "tracking.promote_metric=video_auc")).promoted  # configurable
+    assert champion(names) == xd
+    # a version named on the command line (e.g. one a DVC experiment registered without alias)
+    other = register(
+        model_dir, names, 80.0, validation={"video_auc": 95.0, "video_ap": 96.0}, dataset="xd-violence"
+    )
+    MlflowClient().set_registered_model_alias(config.tracking.registered_model, "candidate", xd)
+    res = CliRunner().invoke(
+        cli, ["promote", "--version", other, *sets, "--set", "tracking.promote_metric=video_auc"]
+    )
+    assert res.exit_code == 0 and "promoted" in res.output and champion(names) == other
+    res = CliRunner().invoke(cli, ["promote", "--version", "99", *sets])
+    assert res.exit_code == 2 and "has no version 99" in res.output
+    # further checks plug into registry.CHECKS
+    later = register(
+        model_dir, names, 80.0, validation={"video_auc": 99.0, "video_ap": 99.0}, dataset="xd-violence"
+    )
+    monkeypatch.setattr(
+        registry, "CHECKS", [*registry.CHECKS, lambda ctx: f"feedback says no to {ctx.candidate.version}"]
+    )
     result = promote(config)
-    assert result.promoted and "frame_auc_binary" in result.reason and champion() == "4"
+    assert (
+        not result.promoted
+        and result.reason.startswith(f"feedback says no to {later}")
+        and champion(names) == other
+    )
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_every_video_is_judged_by_its_validation_twin(model_dir, names):
+    """The paper recipes train on the whole published training set: the same recipe, seed and data trained
+    with a held-out split (its twin) gives the validation evidence (docs/protocol.md, Promotion)."""
+    config = tiny_config(*names)
+    full = register(model_dir, names, 88.0, seed=5)  # no validation split of its own
+    result = promote(config, full)
+    assert not result.promoted and "no validation twin is registered" in result.reason
+    twin = register(model_dir, names, 85.0, validation={"video_auc": 77.0}, seed=5)
+    other_seed = register(model_dir, names, 85.0, validation={"video_auc": 99.0}, seed=6)  # not a twin
+    result = promote(config, full)
+    assert result.promoted and champion(names) == full, result.reason
+    assert f"validation video_auc 77.00 (from its validation twin version {twin})" in result.reason
+    assert other_seed not in result.reason
 
 
 def test_batch_requests_are_read_row_by_row_with_clear_errors():
@@ -146,10 +250,11 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
 
 
 @pytest.mark.slow
-def test_the_registered_model_serves_a_batch_of_videos_of_different_lengths(model_dir, store):
-    register(model_dir, 70.0)
+def test_the_registered_model_serves_a_batch_of_videos_of_different_lengths(model_dir, names, mlflow_server):
+    register(model_dir, names, 70.0)
     _, meta = read_model_config(model_dir)
-    info = mlflow.models.get_model_info("models:/cplvad@candidate")
+    uri = f"models:/{tiny_config(*names).tracking.registered_model}@candidate"
+    info = mlflow.models.get_model_info(uri)
     assert info.signature.inputs.input_names() == ["features", "name"]
     assert str(info.signature.inputs.inputs[0].type) == "Array(Array(double))"
     assert {"anomaly", "classes", "class_names"} <= set(info.signature.outputs.input_names())
@@ -163,7 +268,7 @@ def test_the_registered_model_serves_a_batch_of_videos_of_different_lengths(mode
             "models",
             "serve",
             "-m",
-            "models:/cplvad@candidate",
+            uri,
             "--env-manager",
             "local",
             "-h",
@@ -173,7 +278,7 @@ def test_the_registered_model_serves_a_batch_of_videos_of_different_lengths(mode
         ],
         env={
             **os.environ,
-            "MLFLOW_TRACKING_URI": store,  # the venv's uvicorn, as when activated
+            "MLFLOW_TRACKING_URI": mlflow_server,  # the venv's uvicorn, as when activated
             "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}",
         },
         stdout=subprocess.DEVNULL,

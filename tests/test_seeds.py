@@ -139,3 +139,4 @@ def test_run_with_seeds_end_to_end_and_tracked(demo_manifest, tmp_path, tracking
     parent = client.get_run(run_id)
     assert parent.data.params["seed"] == "0,1" and "std.frame_auc_binary" in parent.data.metrics
     assert sorted(c.info.run_name for c in children_of(client, parent)) == ["seed 0", "seed 1"]
+    assert not client.search_registered_models()  # a sweep registers nothing, so it moves no alias

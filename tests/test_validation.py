@@ -11,7 +11,7 @@ import cplvad.train.validation as validation_mod
 from cplvad.errors import DataError
 from cplvad.pseudo.labels import PseudoLabels
 from cplvad.train.data import TrainingSet
-from cplvad.train.validation import hold_out, video_auc
+from cplvad.train.validation import hold_out, split_id, video_metrics
 from cplvad.workflow import make_pseudo_labels, train_stage
 
 
@@ -95,8 +95,16 @@ def test_video_auc_averages_crops_of_top_k_snippet_scores(monkeypatch):
 
     data.features[:, :, 0] = torch.arange(len(data)).float()[:, None]  # lets the fake find each sample's row
     monkeypatch.setattr(validation_mod, "score_chunks", fake_scores)
-    # pairs (abnormal > normal): 0.7 > 0.2, 0.7 > 0.6, 0.4 > 0.2, 0.4 < 0.6 -> 3 of 4
-    assert video_auc(torch.nn.Identity(), data, torch.device("cpu"), batch_size=3) == 75.0
+    # pairs (abnormal > normal): 0.7 > 0.2, 0.7 > 0.6, 0.4 > 0.2, 0.4 < 0.6 -> 3 of 4; ranked 0.7 (abnormal),
+    # 0.6, 0.4 (abnormal), 0.2: AP = (1/1 + 2/3) / 2
+    metrics = video_metrics(torch.nn.Identity(), data, torch.device("cpu"), batch_size=3)
+    assert metrics == {"val_video_auc": 75.0, "val_video_ap": round(100 * (1 + 2 / 3) / 2, 4)}
+
+
+def test_a_split_is_identified_by_its_videos_not_their_order():
+    data = training_set({"Normal": 3, "Fighting": 3})
+    assert split_id(data.subset(torch.arange(0, 4))) == split_id(data.subset(torch.tensor([3, 1, 2, 0])))
+    assert split_id(data.subset(torch.arange(0, 4))) != split_id(data.subset(torch.arange(4, 8)))
 
 
 @pytest.mark.slow
@@ -108,8 +116,10 @@ def test_both_stages_report_validation_on_the_same_held_out_videos(demo_manifest
     assert all(0 <= h["val_video_auc"] <= 100 for h in result.history)
     meta = json.loads((stage1 / "meta.json").read_text())
     # demo fixture: 6 normal + 6 abnormal videos, 2 crops each -> 2 + 2 held out, 8 videos = 16 samples trained on
+    split = meta["extra"]["validation"].pop("split")
     assert meta["extra"]["validation"] == {
         "video_auc": result.history[-1]["val_video_auc"],
+        "video_ap": result.history[-1]["val_video_ap"],
         "videos": 4,
         "fraction": 0.25,
     }
@@ -122,3 +132,4 @@ def test_both_stages_report_validation_on_the_same_held_out_videos(demo_manifest
     meta2 = json.loads((tmp_path / "stage2" / "meta.json").read_text())
     assert meta2["extra"]["validation"]["videos"] == 4 and meta2["train_samples"] == 16
     assert meta2["extra"]["validation"]["video_auc"] == stage2.history[-1]["val_video_auc"]
+    assert meta2["extra"]["validation"]["split"] == split  # the same held-out videos in both stages

@@ -489,9 +489,23 @@ class TrackingConfig(_Section):
     artifact_location: str | None = None
     """Where a new experiment stores artifacts, e.g. ``s3://bucket/mlflow`` (default: ./mlruns)."""
     registered_model: str = "cplvad"
+    promote_metric: Literal["auto", "video_auc", "video_ap"] = "auto"
+    """The validation metric ``cplvad promote`` decides on (video level, on the held-out training videos of
+    ``train.validation_fraction``; the test set never decides). ``auto``: the dataset's headline metric,
+    ``video_ap`` for XD-Violence (its literature reports AP), ``video_auc`` for UCF-Crime, the demo and
+    any other dataset."""
+    promote_floor: float = Field(60.0, ge=0.0, le=100.0)
+    """Percent: a model whose validation metric is below this is never promoted, not even when there is
+    no champion yet (a broken or one-epoch model must not become the first champion). 50 is chance
+    level for a video AUC."""
     promote_min_delta: float = Field(0.5, ge=0.0)
     """Points (metrics are percent) by which a candidate must beat the champion to be promoted, so that
     seed-to-seed noise does not replace a champion."""
+    alias_experiments: bool = False
+    """Whether a DVC experiment (``dvc exp run``) moves the ``candidate`` alias to the version it
+    registers. By default experiments register their model without any alias, so that a sweep never
+    changes what ``candidate`` and ``champion`` name; ``cplvad promote --version N`` promotes one of
+    them when asked. (``--seeds`` and ``ablate`` register no model at all.)"""
 
 
 class Config(_Section):

@@ -1,8 +1,9 @@
 """Optional dependencies, imported where a command needs them; a missing one names the extra to install.
 
 ``cplvad[tracking]`` (MLflow: ``--track``, ``track``, ``promote``, ``models:/`` URIs), ``cplvad[s3]``
-(s3fs: ``s3://`` sources and outputs; boto3: MLflow's S3 artifact store), ``cplvad[pipelines]`` (Kubeflow
-and DVC, with both of the above).
+(s3fs: ``s3://`` sources and outputs; boto3: MLflow's S3 artifact store and the lock of an ``s3://``
+prefix), ``cplvad[pipelines]`` (Kubeflow and DVC, with both of the above), ``cplvad[serving]`` (KServe: the
+model server of ``python -m cplvad.kserve_predictor``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from types import ModuleType
 
 from cplvad.errors import CplvadError
 
-EXTRA_OF = {"mlflow": "tracking", "s3fs": "s3", "boto3": "s3", "botocore": "s3"}
+EXTRA_OF = {"mlflow": "tracking", "s3fs": "s3", "boto3": "s3", "botocore": "s3", "kserve": "serving"}
 
 
 def require(module: str, needed_for: str) -> ModuleType:

@@ -28,7 +28,7 @@ _file = click.Path(dir_okay=False)
     "--register/--no-register",
     default=True,
     show_default=True,
-    help="Register the final model as 'candidate'.",
+    help="Register the final model (as 'candidate', except in a DVC experiment: tracking.alias_experiments).",
 )
 @click.option(
     "--out", type=OutputFile(), default=None, help="Write the run id and model version here (JSON)."
@@ -75,31 +75,35 @@ def track_cmd(
     result = track_pipeline(
         dataset_path, outputs, config, record=out, register=register, parent_record=mlflow_parent
     )
-    console.print(
-        f"MLflow run {result['run_id']} at {result['tracking_uri']}"
-        + (
-            f"; registered {result['registered_model']} version {result['model_version']} as 'candidate'"
-            if result["model_version"]
-            else ""
+    registered = ""
+    if result["model_version"]:
+        registered = f"; {result['registered_model']} version {result['model_version']}" + (
+            f" as '{result['alias']}'" if result["alias"] else " (no alias moved: a DVC experiment)"
         )
-    )
+        if result["original_run"]:
+            registered += f", first produced by run {result['original_run']}"
+    console.print(f"MLflow run {result['run_id']} at {result['tracking_uri']}{registered}")
 
 
 @cli.command("promote")
 @click.option(
-    "--metric",
-    default="frame_auc_binary",
-    show_default=True,
-    help="Metric that decides (higher is better) unless both models carry a validation video AUC.",
+    "--version",
+    default=None,
+    metavar="N|ALIAS",
+    help="The registered version to promote: a number (e.g. one a DVC experiment registered) or an alias "
+    "[default: candidate].",
 )
 @config_options
-def promote_cmd(metric: str, config: Config) -> None:
-    """Make the 'candidate' model the 'champion' if it was evaluated on the same data (data checksum) and
-    beats the champion by at least tracking.promote_min_delta points."""
-    from cplvad.tracking.registry import promote
+def promote_cmd(version: str | None, config: Config) -> None:
+    """Make a registered version (default: the 'candidate') the 'champion', on validation evidence only: its
+    validation metric (tracking.promote_metric; the model's own held-out videos, or its validation twin's)
+    must reach tracking.promote_floor and, on the champion's data and held-out videos, beat the champion's
+    by tracking.promote_min_delta points. Prints why it did or did not promote."""
+    from cplvad.feedback.metrics import feedback_check
+    from cplvad.tracking.registry import CHECKS, promote
 
     preflight.for_tracking(config)
-    result = promote(config, metric)
+    result = promote(config, version, checks=[*CHECKS, feedback_check])
     console.print(
         ("[green]promoted[/]: " if result.promoted else "[yellow]not promoted[/]: ") + result.reason
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
@@ -36,6 +36,9 @@ from cplvad.feedback.folder import CLIP_KINDS, read_record
 from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.modeling.factory import ModelMeta, load_model
 from cplvad.train.calibration import CALIBRATION_KEY
+
+if TYPE_CHECKING:
+    from cplvad.tracking.registry import PromotionContext
 
 PREFIX = "feedback."
 LOWER_IS_BETTER = ("feedback.false_alarms", "feedback.false_alarms_per_hour")
@@ -116,6 +119,15 @@ def feedback_regression(candidate: Mapping[str, Any], champion: Mapping[str, Any
         if (float(ours) > float(theirs)) if key in LOWER_IS_BETTER else (float(ours) < float(theirs)):
             worse.append(f"{key.removeprefix(PREFIX)} {float(ours):.2f} vs {float(theirs):.2f}")
     return "; ".join(worse) or None
+
+
+def feedback_check(ctx: PromotionContext) -> str | None:
+    """A promotion check (``tracking.registry.CHECKS``): score the candidate and the champion on
+    ``data.feedback``; the reason to keep the champion when the candidate is worse on the verdicts, else
+    None (also when there is no champion yet or no feedback is configured)."""
+    if ctx.champion is None:
+        return None
+    return promotion_check(ctx.config, ctx.name, str(ctx.candidate.version), str(ctx.champion.version))
 
 
 def promotion_check(config: Config, registered_model: str, candidate: str, champion: str) -> str | None:

@@ -7,7 +7,8 @@ stage process finds the parent run of its pipeline by, in this order:
 1. ``$CPLVAD_MLFLOW_PARENT_RUN_ID``: a run id set by a scheduler or a previous step;
 2. ``$CPLVAD_PIPELINE_RUN``: the name of one execution, kept as the parent's tag ``cplvad.pipeline_run``
    (the Kubeflow training pipeline sets it to the run's Argo workflow name; its first step opens the
-   parent, the others find it by the tag);
+   parent, the others find it by the tag, in whichever experiment it is: the steps are not handed the
+   experiment's name, which would enter their cache keys);
 3. a record file (``--mlflow-parent FILE``, shared by the DVC stages): the run it names while that run is
    open; when the file is missing or names a closed run, a new parent is opened and written there.
 
@@ -22,11 +23,11 @@ import re
 import time
 from pathlib import Path
 
-from cplvad.config import Config
+from cplvad.config import Config, TrackingConfig
 from cplvad.errors import ConfigError
 from cplvad.io import write_json
-from cplvad.redact import strip_credentials
-from cplvad.tracking.runs import dvc_experiment_tags, git_commit, mlflow_module, setup_mlflow
+from cplvad.redact import redact, strip_credentials
+from cplvad.tracking.runs import dvc_experiment_tags, git_commit, mlflow_module, setup_mlflow, use_store
 
 PARENT_RUN_ENV = "CPLVAD_MLFLOW_PARENT_RUN_ID"
 PIPELINE_RUN_ENV = "CPLVAD_PIPELINE_RUN"
@@ -43,7 +44,10 @@ def open_parent(config: Config, *, run_name: str = "pipeline", tags: dict[str, s
     dvc = dvc_experiment_tags()  # a DVC experiment's run is named after it, as `dvc exp show` lists it
     tags = {**({"mlflow.source.git.commit": commit} if commit else {}), **dvc, **(tags or {})}
     run = client.create_run(experiment_id, run_name=dvc.get("dvc.exp_name", run_name), tags=tags)
-    params = [mlflow.entities.Param(k, str(v)) for k, v in config.flat().items()]
+    flat = config.flat()
+    if config.tracking.tracking_uri == TrackingConfig().tracking_uri:  # not set (a Kubeflow step's params
+        flat["tracking.tracking_uri"] = redact(mlflow.get_tracking_uri())  # never hold it): the store in use
+    params = [mlflow.entities.Param(k, str(v)) for k, v in flat.items()]
     for i in range(0, len(params), MAX_PARAMS_PER_CALL):
         client.log_batch(run.info.run_id, params=params[i : i + MAX_PARAMS_PER_CALL])
     return run.info.run_id
@@ -66,16 +70,14 @@ def find_parent(config: Config, *, record: str | Path | None = None) -> str | No
 def _parent_by_key(config: Config, key: str) -> str:
     if not re.fullmatch(r"[\w.:-]+", key):
         raise ConfigError(f"${PIPELINE_RUN_ENV} = {key!r}: use letters, digits, '.', ':', '_' or '-'")
-    experiment_id = setup_mlflow(config)
-    found = (
-        mlflow_module()
-        .MlflowClient()
-        .search_runs(
-            [experiment_id],
-            f"tags.`{PIPELINE_RUN_TAG}` = '{key}'",
-            order_by=["attributes.start_time ASC"],
-            max_results=1,
-        )
+    use_store(config)
+    client = mlflow_module().MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(max_results=50000)]
+    found = client.search_runs(
+        experiments,
+        f"tags.`{PIPELINE_RUN_TAG}` = '{key}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
     )
     return found[0].info.run_id if found else open_parent(config, tags={PIPELINE_RUN_TAG: key})
 

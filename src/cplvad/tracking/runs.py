@@ -102,13 +102,20 @@ def credentials_to_environment(uri: str) -> str:
     return bare
 
 
+def use_store(config: Config) -> str:
+    """Point MLflow at the tracking store (``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``) without
+    touching any experiment (the registry and ``models:/`` URIs need no experiment); its URI."""
+    uri = absolute_sqlite(os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.tracking_uri)
+    uri = credentials_to_environment(uri)
+    mlflow_module().set_tracking_uri(uri)
+    return uri
+
+
 def setup_mlflow(config: Config) -> str:
     """Point MLflow at the tracking store (credentials moved to the environment) and the experiment;
     returns the experiment id."""
     mlflow = mlflow_module()
-    uri = absolute_sqlite(os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.tracking_uri)
-    uri = credentials_to_environment(uri)
-    mlflow.set_tracking_uri(uri)
+    uri = use_store(config)
     name = experiment_name(config)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:

@@ -51,7 +51,14 @@ from cplvad.train.cuda_graph import GraphedStep
 from cplvad.train.data import TrainingSet, batches, steps_per_epoch
 from cplvad.train.schedules import LR_SCHEDULES
 from cplvad.train.supervision import SUPERVISION
-from cplvad.train.validation import HISTORY_KEY, VALIDATION_KEY, hold_out, video_auc
+from cplvad.train.validation import (
+    HISTORY_AP_KEY,
+    HISTORY_KEY,
+    VALIDATION_KEY,
+    hold_out,
+    split_id,
+    video_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,23 +275,30 @@ def _hold_out_validation(
 
 
 def _validate(session: _Session, validation: TrainingSet | None, progress: bool) -> dict[str, float]:
-    """The epoch's video-level AUC on the held-out videos (nothing without a validation split)."""
+    """The epoch's video-level AUC and AP on the held-out videos (nothing without a validation split)."""
     if validation is None:
         return {}
-    auc = video_auc(session.model, validation, session.device)
+    metrics = video_metrics(session.model, validation, session.device)
     if progress:
-        tqdm.write(f"validation video AUC {auc:.2f} on {validation.video_count} videos")
-    return {HISTORY_KEY: auc}
+        tqdm.write(
+            f"validation video AUC {metrics[HISTORY_KEY]:.2f}, AP {metrics[HISTORY_AP_KEY]:.2f} "
+            f"on {validation.video_count} videos"
+        )
+    return metrics
 
 
 def _record_validation(session: _Session, validation: TrainingSet | None, fraction: float) -> None:
-    """The final model's validation AUC in meta.json (``extra.validation``), what ``cplvad promote`` compares."""
+    """The final model's validation AUC and AP in meta.json (``extra.validation``), with the identity of
+    the held-out videos: what ``cplvad promote`` compares."""
     if validation is None or not session.history:
         return
+    last = session.history[-1]
     session.meta.extra[VALIDATION_KEY] = {
-        "video_auc": session.history[-1][HISTORY_KEY],
+        "video_auc": last[HISTORY_KEY],
+        **({"video_ap": last[HISTORY_AP_KEY]} if HISTORY_AP_KEY in last else {}),
         "videos": validation.video_count,
         "fraction": fraction,
+        "split": split_id(validation),
     }
 
 

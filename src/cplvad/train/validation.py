@@ -9,11 +9,12 @@ so stage 1 and stage 2 of one run hold out the same videos.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cplvad.errors import DataError
 from cplvad.eval.scoring import score_chunks
@@ -22,9 +23,12 @@ from cplvad.modeling.losses import topk_count, topk_mean
 from cplvad.train.data import TrainingSet
 
 VALIDATION_KEY = "validation"
-"""``meta.json`` ``extra`` key: ``{"video_auc": percent, "videos": int, "fraction": float}``."""
+"""``meta.json`` ``extra`` key: ``{"video_auc": percent, "video_ap": percent, "videos": int, "fraction": float,
+"split": str}`` (``split``: which videos were held out, see :func:`split_id`)."""
 HISTORY_KEY = "val_video_auc"
 """Per-epoch validation video AUC (percent) in history.json."""
+HISTORY_AP_KEY = "val_video_ap"
+"""Per-epoch validation video AP (percent) in history.json: XD-Violence's headline metric is AP."""
 
 
 @dataclass
@@ -82,10 +86,20 @@ def hold_out(data: TrainingSet, fraction: float, seed: int) -> Split:
     )
 
 
+def split_id(data: TrainingSet) -> str:
+    """The identity of a set of held-out videos (16 hex digits of a sha256 over their sorted names): two
+    validation numbers are comparable only when they come from the same videos."""
+    names = sorted(set(data.sample_videos))
+    return hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 @torch.no_grad()
-def video_auc(model: CPLVAD, data: TrainingSet, device: torch.device, batch_size: int = 64) -> float:
-    """Video-level AUC (percent) of the binary branch: a sample's score is the mean of its top-k snippet
-    anomaly probabilities (k = floor(valid / 16) + 1, the stage-1 MIL score), a video's the mean over its crops."""
+def video_metrics(
+    model: CPLVAD, data: TrainingSet, device: torch.device, batch_size: int = 64
+) -> dict[str, float]:
+    """Video-level AUC and AP (percent) of the binary branch, ``{HISTORY_KEY: auc, HISTORY_AP_KEY: ap}``:
+    a sample's score is the mean of its top-k snippet anomaly probabilities (k = floor(valid / 16) + 1, the
+    stage-1 MIL score), a video's the mean over its crops."""
     was_training = model.training
     model.eval()
     scores = []
@@ -104,4 +118,7 @@ def video_auc(model: CPLVAD, data: TrainingSet, device: torch.device, batch_size
     video_score = np.bincount(owner, weights=per_sample) / np.bincount(owner)
     video_label = np.zeros(len(names), dtype=bool)
     video_label[owner] = data.abnormal.numpy()
-    return round(100.0 * float(roc_auc_score(video_label, video_score)), 4)
+    return {
+        HISTORY_KEY: round(100.0 * float(roc_auc_score(video_label, video_score)), 4),
+        HISTORY_AP_KEY: round(100.0 * float(average_precision_score(video_label, video_score)), 4),
+    }

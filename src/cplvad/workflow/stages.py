@@ -346,39 +346,101 @@ def track_pipeline(
     record: str | Path | None = None,
     register: bool = True,
     parent_record: str | Path | None = None,
+    data_source: str | None = None,
 ) -> dict[str, str | None]:
     """Close the MLflow parent run of a pipeline execution (the one this process belongs to, see
     ``tracking.pipeline_run.find_parent``; a new one when none is named): add a run for every stage that
-    did not log itself (from its files), the final metrics and the data checksum, and register the final
-    model as ``candidate``."""
+    did not log itself (from its files), the dataset lineage (``mlflow.log_input``), the final metrics and
+    the data checksum, and register the final model with its model card.
+
+    The new version becomes ``candidate`` unless this is a DVC experiment (``$DVC_EXP_NAME``) and
+    ``tracking.alias_experiments`` is off. When an earlier run produced the very same model and metrics
+    (DVC restored the stages from its run cache), nothing is registered again: the run is tagged
+    ``cplvad.original_run`` and names that run's version. ``data_source``: where the data lives, for the
+    lineage and the card (default: the manifest's path)."""
+    from cplvad.modeling.factory import is_model_dir
+    from cplvad.tracking.lineage import (
+        MODEL_VERSION_TAG,
+        ORIGINAL_RUN_TAG,
+        OUTPUTS_TAG,
+        log_dataset_inputs,
+        original_run,
+        outputs_digest,
+    )
+    from cplvad.tracking.model_card import CardContext, read_facts
     from cplvad.tracking.pipeline_run import close_parent, find_parent, log_outcome, open_parent
-    from cplvad.tracking.registry import register_model
-    from cplvad.tracking.runs import add_missing_stages, dataset_tags, experiment_name, mlflow_module
+    from cplvad.tracking.registry import CANDIDATE, register_model
+    from cplvad.tracking.runs import (
+        add_missing_stages,
+        dataset_tags,
+        dvc_experiment_tags,
+        experiment_name,
+        git_commit,
+        mlflow_module,
+    )
 
     dataset = load_dataset(dataset_path)
     parent = find_parent(config, record=parent_record) or open_parent(config)
     add_missing_stages(parent, outputs)
     tags = dataset_tags(dataset)
+    checksum = tags["cplvad.data_checksum"]
     metrics = outputs.final_metrics()
-    log_outcome(parent, tags, metrics or {})
     final = outputs.stage2 or outputs.stage1
-    version = None
-    if register and final is not None and metrics:
-        version = register_model(
-            final,
-            parent,
-            config,
-            dataset=dataset.name,
-            metrics=metrics,
-            data_checksum=tags["cplvad.data_checksum"],
-        )
+    facts = None
+    if final is not None and is_model_dir(final):
+        facts = read_facts(final, outputs.pseudo if final == outputs.stage2 else None)
+    source = data_source or str(Path(dataset.source or dataset_path).resolve())
+    log_dataset_inputs(parent, dataset, checksum, source=data_source, validation=facts and facts.validation)
+    version = original = None
+    if facts is not None and metrics:
+        tags[OUTPUTS_TAG] = outputs_digest(facts.weights_digest, metrics)
+        found = original_run(parent, tags[OUTPUTS_TAG])
+        if found is not None:
+            original, version = found
+            tags[ORIGINAL_RUN_TAG] = original
+    log_outcome(parent, tags, metrics or {})
+    experiment = dvc_experiment_tags().get("dvc.exp_name")
+    alias = experiment is None or config.tracking.alias_experiments
+    client = mlflow_module().MlflowClient()
+    name = config.tracking.registered_model
+    if register and facts is not None and metrics:
+        if version is None:
+            card = CardContext(
+                dataset=dataset.name,
+                data_checksum=checksum,
+                data_source=source,
+                train_videos=len(dataset.train),
+                test_videos=len(dataset.test),
+                metrics=metrics,
+                commit=git_commit(),
+                run_id=parent,
+                experiment=experiment,
+            )
+            version = register_model(
+                final,
+                parent,
+                config,
+                dataset=dataset.name,
+                metrics=metrics,
+                data_checksum=checksum,
+                card=card,
+                pseudo=outputs.pseudo if final == outputs.stage2 else None,
+                alias=alias,
+            )
+        elif alias:
+            client.set_registered_model_alias(name, CANDIDATE, version)
+        client.set_tag(parent, MODEL_VERSION_TAG, version)
+    else:
+        version = None
     close_parent(parent)
     result = {
         "run_id": parent,
         "model_version": version,
+        "alias": CANDIDATE if version and alias else None,
+        "original_run": original,
         "tracking_uri": strip_credentials(mlflow_module().get_tracking_uri()),
         "experiment": experiment_name(config),
-        "registered_model": config.tracking.registered_model if version else None,
+        "registered_model": name if version else None,
     }
     if record is not None:
         write_json(record, result)
