@@ -23,15 +23,17 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     from cplvad.config import TrackingConfig
     from pipelines.common import pipeline_params
 
+    _no_credentials({"tracking_uri": args.tracking_uri})  # set in every pod's spec
     if getattr(args, "tiny", False):
         if args.params is not None:
             raise SystemExit("--tiny is --params configs/tiny.yaml: give one or the other")
         params, uri = pipeline_params(TINY_PARAMS, args.set)
     else:
         params, uri = pipeline_params(args.params, args.set)
+    _no_credentials({**params, "tracking": {**params["tracking"], "tracking_uri": uri}}, "params")
     if args.tracking_uri is None and uri != TrackingConfig().tracking_uri:
         args.tracking_uri = uri
-    return _no_credentials(params, "params")
+    return params
 
 
 def _no_credentials(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
