@@ -32,6 +32,7 @@ import cplvad
 from cplvad.cli import cli
 from cplvad.cli.outputs import OutputFile, OutputFolder, declared_outputs
 from cplvad.data import load_dataset
+from cplvad.data.training_set import load_training_set
 from cplvad.errors import BusyError, ConfigError, ForeignDataError
 from cplvad.io import write_text
 from cplvad.storage import locks
@@ -39,7 +40,6 @@ from cplvad.storage.atomic import atomic_dir
 from cplvad.storage.location import open_location
 from cplvad.storage.ownership import MARKER_DIR, claim_file, claim_folder, replace_folder
 from cplvad.storage.prefixes import claim_prefix
-from cplvad.train.data import load_training_set
 from cplvad.train.trainer import fingerprint
 
 TINY = tiny_cli_args()

@@ -16,6 +16,7 @@ from rich.console import Console
 from cplvad import preflight
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
+from cplvad.data.training_set import TrainingSet
 from cplvad.device import resolve_device
 from cplvad.eval.metrics import configured_metrics, print_metrics
 from cplvad.eval.plots import write_plots
@@ -40,7 +41,6 @@ from cplvad.tracking.runs import (
 )
 from cplvad.train.calibration import CALIBRATION_KEY, calibrate
 from cplvad.train.checkpoint_mirror import CheckpointMirror
-from cplvad.train.data import TrainingSet
 from cplvad.train.trainer import TrainResult, fingerprint, train
 
 METRICS_FILE = "metrics.json"
