@@ -46,6 +46,7 @@ def monitor_cmd(
     from cplvad.monitor.histograms import FOLDER, read_histograms
     from cplvad.predict.webhook import Webhook
     from cplvad.storage.location import is_s3, open_location
+    from cplvad.tracking.registry import resolve_model
 
     config = with_flags(config, {"monitor": {"days": days}})
     if not is_s3(out) and not Path(out).is_dir():
@@ -54,7 +55,7 @@ def monitor_cmd(
     histograms = read_histograms(sink)
     if not histograms:
         raise DataError(f"{out} holds no score histograms ({FOLDER}/): score footage into it first")
-    reference = References(config, model)
+    reference = References(lambda uri: resolve_model(uri, config), model)
     settings = config.monitor
     rows = compare(histograms, reference, settings)
     console.print(drift_table(rows, settings.psi_threshold))

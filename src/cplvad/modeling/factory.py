@@ -29,6 +29,9 @@ WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, META_FILE)
+CALIBRATION_KEY = "calibration"
+"""The record in ``meta.extra`` of the calibrated threshold (``train.calibration``), read by scoring,
+evaluation, monitoring, feedback and the model card."""
 FORMAT_VERSION = 1
 MODEL_REMEDY = "retrain it (cplvad train) or restore the model directory"
 _FROZEN_PREFIX = "prompts.encoder."

@@ -27,7 +27,7 @@ from cplvad.feedback.metrics import feedback_metrics, print_feedback
 from cplvad.feedback.training import training_set
 from cplvad.io import copy_file, write_json
 from cplvad.modeling.dual_branch import LevelFusion
-from cplvad.modeling.factory import check_classes, load_model, read_model_config
+from cplvad.modeling.factory import CALIBRATION_KEY, check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
 from cplvad.redact import strip_credentials
 from cplvad.storage.ownership import claim_folder, replace_folder
@@ -39,7 +39,7 @@ from cplvad.tracking.runs import (
     record_pseudo_labels,
     stage_run,
 )
-from cplvad.train.calibration import CALIBRATION_KEY, calibrate
+from cplvad.train.calibration import calibrate
 from cplvad.train.checkpoint_mirror import CheckpointMirror
 from cplvad.train.trainer import TrainResult, fingerprint, train
 
