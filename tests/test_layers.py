@@ -15,8 +15,9 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
-    """``lint-imports`` on the contract in ``REPO/pyproject.toml`` against the ``cplvad`` under ``root``."""
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    """``lint-imports`` on the contract in ``REPO/pyproject.toml`` against the ``cplvad`` under ``root`` (and
+    the repository's ``components`` and ``pipelines``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(root), str(REPO)))}
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--no-logo", str(REPO / "pyproject.toml")],
         cwd=root,
