@@ -22,6 +22,7 @@ test-all: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-cache --no-logo
 
 format: setup
 	.venv/bin/ruff check --fix .

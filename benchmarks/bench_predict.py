@@ -32,9 +32,8 @@ from bench_extract import make_videos  # noqa: E402
 from cplvad.config import Config, load_config  # noqa: E402
 from cplvad.data.benchmarks import load_benchmark  # noqa: E402
 from cplvad.device import resolve_device  # noqa: E402
-from cplvad.modeling.factory import create_model, save_model, update_meta  # noqa: E402
+from cplvad.modeling.factory import CALIBRATION_KEY, create_model, save_model, update_meta  # noqa: E402
 from cplvad.predict import Input, PredictOptions, PredictRunner, make_encoder, open_predictor  # noqa: E402
-from cplvad.train.calibration import CALIBRATION_KEY  # noqa: E402
 
 CLASSES = list(load_benchmark("ucf-crime").classes)
 REPO = Path(__file__).resolve().parents[1]

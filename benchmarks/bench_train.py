@@ -26,11 +26,11 @@ import torch
 
 from cplvad.config import Config, load_config
 from cplvad.data.benchmarks import load_benchmark
+from cplvad.data.training_set import TrainingSet
 from cplvad.device import resolve_device
 from cplvad.eval.scoring import score_videos
 from cplvad.modeling.factory import create_model, load_model
 from cplvad.pseudo.labels import generate
-from cplvad.train.data import TrainingSet
 from cplvad.train.trainer import train
 
 UCF_CLASSES = list(load_benchmark("ucf-crime").classes)

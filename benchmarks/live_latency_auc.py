@@ -33,9 +33,8 @@ from cplvad.eval.events import find_events
 from cplvad.eval.metrics import compute_metrics
 from cplvad.eval.predictions import Predictions
 from cplvad.eval.scoring import predict_test_set, score_chunks
-from cplvad.modeling.factory import load_model, read_model_config
+from cplvad.modeling.factory import CALIBRATION_KEY, load_model, read_model_config
 from cplvad.predict.sliding import sliding_scores
-from cplvad.train.calibration import CALIBRATION_KEY
 from cplvad.workflow import make_pseudo_labels, train_stage
 
 REPO = Path(__file__).resolve().parents[1]

@@ -308,7 +308,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     import components
     from components.image import SOURCE_DIRTY
-    from cplvad.io import atomic_path
+    from cplvad.storage.atomic import atomic_path
     from cplvad.storage.ownership import claim_file
     from pipelines import NAMES
     from pipelines.common import SOURCE

@@ -13,8 +13,8 @@ import torch
 from conftest import REPO, crash_in_third_epoch, empty_bucket, tiny_config
 
 from cplvad.data import load_dataset
+from cplvad.data.training_set import load_training_set
 from cplvad.train.checkpoint_mirror import CheckpointMirror
-from cplvad.train.data import load_training_set
 from cplvad.train.trainer import CHECKPOINT_FILE, fingerprint
 from cplvad.workflow import train_stage
 

@@ -16,6 +16,7 @@ from conftest import tiny_config
 
 from cplvad.cli import cli
 from cplvad.data.dataset import read_feature_list
+from cplvad.data.training_set import load_training_set
 from cplvad.errors import DataError
 from cplvad.feedback.add import add_feedback
 from cplvad.feedback.folder import LIST_FILE, read_record
@@ -23,7 +24,6 @@ from cplvad.feedback.metrics import feedback_metrics, feedback_regression
 from cplvad.feedback.training import training_set
 from cplvad.feedback.verdicts import read_verdicts
 from cplvad.modeling.factory import load_model, update_meta
-from cplvad.train.data import load_training_set
 
 FPS = 25.0
 

@@ -81,7 +81,7 @@ def test_bad_schedules_are_refused_by_name(overrides, fragment):
 
 
 def test_schedule_knobs_change_the_fingerprint_only_when_a_schedule_is_on(demo_dataset):
-    from cplvad.train.data import load_training_set
+    from cplvad.data.training_set import load_training_set
 
     data = load_training_set(demo_dataset, 32, progress=False)
     plain = fingerprint(tiny_config(), data, 1, None)

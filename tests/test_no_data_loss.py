@@ -32,12 +32,14 @@ import cplvad
 from cplvad.cli import cli
 from cplvad.cli.outputs import OutputFile, OutputFolder, declared_outputs
 from cplvad.data import load_dataset
+from cplvad.data.training_set import load_training_set
 from cplvad.errors import BusyError, ConfigError, ForeignDataError
-from cplvad.io import atomic_dir, write_text
+from cplvad.io import write_text
 from cplvad.storage import locks
+from cplvad.storage.atomic import atomic_dir
 from cplvad.storage.location import open_location
 from cplvad.storage.ownership import MARKER_DIR, claim_file, claim_folder, replace_folder
-from cplvad.train.data import load_training_set
+from cplvad.storage.prefixes import claim_prefix
 from cplvad.train.trainer import fingerprint
 
 TINY = tiny_cli_args()
@@ -584,12 +586,12 @@ def test_an_s3_prefix_is_locked_and_a_crashed_writers_lock_recovered(bucket, cap
 
 def test_s3_outputs_are_claimed_marked_and_resumed(bucket, tmp_path):
     _, name = bucket
-    with claim_folder(f"s3://{name}/out", "--out"):
+    with claim_prefix(f"s3://{name}/out", "--out"):
         open_location(f"s3://{name}/out").write_bytes("a.json", b"{}")
     assert set(_objects(bucket)) == {"out/.cplvad/owner.json", "out/a.json"}
-    with claim_folder(f"s3://{name}/out", "--out"):  # its own prefix: claimed again
+    with claim_prefix(f"s3://{name}/out", "--out"):  # its own prefix: claimed again
         pass
-    with claim_folder(f"s3://{name}/empty", "--out"):  # nothing written: nothing left behind
+    with claim_prefix(f"s3://{name}/empty", "--out"):  # nothing written: nothing left behind
         pass
     assert not any(k.startswith("empty/") for k in _objects(bucket))
     assert sorted(_objects(bucket)) == ["out/.cplvad/owner.json", "out/a.json"]

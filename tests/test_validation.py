@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import cplvad.train.validation as validation_mod
+from cplvad.data.training_set import TrainingSet
 from cplvad.errors import DataError
 from cplvad.pseudo.labels import PseudoLabels
-from cplvad.train.data import TrainingSet
 from cplvad.train.validation import hold_out, split_id, video_metrics
 from cplvad.workflow import make_pseudo_labels, train_stage
 

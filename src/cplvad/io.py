@@ -1,22 +1,26 @@
-"""Atomic file output: a reader never sees a half-written artifact, a failed job leaves nothing behind."""
+"""File formats of cplvad's outputs and inputs: text, JSON, ``.npy`` / ``.npz`` and PyTorch files, and the
+encoding of the file names they quote.
+
+Every writer here goes through ``cplvad.storage.atomic.atomic_path``: the file appears whole or not at all,
+and inside an output folder that cplvad claimed it is recorded as cplvad's (``cplvad.storage``). Readers
+never unpickle: ``.npz`` without pickle, PyTorch files with ``weights_only=True``.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
 import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cplvad.errors import DataError
-from cplvad.storage.ownership import claim_folder, discard, record_write, replace_folder, tmp_prefix
+from cplvad.storage.atomic import atomic_path
+from cplvad.storage.ownership import replace_folder
 
 NAME_ERRORS = "surrogateescape"
 """Lists and annotation files are UTF-8 text; bytes that are not valid UTF-8 (a Linux file name may be any
@@ -38,63 +42,15 @@ def utf8(text: str) -> bytes:
     return printable(text).encode()
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path; move it onto `target` only if the block succeeds.
-
-    `suffix` keeps an extension that a writer insists on (``np.save`` appends ``.npy``). Inside an output
-    folder that cplvad claimed (``cplvad.storage.ownership``), a file it did not write is never overwritten
-    (ForeignDataError), the file is recorded as cplvad's before it appears, and the temporary file waits in
-    the folder's ``.cplvad/tmp/``; elsewhere it waits beside `target`.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = record_write(target)
-    prefix = tmp_prefix(target.name) if tmp_dir is not None else f".{target.name}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=f".tmp{suffix}", dir=tmp_dir or target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a new folder beside `target`; it replaces `target` only if the block succeeds.
-
-    `target` must be new, empty or cplvad's own earlier output (``replace_dir``); that is checked before
-    the block runs.
-    """
-    target = Path(target)
-    with claim_folder(target):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.cplvad-new-", dir=target.parent))
-        try:
-            with claim_folder(tmp, "staging folder"):
-                yield tmp
-                replace_dir(tmp, target)
-        finally:
-            discard(tmp)  # what a failed block staged (all cplvad's); nothing after a success
-
-
-def replace_dir(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Put the finished folder ``src`` in the place of ``target``, on the same file system: ``target`` must be
-    new, empty or cplvad's own, and only the files cplvad wrote there are deleted (a file of anyone else is
-    refused, never touched; see ``cplvad.storage.ownership.replace_folder``)."""
-    replace_folder(src, target)
-
-
 def copy_file(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
     """Copy a file to ``target`` atomically (and as cplvad's own, see ``atomic_path``)."""
     with atomic_path(target) as tmp:
         shutil.copyfile(src, tmp)
 
 
-def is_s3(uri: str) -> bool:
-    """Whether a location is an S3 object or prefix (``s3://bucket/key``) rather than a local path."""
-    return str(uri).startswith("s3://")
+def replace_dir(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """``cplvad.storage.ownership.replace_folder`` under the name ``workflow.data`` imports it by."""
+    replace_folder(src, target)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -134,20 +90,6 @@ def load_npz(
         raise DataError(f"{what} {path} cannot be read without pickle ({exc}); {remedy}") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{what} {path} is not a readable .npz file ({exc}); {remedy}") from None
-
-
-def damaged_name(name: str) -> str:
-    """``checkpoint.pt`` -> ``checkpoint.pt.damaged-20260101T120000Z``: where damaged state is kept."""
-    return f"{name}.damaged-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}"
-
-
-def set_aside(path: str | os.PathLike[str]) -> Path:
-    """Rename a damaged file beside itself (kept for inspection, out of the way of a fresh start)."""
-    path = Path(path)
-    aside = path.with_name(damaged_name(path.name))
-    record_write(aside)  # in an output folder: the kept copy is cplvad's too
-    os.replace(path, aside)
-    return aside
 
 
 def load_torch(path: str | os.PathLike[str], what: str, remedy: str) -> Any:

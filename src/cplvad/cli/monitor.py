@@ -42,11 +42,11 @@ def monitor_cmd(
     the scoring pipeline) with the distribution the threshold was calibrated on (PSI against
     monitor.psi_threshold, KS beside it); print a table, draw a plot, post drifted sources to --webhook."""
     from cplvad.errors import DataError
-    from cplvad.io import is_s3
     from cplvad.monitor.drift import References, alerts, compare, drift_table, plot_drift
     from cplvad.monitor.histograms import FOLDER, read_histograms
     from cplvad.predict.webhook import Webhook
-    from cplvad.storage.location import open_location
+    from cplvad.storage.location import is_s3, open_location
+    from cplvad.tracking.registry import resolve_model
 
     config = with_flags(config, {"monitor": {"days": days}})
     if not is_s3(out) and not Path(out).is_dir():
@@ -55,7 +55,7 @@ def monitor_cmd(
     histograms = read_histograms(sink)
     if not histograms:
         raise DataError(f"{out} holds no score histograms ({FOLDER}/): score footage into it first")
-    reference = References(config, model)
+    reference = References(lambda uri: resolve_model(uri, config), model)
     settings = config.monitor
     rows = compare(histograms, reference, settings)
     console.print(drift_table(rows, settings.psi_threshold))

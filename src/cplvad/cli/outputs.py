@@ -1,9 +1,9 @@
 """What a command writes, declared with its parameters: ``OutputFolder`` and ``OutputFile``.
 
 Every command runs inside ``claimed_outputs``: before its body runs, each output it was given is claimed
-(``cplvad.storage.ownership``): a folder holding files that cplvad did not write, an existing file that
-cplvad did not write, or a folder another cplvad process is writing stops the command at once (exit 2),
-before any work. ``tests/test_no_data_loss.py`` finds the outputs of every command by these types.
+(``cplvad.storage.ownership``; an ``s3://`` prefix by ``cplvad.storage.prefixes``): a folder holding files
+that cplvad did not write, an existing file that cplvad did not write, or a folder another cplvad process
+is writing stops the command at once (exit 2), before any work. ``tests/test_no_data_loss.py`` finds the outputs of every command by these types.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Any
 
 import click
 
+from cplvad.storage.location import is_s3
 from cplvad.storage.ownership import LOCK_NAME, claim_file, claim_folder
+from cplvad.storage.prefixes import claim_prefix
 
 
 class OutputFolder(click.Path):
@@ -67,11 +69,12 @@ def claimed_outputs(ctx: click.Context) -> Iterator[None]:
             if isinstance(param.type, OutputFolder) and not param.type.create and not _exists(value):
                 continue
             if isinstance(param.type, OutputFolder):
-                stack.enter_context(claim_folder(value, what, lock_name=_lock_name(param, ctx.params)))
+                claim = claim_prefix if is_s3(value) else claim_folder
+                stack.enter_context(claim(value, what, lock_name=_lock_name(param, ctx.params)))
             else:
                 stack.enter_context(claim_file(value, what))
         yield
 
 
 def _exists(location: str) -> bool:
-    return location.startswith("s3://") or os.path.exists(location)
+    return is_s3(location) or os.path.exists(location)

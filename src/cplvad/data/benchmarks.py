@@ -36,7 +36,8 @@ from cplvad.data.benchmark_specs import BENCHMARKS, METADATA_FORMAT, BenchmarkSp
 from cplvad.data.dataset import split_crop
 from cplvad.data.labels import ClassList
 from cplvad.errors import ConfigError, DataError
-from cplvad.io import atomic_dir, write_json, write_text
+from cplvad.io import write_json, write_text
+from cplvad.storage.atomic import atomic_dir
 
 
 @dataclass(frozen=True)

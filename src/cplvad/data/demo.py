@@ -18,7 +18,8 @@ import numpy as np
 import yaml
 
 from cplvad.config import DemoConfig
-from cplvad.io import atomic_dir, save_npy, write_text
+from cplvad.io import save_npy, write_text
+from cplvad.storage.atomic import atomic_dir
 
 DEMO_CLASSES = ("Normal", "Fighting", "Explosion", "RoadAccidents", "Stealing")
 FEATURE_DIM = 512

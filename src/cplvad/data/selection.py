@@ -16,7 +16,8 @@ import yaml
 from cplvad.config import DEMO_DATASET, DataConfig, dataset_kind
 from cplvad.data.benchmarks import load_benchmark, release_folders, write_benchmark_dataset
 from cplvad.errors import ConfigError, DataError
-from cplvad.io import atomic_dir, write_text
+from cplvad.io import write_text
+from cplvad.storage.atomic import atomic_dir
 from cplvad.storage.location import is_url
 
 MANIFEST_FILE = "dataset.yaml"

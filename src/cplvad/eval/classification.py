@@ -12,8 +12,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 from cplvad.data.dataset import load_dataset
 from cplvad.eval.plots import MAX_POINTS
 from cplvad.eval.predictions import Predictions
-from cplvad.modeling.factory import read_model_config
-from cplvad.train.calibration import CALIBRATION_KEY
+from cplvad.modeling.factory import CALIBRATION_KEY, read_model_config
 
 CATEGORIES = ["normal", "anomalous"]
 

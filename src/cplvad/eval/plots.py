@@ -17,7 +17,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from cplvad.data.dataset import Dataset
 from cplvad.eval.predictions import Predictions
-from cplvad.io import atomic_path, write_text
+from cplvad.io import write_text
+from cplvad.storage.atomic import atomic_path
 
 MAX_POINTS = 400
 TIMELINE_VIDEOS = 6

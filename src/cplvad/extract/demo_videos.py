@@ -29,7 +29,8 @@ import yaml
 
 from cplvad.config import DemoConfig
 from cplvad.data.demo import DemoVideo, list_csv, ucf_annotation_line
-from cplvad.io import atomic_dir, atomic_path, write_text
+from cplvad.io import write_text
+from cplvad.storage.atomic import atomic_dir, atomic_path
 
 CLASSES = ("Normal", "Flash", "Collision", "Erratic")
 WIDTH, HEIGHT, FPS = 96, 72, 25

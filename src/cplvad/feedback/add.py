@@ -46,8 +46,9 @@ from cplvad.feedback.folder import (
     video_rel,
 )
 from cplvad.feedback.verdicts import Verdicts, VideoVerdicts, read_verdicts
-from cplvad.io import NAME_ERRORS, atomic_path, save_npy, write_json
+from cplvad.io import NAME_ERRORS, save_npy, write_json
 from cplvad.predict.clips import local_video
+from cplvad.storage.atomic import atomic_path
 from cplvad.storage.location import local_copy
 from cplvad.storage.locks import FolderLock
 from cplvad.storage.ownership import LOCK_NAME, MARKER_DIR

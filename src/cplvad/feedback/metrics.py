@@ -34,8 +34,7 @@ from cplvad.eval.events import Event, find_events
 from cplvad.eval.scoring import score_videos
 from cplvad.feedback.folder import CLIP_KINDS, read_record
 from cplvad.modeling.dual_branch import CPLVAD
-from cplvad.modeling.factory import ModelMeta, load_model
-from cplvad.train.calibration import CALIBRATION_KEY
+from cplvad.modeling.factory import CALIBRATION_KEY, ModelMeta, load_model
 
 if TYPE_CHECKING:
     from cplvad.tracking.registry import PromotionContext

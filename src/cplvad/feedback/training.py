@@ -11,9 +11,9 @@ import torch
 
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset
+from cplvad.data.training_set import TrainingSet, load_training_set, read_samples, sample_key
 from cplvad.errors import DataError
 from cplvad.feedback.folder import feedback_list
-from cplvad.train.data import TrainingSet, load_training_set, read_samples, sample_key
 
 
 def training_set(dataset: Dataset, config: Config, n: int, progress: bool = True) -> TrainingSet:

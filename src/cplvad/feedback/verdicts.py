@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from cplvad.errors import DataError
-from cplvad.io import is_s3
 from cplvad.predict.report import read_report
 from cplvad.predict.review_page import VERDICTS_SCHEMA
-from cplvad.storage.location import Location, open_location
+from cplvad.storage.location import Location, is_s3, open_location
 
 EVENT_VERDICTS = ("confirmed", "false_alarm")
 VIDEO_VERDICTS = ("reviewed", "missed")

@@ -20,14 +20,18 @@ from cplvad import __version__
 from cplvad.clip import create_clip
 from cplvad.config import Config, config_from_dict, upgrade_written_config
 from cplvad.errors import DataError
-from cplvad.io import atomic_path, load_torch, write_json
+from cplvad.io import load_torch, write_json
 from cplvad.modeling.dual_branch import CPLVAD, LevelFusion
 from cplvad.modeling.prompts import FrozenTextEncoder, PromptLearner
+from cplvad.storage.atomic import atomic_path
 
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, META_FILE)
+CALIBRATION_KEY = "calibration"
+"""The record in ``meta.extra`` of the calibrated threshold (``train.calibration``), read by scoring,
+evaluation, monitoring, feedback and the model card."""
 FORMAT_VERSION = 1
 MODEL_REMEDY = "retrain it (cplvad train) or restore the model directory"
 _FROZEN_PREFIX = "prompts.encoder."

@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from cplvad.config import Config, MonitorConfig
+from cplvad.config import MonitorConfig
 from cplvad.errors import DataError
-from cplvad.modeling.factory import read_model_config
+from cplvad.modeling.factory import CALIBRATION_KEY, read_model_config
 from cplvad.monitor.histograms import BINS, EDGES, DayHistogram
-from cplvad.train.calibration import CALIBRATION_KEY
 
 
 @dataclass(frozen=True)
@@ -80,10 +79,12 @@ def calibration_histogram(model_dir: str | Path) -> np.ndarray:
 class References:
     """The calibration histogram a day is compared with: that of ``override`` (a model directory or registry
     URI) when given, else of the model that scored the day (its directory when it is still there, else its
-    registry URI); each model read once."""
+    registry URI); each model read once. ``resolve`` turns a model directory or registry URI into a local
+    model directory (the command passes ``tracking.registry.resolve_model``: monitoring stays below
+    tracking)."""
 
-    def __init__(self, config: Config, override: str | None = None) -> None:
-        self.config = config
+    def __init__(self, resolve: Callable[[str], Path], override: str | None = None) -> None:
+        self.resolve = resolve
         self.override = override
         self._by_version: dict[str, np.ndarray] = {}
 
@@ -94,15 +95,13 @@ class References:
         return self._by_version[key]
 
     def _model_dir(self, day: DayHistogram) -> Path:
-        from cplvad.tracking.registry import resolve_model
-
         if self.override is not None:
-            return resolve_model(self.override, self.config)
+            return self.resolve(self.override)
         path, source = day.model.get("path"), day.model.get("source")
         if path and (Path(path) / "meta.json").is_file():
             return Path(path)
         if source:
-            return resolve_model(str(source), self.config)
+            return self.resolve(str(source))
         raise DataError(f"the histograms of {day.source} name no model; pass --model")
 
 

@@ -26,8 +26,8 @@ import av
 
 from cplvad.config import PredictConfig
 from cplvad.extract.video import VideoError, open_video
-from cplvad.io import NAME_ERRORS, is_s3
-from cplvad.storage.location import Location, local_copy
+from cplvad.io import NAME_ERRORS
+from cplvad.storage.location import Location, is_s3, local_copy
 
 CLIP_FOLDER = "clips"
 ENCODERS = (

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from cplvad.data.annotations import VIDEO_EXTENSIONS, strip_video_extension
 from cplvad.errors import DataError
-from cplvad.io import is_s3
 from cplvad.redact import strip_credentials
+from cplvad.storage.location import is_s3
 
 FEATURE_SUFFIX = ".npy"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

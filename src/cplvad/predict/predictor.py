@@ -22,8 +22,7 @@ from cplvad.clip import file_sha256
 from cplvad.config import Config, config_from_dict
 from cplvad.errors import CplvadError, DataError
 from cplvad.modeling.dual_branch import CPLVAD
-from cplvad.modeling.factory import WEIGHTS_FILE, ModelMeta, load_model
-from cplvad.train.calibration import CALIBRATION_KEY
+from cplvad.modeling.factory import CALIBRATION_KEY, WEIGHTS_FILE, ModelMeta, load_model
 
 
 @dataclass

@@ -20,12 +20,12 @@ import torch
 from tqdm.auto import tqdm
 
 from cplvad.config import CarConfig
+from cplvad.data.training_set import TrainingSet
 from cplvad.errors import DataError
 from cplvad.io import NAME_ERRORS, load_npz, save_npz
 from cplvad.modeling.branches import BRANCHES
 from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.pseudo.rules import refine
-from cplvad.train.data import TrainingSet
 
 KEYS = ("keys", "lengths", "abnormal", "car")
 PREFIX = "pseudo_"

@@ -6,9 +6,9 @@ works the same once its package is installed. Callers name objects by relative P
 the filesystem.
 
 Whole-object writes are atomic: on the local disk a temporary file renamed into place
-(``cplvad.io.atomic_path``); on an object store one PUT (a large file one multipart upload, which the store
-publishes whole), so a reader sees the old object or the new one, never a part. (A remote filesystem that
-is not an object store, such as SFTP, writes as it writes.)
+(``cplvad.storage.atomic.atomic_path``); on an object store one PUT (a large file one multipart upload,
+which the store publishes whole), so a reader sees the old object or the new one, never a part. (A remote
+filesystem that is not an object store, such as SFTP, writes as it writes.)
 
 S3 endpoint and credentials come only from the standard AWS environment (``AWS_ENDPOINT_URL`` /
 ``AWS_ENDPOINT_URL_S3`` for an S3-compatible server, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from cplvad.errors import CplvadError, DataError
 from cplvad.extras import require
 from cplvad.failures import describe
-from cplvad.io import atomic_path, damaged_name
+from cplvad.storage.atomic import atomic_path, damaged_name
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -55,6 +55,11 @@ def is_url(uri: str | os.PathLike[str]) -> bool:
     """Whether ``uri`` is on another filesystem than the local disk (``scheme://...``, not ``file://``)."""
     match = _SCHEME.match(str(uri))
     return match is not None and match.group(1).lower() not in LOCAL_SCHEMES
+
+
+def is_s3(uri: str | os.PathLike[str]) -> bool:
+    """Whether a location is an S3 object or prefix (``s3://bucket/key``) rather than a local path."""
+    return str(uri).startswith("s3://")
 
 
 class Location:

@@ -153,9 +153,7 @@ class S3Lock:
     """The lock of an ``s3://`` prefix: the object ``<prefix>/.cplvad/<name>`` (see the module docstring)."""
 
     def __init__(self, uri: str, name: str, what: str) -> None:
-        from cplvad.storage.location import filesystem_path
-
-        self.bucket, _, prefix = filesystem_path(uri)[1].strip("/").partition("/")
+        self.bucket, _, prefix = uri.split("://", 1)[-1].strip("/").partition("/")
         self.key = f"{prefix}/.cplvad/{name}" if prefix else f".cplvad/{name}"
         self.uri, self.what = uri, what
         self._etag: str | None = None

@@ -5,16 +5,15 @@ Every folder cplvad writes holds a hidden ``.cplvad/``:
 
 - ``owner.json``: the folder is cplvad's (it created it, or found it empty); cplvad may resume or replace it;
 - ``written.jsonl``: each file cplvad wrote there, one JSON string per line (its path relative to the
-  folder), appended by the atomic writers of ``cplvad.io`` before the file appears;
+  folder), appended by the atomic writers (``cplvad.storage.atomic``) before the file appears;
 - ``lock`` and ``lock.holder.json``: the writer lock (``storage.locks``);
 - ``tmp/``: the atomic writers' temporary files (``<pid>.<name>...``), so a killed writer leaves none among
   the outputs.
 
 A folder that only receives declared output files (``evaluate --out DIR/metrics.json`` with ``DIR`` the
 user's) gets a ``.cplvad/`` without ``owner.json``: there only the files listed in ``written.jsonl`` are
-cplvad's. An ``s3://`` prefix gets ``.cplvad/owner.json`` and the lock object; objects cannot be appended
-to, so no per-object record is kept there: a prefix with the marker is cplvad's as a whole, one without it
-is refused unless it is empty.
+cplvad's. An ``s3://`` prefix is claimed by ``cplvad.storage.prefixes`` with the same marker and a lock
+object.
 
 A claim (``claim_folder``, ``claim_file``) checks a folder and takes its lock before any work: a folder
 holding a file that cplvad did not write (or a directory with none of its files) is refused with
@@ -41,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cplvad.errors import ConfigError, DataError, ForeignDataError
-from cplvad.storage.locks import FolderLock, Holder, S3Lock
+from cplvad.storage.locks import FolderLock, Holder
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,6 @@ class _Claim:
 
 
 _claims: dict[Path, _Claim] = {}
-_s3_claims: dict[str, int] = {}
 _mutex = threading.RLock()
 
 
@@ -169,7 +167,7 @@ def _unrecorded(root: Path, record: set[str]) -> list[str]:
     return found
 
 
-def _foreign_error(what: str, shown: str, foreign: list[str], tail: str) -> ForeignDataError:
+def foreign_error(what: str, shown: str, foreign: list[str], tail: str) -> ForeignDataError:
     count = f"more than {WALK_LIMIT - 1}" if len(foreign) >= WALK_LIMIT else str(len(foreign))
     names = ", ".join(_shown(f) for f in foreign[:NAMES_SHOWN])
     more = f" and {len(foreign) - NAMES_SHOWN} more" if len(foreign) > NAMES_SHOWN else ""
@@ -224,8 +222,7 @@ def _open(
         claim.record = read_record(root)
         _refuse_foreign(root, shown, what, whole=whole, files=files, record=claim.record)
         if whole and not was_owned:
-            owner = {"format": OWNER_FORMAT, "created": _now(), "by": Holder.this_process().command}
-            _write_marker_file(marker, OWNER_FILE, json.dumps(owner).encode())
+            _write_marker_file(marker, OWNER_FILE, owner_record())
     except BaseException:
         _close(claim)
         raise
@@ -238,7 +235,7 @@ def _refuse_foreign(
     if whole:
         foreign = _unrecorded(root, record)
         if foreign:
-            raise _foreign_error(
+            raise foreign_error(
                 what, shown, foreign, "Give a new or empty folder, or move those files out of it"
             )
         return
@@ -273,8 +270,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def owner_record() -> bytes:
+    """The content of ``owner.json``: the folder is cplvad's, since when, made by which command."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return json.dumps({"format": OWNER_FORMAT, "created": now, "by": Holder.this_process().command}).encode()
 
 
 def _close(claim: _Claim) -> None:
@@ -317,15 +316,9 @@ def _remove_marker(claim: _Claim) -> None:
 def claim_folder(
     folder: str | os.PathLike[str], what: str = "output folder", *, lock_name: str = LOCK_NAME
 ) -> Iterator[None]:
-    """Hold ``folder`` (local or ``s3://``) as an output folder of this process for the block: checked (only
+    """Hold the local ``folder`` as an output folder of this process for the block: checked (only
     cplvad's files in it), locked, marked as cplvad's. ``lock_name``: a lock of its own for writers that
-    may share a folder (extraction shards)."""
-    from cplvad.io import is_s3
-
-    if is_s3(str(folder)):
-        with _claim_prefix(str(folder), what, lock_name):
-            yield
-        return
+    may share a folder (extraction shards). An ``s3://`` prefix: ``cplvad.storage.prefixes.claim_prefix``."""
     root = _real(folder)
     with _mutex:
         claim = _claims.get(root)
@@ -393,69 +386,13 @@ def _release(claim: _Claim) -> None:
     _close(claim)
 
 
-@contextlib.contextmanager
-def _claim_prefix(uri: str, what: str, lock_name: str) -> Iterator[None]:
-    from cplvad.storage.location import open_location
-
-    key = uri.rstrip("/")
-    with _mutex:
-        if key in _s3_claims:
-            _s3_claims[key] += 1
-            held = True
-        else:
-            held = False
-    if held:
-        try:
-            yield
-        finally:
-            with _mutex:
-                _s3_claims[key] -= 1
-        return
-    sink = open_location(uri)
-    owner_key = f"{MARKER_DIR}/{OWNER_FILE}"
-
-    def refuse_foreign() -> bool:
-        """Whether the prefix is cplvad's; ForeignDataError when it holds objects of someone else."""
-        if sink.read_bytes(owner_key) is not None:
-            return True
-        foreign = sorted(k for k in sink.sizes() if not k.startswith(MARKER_DIR + "/"))
-        if foreign:
-            raise _foreign_error(
-                what, uri, foreign, "Give a new or empty prefix, or move those objects out of it"
-            )
-        return False
-
-    refuse_foreign()  # before the lock object is written there
-    lock = S3Lock(uri, lock_name, what)
-    lock.acquire()
-    made = False
-    try:
-        if not refuse_foreign():
-            owner = {"format": OWNER_FORMAT, "created": _now(), "by": Holder.this_process().command}
-            sink.write_bytes(owner_key, json.dumps(owner).encode())
-            made = True
-        with _mutex:
-            _s3_claims[key] = 1
-        try:
-            yield
-        finally:
-            with _mutex:
-                _s3_claims.pop(key, None)
-    finally:
-        try:
-            if made and not any(not k.startswith(MARKER_DIR + "/") for k in sink.sizes()):
-                sink.delete(owner_key)  # nothing was written: leave nothing behind
-        finally:
-            lock.release()
-
-
 # --------------------------------------------------------------------------------------- the atomic writers
 
 
 def record_write(target: Path) -> Path | None:
-    """Called by ``cplvad.io`` before it writes ``target``: inside a claimed folder, refuse to overwrite a
-    file cplvad did not write, record the file, and return the folder for the temporary file (``None``
-    outside every claim: the temporary file goes beside the target). The record is kept by the innermost
+    """Called by ``cplvad.storage.atomic`` before it writes ``target``: inside a claimed folder, refuse to
+    overwrite a file cplvad did not write, record the file, and return the folder for the temporary file
+    (``None`` outside every claim: the temporary file goes beside the target). The record is kept by the innermost
     folder of cplvad's around the file, which may be a folder of its own inside the claimed one (a model
     directory inside a run folder)."""
     target = _real(target)
@@ -511,15 +448,14 @@ def replace_folder(
         for claim in (new, old):
             foreign = _unrecorded(claim.root, claim.record | read_record(claim.root))
             if foreign:
-                raise _foreign_error(
+                raise foreign_error(
                     claim.what,
                     claim.shown,
                     foreign,
                     "Move those files out of it and run again: nothing was replaced",
                 )
         if not is_owned(a):
-            owner = {"format": OWNER_FORMAT, "created": _now(), "by": Holder.this_process().command}
-            _write_marker_file(new.marker, OWNER_FILE, json.dumps(owner).encode())
+            _write_marker_file(new.marker, OWNER_FILE, owner_record())
         _exchange(a, b)
         with _mutex:  # the folders changed places: so do their locks and records
             new.lock, old.lock = old.lock, new.lock

@@ -17,9 +17,8 @@ from typing import Any
 import torch
 
 from cplvad.io import load_torch
-from cplvad.modeling.factory import WEIGHTS_FILE, read_model_config
+from cplvad.modeling.factory import CALIBRATION_KEY, WEIGHTS_FILE, read_model_config
 from cplvad.pseudo.labels import PseudoLabels
-from cplvad.train.calibration import CALIBRATION_KEY
 from cplvad.train.validation import VALIDATION_KEY
 
 DEMO_PREFIX = "cplvad-demo"

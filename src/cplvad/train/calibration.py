@@ -18,10 +18,8 @@ from cplvad.data.dataset import Dataset
 from cplvad.data.features import load_features
 from cplvad.errors import DataError
 from cplvad.eval.scoring import score_videos
-from cplvad.modeling.factory import load_model, update_meta
+from cplvad.modeling.factory import CALIBRATION_KEY, load_model, update_meta
 from cplvad.monitor.histograms import score_histogram
-
-CALIBRATION_KEY = "calibration"
 
 
 def calibrate(

@@ -28,9 +28,10 @@ import torch
 from tqdm.auto import tqdm
 
 from cplvad.config import Config, EvalConfig
+from cplvad.data.training_set import TrainingSet
 from cplvad.device import resolve_device
 from cplvad.errors import DataError
-from cplvad.io import NAME_ERRORS, atomic_path, load_torch, set_aside, write_json, write_text
+from cplvad.io import NAME_ERRORS, load_torch, write_json, write_text
 from cplvad.modeling.branches import BRANCHES
 from cplvad.modeling.factory import (
     CONFIG_FILE,
@@ -47,8 +48,9 @@ from cplvad.modeling.factory import (
 )
 from cplvad.modeling.losses import level_focal, mil_align, topk_bce
 from cplvad.pseudo.labels import PseudoLabels
+from cplvad.storage.atomic import atomic_path, set_aside
+from cplvad.train.batches import batches, steps_per_epoch
 from cplvad.train.cuda_graph import GraphedStep
-from cplvad.train.data import TrainingSet, batches, steps_per_epoch
 from cplvad.train.schedules import LR_SCHEDULES
 from cplvad.train.supervision import SUPERVISION
 from cplvad.train.validation import (

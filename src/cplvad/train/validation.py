@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from cplvad.data.training_set import TrainingSet
 from cplvad.errors import DataError
 from cplvad.eval.scoring import score_chunks
 from cplvad.modeling.dual_branch import CPLVAD
 from cplvad.modeling.losses import topk_count, topk_mean
-from cplvad.train.data import TrainingSet
 
 VALIDATION_KEY = "validation"
 """``meta.json`` ``extra`` key: ``{"video_auc": percent, "video_ap": percent, "videos": int, "fraction": float,

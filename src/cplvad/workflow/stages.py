@@ -16,6 +16,7 @@ from rich.console import Console
 from cplvad import preflight
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset, load_dataset
+from cplvad.data.training_set import TrainingSet
 from cplvad.device import resolve_device
 from cplvad.eval.metrics import configured_metrics, print_metrics
 from cplvad.eval.plots import write_plots
@@ -24,12 +25,12 @@ from cplvad.eval.scoring import predict_test_set
 from cplvad.feedback.metrics import PREFIX as FEEDBACK_PREFIX
 from cplvad.feedback.metrics import feedback_metrics, print_feedback
 from cplvad.feedback.training import training_set
-from cplvad.io import copy_file, replace_dir, write_json
+from cplvad.io import copy_file, write_json
 from cplvad.modeling.dual_branch import LevelFusion
-from cplvad.modeling.factory import check_classes, load_model, read_model_config
+from cplvad.modeling.factory import CALIBRATION_KEY, check_classes, load_model, read_model_config
 from cplvad.pseudo.labels import PseudoLabels, generate
 from cplvad.redact import strip_credentials
-from cplvad.storage.ownership import claim_folder
+from cplvad.storage.ownership import claim_folder, replace_folder
 from cplvad.tracking.registry import resolve_model
 from cplvad.tracking.runs import (
     PipelineOutputs,
@@ -38,9 +39,8 @@ from cplvad.tracking.runs import (
     record_pseudo_labels,
     stage_run,
 )
-from cplvad.train.calibration import CALIBRATION_KEY, calibrate
+from cplvad.train.calibration import calibrate
 from cplvad.train.checkpoint_mirror import CheckpointMirror
-from cplvad.train.data import TrainingSet
 from cplvad.train.trainer import TrainResult, fingerprint, train
 
 METRICS_FILE = "metrics.json"
@@ -119,7 +119,7 @@ def train_stage(
         if mirror is not None:
             mirror.discard()
         if work_dir is not None:
-            replace_dir(target, out_dir)
+            replace_folder(target, out_dir)
             result.model_dir = Path(out_dir)
         return result
 
