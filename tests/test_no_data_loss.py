@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -428,6 +429,18 @@ def test_run_ablate_and_track_resume_in_their_own_folders(demo_manifest, tmp_pat
         )
         assert res.exit_code == 0, res.output
     assert json.loads(Path("outputs/mlflow_run.json").read_text())["run_id"]
+
+    track = ["track", "--dataset", demo_manifest, "--stage2", "run/stage2", "--metrics"]
+    track += ["run/stage2/metrics.json", "--out", "outputs/mlflow_run.json", "--no-register", *TINY]
+    shutil.rmtree("outputs/.cplvad")  # the record alone, as git brings it (a DVC metrics file kept in git)
+    res = invoke(*track)
+    assert res.exit_code == 0, res.output  # recognised as cplvad's by its content, and replaced
+    mine = b'{"run_id": "the user\'s own"}'
+    Path("outputs/mlflow_run.json").write_bytes(mine)
+    shutil.rmtree("outputs/.cplvad")
+    res = invoke(*track)
+    assert res.exit_code == 2 and "cplvad did not write it" in " ".join(res.output.split()), res.output
+    assert Path("outputs/mlflow_run.json").read_bytes() == mine
 
 
 # ------------------------------------------------------------------------------------- one writer

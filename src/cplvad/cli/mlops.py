@@ -12,6 +12,7 @@ from cplvad.cli.outputs import OutputFile, OutputFolder
 from cplvad.config import Config
 from cplvad.tracking.runs import PipelineOutputs
 from cplvad.workflow import track_pipeline
+from cplvad.workflow.stages import is_run_record
 
 _dir = click.Path(file_okay=False)
 _file = click.Path(dir_okay=False)
@@ -31,7 +32,10 @@ _file = click.Path(dir_okay=False)
     help="Register the final model (as 'candidate', except in a DVC experiment: tracking.alias_experiments).",
 )
 @click.option(
-    "--out", type=OutputFile(), default=None, help="Write the run id and model version here (JSON)."
+    "--out",
+    type=OutputFile(ours=is_run_record),
+    default=None,
+    help="Write the run id and model version here (JSON; an earlier record of cplvad's is replaced).",
 )
 @click.option(
     "--mlflow-parent",

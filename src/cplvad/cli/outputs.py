@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -39,10 +40,12 @@ class OutputFolder(click.Path):
 
 
 class OutputFile(click.Path):
-    """A file the command writes (``--out metrics.json``, ``--predictions-out``, ``--mlflow-parent``, ...)."""
+    """A file the command writes (``--out metrics.json``, ``--predictions-out``, ``--mlflow-parent``, ...).
+    ``ours``: recognises an existing file of cplvad's by its content (``storage.ownership.claim_file``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ours: Callable[[Path], bool] | None = None) -> None:
         super().__init__(dir_okay=False)
+        self.ours = ours
 
 
 def declared_outputs(command: click.Command) -> list[click.Parameter]:
@@ -72,7 +75,7 @@ def claimed_outputs(ctx: click.Context) -> Iterator[None]:
                 claim = claim_prefix if is_s3(value) else claim_folder
                 stack.enter_context(claim(value, what, lock_name=_lock_name(param, ctx.params)))
             else:
-                stack.enter_context(claim_file(value, what))
+                stack.enter_context(claim_file(value, what, param.type.ours))
         yield
 
 

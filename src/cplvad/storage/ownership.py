@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -340,13 +340,17 @@ def claim_folder(
 
 
 @contextlib.contextmanager
-def claim_file(path: str | os.PathLike[str], what: str = "output file") -> Iterator[None]:
+def claim_file(
+    path: str | os.PathLike[str], what: str = "output file", ours: Callable[[Path], bool] | None = None
+) -> Iterator[None]:
     """Hold the folder of the output file ``path`` for the block: the innermost folder of cplvad's around
     it (claimed as a whole), else its own folder, where only ``path`` itself is checked: an existing file
-    that cplvad did not write there is refused."""
+    that cplvad did not write there is refused. ``ours``: recognises by its content a file of cplvad's that
+    arrived without its folder's ledger (a record kept in git); such a file is recorded and replaced."""
     target = _real(path)
     if target.is_dir():
         raise DataError(f"{what} {path} is a folder; give a file name")
+    adopt = ours is not None and target.is_file() and not target.is_symlink() and ours(target)
     with _mutex:
         claim = _innermost(target)
         if claim is not None:
@@ -355,22 +359,27 @@ def claim_file(path: str | os.PathLike[str], what: str = "output file") -> Itera
         owner = next((f for f in target.parents if is_owned(f)), None)
         if owner is not None:
             with claim_folder(owner, what):
-                _refuse_foreign_file(_claims[owner], target, what, str(path))
+                _refuse_foreign_file(_claims[owner], target, what, str(path), adopt)
                 yield
             return
-        claim = _open(Path(path).parent, what, owned=False, files=(target.name,))
+        claim = _open(Path(path).parent, what, owned=False, files=() if adopt else (target.name,))
         with _mutex:
             _claims[claim.root] = claim
     try:
-        _refuse_foreign_file(claim, target, what, str(path))
+        _refuse_foreign_file(claim, target, what, str(path), adopt)
         yield
     finally:
         _release(claim)
 
 
-def _refuse_foreign_file(claim: _Claim, target: Path, what: str, shown: str) -> None:
+def _refuse_foreign_file(claim: _Claim, target: Path, what: str, shown: str, adopt: bool) -> None:
     rel = target.relative_to(claim.root).as_posix()
     if os.path.lexists(target) and rel not in claim.record:
+        if adopt:
+            with _mutex:
+                _append(claim.marker, rel)
+                claim.record.add(rel)
+            return
         raise ForeignDataError(
             f"{what} {shown} exists and cplvad did not write it: it is never overwritten; give another file "
             "name, or move that file away"

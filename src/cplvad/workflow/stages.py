@@ -47,6 +47,9 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 PSEUDO_FILE = "pseudo.npz"
 TRACKING_FILE = "mlflow_run.json"
+RUN_RECORD_FORMAT = "cplvad-run-record/1"
+"""The ``format`` of the run record ``cplvad track --out`` writes. The record travels through git (a DVC
+metrics file, kept between runs), without the ledger of its folder, so its content says whose it is."""
 PARENT_RUN_FILE = "mlflow_parent.json"
 """Where ``run --track`` keeps its open MLflow parent run, so that an interrupted run continues it."""
 SUMMARY_FILE = "summary.json"
@@ -443,5 +446,13 @@ def track_pipeline(
         "registered_model": name if version else None,
     }
     if record is not None:
-        write_json(record, result)
+        write_json(record, {"format": RUN_RECORD_FORMAT, **result})
     return result
+
+
+def is_run_record(path: Path) -> bool:
+    """Whether ``path`` is a run record that ``cplvad track`` wrote (and may replace)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("format") == RUN_RECORD_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
