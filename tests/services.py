@@ -50,6 +50,16 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, log: Path, timeo
             time.sleep(0.2)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """End a service: politely, then for sure."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def postgres_bin() -> Path | None:
     """The folder of Debian's PostgreSQL server programs, or None when PostgreSQL is not installed."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -164,11 +174,7 @@ def mlflow_server(root: Path, backend_store_uri: str, env: dict[str, str] | None
         wait_for_port(port, proc, "mlflow server", log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 SEAWEEDFS_PORTS = (
@@ -239,9 +245,4 @@ def seaweedfs(root: Path) -> Iterator[dict[str, str]]:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
