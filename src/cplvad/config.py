@@ -75,10 +75,10 @@ class DataConfig(_Section):
     """A feedback folder written by ``cplvad feedback add`` (operators' verdicts as video-level samples):
     its samples are added to the training set of both stages, and the evaluation reports false alarms per
     hour on the clips marked false alarm and the recall of confirmed events. Any data; null = none."""
-    feedback_repeat: int = Field(4, ge=1)
+    feedback_repeat: int = Field(8, ge=1)
     """Copies of each feedback sample in the training set (as crops 0..k-1 of its video): verdicts are few
     beside a dataset, and one copy each barely moves the model (on the demo, README "The operators' loop",
-    a false alarm stayed above the threshold with 1 copy and fell below it with 4 and with 8)."""
+    a false alarm stayed above the threshold with 1 and with 4 copies and fell well below it with 8)."""
 
     @field_validator("dataset")
     @classmethod
