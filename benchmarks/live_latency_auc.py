@@ -49,6 +49,7 @@ def prepare(data: str, work: Path, config) -> Path:  # noqa: ANN001
         manifest = work / "data" / "dataset.yaml"
         return manifest if manifest.is_file() else write_demo_dataset(work / "data", config.demo)
     from cplvad.extract.demo_videos import write_demo_videos
+    from cplvad.extract.options import ExtractOptions
     from cplvad.extract.runner import extract
 
     root = work / "videos"
@@ -60,7 +61,7 @@ def prepare(data: str, work: Path, config) -> Path:  # noqa: ANN001
             str(root / f"{split}_videos.csv"),
             str(root / "features"),
             config,
-            list_name=f"{split}.csv",
+            ExtractOptions(list_name=f"{split}.csv"),
             progress=False,
             log=lambda _: None,
         )

@@ -132,15 +132,14 @@ def plan_shards(videos: dict[str, str], num_shards: int) -> list[str]:
 def extract_shard(videos: dict[str, str], dst: str, config: Config, shard: str) -> dict[str, Any]:
     """Extract shard ``"K/N"`` of the videos of both splits into ``dst`` (a folder or ``s3://`` prefix, where
     a retried shard resumes); the videos per split. Raises DataError when a video failed."""
+    from cplvad.extract.options import ExtractOptions
     from cplvad.extract.runner import extract
 
-    index, num_shards = (int(x) for x in shard.split("/"))
     failed: dict[str, str] = {}
     counts = {}
     for split in VIDEO_LISTS:
-        report = extract(
-            videos[split], dst, config, list_name=f"{split}.csv", shard=(index, num_shards), progress=False
-        )
+        options = ExtractOptions(list_name=f"{split}.csv", shard=shard)
+        report = extract(videos[split], dst, config, options, progress=False)
         print(
             f"{split} shard {shard}: extracted {report.extracted}, skipped {report.skipped}, "
             f"failed {len(report.failed)} of {report.selected} videos in {report.seconds:.1f} s; "

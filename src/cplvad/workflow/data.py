@@ -87,10 +87,12 @@ def _keep_if_same_selection(work: Path, plan: DataPlan) -> None:
 def _extract_splits(
     plan: DataPlan, config: Config, features: Path, *, progress: bool, log: Callable[[str], None]
 ) -> None:
+    from cplvad.extract.options import ExtractOptions
     from cplvad.extract.runner import extract
 
     for split, src in plan.videos.items():
-        report = extract(src, str(features), config, list_name=f"{split}.csv", progress=progress, log=log)
+        options = ExtractOptions(list_name=f"{split}.csv")
+        report = extract(src, str(features), config, options, progress=progress, log=log)
         log(
             f"{split}: extracted {report.extracted}, skipped {report.skipped} (done before), "
             f"failed {len(report.failed)} of {report.selected} videos from {src}"
