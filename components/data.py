@@ -92,13 +92,17 @@ def extract_features(
     manifest."""
     from pathlib import Path
 
+    from cplvad import preflight
     from cplvad.config import config_from_params
     from cplvad.extract.dataset_folder import extract_shard, resolve_videos
 
     config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
     Path(features.path).mkdir(parents=True, exist_ok=True)
     dst = features_uri.rstrip("/") or features.path
-    counts = extract_shard(resolve_videos(videos, data.path), dst, config, shard)
+    videos = resolve_videos(videos, data.path)
+    for src in videos.values():
+        print(preflight.for_extraction(src, dst, config))
+    counts = extract_shard(videos, dst, config, shard)
     features.metadata.update({"shard": shard, "location": dst, **counts})
 
 

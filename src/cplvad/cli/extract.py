@@ -101,9 +101,11 @@ def _report_failures(failures: dict[str, str], where: str) -> None:
 @options_object(ExtractOptions)
 def extract_cmd(src: str, dst: str, options: ExtractOptions, parent_run: str | None, config: Config) -> None:
     """Extract CLIP snippet features (one row per 16 frames) from raw videos, resumably."""
+    from cplvad import preflight
     from cplvad.extract.runner import extract
     from cplvad.tracking.runs import record_extraction, stage_run
 
+    console.print(preflight.for_extraction(src, dst, config), highlight=False)
     with stage_run("extract", parent_run) as run:
         report = extract(
             src,

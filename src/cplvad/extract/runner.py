@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cplvad import preflight
 from cplvad.clip import ClipBundle, create_clip
 from cplvad.config import Config
 from cplvad.device import resolve_device
@@ -94,10 +93,10 @@ def extract(
     log: Callable[[str], None] = print,
 ) -> ExtractionReport:
     """Extract CLIP snippet features of every video of ``src`` (this shard) into ``dst``; ``options``: the
-    list's name, the default label, the shard, strictness."""
+    list's name, the default label, the shard, strictness. The caller checks the source, destination and
+    weights first (the commands run their pre-run checks before calling this)."""
     options = options or ExtractOptions()
     shard, cfg = options.shard_range, config.extract
-    log(preflight.for_extraction(src, dst, config))
     selected = select_videos(src, options.default_label, shard)
     sink, names = open_location(dst), output_names(options.list_name, shard)
     device = resolve_device(cfg.device, "extract.device")

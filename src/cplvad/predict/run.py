@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from cplvad.clip_weights import check_clip_weights
 from cplvad.config import Config
 from cplvad.data.features import load_features, open_features
 from cplvad.errors import CplvadError, DataError
@@ -45,7 +46,6 @@ from cplvad.predict.report import (
     report_json,
 )
 from cplvad.predict.stream import StreamScorer
-from cplvad.preflight.files import check_clip_weights
 from cplvad.storage.location import object_size, open_location
 
 SCORE_BATCH = 64
