@@ -27,8 +27,8 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from cplvad.config import ClipConfig
 from cplvad.errors import ConfigError, DataError
 
 HF_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -164,7 +164,15 @@ def warn_on_activation_mismatch(model_quick_gelu: bool, weights: TaggedWeights, 
         )
 
 
-def check_clip_weights(clip: ClipConfig) -> None:
+class WeightsChoice(Protocol):
+    """What names the CLIP weights (``cplvad.config.ClipConfig``; not imported: the config is above this
+    module)."""
+
+    model: str
+    pretrained: str
+
+
+def check_clip_weights(clip: WeightsChoice) -> None:
     """``clip.pretrained`` (unless ``none`` or an open_clip tag) is a complete, readable weights file."""
     if clip.pretrained.lower() == "none":
         return
