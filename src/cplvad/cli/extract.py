@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from cplvad.cli.main import cli, config_flag, config_options, console, options_object, parent_run_option
+from cplvad.cli.main import (
+    cli,
+    config_flag,
+    config_options,
+    console,
+    encoding_flags,
+    options_object,
+    parent_run_option,
+)
 from cplvad.cli.outputs import OutputFolder
 from cplvad.config import Config
 from cplvad.extract.options import ExtractOptions
@@ -83,19 +91,7 @@ def _report_failures(failures: dict[str, str], where: str) -> None:
     key="extract.sampling",
     help="center | mean:K (frames per snippet that are encoded and averaged).",
 )
-@config_flag("--batch-size", key="extract.batch_size", type=int, help="Images per encoder forward pass.")
-@config_flag(
-    "--workers",
-    key="extract.workers",
-    type=int,
-    help="Decode worker processes (0 = decode in the main process).",
-)
-@config_flag(
-    "--device",
-    key="extract.device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    help="Encoder device (auto = cuda if available).",
-)
+@encoding_flags
 @config_options
 @parent_run_option
 @options_object(ExtractOptions)

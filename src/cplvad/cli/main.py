@@ -124,6 +124,34 @@ def config_flag(*decls: str, key: str, **attrs: Any) -> Callable[[F], F]:
     return click.option(*decls, cls=ConfigFlag, key=key, default=None, **attrs)
 
 
+def encoding_flags(func: F) -> F:
+    """``--device``, ``--workers``, ``--batch-size``: how a command that encodes video runs CLIP (``extract``
+    keys)."""
+    flags = [
+        config_flag(
+            "--device",
+            key="extract.device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            help="Device for CLIP, and for the model when scoring (extract.device; auto = cuda if available).",
+        ),
+        config_flag(
+            "--workers",
+            key="extract.workers",
+            type=int,
+            help="Decode worker processes, 0 = decode in the main process (extract.workers).",
+        ),
+        config_flag(
+            "--batch-size",
+            key="extract.batch_size",
+            type=int,
+            help="Images per CLIP forward pass (extract.batch_size).",
+        ),
+    ]
+    for flag in reversed(flags):
+        func = flag(func)
+    return func
+
+
 def options_object(cls: type[Any], name: str = "options") -> Callable[[F], F]:
     """Hand the command its parameters named like the fields of ``cls`` (a frozen dataclass) as one ``cls``
     in ``name``: the options object it passes to the library as it is. Place it below the decorators that

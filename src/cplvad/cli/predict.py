@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from cplvad import preflight
-from cplvad.cli.main import cli, config_flag, config_options, console, options_object
+from cplvad.cli.main import cli, config_flag, config_options, console, encoding_flags, options_object
 from cplvad.cli.outputs import OutputFolder
 from cplvad.config import Config
 from cplvad.predict.run import PredictOptions
@@ -174,19 +174,7 @@ def _key_values(
     default=None,
     help="Frame rate of .npy feature inputs, for event times in seconds (videos use their own).",
 )
-@config_flag(
-    "--device",
-    key="extract.device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    help="Device for CLIP and the model (default: extract.device).",
-)
-@config_flag("--workers", key="extract.workers", type=int, help="Decode worker processes (extract.workers).")
-@config_flag(
-    "--batch-size",
-    key="extract.batch_size",
-    type=int,
-    help="Images per CLIP forward pass (extract.batch_size).",
-)
+@encoding_flags
 @click.option(
     "--pretrained",
     default=None,
