@@ -69,9 +69,9 @@ def prepare(data: str, work: Path, config) -> Path:  # noqa: ANN001
 
 
 def train(manifest: Path, work: Path, config) -> Path:  # noqa: ANN001
-    train_stage(manifest, work / "stage1", 1, config, progress=False)
-    make_pseudo_labels(manifest, work / "stage1", work / "pseudo.npz", config, progress=False)
-    train_stage(manifest, work / "stage2", 2, config, pseudo_path=work / "pseudo.npz", progress=False)
+    train_stage(manifest, work / "stage1", config, stage=1, progress=False)
+    make_pseudo_labels(manifest, work / "stage1", config, out=work / "pseudo.npz", progress=False)
+    train_stage(manifest, work / "stage2", config, stage=2, pseudo_path=work / "pseudo.npz", progress=False)
     return work / "stage2"
 
 
