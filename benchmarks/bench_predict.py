@@ -33,7 +33,7 @@ from cplvad.config import Config, load_config  # noqa: E402
 from cplvad.data.benchmarks import load_benchmark  # noqa: E402
 from cplvad.device import resolve_device  # noqa: E402
 from cplvad.modeling.factory import CALIBRATION_KEY, create_model, save_model, update_meta  # noqa: E402
-from cplvad.predict import Input, PredictOptions, PredictRunner, make_encoder, open_predictor  # noqa: E402
+from cplvad.predict import Input, PredictOptions, PredictRunner, open_predictor  # noqa: E402
 
 CLASSES = list(load_benchmark("ucf-crime").classes)
 REPO = Path(__file__).resolve().parents[1]
@@ -125,8 +125,7 @@ def main() -> None:
         embed_dim = create_clip(config.clip).embed_dim
         model_dir = build_model(config, root / "model", embed_dim)
         predictor = open_predictor(model_dir, config, device)
-        options = PredictOptions(out=root / "out", min_event_snippets=config.predict.min_event_snippets)
-        runner = PredictRunner(predictor, options, lambda: make_encoder(predictor, config))
+        runner = PredictRunner(predictor, config, PredictOptions(out=root / "out"))
         t0 = time.perf_counter()
         runner.encoder  # noqa: B018  (CLIP built once, outside the timings)
         print(f"model + CLIP loaded in {time.perf_counter() - t0:.1f} s")
@@ -149,17 +148,16 @@ def main() -> None:
         feats.mkdir()
         for k, item in runner.encoder.videos([str(v.path) for v in videos]):  # the same features, as files
             np.save(feats / f"{videos[k].name}.npy", item.features)
-        options.fps = 30.0
         items = [Input(p, "features") for p in sorted(feats.iterdir())]
+        features_runner = PredictRunner(predictor, config, PredictOptions(out=root / "out", fps=30.0))
         start = time.perf_counter()
-        results = runner.run(items)
+        results = features_runner.run(items)
         secs = time.perf_counter() - start
         video_s = sum(r.video_seconds or 0 for r in results)
         print(
             f"features only: {video_s / secs:10,.1f} video-s/s  [{len(items)} feature files, {video_s:,.0f} s of "
             f"video in {secs:.2f} s]"
         )
-        options.fps = None
 
         long_video = next(long_dir.iterdir())
         start = time.perf_counter()

@@ -48,6 +48,7 @@ def prepare(data: str, work: Path, config) -> Path:  # noqa: ANN001
         manifest = work / "data" / "dataset.yaml"
         return manifest if manifest.is_file() else write_demo_dataset(work / "data", config.demo)
     from cplvad.extract.demo_videos import write_demo_videos
+    from cplvad.extract.options import ExtractOptions
     from cplvad.extract.runner import extract
 
     root = work / "videos"
@@ -59,7 +60,7 @@ def prepare(data: str, work: Path, config) -> Path:  # noqa: ANN001
             str(root / f"{split}_videos.csv"),
             str(root / "features"),
             config,
-            list_name=f"{split}.csv",
+            ExtractOptions(list_name=f"{split}.csv"),
             progress=False,
             log=lambda _: None,
         )
@@ -67,9 +68,9 @@ def prepare(data: str, work: Path, config) -> Path:  # noqa: ANN001
 
 
 def train(manifest: Path, work: Path, config) -> Path:  # noqa: ANN001
-    train_stage(manifest, work / "stage1", 1, config, progress=False)
-    make_pseudo_labels(manifest, work / "stage1", work / "pseudo.npz", config, progress=False)
-    train_stage(manifest, work / "stage2", 2, config, pseudo_path=work / "pseudo.npz", progress=False)
+    train_stage(manifest, work / "stage1", config, stage=1, progress=False)
+    make_pseudo_labels(manifest, work / "stage1", config, out=work / "pseudo.npz", progress=False)
+    train_stage(manifest, work / "stage2", config, stage=2, pseudo_path=work / "pseudo.npz", progress=False)
     return work / "stage2"
 
 

@@ -21,10 +21,10 @@ def plan_data(params: dict, source_uri: str) -> str:
     """``"extract"`` for the demo, a manifest with video lists (``data.train_videos``) or ``source_uri``;
     ``"features"`` for a built-in benchmark or a manifest's own lists. Checks the choice (the files it names
     are there) before any work. ``params``: the ``data`` section."""
-    from cplvad.config import config_from_params
     from cplvad.extract.dataset_folder import needs_extraction
+    from cplvad.pipeline_step import step_config
 
-    config = config_from_params(params, [], "the pipeline parameter 'params'")
+    config = step_config(params)
     return "extract" if needs_extraction(config.data, source_uri) else "features"
 
 
@@ -33,11 +33,11 @@ def resolve_data(params: dict, dataset: Output[Dataset]):
     """The dataset folder of features that are already there (``cplvad datasets prepare``: a built-in
     benchmark's manifest over its published release, or a manifest's own lists), checked: ``dataset.yaml``,
     lists, annotations. ``params``: the ``data`` section."""
-    from cplvad.config import config_from_params
     from cplvad.data import load_dataset
+    from cplvad.pipeline_step import step_config
     from cplvad.workflow.data import prepare_data
 
-    config = config_from_params(params, [], "the pipeline parameter 'params'")
+    config = step_config(params)
     loaded = load_dataset(prepare_data(config, dataset.path, progress=False))
     dataset.metadata.update(
         {
@@ -57,10 +57,10 @@ def prepare_data(
     plan): the built-in demo videos (generated here, sizes from ``params.demo``), a manifest with
     ``data.train_videos`` / ``data.test_videos`` (annotation files copied), or ``source_uri``
     (``dataset.yaml`` and its annotation files copied; the videos stay where they are)."""
-    from cplvad.config import config_from_params
     from cplvad.extract.dataset_folder import prepare_videos
+    from cplvad.pipeline_step import step_config
 
-    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    config = step_config(params, overrides)
     summary = prepare_videos(config, data.path, source_uri)
     data.metadata.update(summary)
     return summary["videos"]
@@ -92,13 +92,17 @@ def extract_features(
     manifest."""
     from pathlib import Path
 
-    from cplvad.config import config_from_params
+    from cplvad import preflight
     from cplvad.extract.dataset_folder import extract_shard, resolve_videos
+    from cplvad.pipeline_step import step_config
 
-    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    config = step_config(params, overrides)
     Path(features.path).mkdir(parents=True, exist_ok=True)
     dst = features_uri.rstrip("/") or features.path
-    counts = extract_shard(resolve_videos(videos, data.path), dst, config, shard)
+    videos = resolve_videos(videos, data.path)
+    for src in videos.values():
+        print(preflight.for_extraction(src, dst, config))
+    counts = extract_shard(videos, dst, config, shard)
     features.metadata.update({"shard": shard, "location": dst, **counts})
 
 

@@ -28,27 +28,21 @@ def evaluate(
     """
     from pathlib import Path
 
-    from cplvad.config import config_from_params
     from cplvad.eval.classification import CATEGORIES, frame_classification
     from cplvad.eval.html_report import evaluation_page
     from cplvad.io import write_json
-    from cplvad.tracking.pipeline_run import find_parent
+    from cplvad.pipeline_step import pipeline_step
     from cplvad.workflow import evaluate_into
 
-    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    step = pipeline_step(params, dataset.path, overrides)
     result = evaluate_into(
-        Path(dataset.path) / "dataset.yaml",
-        model.path,
-        config,
-        evaluation.path,
-        label=label,
-        parent_run=find_parent(config),
+        step.manifest, model.path, step.config, evaluation.path, label=label, parent_run=step.parent_run
     )
     for key, value in result.metrics.items():
         if value is not None:
             metrics.log_metric(key, float(value))
     write_json(metrics.path, result.metrics)
-    frames = frame_classification(Path(dataset.path) / "dataset.yaml", result.predictions, model.path)
+    frames = frame_classification(step.manifest, result.predictions, model.path)
     if frames.fpr:
         classification.log_roc_curve(frames.fpr, frames.tpr, frames.thresholds)
     if frames.matrix:
@@ -83,12 +77,12 @@ def ablation_table(
     ``track``, one MLflow parent run with a child run per row."""
     from pathlib import Path
 
-    from cplvad.config import config_from_params
     from cplvad.eval.html_report import ablation_page
+    from cplvad.pipeline_step import pipeline_step
     from cplvad.workflow import read_summary
     from cplvad.workflow.ablation import grid_rows, track_ablation, write_reports
 
-    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    step = pipeline_step(params, dataset.path, overrides)
     rows = grid_rows(dict(read_summary(item.path) for item in [stage1, *car_rows, *nocar_rows]))
     out = Path(results.path)
     write_reports(rows, out)
@@ -96,5 +90,5 @@ def ablation_table(
     Path(table.path).write_text("# Ablation (paper Table 3)\n\n" + markdown)
     Path(report.path).write_text(ablation_page(markdown, out / "ablation.png"))
     if track:
-        track_ablation(rows, out, Path(dataset.path) / "dataset.yaml", config)
+        track_ablation(rows, out, step.manifest, step.config)
     print(markdown)

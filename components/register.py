@@ -29,11 +29,11 @@ def register(
     """
     from pathlib import Path
 
-    from cplvad.config import config_from_params
+    from cplvad.pipeline_step import pipeline_step
     from cplvad.tracking.registry import registration_markdown
     from cplvad.workflow import outputs_in_folders, track_pipeline
 
-    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    step = pipeline_step(params, dataset.path, overrides)
     outputs = outputs_in_folders(
         dataset.path,
         stage1=stage1.path,
@@ -41,7 +41,7 @@ def register(
         stage2=stage2.path,
         evaluation_dir=evaluation.path,
     )
-    record = track_pipeline(Path(dataset.path) / "dataset.yaml", outputs, config, data_source=dataset.uri)
+    record = track_pipeline(step.manifest, outputs, step.config, data_source=dataset.uri)
     Path(report.path).write_text(registration_markdown(record))
     report.metadata.update({"run_id": record["run_id"], "model_version": record["model_version"] or ""})
     return (record["run_id"], record["model_version"] or "")
@@ -52,8 +52,7 @@ def open_run(params: dict) -> str:
     """Open the MLflow parent run of this pipeline execution when it starts (the steps find it through
     ``$CPLVAD_PIPELINE_RUN``, the run's workflow name); its id, empty when the pods are not given one.
     ``params``: what the pipeline's steps read (recorded as the run's parameters) and the ``tracking`` keys."""
-    from cplvad.config import config_from_params
+    from cplvad.pipeline_step import step_config
     from cplvad.tracking.pipeline_run import find_parent
 
-    config = config_from_params(params, [], "the pipeline parameter 'params'")
-    return find_parent(config) or ""
+    return find_parent(step_config(params)) or ""

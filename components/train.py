@@ -24,20 +24,17 @@ def train_stage1(
     overrides: Optional[list] = None,
 ):
     """The pseudo-label model, from video-level labels only (``cplvad train --stage 1``)."""
-    from pathlib import Path
-
-    from cplvad.config import config_from_params
-    from cplvad.tracking.pipeline_run import find_parent
+    from cplvad.pipeline_step import pipeline_step
     from cplvad.workflow import train_stage
 
-    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    step = pipeline_step(params, dataset.path, overrides)
     result = train_stage(
-        Path(dataset.path) / "dataset.yaml",
+        step.manifest,
         model.path,
-        config,
+        step.config,
         stage=1,
         progress=False,
-        parent_run=find_parent(config),
+        parent_run=step.parent_run,
         checkpoint_uri=checkpoint_uri,
     )
     model.metadata.update({"stage": 1, "framework": "pytorch", **result.summary()})
@@ -55,20 +52,19 @@ def pseudo_labels(
     written as ``pseudo.npz`` inside the artifact (``cplvad pseudo-labels``)."""
     from pathlib import Path
 
-    from cplvad.config import config_from_params
-    from cplvad.tracking.pipeline_run import find_parent
+    from cplvad.pipeline_step import pipeline_step
     from cplvad.workflow import PSEUDO_FILE, make_pseudo_labels
 
-    config = config_from_params(params, overrides or [], "the pipeline parameter 'params'")
+    step = pipeline_step(params, dataset.path, overrides)
     labels = make_pseudo_labels(
-        Path(dataset.path) / "dataset.yaml",
+        step.manifest,
         stage1.path,
-        config,
+        step.config,
         out=Path(pseudo.path) / PSEUDO_FILE,
         progress=False,
-        parent_run=find_parent(config),
+        parent_run=step.parent_run,
     )
-    pseudo.metadata.update({"car_enabled": config.car.enabled, **labels.stats()})
+    pseudo.metadata.update({"car_enabled": step.config.car.enabled, **labels.stats()})
 
 
 @component
@@ -85,22 +81,26 @@ def train_stage2(
     ``supervision`` (cross | b_to_c | c_to_b | self) overrides ``stage2.supervision`` when given."""
     from pathlib import Path
 
-    from cplvad.config import config_from_params
-    from cplvad.tracking.pipeline_run import find_parent
+    from cplvad.pipeline_step import pipeline_step
     from cplvad.workflow import PSEUDO_FILE, train_stage
 
     extra = [f"stage2.supervision={supervision}"] if supervision else []
-    config = config_from_params(params, [*(overrides or []), *extra], "the pipeline parameter 'params'")
+    step = pipeline_step(params, dataset.path, [*(overrides or []), *extra])
     result = train_stage(
-        Path(dataset.path) / "dataset.yaml",
+        step.manifest,
         model.path,
-        config,
+        step.config,
         stage=2,
         pseudo_path=Path(pseudo.path) / PSEUDO_FILE,
         progress=False,
-        parent_run=find_parent(config),
+        parent_run=step.parent_run,
         checkpoint_uri=checkpoint_uri,
     )
     model.metadata.update(
-        {"stage": 2, "framework": "pytorch", "supervision": config.stage2.supervision, **result.summary()}
+        {
+            "stage": 2,
+            "framework": "pytorch",
+            "supervision": step.config.stage2.supervision,
+            **result.summary(),
+        }
     )

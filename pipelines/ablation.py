@@ -19,8 +19,8 @@ from pipelines.common import (
     add_features,
     default_params,
     described,
-    on_gpu,
-    retried_training,
+    evaluation,
+    gpu_training,
     sized,
     split,
 )
@@ -63,19 +63,15 @@ def ablation(
     stage1 = c.train_stage1(
         dataset=dataset, params=step.outputs["train_stage1"], checkpoint_uri=checkpoint_uri
     )
-    retried_training(on_gpu(sized(stage1, "gpu", secret_name), accelerator_type, accelerator_count))
-    stage1.set_display_name("train stage 1 (shared)")
-    stage1_eval = sized(
-        c.evaluate(
-            dataset=dataset,
-            model=stage1.outputs["model"],
-            params=step.outputs["evaluate"],
-            label=STAGE1_ROW.label,
-        ),
-        "compute",
+    gpu_training(stage1, "train stage 1 (shared)", secret_name, accelerator_type, accelerator_count)
+    stage1_eval = evaluation(
+        dataset,
+        stage1.outputs["model"],
+        step.outputs["evaluate"],
+        STAGE1_ROW.label,
+        "evaluate stage 1",
         secret_name,
     )
-    stage1_eval.set_display_name("evaluate stage 1")
     pseudo = {}
     for car in (True, False):
         task = sized(
@@ -104,20 +100,16 @@ def ablation(
                 supervision=row.supervision,
                 checkpoint_uri=checkpoint_uri,
             )
-            retried_training(on_gpu(sized(model, "gpu", secret_name), accelerator_type, accelerator_count))
-            model.set_display_name("train stage 2 (grid row)")
-            evaluation = sized(
-                c.evaluate(
-                    dataset=dataset,
-                    model=model.outputs["model"],
-                    params=step.outputs["evaluate"],
-                    label=row.label,
-                ),
-                "compute",
+            gpu_training(model, "train stage 2 (grid row)", secret_name, accelerator_type, accelerator_count)
+            row_eval = evaluation(
+                dataset,
+                model.outputs["model"],
+                step.outputs["evaluate"],
+                row.label,
+                "evaluate (grid row)",
                 secret_name,
             )
-            evaluation.set_display_name("evaluate (grid row)")
-        evaluations[car] = dsl.Collected(evaluation.outputs["evaluation"])
+        evaluations[car] = dsl.Collected(row_eval.outputs["evaluation"])
 
     table = sized(
         c.ablation_table(

@@ -222,6 +222,26 @@ def on_gpu(task: dsl.PipelineTask, accelerator_type: Any, accelerator_count: Any
     return task
 
 
+def gpu_training(
+    task: dsl.PipelineTask, name: str, secret_name: Any, accelerator_type: Any, accelerator_count: Any
+) -> dsl.PipelineTask:
+    """A training task as every pipeline runs it: a GPU pod (``on_gpu``), retried after a lost pod (it resumes
+    from its checkpoint), shown as ``name``."""
+    retried_training(on_gpu(sized(task, "gpu", secret_name), accelerator_type, accelerator_count))
+    task.set_display_name(name)
+    return task
+
+
+def evaluation(
+    dataset: Any, model: Any, params: Any, label: Any, name: str, secret_name: Any
+) -> dsl.PipelineTask:
+    """The evaluation of ``model`` on ``dataset`` (a row ``label`` of the results), on a compute pod, shown as
+    ``name``."""
+    task = sized(c.evaluate(dataset=dataset, model=model, params=params, label=label), "compute", secret_name)
+    task.set_display_name(name)
+    return task
+
+
 def split(params: Any, secret_name: Any) -> dsl.PipelineTask:
     """The step that validates ``params`` and hands each step its keys (``STEP_KEYS``): outputs by step name."""
     task = sized(

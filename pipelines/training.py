@@ -17,8 +17,8 @@ from pipelines.common import (
     add_features,
     default_params,
     described,
-    on_gpu,
-    retried_training,
+    evaluation,
+    gpu_training,
     sized,
     split,
     tracked,
@@ -73,8 +73,7 @@ def training(
         params=step.outputs["train_stage1"],
         checkpoint_uri=checkpoint_uri,
     )
-    retried_training(tracked(on_gpu(sized(stage1, "gpu", secret_name), accelerator_type, accelerator_count)))
-    stage1.set_display_name("train stage 1")
+    tracked(gpu_training(stage1, "train stage 1", secret_name, accelerator_type, accelerator_count))
     pseudo = tracked(
         sized(
             c.pseudo_labels(
@@ -93,21 +92,17 @@ def training(
         params=step.outputs["train_stage2"],
         checkpoint_uri=checkpoint_uri,
     )
-    retried_training(tracked(on_gpu(sized(stage2, "gpu", secret_name), accelerator_type, accelerator_count)))
-    stage2.set_display_name("train stage 2")
-    evaluation = tracked(
-        sized(
-            c.evaluate(
-                dataset=dataset,
-                model=stage2.outputs["model"],
-                params=step.outputs["evaluate"],
-                label="CPL-VAD (stage 2)",
-            ),
-            "compute",
+    tracked(gpu_training(stage2, "train stage 2", secret_name, accelerator_type, accelerator_count))
+    evaluated = tracked(
+        evaluation(
+            dataset,
+            stage2.outputs["model"],
+            step.outputs["evaluate"],
+            "CPL-VAD (stage 2)",
+            "evaluate",
             secret_name,
         )
     )
-    evaluation.set_display_name("evaluate")
     registration = tracked(
         sized(
             c.register(
@@ -115,7 +110,7 @@ def training(
                 stage1=stage1.outputs["model"],
                 pseudo=pseudo.outputs["pseudo"],
                 stage2=stage2.outputs["model"],
-                evaluation=evaluation.outputs["evaluation"],
+                evaluation=evaluated.outputs["evaluation"],
                 params=step.outputs["register"],
             ),
             "light",
@@ -126,9 +121,9 @@ def training(
     registration.set_caching_options(False)  # a side effect: every run is logged and registered
     return Outputs(
         stage2.outputs["model"],
-        evaluation.outputs["metrics"],
-        evaluation.outputs["classification"],
-        evaluation.outputs["report"],
+        evaluated.outputs["metrics"],
+        evaluated.outputs["classification"],
+        evaluated.outputs["report"],
     )
 
 

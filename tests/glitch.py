@@ -10,6 +10,7 @@ from conftest import tiny_cli_args, tiny_config
 
 from cplvad.config import Config
 from cplvad.extract.demo_videos import write_video
+from cplvad.extract.options import ExtractOptions
 from cplvad.extract.runner import extract
 
 W, H, FPS = 48, 32, 25
@@ -65,7 +66,7 @@ def train_glitch_model(root: Path) -> Path:
         str(root / "videos"),
         str(root / "features"),
         config(),
-        list_name="train.csv",
+        ExtractOptions(list_name="train.csv"),
         progress=False,
         log=lambda _: None,
     )

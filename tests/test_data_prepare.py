@@ -63,11 +63,11 @@ def test_an_interrupted_extraction_resumes_from_the_work_folder(demo_videos, tmp
     real_extract = runner_mod.extract
     calls = []
 
-    def stop_before_test(src, dst, cfg, **kw):
-        calls.append(kw["list_name"])
-        if kw["list_name"] == "test.csv":
+    def stop_before_test(src, dst, cfg, options, **kw):
+        calls.append(options.list_name)
+        if options.list_name == "test.csv":
             raise KeyboardInterrupt  # killed in the middle of the step
-        return real_extract(src, dst, cfg, **kw)
+        return real_extract(src, dst, cfg, options, **kw)
 
     monkeypatch.setattr(runner_mod, "extract", stop_before_test)
     with pytest.raises(KeyboardInterrupt):

@@ -17,7 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 WORK = {
     "demo_videos": ["cplvad.cli.extract", "cplvad.extract.demo_videos"],
-    "prepare_data": ["cplvad.cli.datasets", "cplvad.workflow.data", "cplvad.extract.runner"],
+    "prepare_data": [
+        "cplvad.cli.datasets",
+        "cplvad.workflow.data",
+        "cplvad.extract.runner",
+        "cplvad.preflight",
+    ],
     "train_stage1": ["cplvad.cli.stages", "cplvad.workflow.stages"],
     "pseudo_labels": ["cplvad.cli.stages", "cplvad.workflow.stages"],
     "train_stage2": ["cplvad.cli.stages", "cplvad.workflow.stages"],

@@ -27,6 +27,7 @@ from cplvad.extract import video as video_module
 from cplvad.extract.clip_encoder import BatchEncoder
 from cplvad.extract.demo_videos import VideoPlan, render, write_video
 from cplvad.extract.manifest import npy_size
+from cplvad.extract.options import ExtractOptions
 from cplvad.extract.pool import Chunk, decode_events, decode_job
 from cplvad.extract.runner import extract, load_clip
 from cplvad.extract.transforms import CropPlan, frames_tensor, resize_frames, ten_crops, to_model_input
@@ -57,7 +58,9 @@ def config(**extract) -> Config:
 
 
 def run(src: Path | str, dst: Path | str, cfg: Config | None = None, **kw):
-    return extract(str(src), str(dst), cfg or config(), progress=False, log=lambda _: None, **kw)
+    return extract(
+        str(src), str(dst), cfg or config(), ExtractOptions(**kw), progress=False, log=lambda _: None
+    )
 
 
 def decoded_frames(path: Path) -> np.ndarray:

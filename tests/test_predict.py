@@ -99,7 +99,10 @@ def test_event_tracker_in_pieces_equals_whole_video():
 def test_video_prediction_report_events_and_plot(model_dir, probes, tmp_path):
     out = tmp_path / "out"
     results = predict(
-        [probes["glitch"], probes["normal"]], model_dir, out, config(), plot=True, threshold=0.5
+        [probes["glitch"], probes["normal"]],
+        model_dir,
+        config(),
+        PredictOptions(out, plot=True, threshold=0.5),
     )
     assert [r.error for r in results] == [None, None]
     glitch, normal = (read(r.report) for r in results)
@@ -163,9 +166,9 @@ def test_features_input_matches_the_video_and_default_threshold_is_calibrated(mo
     extract(str(probes["glitch"].parent), str(tmp_path / "f"), config(), progress=False, log=lambda _: None)
     npy = tmp_path / "f" / "Normal" / "glitch__0.npy"  # videos directly in the source folder: label Normal
     cfg = config()
-    (video,) = predict([probes["glitch"]], model_dir, tmp_path / "v", cfg)
-    (with_fps,) = predict([npy], model_dir, tmp_path / "a", cfg, fps=FPS)
-    (without,) = predict([npy], model_dir, tmp_path / "b", cfg)
+    (video,) = predict([probes["glitch"]], model_dir, cfg, PredictOptions(tmp_path / "v"))
+    (with_fps,) = predict([npy], model_dir, cfg, PredictOptions(tmp_path / "a", fps=FPS))
+    (without,) = predict([npy], model_dir, cfg, PredictOptions(tmp_path / "b"))
     v, a, b = read(video.report), read(with_fps.report), read(without.report)
 
     meta = json.loads((model_dir / "meta.json").read_text())["extra"]["calibration"]
@@ -208,7 +211,9 @@ def test_ten_crop_models_are_scored_on_the_centre_crop(probes, tmp_path):
 
 
 def test_stream_prints_events_then_a_summary_and_equals_batch(model_dir, probes, tmp_path):
-    (batch,) = predict([probes["glitch"]], model_dir, tmp_path / "batch", config(), threshold=0.5)
+    (batch,) = predict(
+        [probes["glitch"]], model_dir, config(), PredictOptions(tmp_path / "batch", threshold=0.5)
+    )
     res = CliRunner().invoke(
         cli,
         [
@@ -241,11 +246,7 @@ def test_stream_reports_each_event_as_soon_as_it_ends(model_dir, tmp_path):
     """The glitch ends at snippet ~12 of 100: its event comes out after the first chunk of 32 snippets."""
     video = make_video(tmp_path / "long.mp4", 1600, 999, (PLANTED,))
     predictor = open_predictor(model_dir, config(), torch.device("cpu"))
-    runner = PredictRunner(
-        predictor,
-        PredictOptions(out=tmp_path / "o", threshold=0.5),
-        lambda: make_encoder(predictor, config()),
-    )
+    runner = PredictRunner(predictor, config(), PredictOptions(out=tmp_path / "o", threshold=0.5))
     seen = []
     [result] = runner.stream(
         [Input(video, "video")], on_event=lambda r, e: seen.append((e, runner.last_scorer.snippets))
@@ -385,7 +386,7 @@ def test_registry_uri_reports_the_registered_version(model_dir, probes, tmp_path
     )
     mlflow.MlflowClient().set_registered_model_alias("cplvad", "champion", "1")  # promotion: test_registry.py
     for uri in ("models:/cplvad@champion", "models:/cplvad/1"):
-        (result,) = predict([probes["normal"]], uri, tmp_path / "out", cfg)
+        (result,) = predict([probes["normal"]], uri, cfg, PredictOptions(tmp_path / "out"))
         model = read(result.report)["model"]
         assert (model["source"], model["version"], model["registered_model"]) == (uri, "1", "cplvad")
         assert model["weights_sha256"] == hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
@@ -480,7 +481,9 @@ def test_s3_prefix_scored_into_s3_with_plots_index_and_review_page(model_dir, pr
     assert len(clips) == len(glitch_events["events"]) > 0  # decoded from S3 for the page
     doc = json.loads(client.get_object(Bucket="cams", Key="scores/glitch.json")["Body"].read())
     local = read(
-        predict([probes["glitch"]], model_dir, tmp_path / "local", config(), threshold=0.5)[0].report
+        predict([probes["glitch"]], model_dir, config(), PredictOptions(tmp_path / "local", threshold=0.5))[
+            0
+        ].report
     )
     assert doc["input"] == "s3://cams/night/cam1/glitch.mp4" and doc["events"] == local["events"]
     assert doc["input_bytes"] == probes["glitch"].stat().st_size

@@ -6,9 +6,9 @@ import pytest
 from conftest import empty_bucket, tiny_config
 
 from cplvad import preflight
+from cplvad.clip_weights import check_clip_weights
 from cplvad.config import ClipConfig
 from cplvad.errors import ConfigError, CplvadError
-from cplvad.preflight.files import check_clip_weights
 
 
 def test_clip_weights_may_be_none_a_file_or_an_open_clip_tag(tmp_path):

@@ -10,21 +10,31 @@ download; a download that fails leaves nothing behind and the next attempt start
 is then checked against the sha256 the Hub names it by. Without network and with an empty cache the error
 says which file to fetch and where to put it (``HF_HUB_OFFLINE=1`` makes that immediate; otherwise
 huggingface_hub retries for about 20 s). ``HF_ENDPOINT`` selects a mirror.
+
+A weights file given by path (``check_clip_weights``) must be readable and, when it is a zip archive
+(PyTorch's format since 1.6, and OpenAI's TorchScript release), its table of contents must read: a truncated
+download fails in milliseconds, before minutes of work. Safetensors files must hold their whole header.
+Preflight and the predictor's encoder both check it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import struct
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cplvad.errors import ConfigError, DataError
 
 HF_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 """The file names open_clip looks for in a repository given without a file (safetensors first)."""
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True)
@@ -152,3 +162,50 @@ def warn_on_activation_mismatch(model_quick_gelu: bool, weights: TaggedWeights, 
             f"quick_gelu={model_quick_gelu}; e.g. OpenAI's weights match the '-quickgelu' models (ViT-B-16-quickgelu)",
             stacklevel=3,
         )
+
+
+class WeightsChoice(Protocol):
+    """What names the CLIP weights (``cplvad.config.ClipConfig``; not imported: the config is above this
+    module)."""
+
+    model: str
+    pretrained: str
+
+
+def check_clip_weights(clip: WeightsChoice) -> None:
+    """``clip.pretrained`` (unless ``none`` or an open_clip tag) is a complete, readable weights file."""
+    if clip.pretrained.lower() == "none":
+        return
+    path = Path(clip.pretrained)
+    if not path.is_file():
+        if is_tag(clip.model, clip.pretrained):  # found in (or downloaded into) the cache when first loaded
+            return
+        tags = ", ".join(known_tags(clip.model)) or "none for this model"
+        raise ConfigError(
+            f"clip.pretrained {clip.pretrained!r} is neither a file nor an open_clip pretrained tag of "
+            f"{clip.model} ({tags}); give a weights file, a tag or 'none'"
+        )
+    check_weights_file(path, "clip.pretrained")
+
+
+def check_weights_file(path: Path, what: str) -> None:
+    remedy = "download or copy it again"
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+        if head.startswith(ZIP_MAGIC):
+            with zipfile.ZipFile(path) as zf:
+                zf.infolist()
+        elif path.suffix == ".safetensors":
+            (length,) = struct.unpack("<Q", head)
+            with path.open("rb") as fh:
+                fh.seek(8)
+                json.loads(fh.read(length))
+    except OSError as exc:
+        raise DataError(
+            f"{what} {path} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    except (zipfile.BadZipFile, struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{what} {path} is truncated or damaged ({exc}); {remedy}") from None
+    if not head:
+        raise DataError(f"{what} {path} is empty; {remedy}")

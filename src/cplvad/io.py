@@ -20,7 +20,6 @@ import numpy as np
 
 from cplvad.errors import DataError
 from cplvad.storage.atomic import atomic_path
-from cplvad.storage.ownership import replace_folder
 
 NAME_ERRORS = "surrogateescape"
 """Lists and annotation files are UTF-8 text; bytes that are not valid UTF-8 (a Linux file name may be any
@@ -46,11 +45,6 @@ def copy_file(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> No
     """Copy a file to ``target`` atomically (and as cplvad's own, see ``atomic_path``)."""
     with atomic_path(target) as tmp:
         shutil.copyfile(src, tmp)
-
-
-def replace_dir(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """``cplvad.storage.ownership.replace_folder`` under the name ``workflow.data`` imports it by."""
-    replace_folder(src, target)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -6,25 +6,23 @@ manifest says which and why), 2 for a usage, configuration or storage error.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import click
 
-from cplvad.cli.main import cli, config_options, console, parent_run_option, with_flags
+from cplvad.cli.main import (
+    cli,
+    config_flag,
+    config_options,
+    console,
+    encoding_flags,
+    options_object,
+    parent_run_option,
+)
 from cplvad.cli.outputs import OutputFolder
 from cplvad.config import Config
-from cplvad.errors import ConfigError
-
-
-def _parse_shard(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    m = re.fullmatch(r"(\d+)/(\d+)", value.strip())
-    if not m or not int(m[1]) < int(m[2]):
-        raise ConfigError(f"--shard {value!r}: expected K/N with 0 <= K < N, e.g. --shard 0/4")
-    return int(m[1]), int(m[2])
+from cplvad.extract.options import ExtractOptions
 
 
 def _report_failures(failures: dict[str, str], where: str) -> None:
@@ -70,84 +68,50 @@ def _report_failures(failures: dict[str, str], where: str) -> None:
     help="Process only videos whose index modulo N is K; writes <stem>.shardK-of-N files.",
 )
 @click.option("--strict", is_flag=True, help="Stop at the first video that fails.")
-@click.option("--clip-model", default=None, help="open_clip model name (clip.model).")
-@click.option(
+@config_flag("--clip-model", key="clip.model", help="open_clip model name (clip.model).")
+@config_flag(
     "--pretrained",
-    default=None,
+    key="clip.pretrained",
     help="CLIP weights: a local file, an open_clip tag (openai, ...), or 'none' for random weights (clip.pretrained).",
 )
-@click.option(
-    "--clip-config-dir", default=None, help="Folder of extra open_clip model configs (clip.config_dir)."
+@config_flag(
+    "--clip-config-dir",
+    key="clip.config_dir",
+    help="Folder of extra open_clip model configs (clip.config_dir).",
 )
-@click.option(
+@config_flag(
     "--crops",
+    key="extract.crops",
     type=click.Choice(["1", "10"]),
-    default=None,
+    callback=lambda _ctx, _param, value: int(value) if value else None,
     help="1 = CLIP preprocessing; 10 = the 10-crop convention.",
 )
-@click.option(
-    "--sampling", default=None, help="center | mean:K (frames per snippet that are encoded and averaged)."
+@config_flag(
+    "--sampling",
+    key="extract.sampling",
+    help="center | mean:K (frames per snippet that are encoded and averaged).",
 )
-@click.option("--batch-size", type=int, default=None, help="Images per encoder forward pass.")
-@click.option(
-    "--workers", type=int, default=None, help="Decode worker processes (0 = decode in the main process)."
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default=None,
-    help="Encoder device (auto = cuda if available).",
-)
+@encoding_flags
 @config_options
 @parent_run_option
-def extract_cmd(
-    src: str,
-    dst: str,
-    list_name: str,
-    default_label: str,
-    shard: str | None,
-    strict: bool,
-    clip_model: str | None,
-    pretrained: str | None,
-    clip_config_dir: str | None,
-    crops: str | None,
-    sampling: str | None,
-    batch_size: int | None,
-    workers: int | None,
-    device: str | None,
-    parent_run: str | None,
-    config: Config,
-) -> None:
+@options_object(ExtractOptions)
+def extract_cmd(src: str, dst: str, options: ExtractOptions, parent_run: str | None, config: Config) -> None:
     """Extract CLIP snippet features (one row per 16 frames) from raw videos, resumably."""
+    from cplvad import preflight
     from cplvad.extract.runner import extract
     from cplvad.tracking.runs import record_extraction, stage_run
 
-    config = with_flags(
-        config,
-        {
-            "clip": {"model": clip_model, "pretrained": pretrained, "config_dir": clip_config_dir},
-            "extract": {
-                "crops": int(crops) if crops else None,
-                "sampling": sampling,
-                "batch_size": batch_size,
-                "workers": workers,
-                "device": device,
-            },
-        },
-    )
+    console.print(preflight.for_extraction(src, dst, config), highlight=False)
     with stage_run("extract", parent_run) as run:
         report = extract(
             src,
             dst,
             config,
-            list_name=list_name,
-            default_label=default_label,
-            shard=_parse_shard(shard),
-            strict=strict,
+            options,
             progress=sys.stderr.isatty(),
             log=lambda msg: console.print(msg, highlight=False),
         )
-        record_extraction(run, report, list_name)
+        record_extraction(run, report, options.list_name)
     secs = max(report.seconds, 1e-9)
     console.print(
         f"extracted {report.extracted}, skipped {report.skipped}, failed {len(report.failed)} of {report.selected} "

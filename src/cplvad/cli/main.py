@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -20,6 +21,7 @@ from cplvad.errors import ConfigError, CplvadError
 from cplvad.redact import redacted_output
 
 console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Command(click.Command):
@@ -78,7 +80,8 @@ def cli(debug: bool) -> None:
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--params FILE`` and repeatable ``--set section.key=value``; pass a loaded ``config``."""
+    """Add ``--params FILE`` and repeatable ``--set section.key=value``; pass a loaded ``config``, with the
+    command's ``config_flag`` options applied over both."""
 
     @click.option(
         "--params",
@@ -99,10 +102,71 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         dataset = kwargs.get("dataset_path")
         if dataset and dataset_kind(dataset) == "benchmark":  # --dataset NAME: data.dataset (open_dataset)
             overrides = (f"data.dataset={dataset}", *overrides)
-        config: Config = load_config(params_file, overrides)
+        flags = [p for p in click.get_current_context().command.params if isinstance(p, ConfigFlag)]
+        config = _with_flags(load_config(params_file, overrides), {p.key: kwargs.pop(p.name) for p in flags})
         return func(*args, config=config, **kwargs)
 
     return wrapper
+
+
+class ConfigFlag(click.Option):
+    """A flag that stands for one config key (``key``: ``section.name``): ``config_options`` applies it over
+    the params file and ``--set``; the command never sees it."""
+
+    def __init__(self, *args: Any, key: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key = key
+
+
+def config_flag(*decls: str, key: str, **attrs: Any) -> Callable[[F], F]:
+    """``@config_flag("--workers", key="extract.workers", type=int, help=...)``: a ``ConfigFlag``, unset by
+    default (the config decides)."""
+    return click.option(*decls, cls=ConfigFlag, key=key, default=None, **attrs)
+
+
+def encoding_flags(func: F) -> F:
+    """``--device``, ``--workers``, ``--batch-size``: how a command that encodes video runs CLIP (``extract``
+    keys)."""
+    flags = [
+        config_flag(
+            "--device",
+            key="extract.device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            help="Device for CLIP, and for the model when scoring (extract.device; auto = cuda if available).",
+        ),
+        config_flag(
+            "--workers",
+            key="extract.workers",
+            type=int,
+            help="Decode worker processes, 0 = decode in the main process (extract.workers).",
+        ),
+        config_flag(
+            "--batch-size",
+            key="extract.batch_size",
+            type=int,
+            help="Images per CLIP forward pass (extract.batch_size).",
+        ),
+    ]
+    for flag in reversed(flags):
+        func = flag(func)
+    return func
+
+
+def options_object(cls: type[Any], name: str = "options") -> Callable[[F], F]:
+    """Hand the command its parameters named like the fields of ``cls`` (a frozen dataclass) as one ``cls``
+    in ``name``: the options object it passes to the library as it is. Place it below the decorators that
+    add parameters it packs (``parent_run_option``)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {k: kwargs.pop(k) for k in fields & kwargs.keys()}
+            return func(*args, **kwargs, **{name: cls(**values)})
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def seeds_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -125,15 +189,16 @@ def seeds_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def with_flags(config: Config, flags: dict[str, dict[str, Any]]) -> Config:
-    """Command-line flags override the params file and ``--set`` (validated like them)."""
+def _with_flags(config: Config, flags: dict[str, Any]) -> Config:
+    """Command-line flags (``section.key`` -> value; None: not given) over the params file and ``--set``,
+    validated like them."""
     data = config.to_dict(keep_credentials=True)
     given = []
-    for section, values in flags.items():
-        for key, value in values.items():
-            if value is not None:
-                data[section][key] = value
-                given.append(f"{section}.{key}={value}")
+    for key, value in flags.items():
+        if value is not None:
+            section, _, name = key.partition(".")
+            data[section][name] = value
+            given.append(f"{key}={value}")
     return config_from_dict(data, "the command-line options " + " ".join(given)) if given else config
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cplvad.cli.main import cli, config_options, console, with_flags
+from cplvad.cli.main import cli, config_flag, config_options, console
 from cplvad.cli.outputs import OutputFile, OutputFolder
 from cplvad.config import Config
 
@@ -23,8 +23,8 @@ from cplvad.config import Config
     default=None,
     help="Compare with this model's calibration (default: the model that scored each day).",
 )
-@click.option(
-    "--days", type=click.IntRange(1), default=None, help="Most recent days per source (monitor.days)."
+@config_flag(
+    "--days", key="monitor.days", type=click.IntRange(1), help="Most recent days per source (monitor.days)."
 )
 @click.option("--webhook", default=None, metavar="URL", help="POST a JSON message for every drifted source.")
 @click.option(
@@ -36,7 +36,7 @@ from cplvad.config import Config
 )
 @config_options
 def monitor_cmd(
-    out: str, model: str | None, days: int | None, webhook: str | None, plot_path: str | None, config: Config
+    out: str, model: str | None, webhook: str | None, plot_path: str | None, config: Config
 ) -> None:
     """Compare the daily score histograms that scoring jobs keep in OUT/monitor/ (cplvad predict, --live,
     the scoring pipeline) with the distribution the threshold was calibrated on (PSI against
@@ -48,7 +48,6 @@ def monitor_cmd(
     from cplvad.storage.location import is_s3, open_location
     from cplvad.tracking.registry import resolve_model
 
-    config = with_flags(config, {"monitor": {"days": days}})
     if not is_s3(out) and not Path(out).is_dir():
         raise DataError(f"{out} is not a folder; give the --out folder of `cplvad predict`")
     sink = open_location(out)

@@ -17,9 +17,10 @@ from pathlib import Path
 import click
 
 from cplvad import preflight
-from cplvad.cli.main import cli, config_options, console, with_flags
+from cplvad.cli.main import cli, config_flag, config_options, console, encoding_flags, options_object
 from cplvad.cli.outputs import OutputFolder
 from cplvad.config import Config
+from cplvad.predict.run import PredictOptions
 
 
 def _event_text(e) -> str:  # noqa: ANN001
@@ -72,6 +73,20 @@ def _log(text: str) -> None:
     console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False, soft_wrap=True)
 
 
+def _key_values(
+    ctx: click.Context, param: click.Parameter, items: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(
+                f"{item!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp", param_hint="--source-option"
+            )
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
 @cli.command("predict")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option(
@@ -95,7 +110,9 @@ def _log(text: str) -> None:
 )
 @click.option(
     "--rescore",
-    is_flag=True,
+    "resume",
+    flag_value=False,
+    default=True,
     help="Score every input again (default: skip inputs already in OUT for the same input, model and settings).",
 )
 @click.option(
@@ -117,23 +134,23 @@ def _log(text: str) -> None:
     "they arrive: event_start / event_end JSON lines on stdout, reconnection, SIGINT/SIGTERM stop "
     "cleanly.",
 )
-@click.option(
+@config_flag(
     "--latency",
+    key="predict.latency",
     type=click.IntRange(0),
-    default=None,
     help="--live: snippets of future context before a snippet is scored (predict.latency; AUC vs latency "
     "in the README).",
 )
-@click.option(
+@config_flag(
     "--stall-timeout",
+    key="predict.stall_timeout",
     type=click.FloatRange(0, min_open=True),
-    default=None,
     help="--live: seconds without data before a source counts as dropped (predict.stall_timeout).",
 )
-@click.option(
+@config_flag(
     "--reconnect-attempts",
+    key="predict.reconnect_attempts",
     type=click.IntRange(0),
-    default=None,
     help="--live: attempts without a frame before a source is given up, 0 = never "
     "(predict.reconnect_attempts).",
 )
@@ -148,6 +165,7 @@ def _log(text: str) -> None:
     "source_options",
     multiple=True,
     metavar="KEY=VALUE",
+    callback=_key_values,
     help="--live: FFmpeg option for opening network sources, e.g. rtsp_transport=tcp (repeatable).",
 )
 @click.option(
@@ -156,16 +174,7 @@ def _log(text: str) -> None:
     default=None,
     help="Frame rate of .npy feature inputs, for event times in seconds (videos use their own).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default=None,
-    help="Device for CLIP and the model (default: extract.device).",
-)
-@click.option("--workers", type=int, default=None, help="Decode worker processes (extract.workers).")
-@click.option(
-    "--batch-size", type=int, default=None, help="Images per CLIP forward pass (extract.batch_size)."
-)
+@encoding_flags
 @click.option(
     "--pretrained",
     default=None,
@@ -176,89 +185,31 @@ def _log(text: str) -> None:
     "--clip-config-dir", default=None, help="Folder of extra open_clip model configs, if the model needs one."
 )
 @config_options
-def predict_cmd(
-    inputs: tuple[str, ...],
-    model: str,
-    out: str,
-    plot: bool,
-    review: bool,
-    rescore: bool,
-    threshold: float | None,
-    stream: bool,
-    live: bool,
-    latency: int | None,
-    stall_timeout: float | None,
-    reconnect_attempts: int | None,
-    webhook: str | None,
-    source_options: tuple[str, ...],
-    fps: float | None,
-    device: str | None,
-    workers: int | None,
-    batch_size: int | None,
-    pretrained: str | None,
-    clip_config_dir: str | None,
-    config: Config,
-) -> None:
+@options_object(PredictOptions)
+def predict_cmd(inputs: tuple[str, ...], model: str, options: PredictOptions, config: Config) -> None:
     """Score INPUT... (video files, folders, .npy feature files, s3://bucket/prefix): per-frame anomaly scores,
     class probabilities and detected events, one JSON per input."""
-    from cplvad.predict import predict
+    from cplvad.predict import PredictHooks, predict
 
-    if live and (stream or plot):
+    if options.live and (options.stream or options.plot):
         raise click.UsageError(
             "--live reports events as they happen and writes its reports in parts: it cannot be "
             "combined with --stream or --plot (use --report for the review page)"
         )
-    config = with_flags(
-        config,
-        {
-            "extract": {"workers": workers, "batch_size": batch_size, "device": device},
-            "predict": {
-                "latency": latency,
-                "stall_timeout": stall_timeout,
-                "reconnect_attempts": reconnect_attempts,
-            },
-        },
-    )
-    preflight.for_prediction(model, out, config)
+    preflight.for_prediction(model, options.out, config)
 
     start = time.perf_counter()
-    results = predict(
-        inputs,
-        model,
-        out,
-        config,
-        plot=plot,
-        threshold=threshold,
-        stream=stream,
-        fps=fps,
-        device=device,
-        pretrained=pretrained,
-        clip_config_dir=clip_config_dir,
-        resume=not rescore,
-        review=review,
-        live=live,
-        webhook=webhook,
-        source_options=_key_values(source_options),
+    json_lines = options.stream or options.live
+    hooks = PredictHooks(
         on_event=_print_event,
-        on_result=partial(_print_result, json_lines=stream or live, live=live),
+        on_result=partial(_print_result, json_lines=json_lines, live=options.live),
         on_line=_print_line,
         log=_log,
     )
-    _print_totals(results, time.perf_counter() - start, out)
+    results = predict(inputs, model, config, options, hooks)
+    _print_totals(results, time.perf_counter() - start, options.out)
     if any(not r.ok for r in results):
         sys.exit(1)
-
-
-def _key_values(items: tuple[str, ...]) -> list[tuple[str, str]]:
-    pairs = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(
-                f"{item!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp", param_hint="--source-option"
-            )
-        pairs.append((key, value))
-    return pairs
 
 
 def _print_totals(results: list, seconds: float, out: str) -> None:

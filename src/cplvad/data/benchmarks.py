@@ -20,8 +20,6 @@ name. ``write_benchmark_dataset`` turns all this into an ordinary dataset manife
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -33,7 +31,7 @@ from typing import Any
 import yaml
 
 from cplvad.data.benchmark_specs import BENCHMARKS, METADATA_FORMAT, BenchmarkSpec
-from cplvad.data.dataset import split_crop
+from cplvad.data.dataset import feature_list_csv, split_crop
 from cplvad.data.labels import ClassList
 from cplvad.errors import ConfigError, DataError
 from cplvad.io import write_json, write_text
@@ -224,14 +222,6 @@ def _feature_files(bench: Benchmark, folder: Path) -> list[tuple[str, str]]:
     return out
 
 
-def _csv(rows: list[tuple[str, str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "label"])
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def write_benchmark_dataset(
     bench: Benchmark, out_dir: str | Path, folders: ReleaseFolders | None, train_list: str | None = None
 ) -> Path:
@@ -272,9 +262,9 @@ def write_benchmark_dataset(
     )
     with atomic_dir(out_dir) as tmp:
         write_text(tmp / "dataset.yaml", header + yaml.safe_dump(manifest, sort_keys=False))
-        write_text(tmp / "test.csv", _csv([(bench.test_file(v), v.label) for v in bench.test]))
+        write_text(tmp / "test.csv", feature_list_csv([(bench.test_file(v), v.label) for v in bench.test]))
         train_rows = scan_training_features(bench, folders.train) if folders and train_list is None else []
-        write_text(tmp / "train.csv", _csv(train_rows))
+        write_text(tmp / "train.csv", feature_list_csv(train_rows))
         write_json(
             tmp / "annotations.json",
             {

@@ -9,8 +9,9 @@ and metrics work without them.
 from __future__ import annotations
 
 import csv
+import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -143,6 +144,16 @@ def row_candidates(listed_path: str, list_dir: Path, features_root: Path | None)
     if listed.parent.name:
         tails.insert(0, inside([listed.parent.name, listed.name], "the path's trailing Class/file.npy"))
     return [features_root.joinpath(*tail) for tail in tails]
+
+
+def feature_list_csv(rows: Iterable[tuple[str, str]]) -> str:
+    """A list in the VadCLIP format every list here is read in (``path,label`` under a header): feature lists
+    (extraction, the demo, the built-in benchmarks, feedback) and the demo's video lists."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "label"])
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def read_feature_list(path: Path, classes: ClassList, features_root: Path | None, split: str) -> FeatureList:

@@ -9,8 +9,6 @@ published lists do, and the manifest rebases them with ``features_root``.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import yaml
 
 from cplvad.config import DemoConfig
+from cplvad.data.dataset import feature_list_csv
 from cplvad.io import save_npy, write_text
 from cplvad.storage.atomic import atomic_dir
 
@@ -104,14 +103,6 @@ def _render(video: DemoVideo, protos: _Prototypes, rng: np.random.Generator) -> 
     return feats.astype(np.float32)
 
 
-def list_csv(rows: list[tuple[str, str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "label"])
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def ucf_annotation_line(video: DemoVideo) -> str:
     pairs = list(video.segments) + [(-1, -1)] * max(0, 2 - len(video.segments))
     fields = [video.name, video.label] + [str(x) for pair in pairs for x in pair]
@@ -136,8 +127,8 @@ def write_demo_dataset(out: str | Path, cfg: DemoConfig | None = None) -> Path:
                     rel = f"{video.folder}/{video.name}__{k}.npy"
                     save_npy(tmp / "features" / rel, crop.astype(np.float32))
                     rows[split].append((f"{PUBLISHER_ROOT}/{rel}", video.label))
-        write_text(tmp / "lists" / "demo_train.csv", list_csv(rows["train"]))
-        write_text(tmp / "lists" / "demo_test.csv", list_csv(rows["test"]))
+        write_text(tmp / "lists" / "demo_train.csv", feature_list_csv(rows["train"]))
+        write_text(tmp / "lists" / "demo_test.csv", feature_list_csv(rows["test"]))
         write_text(
             tmp / "annotations" / "Temporal_Anomaly_Annotation.txt",
             "\n".join(ucf_annotation_line(v) for v in test) + "\n",

@@ -1,7 +1,7 @@
 """The dataset folders a pipeline hands from step to step, from the ``data`` choice to one self-contained dataset.
 
 A sharded pipeline (Kubeflow) first asks whether the data must be extracted (:func:`needs_extraction`):
-a built-in benchmark, or a manifest with its own lists, is read where it is (``cplvad.workflow.data``
+a built-in benchmark, or a manifest with its own lists, is read where it is (the pipeline's data step
 writes its dataset folder); the demo, a manifest with video lists, or a source folder (an ``s3://``
 prefix in the layout ``cplvad demo-videos`` writes: ``train_videos.csv`` / ``test_videos.csv``
 (``path,label``), ``dataset.yaml`` and its annotation files) are extracted. The extraction steps: write
@@ -22,9 +22,10 @@ import yaml
 
 from cplvad.config import Config, DataConfig, dataset_kind
 from cplvad.data.dataset import load_dataset
-from cplvad.data.selection import plan_data
+from cplvad.data.selection import MANIFEST_FILE, DataPlan, plan_data, read_manifest, write_manifest
 from cplvad.errors import ConfigError, DataError
 from cplvad.extract.manifest import merge_shards
+from cplvad.io import copy_file
 from cplvad.storage.location import is_url, open_location
 
 VIDEO_LISTS = {"train": "train_videos.csv", "test": "test_videos.csv"}
@@ -57,7 +58,6 @@ def prepare_videos(config: Config, out: str | Path, source_uri: str = "") -> dic
     the videos of each split are: ``{"videos": {split: source}, ...}`` (a relative source is inside ``out``,
     see :func:`resolve_videos`)."""
     from cplvad.extract.demo_videos import write_demo_videos
-    from cplvad.workflow.data import write_extracted_manifest
 
     check_source(config.data, source_uri)
     if source_uri:
@@ -79,6 +79,27 @@ def prepare_videos(config: Config, out: str | Path, source_uri: str = "") -> dic
     write_extracted_manifest(plan, Path(out))
     videos = {k: v if is_url(v) else str(Path(v).resolve()) for k, v in plan.videos.items()}
     return {"source": str(Path(plan.dataset).resolve()), "videos": videos}
+
+
+def write_extracted_manifest(plan: DataPlan, staged: Path) -> None:
+    """Beside ``staged/features/`` (the extraction's ``train.csv`` and ``test.csv``): the plan's manifest with
+    its lists replaced by those, and its annotation files copied in. A sharded extraction (Kubeflow) calls
+    this after merging its shards into that folder."""
+    source = plan.manifest
+    assert source is not None
+    raw = read_manifest(source)
+    for key in ("annotations", "segment_annotations"):
+        if raw.get(key):
+            path = source.parent / str(raw[key])
+            if not path.is_file():
+                raise DataError(f"{source}: {key} file {path} does not exist")
+            copied = f"{key}{path.suffix}"
+            copy_file(path, staged / copied)
+            raw[key] = copied
+    for key in ("features_root", "train_features_root", "test_features_root"):
+        raw.pop(key, None)
+    raw.update(train_list=f"{FEATURES_DIR}/train.csv", test_list=f"{FEATURES_DIR}/test.csv")
+    write_manifest(staged / MANIFEST_FILE, raw, f"from {source} and the extracted features")
 
 
 def resolve_videos(videos: dict[str, str], folder: str | Path) -> dict[str, str]:
@@ -132,15 +153,14 @@ def plan_shards(videos: dict[str, str], num_shards: int) -> list[str]:
 def extract_shard(videos: dict[str, str], dst: str, config: Config, shard: str) -> dict[str, Any]:
     """Extract shard ``"K/N"`` of the videos of both splits into ``dst`` (a folder or ``s3://`` prefix, where
     a retried shard resumes); the videos per split. Raises DataError when a video failed."""
+    from cplvad.extract.options import ExtractOptions
     from cplvad.extract.runner import extract
 
-    index, num_shards = (int(x) for x in shard.split("/"))
     failed: dict[str, str] = {}
     counts = {}
     for split in VIDEO_LISTS:
-        report = extract(
-            videos[split], dst, config, list_name=f"{split}.csv", shard=(index, num_shards), progress=False
-        )
+        options = ExtractOptions(list_name=f"{split}.csv", shard=shard)
+        report = extract(videos[split], dst, config, options, progress=False)
         print(
             f"{split} shard {shard}: extracted {report.extracted}, skipped {report.skipped}, "
             f"failed {len(report.failed)} of {report.selected} videos in {report.seconds:.1f} s; "

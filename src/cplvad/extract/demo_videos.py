@@ -28,7 +28,8 @@ import numpy as np
 import yaml
 
 from cplvad.config import DemoConfig
-from cplvad.data.demo import DemoVideo, list_csv, ucf_annotation_line
+from cplvad.data.dataset import feature_list_csv
+from cplvad.data.demo import DemoVideo, ucf_annotation_line
 from cplvad.io import write_text
 from cplvad.storage.atomic import atomic_dir, atomic_path
 
@@ -205,7 +206,7 @@ def write_demo_videos(out: str | Path, cfg: DemoConfig | None = None, features_d
                 rel = f"videos/{split}/{v.label}/{v.name}.mp4"
                 write_video(tmp / rel, render(v))
                 rows.append((rel, v.label))
-            write_text(tmp / f"{split}_videos.csv", list_csv(rows))
+            write_text(tmp / f"{split}_videos.csv", feature_list_csv(rows))
         annotations = [
             DemoVideo(v.name, v.label, v.label, v.frames // FRAMES_PER_SNIPPET, v.segments)
             for v in plans["test"]

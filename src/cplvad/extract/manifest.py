@@ -10,7 +10,6 @@ says ``ok`` under the current ``settings_id`` and each of its files exists with 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -23,6 +22,7 @@ import numpy as np
 
 from cplvad import __version__
 from cplvad.containment import Escapes, inside
+from cplvad.data.dataset import feature_list_csv
 from cplvad.errors import DataError
 from cplvad.io import NAME_ERRORS
 from cplvad.storage.location import Location
@@ -147,13 +147,8 @@ class Manifest:
 
     def list_csv(self) -> str:
         """The VadCLIP-format list (``path,label``, paths relative to the list's folder), source order."""
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["path", "label"])
-        for entry in sorted(self.videos.values(), key=lambda v: v["index"]):
-            if entry["status"] == "ok":
-                writer.writerows((f, entry["label"]) for f in entry["files"])
-        return buf.getvalue()
+        ok = [v for v in sorted(self.videos.values(), key=lambda v: v["index"]) if v["status"] == "ok"]
+        return feature_list_csv((f, entry["label"]) for entry in ok for f in entry["files"])
 
     def save(self, sink: Location, names: OutputNames) -> None:
         """Write the manifest, then the list derived from it (each atomically)."""

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cplvad import preflight
 from cplvad.clip import ClipBundle, create_clip
 from cplvad.config import Config
 from cplvad.device import resolve_device
@@ -27,6 +26,7 @@ from cplvad.errors import DataError
 from cplvad.extract.assemble import Encoded, SnippetAssembler
 from cplvad.extract.clip_encoder import BatchEncoder
 from cplvad.extract.manifest import Manifest, OutputNames, list_problem, npy_bytes, output_names
+from cplvad.extract.options import ExtractOptions
 from cplvad.extract.pool import DecodeJob, Failed, Started, decode_events, decode_job
 from cplvad.extract.sources import VideoSource, list_videos
 from cplvad.extract.transforms import CropPlan
@@ -87,19 +87,18 @@ def extract(
     src: str,
     dst: str,
     config: Config,
+    options: ExtractOptions | None = None,
     *,
-    list_name: str = "features.csv",
-    default_label: str = "Normal",
-    shard: tuple[int, int] | None = None,
-    strict: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> ExtractionReport:
-    """Extract CLIP snippet features of every video of ``src`` (this shard) into ``dst``."""
-    cfg = config.extract
-    log(preflight.for_extraction(src, dst, config))
-    selected = select_videos(src, default_label, shard)
-    sink, names = open_location(dst), output_names(list_name, shard)
+    """Extract CLIP snippet features of every video of ``src`` (this shard) into ``dst``; ``options``: the
+    list's name, the default label, the shard, strictness. The caller checks the source, destination and
+    weights first (the commands run their pre-run checks before calling this)."""
+    options = options or ExtractOptions()
+    shard, cfg = options.shard_range, config.extract
+    selected = select_videos(src, options.default_label, shard)
+    sink, names = open_location(dst), output_names(options.list_name, shard)
     device = resolve_device(cfg.device, "extract.device")
     bundle, weights = load_clip(config, device)
     plan = CropPlan(cfg.crops, bundle.image_size)
@@ -128,7 +127,7 @@ def extract(
         SnippetAssembler(encoder, len(offsets)),
         workers=cfg.workers,
         pin=device.type == "cuda",
-        strict=strict,
+        strict=options.strict,
         progress=progress,
     )
     manifest.save(sink, names)

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cplvad.data.dataset import FeatureList, read_feature_list
-from cplvad.data.demo import list_csv as demo_list_csv
+from cplvad.data.dataset import FeatureList, feature_list_csv, read_feature_list
 from cplvad.data.labels import ClassList
 from cplvad.errors import DataError
 
@@ -96,4 +95,4 @@ def feedback_list(folder: str | Path, classes: ClassList) -> FeatureList | None:
 
 def list_csv(samples: list[dict[str, Any]]) -> str:
     """``feedback.csv``: one row per sample, in the record's order."""
-    return demo_list_csv([(feature_rel(s), s["label"]) for s in samples])
+    return feature_list_csv([(feature_rel(s), s["label"]) for s in samples])

@@ -2,12 +2,14 @@
 decoded snippet by snippet (the sampled frames of each snippet as soon as its 16 frames are in) into a
 bounded queue shared with the scoring loop.
 
-A network source that drops (it ends, errors, or sends nothing for ``stall_timeout`` seconds) is reopened
-with back-off (tenacity: ``backoff``, doubling, at most ``backoff_max`` seconds, starting over once a frame
-came); after ``reconnect_attempts`` consecutive attempts without a frame it is given up (0: never). A local
-file is opened with FFmpeg's ``follow`` option, so frames appended to it are read; it ends when nothing is
-appended for ``stall_timeout`` seconds. A full queue blocks the thread (for a network stream the sender is
-then slowed down or FFmpeg's buffer overflows); memory stays bounded.
+A network source that drops (it ends, errors, or sends nothing for ``predict.stall_timeout`` seconds) is
+reopened with back-off (tenacity: ``predict.reconnect_backoff``, doubling, at most
+``predict.reconnect_backoff_max`` seconds, starting over once a frame came); after
+``predict.reconnect_attempts`` consecutive attempts without a frame it is given up (0: never). A local file is
+opened with FFmpeg's ``follow`` option, so frames appended to it are read; it ends when nothing is appended for
+``stall_timeout`` seconds. A full queue blocks the thread (for a network stream the sender is then slowed down
+or FFmpeg's buffer overflows); memory stays bounded. ``LiveSources`` are the sources of one session and
+their queue.
 """
 
 from __future__ import annotations
@@ -30,19 +32,13 @@ from tenacity import (
     wait_exponential,
 )
 
+from cplvad.config import PredictConfig
 from cplvad.extract.pool import DecodeJob, sized_frames
 from cplvad.extract.video import VideoError, VideoInfo, VideoSourceOptions, decode_snippets
 from cplvad.predict.inputs import Input
 
-
-@dataclass(frozen=True)
-class LiveSettings:
-    stall_timeout: float = 10.0
-    reconnect_attempts: int = 5
-    backoff: float = 1.0
-    backoff_max: float = 30.0
-    options: tuple[tuple[str, str], ...] = ()
-    """Extra FFmpeg options of network sources (e.g. ``rtsp_transport=tcp``)."""
+QUEUE_SNIPPETS = 256
+"""Snippets waiting between the source threads and the scoring loop, per source (bounds their memory)."""
 
 
 @dataclass(frozen=True)
@@ -98,14 +94,24 @@ class _Stopped(Exception):
 
 
 class LiveSource:
+    """Input ``index`` of the session, read by its own thread into ``out``; ``ffmpeg_options``: extra FFmpeg
+    options of network sources (e.g. ``rtsp_transport=tcp``)."""
+
     def __init__(
-        self, index: int, inp: Input, job: DecodeJob, settings: LiveSettings, out: queue.Queue[Any]
+        self,
+        index: int,
+        inp: Input,
+        job: DecodeJob,
+        settings: PredictConfig,
+        out: queue.Queue[Any],
+        ffmpeg_options: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.index = index
         self.input = inp
         self.job = job
         self.settings = settings
         self.out = out
+        self.ffmpeg_options = ffmpeg_options
         self.stopping = threading.Event()
         self.opened = False
         self._fps: float | None = None
@@ -132,7 +138,7 @@ class LiveSource:
         return False
 
     def _open_options(self) -> VideoSourceOptions:
-        options = dict(self.settings.options)
+        options = dict(self.ffmpeg_options)
         if self.input.is_local:
             options.setdefault("follow", "1")  # a growing file: wait for appended data at its end
         return VideoSourceOptions(
@@ -187,8 +193,8 @@ class LiveSource:
                 reason = self._reconnecting()(self._segment)
                 if self.stopping.is_set() or self.input.is_local:
                     break
-                self._put(Dropped(self.index, reason, self.settings.backoff))
-                self._pause(self.settings.backoff)
+                self._put(Dropped(self.index, reason, self.settings.reconnect_backoff))
+                self._pause(self.settings.reconnect_backoff)
         except _Unopened as exc:
             reason = str(exc)
             if not (self.stopping.is_set() or self.input.is_local):
@@ -205,7 +211,7 @@ class LiveSource:
             retry=retry_never if self.input.is_local else retry_if_exception_type(_Unopened),
             stop=(stop_after_attempt(s.reconnect_attempts) if s.reconnect_attempts else stop_never)
             | stop_when_event_set(self.stopping),
-            wait=wait_exponential(multiplier=s.backoff, max=s.backoff_max),
+            wait=wait_exponential(multiplier=s.reconnect_backoff, max=s.reconnect_backoff_max),
             sleep=self._pause,
             before_sleep=lambda rs: self._put(
                 Dropped(self.index, str(rs.outcome.exception()), rs.upcoming_sleep)
@@ -216,3 +222,42 @@ class LiveSource:
     def _pause(self, seconds: float) -> None:
         if self.stopping.wait(seconds):
             raise _Stopped
+
+
+class LiveSources:
+    """The live inputs of a session (``{index: input}``), each read by its own ``LiveSource`` thread into one
+    queue of ``QUEUE_SNIPPETS`` items per input of the session (``size``), which the scoring loop drains."""
+
+    def __init__(
+        self,
+        inputs: dict[int, Input],
+        job: DecodeJob,
+        settings: PredictConfig,
+        ffmpeg_options: tuple[tuple[str, str], ...],
+        size: int,
+    ) -> None:
+        self.queue: queue.Queue[SourceItem] = queue.Queue(maxsize=QUEUE_SNIPPETS * size)
+        self.sources = {
+            i: LiveSource(i, inp, job, settings, self.queue, ffmpeg_options) for i, inp in inputs.items()
+        }
+
+    def start(self) -> None:
+        for source in self.sources.values():
+            source.start()
+
+    def stop(self) -> None:
+        for source in self.sources.values():
+            source.stop()
+
+    def drain(self) -> list[SourceItem]:
+        """What the sources have put (waiting at most 0.2 s for the first item)."""
+        try:
+            items = [self.queue.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while len(items) < QUEUE_SNIPPETS:
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return items

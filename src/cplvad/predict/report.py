@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -50,49 +52,70 @@ def _rounded(a: np.ndarray) -> list[Any]:
     return np.round(a.astype(np.float64), DECIMALS).tolist()
 
 
+@dataclass(frozen=True)
+class ScoringSettings:
+    """What every document of one run shares: the model, its threshold and how events were found."""
+
+    predictor: Predictor
+    threshold: Threshold
+    min_event_snippets: int
+    frames_per_snippet: int
+
+
+@dataclass(frozen=True)
+class ScoredInput:
+    """One input and its scores, as its document reports them."""
+
+    input_path: str
+    """The path or URI given (a URL without its credentials)."""
+    input_kind: str
+    input_bytes: int | None
+    """Size of the input file; None for a stream."""
+    fps: float | None
+    frames: int
+    binary: np.ndarray
+    """Anomaly score per snippet (T,)."""
+    classes: np.ndarray
+    """Class probabilities per snippet (T, M)."""
+    events: Sequence[Event]
+
+
 def build_report(
-    *,
-    input_path: str,
-    input_kind: str,
-    input_bytes: int | None,
-    predictor: Predictor,
-    threshold: Threshold,
-    min_event_snippets: int,
-    fps: float | None,
-    frames: int,
-    frames_per_snippet: int,
-    binary: np.ndarray,
-    classes: np.ndarray,
-    events: Sequence[Event],
-    live: dict[str, Any] | None = None,
+    scored: ScoredInput, settings: ScoringSettings, live: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    t = len(binary)
+    s, predictor, threshold = scored, settings.predictor, settings.threshold
+    t, per_snippet = len(s.binary), settings.frames_per_snippet
     doc = {
         "schema": SCHEMA,
         "cplvad_version": __version__,
-        "input": input_path,
-        "input_kind": input_kind,
-        "input_bytes": input_bytes,
+        "input": s.input_path,
+        "input_kind": s.input_kind,
+        "input_bytes": s.input_bytes,
         "model": predictor.describe(),
         "classes": list(predictor.classes),
         "threshold": round(threshold.value, DECIMALS),
         "threshold_source": threshold.source,
         "false_alarm_rate": threshold.false_alarm_rate,
-        "min_event_snippets": min_event_snippets,
-        "fps": fps,
-        "frames": frames,
-        "frames_per_snippet": frames_per_snippet,
+        "min_event_snippets": settings.min_event_snippets,
+        "fps": s.fps,
+        "frames": s.frames,
+        "frames_per_snippet": per_snippet,
         "snippets": t,
-        "scored_frames": t * frames_per_snippet,
-        "duration_s": round(frames / fps, 3) if fps else None,
-        "frame_scores": _rounded(np.repeat(binary, frames_per_snippet)),
-        "snippet_scores": _rounded(binary),
-        "snippet_class_probabilities": _rounded(classes),
-        "events": [e.to_json() for e in events],
+        "scored_frames": t * per_snippet,
+        "duration_s": round(s.frames / s.fps, 3) if s.fps else None,
+        "frame_scores": _rounded(np.repeat(s.binary, per_snippet)),
+        "snippet_scores": _rounded(s.binary),
+        "snippet_class_probabilities": _rounded(s.classes),
+        "events": [e.to_json() for e in s.events],
     }
     if live is not None:
         doc["live"] = live
     return doc
+
+
+def utc(t: float) -> str:
+    """A ``time.time()`` as the documents and event lines write it: UTC, milliseconds, ``Z``."""
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 IDENTITY_FIELDS = (

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from cplvad.clip_weights import check_clip_weights
 from cplvad.config import Config
 from cplvad.data.features import load_features, open_features
 from cplvad.errors import CplvadError, DataError
@@ -35,27 +36,65 @@ from cplvad.io import utf8
 from cplvad.monitor.histograms import HistogramKeeper, source_of
 from cplvad.predict.index import entry_from_report, failed_entry
 from cplvad.predict.inputs import Input
-from cplvad.predict.predictor import Predictor, Threshold
-from cplvad.predict.report import build_report, identity, read_report, report_json
+from cplvad.predict.predictor import Predictor
+from cplvad.predict.report import (
+    ScoredInput,
+    ScoringSettings,
+    build_report,
+    identity,
+    read_report,
+    report_json,
+)
 from cplvad.predict.stream import StreamScorer
-from cplvad.preflight.files import check_clip_weights
 from cplvad.storage.location import object_size, open_location
 
+SCORE_BATCH = 64
+"""Chunks of n snippets per forward pass of the temporal model."""
 
-@dataclass
+
+@dataclass(frozen=True)
 class PredictOptions:
+    """What ``cplvad predict`` is asked for beyond the config (``predict``, ``extract``, ``tracking``): built once,
+    by the command, a scoring job or a caller of ``predict``, and read as it is by the runners."""
+
     out: str | Path
     """Output folder or ``s3://bucket/prefix``."""
     plot: bool = False
-    threshold: float | None = None
-    """A user threshold; None = the model's calibrated one."""
-    fps: float | None = None
-    """Frame rate of feature inputs (videos use their own); None = seconds are null."""
-    min_event_snippets: int = 1
-    batch_size: int = 64
-    """Chunks of n snippets per forward pass of the temporal model."""
+    """Also write a timeline PNG per input (``OUT/<name>.png``)."""
+    review: bool = False
+    """Also write the review page ``OUT/index.html``."""
     resume: bool = True
     """Skip inputs whose document in OUT is for the same input, model and settings (batch mode)."""
+    threshold: float | None = None
+    """A user threshold; None = the model's calibrated one."""
+    stream: bool = False
+    """Score each input chunk by chunk with bounded memory, events reported as they end."""
+    live: bool = False
+    """Score network streams and growing files as they arrive (``cplvad.predict.live``)."""
+    webhook: str | None = None
+    """Live: POST every event line as JSON to this URL."""
+    source_options: tuple[tuple[str, str], ...] = ()
+    """Live: FFmpeg options for opening network sources (e.g. ``("rtsp_transport", "tcp")``)."""
+    fps: float | None = None
+    """Frame rate of feature inputs (videos use their own); None = seconds are null."""
+    pretrained: str | None = None
+    """A local CLIP weights file, when the path stored in the model does not exist here."""
+    clip_config_dir: str | None = None
+    """A folder of extra open_clip model configs, if the model needs one."""
+
+
+@dataclass(frozen=True)
+class PredictHooks:
+    """What the caller hears while inputs are scored (each optional)."""
+
+    on_event: Callable[[InputResult, Event], None] | None = None
+    """Streaming: an event, as soon as it ended."""
+    on_result: Callable[[InputResult], None] | None = None
+    """An input, as soon as it is done (or failed)."""
+    on_line: Callable[[dict[str, Any]], None] | None = None
+    """Live: every event line (``event_start`` / ``event_end``)."""
+    log: Callable[[str], None] = print
+    """Live: messages on the sources and the session."""
 
 
 @dataclass
@@ -97,26 +136,33 @@ def make_encoder(
 
 
 class PredictRunner:
-    def __init__(
-        self, predictor: Predictor, options: PredictOptions, encoder: Callable[[], FeatureEncoder]
-    ) -> None:
+    """Scores inputs with one loaded model into ``options.out``; ``config``: this run's config (events, CLIP
+    encoding workers and batch size)."""
+
+    def __init__(self, predictor: Predictor, config: Config, options: PredictOptions) -> None:
         self.predictor = predictor
+        self.config = config
         self.options = options
         self.sink = open_location(str(options.out))
-        self.threshold: Threshold = predictor.threshold(options.threshold)
-        self.frames_per_snippet = predictor.config.extract.frames_per_snippet
-        self._make_encoder = encoder
+        self.scoring = ScoringSettings(
+            predictor,
+            predictor.threshold(options.threshold),
+            config.predict.min_event_snippets,
+            predictor.config.extract.frames_per_snippet,
+        )
         self._encoder: FeatureEncoder | None = None
         self.last_scorer: StreamScorer | None = None
         """The scorer of the last streamed input (its ``peak_pending`` shows the memory bound held)."""
-        self.histograms = HistogramKeeper(self.sink, predictor.describe(), self.threshold.value)
+        self.histograms = HistogramKeeper(self.sink, predictor.describe(), self.scoring.threshold.value)
         """Per-source daily score histograms (``OUT/monitor/``), for ``cplvad monitor``."""
 
     @property
     def encoder(self) -> FeatureEncoder:
         """Built on first use: feature inputs alone never load CLIP."""
         if self._encoder is None:
-            self._encoder = self._make_encoder()
+            self._encoder = make_encoder(
+                self.predictor, self.config, self.options.pretrained, self.options.clip_config_dir
+            )
         return self._encoder
 
     # ------------------------------------------------------------------------------------------- batch
@@ -151,7 +197,8 @@ class PredictRunner:
                     except CplvadError as exc:
                         fail(i, str(exc))
                         continue
-                    results[i].fps, results[i].frames = self.options.fps, len(feats) * self.frames_per_snippet
+                    results[i].fps = self.options.fps
+                    results[i].frames = len(feats) * self.scoring.frames_per_snippet
                     yield i, feats
             videos = [i for i in todo if inputs[i].kind == "video"]
             if videos:
@@ -163,17 +210,17 @@ class PredictRunner:
                         results[i].fps, results[i].frames = item.info.fps, item.info.frames
                         yield i, item.features
 
-        p = self.predictor
+        p, scoring = self.predictor, self.scoring
         try:
-            for i, binary, classes in score_videos(p.model, features(), p.device, self.options.batch_size):
+            for i, binary, classes in score_videos(p.model, features(), p.device, SCORE_BATCH):
                 r = results[i]
                 events = find_events(
                     binary,
                     classes,
-                    self.threshold.value,
-                    self.options.min_event_snippets,
+                    scoring.threshold.value,
+                    scoring.min_event_snippets,
                     p.classes,
-                    self.frames_per_snippet,
+                    scoring.frames_per_snippet,
                     r.fps,
                 )
                 self.write_document(r, binary, classes, events)
@@ -235,8 +282,9 @@ class PredictRunner:
     def _stream_one(self, r: InputResult, on_event: Callable[[InputResult, Event], None] | None) -> None:
         p, inp = self.predictor, r.input
         r.fps = self.options.fps if inp.kind == "features" else probe_fps(inp.uri)
+        s = self.scoring
         tracker = EventTracker(
-            self.threshold.value, self.options.min_event_snippets, p.classes, self.frames_per_snippet, r.fps
+            s.threshold.value, s.min_event_snippets, p.classes, s.frames_per_snippet, r.fps
         )
         scorer = StreamScorer(p.model, p.device, tracker, source=inp.display)
         self.last_scorer = scorer
@@ -258,7 +306,7 @@ class PredictRunner:
                         f"feature file {inp.path} holds NaN/inf values (first at snippet {bad})"
                     )
                 emit(scorer.add(block))
-            r.frames = len(arr) * self.frames_per_snippet
+            r.frames = len(arr) * s.frames_per_snippet
         else:
             for item in self.encoder.stream(inp.uri):
                 if isinstance(item, VideoInfo):
@@ -276,21 +324,17 @@ class PredictRunner:
         self, r: InputResult, binary: np.ndarray, classes: np.ndarray, events: list[Event], **extra: Any
     ) -> dict[str, Any]:
         inp = r.input
-        return build_report(
+        scored = ScoredInput(
             input_path=inp.display,
             input_kind=inp.kind,
             input_bytes=object_size(inp.uri) if inp.kind != "stream" else None,
-            predictor=self.predictor,
-            threshold=self.threshold,
-            min_event_snippets=self.options.min_event_snippets,
             fps=r.fps,
             frames=r.frames,
-            frames_per_snippet=self.frames_per_snippet,
             binary=binary,
             classes=classes,
             events=events,
-            **extra,
         )
+        return build_report(scored, self.scoring, **extra)
 
     def _location(self, rel: str) -> str | Path:
         return self.sink.local / rel if self.sink.local is not None else self.sink.uri(rel)
@@ -309,7 +353,7 @@ class PredictRunner:
         **extra: Any,
     ) -> dict[str, Any]:
         """Write the document (and the plot) of ``r`` as ``OUT/<name>.json``; returns the document."""
-        p, opts = self.predictor, self.options
+        p, opts, scoring = self.predictor, self.options, self.scoring
         name = name or r.input.name
         r.events, r.snippets = events, len(binary)
         doc = self._document(r, binary, classes, events, **extra)
@@ -320,7 +364,7 @@ class PredictRunner:
             plot = f"{name}.png"
             title = (
                 f"{r.input.display.rsplit('/', 1)[-1]}  |  model {p.version}  |  threshold "
-                f"{self.threshold.value:.3f} ({self.threshold.source})  |  {len(events)} event(s)"
+                f"{scoring.threshold.value:.3f} ({scoring.threshold.source})  |  {len(events)} event(s)"
             )
             self._write_plot(
                 plot,
@@ -328,8 +372,8 @@ class PredictRunner:
                 classes,
                 p.classes,
                 events,
-                self.threshold.value,
-                self.frames_per_snippet,
+                scoring.threshold.value,
+                scoring.frames_per_snippet,
                 r.fps,
                 title,
             )

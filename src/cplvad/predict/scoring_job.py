@@ -26,7 +26,7 @@ from cplvad.predict.index import INDEX_FILE, update_index
 from cplvad.predict.inputs import Input
 from cplvad.predict.predictor import open_predictor
 from cplvad.predict.review_page import PAGE_FILE, write_review_page
-from cplvad.predict.run import PredictOptions, PredictRunner, make_encoder
+from cplvad.predict.run import PredictOptions, PredictRunner
 from cplvad.storage.location import Location, open_location
 
 DEFAULT_MODEL = "models:/cplvad@champion"
@@ -55,17 +55,14 @@ def score_shard(source: str, model: str, out: str, config: Config, shard: tuple[
     entries (``SHARD_SCHEMA``). Videos already in ``out`` for the same model and settings are skipped."""
     started = time.perf_counter()
     predictor = open_predictor(model, config, resolve_device(config.extract.device, "extract.device"))
-    options = PredictOptions(
-        out=out.rstrip("/"), plot=True, min_event_snippets=config.predict.min_event_snippets
-    )
-    runner = PredictRunner(predictor, options, lambda: make_encoder(predictor, config))
+    runner = PredictRunner(predictor, config, PredictOptions(out=out.rstrip("/"), plot=True))
     results = runner.run(_videos(source, shard))
     return {
         "schema": SHARD_SCHEMA,
         "shard": f"{shard[0]}/{shard[1]}",
         "model": predictor.describe(),
-        "threshold": runner.threshold.value,
-        "threshold_source": runner.threshold.source,
+        "threshold": runner.scoring.threshold.value,
+        "threshold_source": runner.scoring.threshold.source,
         "videos": len(results),
         "scored": sum(r.ok and not r.skipped for r in results),
         "skipped": sum(r.skipped for r in results),

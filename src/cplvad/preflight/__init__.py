@@ -3,7 +3,7 @@
 Each ``for_*`` function is what one command needs; it raises our own error (``DataError``, ``ConfigError``,
 ``ServiceError``) naming the file, setting or service and what to do, and returns a one-line summary of
 what it checked. What is checked, and what it costs: ``features`` (feature lists), ``services`` (MLflow,
-S3), ``files`` (output folders, weights files); ``benchmarks/bench_preflight.py`` measures it.
+S3), ``files`` (output folders), ``cplvad.clip_weights`` (weights files); ``benchmarks/bench_preflight.py`` measures it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from cplvad.clip_weights import check_clip_weights
 from cplvad.config import Config
 from cplvad.data.dataset import Dataset
 from cplvad.preflight.features import FeatureCheck, check_feature_lists
-from cplvad.preflight.files import check_clip_weights, check_writable_dir
+from cplvad.preflight.files import check_writable_dir
 from cplvad.preflight.services import check_readable, check_tracking, check_writable
 from cplvad.storage.location import is_url
 

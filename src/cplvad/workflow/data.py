@@ -20,15 +20,13 @@ from cplvad.data.selection import (
     MANIFEST_FILE,
     DataPlan,
     plan_data,
-    read_manifest,
     resolve_dataset,
-    write_manifest,
 )
 from cplvad.errors import DataError
-from cplvad.io import copy_file, replace_dir, write_text
-from cplvad.storage.ownership import claim_folder, discard, discard_contents
+from cplvad.extract.dataset_folder import FEATURES_DIR, write_extracted_manifest
+from cplvad.io import write_text
+from cplvad.storage.ownership import claim_folder, discard, discard_contents, replace_folder
 
-FEATURES_DIR = "features"
 SELECTION_FILE = "selection.json"
 
 
@@ -69,7 +67,7 @@ def prepare_data(
         with claim_folder(staged, "work folder"):
             _extract_splits(plan, config, staged / FEATURES_DIR, progress=progress, log=log)
             write_extracted_manifest(plan, staged)
-            replace_dir(staged, out_dir)
+            replace_folder(staged, out_dir)
         discard(work)
     return Path(out_dir) / MANIFEST_FILE
 
@@ -87,10 +85,14 @@ def _keep_if_same_selection(work: Path, plan: DataPlan) -> None:
 def _extract_splits(
     plan: DataPlan, config: Config, features: Path, *, progress: bool, log: Callable[[str], None]
 ) -> None:
+    from cplvad import preflight
+    from cplvad.extract.options import ExtractOptions
     from cplvad.extract.runner import extract
 
     for split, src in plan.videos.items():
-        report = extract(src, str(features), config, list_name=f"{split}.csv", progress=progress, log=log)
+        log(preflight.for_extraction(src, str(features), config))
+        options = ExtractOptions(list_name=f"{split}.csv")
+        report = extract(src, str(features), config, options, progress=progress, log=log)
         log(
             f"{split}: extracted {report.extracted}, skipped {report.skipped} (done before), "
             f"failed {len(report.failed)} of {report.selected} videos from {src}"
@@ -102,24 +104,3 @@ def _extract_splits(
                 f"reason is in {report.sink.uri(report.names.manifest)}. Fix or remove them and re-run: "
                 "finished videos are not extracted again"
             )
-
-
-def write_extracted_manifest(plan: DataPlan, staged: Path) -> None:
-    """Beside ``staged/features/`` (the extraction's ``train.csv`` and ``test.csv``): the plan's manifest with
-    its lists replaced by those, and its annotation files copied in. A sharded extraction (Kubeflow) calls
-    this after merging its shards into that folder."""
-    source = plan.manifest
-    assert source is not None
-    raw = read_manifest(source)
-    for key in ("annotations", "segment_annotations"):
-        if raw.get(key):
-            path = source.parent / str(raw[key])
-            if not path.is_file():
-                raise DataError(f"{source}: {key} file {path} does not exist")
-            copied = f"{key}{path.suffix}"
-            copy_file(path, staged / copied)
-            raw[key] = copied
-    for key in ("features_root", "train_features_root", "test_features_root"):
-        raw.pop(key, None)
-    raw.update(train_list=f"{FEATURES_DIR}/train.csv", test_list=f"{FEATURES_DIR}/test.csv")
-    write_manifest(staged / MANIFEST_FILE, raw, f"from {source} and the extracted features")
