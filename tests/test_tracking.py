@@ -39,6 +39,7 @@ NO_FLOOR = "tracking.promote_floor=0"
 """Two tiny epochs on 4 held-out videos say little: the mechanics are tested here, the floor elsewhere."""
 
 
+@pytest.mark.slow  # end-to-end: trains and registers
 def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     runner = CliRunner()
     res = runner.invoke(
@@ -135,6 +136,7 @@ def test_run_is_tracked_registered_and_promoted(demo_manifest, in_tmp):
     assert [np.shape(r["anomaly"]) for r in out] == [(40,), (7,)] and np.shape(out[1]["classes"]) == (7, 5)
 
 
+@pytest.mark.slow  # end-to-end: trains and registers
 def test_a_rerun_with_the_same_outputs_links_to_its_original_run(demo_manifest, in_tmp):
     """A second execution that produces the very same model and metrics (what a DVC experiment restored
     from the run cache does) gets a run of its own, linked to the first by a tag, and no second version."""
@@ -165,6 +167,7 @@ def test_promote_without_candidate_is_a_clear_error(in_tmp):
     assert res.exit_code == 2 and "has no 'candidate'" in res.output
 
 
+@pytest.mark.slow  # end-to-end: trains and registers
 def test_ablation_grid(demo_manifest, in_tmp):
     res = CliRunner().invoke(
         cli, ["ablate", "--dataset", str(demo_manifest), "--out", "abl", "--quiet", *sets()]
