@@ -7,6 +7,7 @@ import yaml
 
 from cplvad.data import load_dataset, split_crop
 from cplvad.errors import DataError
+from cplvad.storage.ownership import MARKER_DIR
 
 
 def _variant(demo_manifest: Path, tmp_path: Path, **changes) -> Path:
@@ -41,14 +42,22 @@ def test_demo_layout_matches_the_real_releases(demo_dataset):
     assert ds.describe()["train_samples"] == 24
 
 
+def _output_files(root: Path) -> list[Path]:
+    """The dataset's files, without cplvad's bookkeeping (``.cplvad/`` records who wrote it and when)."""
+    return sorted(
+        p.relative_to(root)
+        for p in root.rglob("*")
+        if p.is_file() and MARKER_DIR not in p.relative_to(root).parts
+    )
+
+
 def test_demo_data_is_deterministic(tmp_path):
     from cplvad.config import DemoConfig
     from cplvad.data.demo import write_demo_dataset
 
     cfg = DemoConfig(seed=3, train_normal=2, train_abnormal=2, test_normal=1, test_abnormal=2)
     a, b = write_demo_dataset(tmp_path / "a", cfg), write_demo_dataset(tmp_path / "b", cfg)
-    fa = sorted(p.relative_to(a.parent) for p in a.parent.rglob("*") if p.is_file())
-    fb = sorted(p.relative_to(b.parent) for p in b.parent.rglob("*") if p.is_file())
+    fa, fb = _output_files(a.parent), _output_files(b.parent)
     assert fa == fb
     for rel in fa:
         assert (a.parent / rel).read_bytes() == (b.parent / rel).read_bytes(), rel
