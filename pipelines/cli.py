@@ -67,10 +67,11 @@ def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
     from cplvad.errors import ConfigError
     from cplvad.storage.location import is_url
 
+    _pod_feedback(params.get("data", {}))
     for key, value in params.get("data", {}).items():
         if key == "dataset" and dataset_kind(value) != "manifest":
             continue
-        if key.startswith("feedback"):  # read by DVC / CLI training only: the pods do not take feedback yet
+        if key.startswith("feedback"):  # _pod_feedback
             continue
         if not is_url(value) and not Path(value).is_absolute():
             raise ConfigError(
@@ -78,6 +79,27 @@ def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
                 "the pods see it (a volume mounted in every pod: --data-volume CLAIM:PATH)"
             )
     return params
+
+
+def _pod_feedback(data: dict[str, Any]) -> None:
+    """``data.feedback`` as the pods can read it, in place. A folder on the data volume (an absolute path) is
+    read by the training and evaluation steps as the DVC stages read it. A relative path names a folder of
+    this checkout (``params.yaml``'s ``feedback``), which no pod has: it is left out of the pipeline, with a
+    note when the folder holds samples, rather than failing every training step."""
+    from cplvad.feedback.folder import read_record
+
+    folder = data.get("feedback")  # never a URL: the config refuses one
+    if folder is None or Path(folder).is_absolute():
+        return
+    del data["feedback"]
+    record = read_record(folder) if Path(folder).is_dir() else None
+    if record is not None and record.samples:
+        print(
+            f"note: data.feedback={folder} ({len(record.samples)} samples) is a folder of this checkout, which "
+            "the pods do not have: the pipeline trains without it. To train on it, copy it onto the data "
+            "volume and give its absolute path (--set data.feedback=/data/feedback)",
+            file=sys.stderr,
+        )
 
 
 def _arguments(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:

@@ -306,6 +306,35 @@ def test_data_paths_must_be_absolute_for_the_pods(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_the_pods_read_a_feedback_folder_on_the_volume_and_not_the_checkouts(tmp_path, monkeypatch, capsys):
+    """params.yaml's ``data.feedback: feedback`` is a folder of the checkout, which no pod has (every training
+    step would fail on it): it is left out of the compiled pipeline, with a note when it holds samples. A
+    folder on the data volume (an absolute path) reaches the steps."""
+    from cplvad.feedback.folder import RECORD_FILE, SCHEMA
+    from pipelines.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "kfp"
+    out.mkdir()
+
+    def compiled_feedback(*sets: str) -> str | None:
+        assert main(["compile", "--out", str(out), "--pipeline", "training", *sets]) == 0
+        spec = next(yaml.safe_load_all((out / "training.yaml").read_text()))
+        return spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]["data"].get(
+            "feedback"
+        )
+
+    (tmp_path / "feedback").mkdir()
+    assert compiled_feedback() is None and "note: data.feedback" not in capsys.readouterr().err  # empty
+    (tmp_path / "feedback" / RECORD_FILE).write_text(
+        json.dumps({"schema": SCHEMA, "classes": ["Normal", "Fighting"], "samples": [{"video": "a"}] * 2})
+    )
+    assert compiled_feedback() is None
+    assert "note: data.feedback=feedback (2 samples) is a folder of this checkout" in capsys.readouterr().err
+    assert compiled_feedback("--set", "data.feedback=/data/feedback") == "/data/feedback"
+    assert "note: data.feedback" not in capsys.readouterr().err
+
+
 def test_ablation_shares_stage1_and_pseudo_labels_and_collects_the_grid(compiled):
     from cplvad.workflow.ablation import GRID
 
