@@ -71,7 +71,7 @@ def _pod_paths(params: dict[str, Any]) -> dict[str, Any]:
     for key, value in params.get("data", {}).items():
         if key == "dataset" and dataset_kind(value) != "manifest":
             continue
-        if key.startswith("feedback"):  # _pod_feedback
+        if key.startswith("feedback"):  # no path (feedback_repeat) or settled by _pod_feedback
             continue
         if not is_url(value) and not Path(value).is_absolute():
             raise ConfigError(
